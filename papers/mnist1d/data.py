@@ -1,0 +1,58 @@
+"""MNIST-1D data: generated offline with the authors' `mnist1d` package.
+
+`mnist1d.data.get_dataset` is never called: it defaults to an HTTP download
+with no timeout. `make_dataset(get_dataset_args())` builds the same arrays as
+the authors' frozen pickle (see tests/test_mnist1d_data.py). The shuffled
+variant is the authors' own `shuffle_seq=True`: one fixed permutation of the 40
+positions, drawn from the dataset's seed, applied to train and test alike.
+"""
+import functools
+import io
+import pickle
+
+import numpy as np
+
+from repro.errors import ReproError
+
+
+@functools.lru_cache(maxsize=4)
+def generate(seed=42, shuffle_seq=False):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    args.shuffle_seq = shuffle_seq
+    d = make_dataset(args)
+    arrays = {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
+    for a in arrays.values():
+        a.setflags(write=False)  # cached: nobody may edit the shared copy
+    return arrays
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers of NumPy arrays and nothing else, so a
+    pickle from elsewhere cannot run code while being read."""
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_frozen(path):
+    """The authors' frozen mnist1d_data.pkl, read without executing code."""
+    try:
+        with open(path, "rb") as f:
+            data = _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
+    except FileNotFoundError:
+        raise ReproError(f"frozen MNIST-1D file not found: {path}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError) as e:
+        raise ReproError(f"cannot read {path} as MNIST-1D arrays: {e}") from None
+    if not isinstance(data, dict) or not {"x", "y", "x_test", "y_test"} <= set(data):
+        raise ReproError(f"{path} is not an MNIST-1D dataset (needs x, y, x_test, y_test)")
+    return data

@@ -1,0 +1,194 @@
+"""Typed config: schema in code (dataclasses), values in YAML, `-o key=value` wins.
+
+A paper's config class is a dataclass whose fields are nested dataclasses
+(``model``, ``data``, ``train``...). Loading refuses unknown keys and wrong
+types and names the key. An experiment YAML may hold a ``lite:`` mapping of
+dotted overrides: the few-step smoke variant used by `--lite` and the tests.
+"""
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+from repro.errors import ReproError
+
+
+def choice(default, choices, help=""):
+    return field(default=default, metadata={"choices": tuple(choices), "help": help})
+
+
+@dataclass
+class TrainConfig:
+    """The harness's own section: the training loop's knobs."""
+    steps: int = 1000
+    batch_size: int = 100
+    batch_order: str = choice("sequential", ("sequential", "shuffle"),
+                              "sequential: batch i is rows [i*bs % N, +bs), as the MNIST-1D authors train")
+    optimizer: str = choice("adam", ("adam", "adamw", "sgd", "momentum"))
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = choice("constant", ("constant", "cosine", "step"))
+    lr_milestones: typing.List[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    warmup_steps: int = 0
+    eval_every: int = 250
+    eval_batch_size: int = 1000
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    seed: int = 42
+    visualdl: bool = True
+
+    def validate(self):
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ReproError(f"config: train.{name} must be > 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ReproError(f"config: train.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise ReproError(f"config: train.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+# ---------------------------------------------------------------- typing helpers
+
+def _type_name(tp):
+    origin = typing.get_origin(tp)
+    if origin in (list, typing.List):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key, tp, value):
+    """Return value as type tp, or raise ReproError naming key."""
+    origin = typing.get_origin(tp)
+    if origin in (list, typing.List):
+        if not isinstance(value, list):
+            raise ReproError(f"config: {key} must be a {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ReproError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return float(value) if tp is float else value
+
+
+def _fields(obj):
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: (hints[f.name], f) for f in dataclasses.fields(obj)}
+
+
+def set_key(cfg, dotted, value):
+    """Set cfg.a.b = value with schema checks; dotted is 'a.b'."""
+    parts = dotted.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        known = _fields(node)
+        where = ".".join(parts[: i + 1])
+        if part not in known:
+            prefix = ".".join(parts[:i])
+            names = ", ".join(f"{prefix}.{k}" if prefix else k for k in known)
+            raise ReproError(f"config: unknown key {where!r} (known: {names})")
+        tp, f = known[part]
+        if i < len(parts) - 1:
+            node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise ReproError(f"config: {where} is a value, not a section")
+            continue
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ReproError(f"config: {where} is a section; give a mapping, got {value!r}")
+            for k, v in value.items():
+                set_key(cfg, f"{where}.{k}", v)
+            return
+        value = _coerce(where, tp, value)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ReproError(f"config: {where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        setattr(node, part, value)
+
+
+def parse_override(text):
+    """'train.lr=0.005' -> ('train.lr', 0.005); the value is read as YAML."""
+    if "=" not in text:
+        raise ReproError(f"override {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ReproError(f"override {text!r} has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def read_yaml(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ReproError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ReproError(f"bad YAML in {path}{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ReproError(f"bad config {path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(config_class, path, lite=False, overrides=(), seed=None):
+    """Defaults <- YAML values <- lite overrides (if lite) <- -o overrides <- --seed."""
+    data = read_yaml(path)
+    lite_block = data.pop("lite", None) or {}
+    if not isinstance(lite_block, dict):
+        raise ReproError(f"bad config {path}: 'lite' must be a mapping of dotted keys")
+    cfg = config_class()
+    for key, value in data.items():
+        set_key(cfg, key, value)
+    if lite:
+        if not lite_block:
+            raise ReproError(f"{path} has no 'lite' block, so this experiment has no --lite variant")
+        for key, value in lite_block.items():
+            set_key(cfg, key, value)
+    for text in overrides:
+        set_key(cfg, *parse_override(text))
+    if seed is not None:
+        set_key(cfg, "train.seed", seed)
+    for section in dataclasses.fields(cfg):
+        validate = getattr(getattr(cfg, section.name), "validate", None)
+        if validate:
+            validate()
+    return cfg
+
+
+def to_dict(cfg):
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg):
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def from_dict(config_class, data):
+    """Rebuild a config saved with a run (same strict checks)."""
+    cfg = config_class()
+    for key, value in data.items():
+        set_key(cfg, key, value)
+    return cfg
+
+
+def dump_yaml(cfg):
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,54 @@
+"""What a run was: environment and code identity, recorded in its header."""
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+
+from repro.paper import REPO_ROOT
+
+
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args):
+    try:
+        out = subprocess.run(["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_identity():
+    commit = _git("rev-parse", "HEAD")
+    diff = _git("diff", "HEAD")
+    return {
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": bool(diff) if diff is not None else None,
+        "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+    }
+
+
+def environment():
+    import paddle
+
+    return {
+        "python": platform.python_version(),
+        "paddlepaddle": paddle.__version__,
+        "paddlenlp": _version("paddlenlp"),
+        "ppdiffusers": _version("ppdiffusers"),
+        "numpy": _version("numpy"),
+        "cuda": paddle.version.cuda() if paddle.is_compiled_with_cuda() else None,
+        "cudnn": paddle.version.cudnn() if paddle.is_compiled_with_cuda() else None,
+        "device": paddle.device.get_device(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "os": platform.platform(),
+        "world_size": int(os.environ.get("PADDLE_TRAINERS_NUM", "1")),
+        "argv": sys.argv,
+    }

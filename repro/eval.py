@@ -1,0 +1,71 @@
+"""Evaluate a checkpoint: python -m repro.eval --paper X --exp E --checkpoint PATH
+
+The data and model come from the experiment's registered config (plus any -o
+overrides), never from the checkpoint, so evaluation follows the paper's protocol.
+"""
+import argparse
+import json
+
+import numpy as np
+import paddle
+
+from repro import checkpoint
+from repro.config import load_config
+from repro.errors import ReproError, run_cli
+from repro.registry import get_paper
+
+
+@paddle.no_grad()
+def evaluate(paper, model, cfg, data):
+    """{'<split>_loss': ..., '<split>_<metric>': ...} over every eval split."""
+    model.eval()
+    results = {}
+    bs = cfg.train.eval_batch_size
+    for split, (x, y) in data.eval.items():
+        metrics = paper.metrics(cfg)
+        loss_sum = 0.0
+        for i in range(0, len(x), bs):
+            xb, yb = paddle.to_tensor(x[i:i + bs]), paddle.to_tensor(y[i:i + bs])
+            out = model(xb)
+            loss_sum += float(paper.loss(out, yb)) * len(xb)
+            logits = out.numpy()
+            for m in metrics.values():
+                m.update(logits, y[i:i + bs])
+        results[f"{split}_loss"] = loss_sum / len(x)
+        for name, m in metrics.items():
+            results[f"{split}_{name}"] = m.compute()
+    model.train()
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m repro.eval", description=__doc__.splitlines()[0])
+    ap.add_argument("--paper", required=True)
+    ap.add_argument("--exp", default=None, help="experiment (default: the paper's default)")
+    ap.add_argument("--checkpoint", required=True, help="a checkpoint.safetensors file or a run directory")
+    ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    args = ap.parse_args(argv)
+
+    paper = get_paper(args.paper)
+    exp = paper.experiment(args.exp)
+    cfg = load_config(paper.config_class, exp.config_path, overrides=args.override)
+    tensors, meta = checkpoint.read(args.checkpoint)
+    if (meta.get("paper"), meta.get("exp")) != (paper.name, exp.name):
+        raise ReproError(f"checkpoint {args.checkpoint} is from {meta.get('paper')}/{meta.get('exp')}, "
+                         f"not {paper.name}/{exp.name}")
+    paddle.seed(0)
+    model = paper.build_model(cfg)
+    checkpoint.load_model(model, tensors, args.checkpoint)
+    results = evaluate(paper, model, cfg, paper.build_data(cfg))
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(f"{paper.name}/{exp.name} checkpoint step {meta.get('step', '?')}")
+        for k, v in results.items():
+            print(f"  {k:<12} {v:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

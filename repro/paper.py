@@ -1,0 +1,82 @@
+"""The paper contract: what a plugin under papers/<name>/ declares.
+
+A paper is a subclass of ``Paper`` with:
+  name, title, citation, url       who and where
+  config_class                     typed schema of its YAML configs
+  experiments                      the cells of its results table (``Experiment``)
+  default_experiment               what `--paper X` runs with no `--exp`
+  build_model(cfg)                 a paddle.nn.Layer
+  build_data(cfg)                  a ``Data`` with the train arrays and eval splits
+  loss(outputs, labels)            a scalar paddle Tensor
+  metrics(cfg)                     {name: metric object} from metrics/ (update/compute)
+A paper that needs a different step overrides ``train_step``; nothing else in
+the loop is pluggable on purpose.
+"""
+import os
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    config: str  # YAML path relative to the repo root, e.g. configs/mnist1d/cnn.yaml
+    targets: tuple = ()
+
+    @property
+    def config_path(self):
+        return os.path.join(REPO_ROOT, self.config)
+
+
+@dataclass
+class Data:
+    """Arrays for one experiment. eval: {split name: (x, y)}; train: (x, y).
+
+    ``fingerprints`` names what was used (e.g. {'test': sha256}) so a run's log
+    can say which data it saw.
+    """
+    train: tuple
+    eval: dict
+    info: dict = field(default_factory=dict)
+
+
+class Paper:
+    name = ""
+    title = ""
+    citation = ""
+    url = ""
+    config_class = None
+    experiments = ()
+    default_experiment = ""
+
+    def experiment(self, name=None):
+        from repro.errors import ReproError
+        name = name or self.default_experiment
+        for exp in self.experiments:
+            if exp.name == name:
+                return exp
+        known = ", ".join(e.name for e in self.experiments)
+        raise ReproError(f"paper {self.name!r} has no experiment {name!r}; experiments: {known}")
+
+    def build_model(self, cfg):
+        raise NotImplementedError
+
+    def build_data(self, cfg):
+        raise NotImplementedError
+
+    def loss(self, outputs, labels):
+        raise NotImplementedError
+
+    def metrics(self, cfg):
+        raise NotImplementedError
+
+    def train_step(self, model, optimizer, batch):
+        """One optimisation step; returns the loss tensor."""
+        x, y = batch
+        loss = self.loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return loss

@@ -1,0 +1,116 @@
+"""A run's logs: the machine-readable event log and the human text derived from it.
+
+events.jsonl  one JSON object per line, append-only: {"seq", "time", "kind", ...}.
+              kinds: run_start (header), resume, train, eval, checkpoint, run_end.
+train.log     the same events as text, in the style of Paddle's reproduction
+              guide (iter, loss, lr, reader_cost, batch_cost, ips).
+vdl/          VisualDL scalars (optional).
+"""
+import json
+import math
+import os
+import time
+
+from repro.errors import ReproError
+
+EVENTS = "events.jsonl"
+TEXT = "train.log"
+
+
+def _clean(value):
+    """JSON has no NaN/inf: write them as strings so the file stays standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def read_events(run_dir):
+    path = os.path.join(run_dir, EVENTS)
+    if not os.path.isfile(path):
+        raise ReproError(f"{run_dir} is not a run: no {EVENTS}")
+    events = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ReproError(f"{path} line {n} is not JSON ({e.msg})") from None
+            if not isinstance(ev, dict) or "kind" not in ev:
+                raise ReproError(f"{path} line {n} is not an event (no 'kind')")
+            events.append(ev)
+    if not events:
+        raise ReproError(f"{path} is empty")
+    return events
+
+
+def _fmt_metrics(metrics):
+    return ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
+
+
+class RunLog:
+    def __init__(self, run_dir, visualdl=False, echo=print):
+        self.run_dir = run_dir
+        path = os.path.join(run_dir, EVENTS)
+        self.seq = sum(1 for _ in open(path, encoding="utf-8")) if os.path.exists(path) else 0
+        self._events = open(path, "a", encoding="utf-8")
+        self._text = open(os.path.join(run_dir, TEXT), "a", encoding="utf-8")
+        self._echo = echo
+        self._vdl = None
+        if visualdl:
+            from visualdl import LogWriter
+            self._vdl = LogWriter(logdir=os.path.join(run_dir, "vdl"))
+
+    def event(self, kind, **payload):
+        record = {"seq": self.seq, "time": round(time.time(), 3), "kind": kind, **_clean(payload)}
+        self._events.write(json.dumps(record, sort_keys=False) + "\n")
+        self._events.flush()
+        self.seq += 1
+        self._human(record)
+        return record
+
+    def _human(self, ev):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["time"]))
+        kind = ev["kind"]
+        if kind == "train":
+            line = (f"epoch: {ev['epoch']}, iter: {ev['step']}/{ev['steps']}, loss: {ev['loss']:.5f}, "
+                    f"lr: {ev['lr']:.6f}, reader_cost: {ev['reader_cost']:.5f} s, "
+                    f"batch_cost: {ev['batch_cost']:.5f} s, ips: {ev['ips']:.1f} samples/s, eta: {ev['eta']}")
+            self._scalars(ev["step"], {"train/loss": ev["loss"], "train/lr": ev["lr"], "train/ips": ev["ips"]})
+        elif kind == "eval":
+            line = f"eval iter: {ev['step']}, {_fmt_metrics(ev['metrics'])}"
+            self._scalars(ev["step"], {f"eval/{k}": v for k, v in ev["metrics"].items()})
+        elif kind == "run_start":
+            line = f"run_start paper: {ev['paper']}, exp: {ev['exp']}, seed: {ev['seed']}, lite: {ev['lite']}, config_hash: {ev['config_hash'][:12]}"
+        elif kind == "resume":
+            line = f"resume from checkpoint at iter {ev['step']}"
+        elif kind == "checkpoint":
+            line = f"checkpoint iter: {ev['step']}, {ev['path']} sha256: {ev['sha256'][:16]}"
+        elif kind == "run_end":
+            line = f"run_end status: {ev['status']}, iter: {ev['step']}" + (
+                f", {_fmt_metrics(ev['metrics'])}" if ev.get("metrics") else "") + (
+                f" ({ev['reason']})" if ev.get("reason") else "")
+        else:
+            line = f"{kind} {json.dumps({k: v for k, v in ev.items() if k not in ('seq', 'time', 'kind')})}"
+        self._text.write(f"[{stamp}] {line}\n")
+        self._text.flush()
+        if self._echo:
+            self._echo(f"[{stamp}] {line}")
+
+    def _scalars(self, step, values):
+        if self._vdl is None:
+            return
+        for tag, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self._vdl.add_scalar(tag=tag, value=v, step=step)
+
+    def close(self):
+        self._events.close()
+        self._text.close()
+        if self._vdl is not None:
+            self._vdl.close()

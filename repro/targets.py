@@ -1,0 +1,124 @@
+"""Targets (a paper's numbers) and acceptance policies (when a set of runs counts).
+
+A target lives with the paper's code, never in a run's config, so a run cannot
+lower its own bar. ``judge`` is pure: it takes the achieved values of the runs
+and returns a verdict with its reason.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+DIRECTIONS = ("higher", "lower", "match")
+POLICIES = ("single", "mean_of_n")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many runs a target is judged on, and how they combine.
+
+    single     exactly one run, and it must reach the target (the Paddle
+               reproduction contest's rule). Several runs are refused rather
+               than letting the best of many seeds be picked.
+    mean_of_n  at least n runs with distinct seeds; their mean must reach the
+               target. mean ± std, min and max are reported.
+    """
+    name: str = "single"
+    n: int = 1
+
+    def __post_init__(self):
+        if self.name not in POLICIES:
+            raise ValueError(f"unknown policy {self.name!r}; known: {', '.join(POLICIES)}")
+        if self.n < 1 or (self.name == "single" and self.n != 1):
+            raise ValueError(f"policy {self.name} cannot take n={self.n}")
+
+    def __str__(self):
+        return "single" if self.name == "single" else f"mean_of_{self.n}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One number from the paper's results table.
+
+    direction: higher  achieved >= paper_value - tolerance
+               lower   achieved <= paper_value + tolerance
+               match   |achieved - paper_value| <= tolerance (for a number that
+                       is itself the claim, e.g. an accuracy that must *drop*)
+    """
+    metric: str
+    paper_value: float
+    direction: str
+    tolerance: float
+    source: str
+    policy: Policy = Policy()
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"unknown direction {self.direction!r}; known: {', '.join(DIRECTIONS)}")
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+
+    def reached(self, value):
+        if not math.isfinite(value):
+            return False
+        if self.direction == "higher":
+            return value >= self.paper_value - self.tolerance
+        if self.direction == "lower":
+            return value <= self.paper_value + self.tolerance
+        return abs(value - self.paper_value) <= self.tolerance
+
+    def bar(self):
+        """The rule as text, e.g. '>= 92.00' or 'within 56.00 ± 3.00'."""
+        if self.direction == "higher":
+            return f">= {self.paper_value - self.tolerance:.2f}"
+        if self.direction == "lower":
+            return f"<= {self.paper_value + self.tolerance:.2f}"
+        return f"within {self.paper_value:.2f} ± {self.tolerance:.2f}"
+
+    def to_dict(self):
+        d = asdict(self)
+        d["policy"] = str(self.policy)
+        return d
+
+
+@dataclass
+class Verdict:
+    target: Target
+    passed: bool
+    achieved: str  # text: one value, or mean ± std [min, max]
+    why: str
+    values: tuple = ()
+
+
+def summarize(values):
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std, min(values), max(values)
+
+
+def judge(target, runs):
+    """runs: list of (seed, value) for one experiment. Returns a Verdict."""
+    values = tuple(v for _, v in runs)
+    seeds = [s for s, _ in runs]
+    policy = target.policy
+    if not runs:
+        return Verdict(target, False, "-", "no completed run of this experiment", values)
+    if policy.name == "single":
+        if len(runs) != 1:
+            return Verdict(target, False, f"{len(runs)} runs", (
+                f"policy single judges exactly one run, got {len(runs)}; "
+                "submit the one run (picking the best of several seeds is not allowed)"), values)
+        value = values[0]
+        ok = target.reached(value)
+        return Verdict(target, ok, f"{value:.2f}",
+                       f"{value:.2f} {'meets' if ok else 'misses'} {target.bar()}", values)
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup:
+        return Verdict(target, False, f"{len(runs)} runs",
+                       f"runs share seed(s) {', '.join(map(str, dup))}; mean_of_n needs distinct seeds", values)
+    if len(runs) < policy.n:
+        return Verdict(target, False, f"{len(runs)} runs",
+                       f"policy {policy} needs {policy.n} runs with distinct seeds, got {len(runs)}", values)
+    mean, std, lo, hi = summarize(values)
+    ok = target.reached(mean)
+    return Verdict(target, ok, f"{mean:.2f} ± {std:.2f} [{lo:.2f}, {hi:.2f}]",
+                   f"mean of {len(runs)} seeds {mean:.2f} {'meets' if ok else 'misses'} {target.bar()}", values)
