@@ -24,13 +24,34 @@ def _git(*args):
     return out.stdout if out.returncode == 0 else None
 
 
-def code_identity():
+def tree_hash(*folders):
+    """sha256 over the relative paths and bytes of every file under the
+    folders (relative to the repo root), caches excluded."""
+    h = hashlib.sha256()
+    for folder in folders:
+        root = os.path.join(REPO_ROOT, folder)
+        paths = []
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            paths += [os.path.join(dirpath, f) for f in files if not f.endswith(".pyc")]
+        for path in sorted(paths):
+            h.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def code_identity(paper_name):
+    """git commit, whether the tree differs from it (and a hash of that diff),
+    and hashes of the harness's and the paper's own files as they ran."""
     commit = _git("rev-parse", "HEAD")
     diff = _git("diff", "HEAD")
     return {
         "git_commit": commit.strip() if commit else None,
         "git_dirty": bool(diff) if diff is not None else None,
         "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+        "harness_sha256": tree_hash("repro", "metrics"),
+        "paper_sha256": tree_hash(f"papers/{paper_name}", f"configs/{paper_name}"),
     }
 
 

@@ -1,11 +1,16 @@
 """A run's logs: the machine-readable event log and the human text derived from it.
 
-events.jsonl  one JSON object per line, append-only: {"seq", "time", "kind", ...}.
+events.jsonl  one JSON object per line, append-only: {"seq", "time", "kind",
+              "prev", ...payload}; "prev" is the sha256 of the previous line's
+              bytes (64 zeros for the first), so lines cannot be removed,
+              reordered or edited without breaking the chain. The format is
+              written down in docs/log-format.md (FORMAT below).
               kinds: run_start (header), resume, train, eval, checkpoint, run_end.
 train.log     the same events as text, in the style of Paddle's reproduction
               guide (iter, loss, lr, reader_cost, batch_cost, ips).
 vdl/          VisualDL scalars (optional).
 """
+import hashlib
 import json
 import math
 import os
@@ -15,6 +20,13 @@ from repro.errors import ReproError
 
 EVENTS = "events.jsonl"
 TEXT = "train.log"
+FORMAT = "repro-log/1"
+GENESIS = "0" * 64
+
+
+def line_hash(line):
+    """sha256 of one event line as stored, without its newline."""
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()
 
 
 def _clean(value):
@@ -57,7 +69,16 @@ class RunLog:
     def __init__(self, run_dir, visualdl=False, echo=print):
         self.run_dir = run_dir
         path = os.path.join(run_dir, EVENTS)
-        self.seq = sum(1 for _ in open(path, encoding="utf-8")) if os.path.exists(path) else 0
+        self.seq, self.prev = 0, GENESIS
+        if os.path.exists(path):  # a resumed run continues the chain
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            if lines[-1] != "":
+                raise ReproError(f"{path} ends with an incomplete line; the run cannot be continued")
+            lines = lines[:-1]
+            self.seq = len(lines)
+            if lines:
+                self.prev = line_hash(lines[-1])
         self._events = open(path, "a", encoding="utf-8")
         self._text = open(os.path.join(run_dir, TEXT), "a", encoding="utf-8")
         self._echo = echo
@@ -67,10 +88,12 @@ class RunLog:
             self._vdl = LogWriter(logdir=os.path.join(run_dir, "vdl"))
 
     def event(self, kind, **payload):
-        record = {"seq": self.seq, "time": round(time.time(), 3), "kind": kind, **_clean(payload)}
-        self._events.write(json.dumps(record, sort_keys=False) + "\n")
+        record = {"seq": self.seq, "time": round(time.time(), 3), "kind": kind, "prev": self.prev, **_clean(payload)}
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        self._events.write(line + "\n")
         self._events.flush()
         self.seq += 1
+        self.prev = line_hash(line)
         self._human(record)
         return record
 

@@ -101,7 +101,7 @@ def judge(target, runs):
     seeds = [s for s, _ in runs]
     policy = target.policy
     if not runs:
-        return Verdict(target, False, "-", "no completed run of this experiment", values)
+        return Verdict(target, False, "-", "no run of this experiment counts", values)
     if policy.name == "single":
         if len(runs) != 1:
             return Verdict(target, False, f"{len(runs)} runs", (
@@ -115,10 +115,11 @@ def judge(target, runs):
     if dup:
         return Verdict(target, False, f"{len(runs)} runs",
                        f"runs share seed(s) {', '.join(map(str, dup))}; mean_of_n needs distinct seeds", values)
-    if len(runs) < policy.n:
-        return Verdict(target, False, f"{len(runs)} runs",
-                       f"policy {policy} needs {policy.n} runs with distinct seeds, got {len(runs)}", values)
     mean, std, lo, hi = summarize(values)
+    achieved = f"{mean:.2f} ± {std:.2f} [{lo:.2f}, {hi:.2f}]"
+    if len(runs) < policy.n:
+        return Verdict(target, False, achieved,
+                       f"policy {policy} needs {policy.n} runs with distinct seeds, got {len(runs)}", values)
     ok = target.reached(mean)
-    return Verdict(target, ok, f"{mean:.2f} ± {std:.2f} [{lo:.2f}, {hi:.2f}]",
+    return Verdict(target, ok, achieved,
                    f"mean of {len(runs)} seeds {mean:.2f} {'meets' if ok else 'misses'} {target.bar()}", values)

@@ -28,7 +28,7 @@ from repro.eval import evaluate
 from repro.paper import REPO_ROOT
 from repro.progress import Progress, fmt_eta
 from repro.registry import get_paper, load_papers
-from repro.runlog import EVENTS, RunLog, read_events
+from repro.runlog import EVENTS, FORMAT as LOG_FORMAT, RunLog, read_events
 
 CKPT = "checkpoint.safetensors"
 CONFIG = "config.yaml"
@@ -69,9 +69,11 @@ def reseed(seed, step):
     paddle.seed(s)
 
 
-def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False):
-    """Train to cfg.train.steps, writing into run_dir. Returns the final metrics."""
+def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo=True):
+    """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
+    echo=False keeps the console quiet (the logs are written all the same)."""
     tc = cfg.train
+    os.makedirs(run_dir, exist_ok=True)
     reseed(tc.seed, 0)
     data = paper.build_data(cfg)
     model = paper.build_model(cfg)
@@ -88,20 +90,22 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False):
         checkpoint.load_optimizer(optimizer, model, tensors)
         start = int(ckpt_meta["step"])
     echo_progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
+    if not echo:
+        echo_progress.enabled = False
 
-    def echo(line):
+    def print_line(line):
         echo_progress.clear()
         print(line, flush=True)
 
-    log = RunLog(run_dir, visualdl=tc.visualdl, echo=echo)
+    log = RunLog(run_dir, visualdl=tc.visualdl, echo=print_line if echo else None)
     if resume:
-        log.event("resume", step=start, env=environment(), code=code_identity())
+        log.event("resume", step=start, env=environment(), code=code_identity(paper.name))
     else:
         with open(os.path.join(run_dir, CONFIG), "w", encoding="utf-8") as f:
             f.write(dump_yaml(cfg))
-        log.event("run_start", paper=paper.name, exp=exp.name, title=paper.title, seed=tc.seed, lite=lite,
+        log.event("run_start", format=LOG_FORMAT, paper=paper.name, exp=exp.name, title=paper.title, seed=tc.seed, lite=lite,
                   overrides=list(overrides), config=to_dict(cfg), config_hash=meta["config_hash"],
-                  targets=[t.to_dict() for t in exp.targets], env=environment(), code=code_identity(),
+                  targets=[t.to_dict() for t in exp.targets], env=environment(), code=code_identity(paper.name),
                   data={"train": {"n": len(data.train[0]), "sha256": fingerprint(*data.train)},
                         **{s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}})
     reseed(tc.seed, start)

@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+sys.path.insert(0, REPO)
+
+
+def cli(main, argv, capsys):
+    """Run a CLI main in-process the way `python -m` does; returns (code, out, err)."""
+    from repro.errors import run_cli
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, argv)
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def subprocess_cli(*args, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def shared_file(*parts):
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"real data not available: {path} (../shared/data is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lite_run(tmp_path_factory):
+    """One finished --lite CNN run shared by read-only tests."""
+    from repro.train import main
+    from repro.errors import run_cli
+
+    out = str(tmp_path_factory.mktemp("lite") / "run")
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, ["--paper", "mnist1d", "--lite", "--out", out, "-o", "train.visualdl=false"])
+    assert e.value.code == 0
+    return out

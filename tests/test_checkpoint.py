@@ -1,0 +1,81 @@
+import os
+import pickle
+
+import numpy as np
+import paddle
+import pytest
+
+from repro import checkpoint
+from repro.errors import ReproError
+
+
+class Net(paddle.nn.Layer):
+    def __init__(self, width=3):
+        super().__init__()
+        self.fc = paddle.nn.Linear(4, width)
+
+
+def trained(width=3):
+    paddle.seed(0)
+    net = Net(width)
+    opt = paddle.optimizer.Adam(parameters=net.parameters())
+    net.fc(paddle.randn([2, 4])).sum().backward()
+    opt.step()
+    return net, opt
+
+
+def test_roundtrip_model_and_optimizer(tmp_path):
+    net, opt = trained()
+    path = str(tmp_path / "c.safetensors")
+    sha = checkpoint.save(path, net, opt, {"step": "7", "paper": "p"})
+    assert sha == checkpoint.sha256_file(path) and len(sha) == 64
+    tensors, meta = checkpoint.read(path)
+    assert meta["step"] == "7" and meta["format"] == checkpoint.FORMAT
+    other = Net()  # fresh auto-generated parameter names: keys must still line up
+    other_opt = paddle.optimizer.Adam(parameters=other.parameters())
+    checkpoint.load_model(other, tensors, path)
+    checkpoint.load_optimizer(other_opt, other, tensors)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), other.state_dict()[k].numpy())
+    assert any(k.endswith("moment1_0") for k in tensors)
+    assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f]
+
+
+def test_shape_mismatch_lists_the_keys(tmp_path):
+    net, opt = trained()
+    path = str(tmp_path / "c.safetensors")
+    checkpoint.save(path, net, opt)
+    tensors, _ = checkpoint.read(path)
+    with pytest.raises(ReproError, match=r"shape mismatch fc.bias \(3,\) vs model \(5,\), fc.weight \(4, 3\) vs model \(4, 5\)"):
+        checkpoint.load_model(Net(5), tensors, path)
+    with pytest.raises(ReproError, match="missing fc.bias"):
+        checkpoint.load_model(Net(), {k: v for k, v in tensors.items() if k != "model/fc.bias"}, path)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    net, opt = trained()
+    path = tmp_path / "c.safetensors"
+    checkpoint.save(str(path), net, opt)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ReproError, match="not a readable safetensors file"):
+        checkpoint.read(str(path))
+    with pytest.raises(ReproError, match="checkpoint not found"):
+        checkpoint.read(str(tmp_path / "nope.safetensors"))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/repro-pickle-was-executed"
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+    if os.path.exists(MARKER):
+        os.remove(MARKER)
+    path = tmp_path / "checkpoint.safetensors"
+    path.write_bytes(pickle.dumps({"model/fc.weight": _Payload()}))
+    with pytest.raises(ReproError, match="not a readable safetensors file"):
+        checkpoint.read(str(path))
+    assert not os.path.exists(MARKER)

@@ -1,0 +1,78 @@
+"""Bad input: one clear line, non-zero exit, no traceback, nothing overwritten."""
+import os
+import shutil
+
+import pytest
+
+from conftest import cli, subprocess_cli
+from repro import eval as eval_cli
+from repro import train, verify
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--paper", "nope"], "unknown paper 'nope'; registered: mnist1d"),
+    (["--paper", "mnist1d", "--exp", "resnet"], "no experiment 'resnet'; experiments: logreg"),
+    (["--paper", "mnist1d", "-o", "train.lrr=1"], "unknown key 'train.lrr'"),
+    (["--paper", "mnist1d", "-o", "train.lr=fast"], "train.lr must be float, got str 'fast'"),
+    (["--paper", "mnist1d", "-o", "model.arch=vit"], "model.arch must be one of logreg, mlp, cnn, gru"),
+    ([], "--paper is required; registered: mnist1d"),
+    (["--resume", "/nonexistent/run"], "no such run directory"),
+])
+def test_train_bad_input(argv, message, capsys):
+    code, out, err = cli(train.main, argv, capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+
+
+def test_out_that_holds_a_run_is_refused_and_untouched(lite_run, capsys):
+    before = {f: os.path.getmtime(os.path.join(lite_run, f)) for f in os.listdir(lite_run)}
+    code, _, err = cli(train.main, ["--paper", "mnist1d", "--lite", "--out", lite_run], capsys)
+    assert code == 2 and "already holds a run" in err
+    assert before == {f: os.path.getmtime(os.path.join(lite_run, f)) for f in os.listdir(lite_run)}
+
+
+def test_resume_of_a_finished_run_is_refused(lite_run, capsys):
+    code, _, err = cli(train.main, ["--resume", lite_run], capsys)
+    assert code == 2 and "already finished" in err
+
+
+def test_resume_with_corrupt_checkpoint(lite_run, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(lite_run, run)
+    with open(os.path.join(run, "events.jsonl")) as f:
+        lines = f.readlines()
+    with open(os.path.join(run, "events.jsonl"), "w") as f:
+        f.writelines(lines[:-1])  # drop run_end: an interrupted run
+    with open(os.path.join(run, "checkpoint.safetensors"), "wb") as f:
+        f.write(b"\x00" * 64)
+    code, _, err = cli(train.main, ["--resume", run], capsys)
+    assert code == 2 and "not a readable safetensors file" in err
+    os.remove(os.path.join(run, "checkpoint.safetensors"))
+    code, _, err = cli(train.main, ["--resume", run], capsys)
+    assert code == 2 and "has no checkpoint.safetensors to resume from" in err
+
+
+def test_eval_bad_input(lite_run, capsys):
+    code, _, err = cli(eval_cli.main, ["--paper", "mnist1d", "--exp", "mlp", "--checkpoint", lite_run], capsys)
+    assert code == 2 and "is from mnist1d/cnn, not mnist1d/mlp" in err
+    code, _, err = cli(eval_cli.main, ["--paper", "mnist1d", "--checkpoint", "/nonexistent"], capsys)
+    assert code == 2 and "checkpoint not found" in err
+
+
+def test_verify_bad_input(tmp_path, capsys):
+    code, _, err = cli(verify.main, [str(tmp_path / "missing")], capsys)
+    assert code == 2 and "no such run directory" in err
+    code, _, err = cli(verify.main, [str(tmp_path)], capsys)
+    assert code == 2 and "no runs found" in err
+    (tmp_path / "events.jsonl").write_text('{"seq": 0, "kind": "run_start"\n')
+    code, _, err = cli(verify.main, [str(tmp_path)], capsys)
+    assert code == 2 and "line 1 is not JSON" in err
+    (tmp_path / "events.jsonl").write_text('{"seq": 0, "kind": "train"}\n')
+    code, _, err = cli(verify.main, [str(tmp_path)], capsys)
+    assert code == 2 and "does not start with a run_start event" in err
+
+
+def test_real_cli_prints_one_line_without_traceback():
+    code, out, err = subprocess_cli("-m", "repro.train", "--paper", "mnist1d", "-o", "train.steps=ten")
+    assert code == 2
+    assert err.strip() == "error: config: train.steps must be int, got str 'ten'"

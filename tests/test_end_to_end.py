@@ -1,0 +1,59 @@
+"""--lite train -> eval -> verify, through the real CLIs."""
+import json
+import os
+
+from conftest import cli, subprocess_cli
+from repro import eval as eval_cli
+from repro import verify
+from repro.runlog import read_events
+
+
+def test_lite_run_writes_everything(lite_run):
+    assert sorted(os.listdir(lite_run)) == ["checkpoint.safetensors", "config.yaml", "events.jsonl", "train.log"]
+    events = read_events(lite_run)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    head = events[0]
+    assert head["lite"] is True and head["config"]["train"]["steps"] == 30
+    assert head["targets"][0]["paper_value"] == 94.0
+    assert head["data"]["test"]["n"] == 1000 and len(head["data"]["test"]["sha256"]) == 64
+    assert head["env"]["paddlepaddle"] and head["env"]["world_size"] == 1
+    assert events[-1]["status"] == "success"
+    text = open(os.path.join(lite_run, "train.log")).read()
+    for word in ("iter: 30/30", "loss:", "lr: 0.010000", "reader_cost:", "batch_cost:", "ips:", "eval iter: 30"):
+        assert word in text
+
+
+def test_eval_of_the_checkpoint_reproduces_the_logged_metrics(lite_run, capsys):
+    code, out, _ = cli(eval_cli.main, ["--paper", "mnist1d", "--checkpoint", lite_run, "--json"], capsys)
+    assert code == 0
+    logged = read_events(lite_run)[-1]["metrics"]
+    assert json.loads(out) == logged  # same weights, same data, CPU: exactly equal
+
+
+def test_verify_refuses_a_lite_run_and_says_why(lite_run, capsys):
+    code, out, _ = cli(verify.main, [lite_run], capsys)
+    assert code == 1
+    assert "FAIL" in out and "a --lite smoke run" in out and "train.steps=30 (registered 8000)" in out
+    assert "NOT REPRODUCED" in out
+
+
+def test_visualdl_scalars_and_real_cli(tmp_path):
+    out = str(tmp_path / "run")
+    code, stdout, err = subprocess_cli("-m", "repro.train", "--paper", "mnist1d", "--exp", "mlp_shuffled",
+                                       "--lite", "--seed", "3", "--out", out)
+    assert code == 0, err
+    assert "verify with: python -m repro.verify" in stdout
+    assert os.listdir(os.path.join(out, "vdl"))
+    assert read_events(out)[0]["seed"] == 3
+    code, stdout, _ = subprocess_cli("-m", "repro.verify", out)
+    assert code == 1 and "mnist1d/mlp_shuffled" in stdout
+
+
+def test_list_shows_papers_experiments_and_targets(capsys):
+    from repro import train
+    code, out, _ = cli(train.main, ["--list"], capsys)
+    assert code == 0
+    assert "mnist1d: Scaling down deep learning with MNIST-1D" in out
+    assert "cnn (default)" in out and "gru_shuffled" in out and "target test_acc 56" in out
