@@ -106,6 +106,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
         log.event("run_start", format=LOG_FORMAT, paper=paper.name, exp=exp.name, title=paper.title, seed=tc.seed, lite=lite,
                   overrides=list(overrides), config=to_dict(cfg), config_hash=meta["config_hash"],
                   targets=[t.to_dict() for t in exp.targets], env=environment(), code=code_identity(paper.name),
+                  metrics={name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in paper.metrics(cfg).items()},
                   data={"train": {"n": len(data.train[0]), "sha256": fingerprint(*data.train)},
                         **{s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}})
     reseed(tc.seed, start)
