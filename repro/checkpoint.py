@@ -5,7 +5,8 @@ Layout: model/<param>  the model's state_dict
         optim/<param>/<accumulator>  optimizer state, keyed by the parameter's
         structured name (Paddle's own keys use auto-generated names such as
         linear_0.w_0, which differ between processes)
-metadata: format, paper, exp, step, config (JSON), config_hash.
+metadata: format, paper, exp, step, config_hash, lite, and log_seq/log_head:
+the number of event lines written before it and the hash of the last one.
 Writes are atomic: a temp file in the same folder, then os.replace.
 """
 import hashlib

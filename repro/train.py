@@ -145,8 +145,9 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
                 metrics = evaluate(paper, model, cfg, data)
                 log.event("eval", step=step, metrics=metrics)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
+                # the chain head ties this checkpoint to the log lines before it
                 sha = checkpoint.save(os.path.join(run_dir, CKPT), model, optimizer,
-                                      {**meta, "step": str(step)})
+                                      {**meta, "step": str(step), "log_seq": str(log.seq), "log_head": log.prev})
                 log.event("checkpoint", step=step, path=CKPT, sha256=sha)
                 reseed(tc.seed, step)
     except KeyboardInterrupt:
