@@ -178,7 +178,9 @@ def to_dict(cfg):
 
 
 def config_hash(cfg):
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":")).encode()
+    """sha256 of the config (a config object or its dict) as canonical JSON."""
+    data = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

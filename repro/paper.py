@@ -24,6 +24,9 @@ class Experiment:
     description: str
     config: str  # YAML path relative to the repo root, e.g. configs/mnist1d/cnn.yaml
     targets: tuple = ()
+    # the registered evaluation data: {split: (sample count, repro.data.fingerprint)};
+    # verify rejects a run whose logged evaluation data differ
+    eval_data: dict = field(default_factory=dict)
 
     @property
     def config_path(self):

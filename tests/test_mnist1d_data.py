@@ -39,3 +39,15 @@ def test_frozen_loader_refuses_code(tmp_path):
     path.write_bytes(pickle.dumps({"x": Evil()}))
     with pytest.raises(ReproError, match="refusing to load posix.system"):
         mdata.load_frozen(str(path))
+
+
+def test_registered_eval_fingerprints_match_the_generated_data():
+    from repro.config import load_config
+    from repro.data import fingerprint
+    from repro.registry import get_paper
+
+    paper = get_paper("mnist1d")
+    for exp in paper.experiments:
+        data = paper.build_data(load_config(paper.config_class, exp.config_path))
+        x, y = data.eval["test"]
+        assert exp.eval_data["test"] == (len(x), fingerprint(x, y)), exp.name

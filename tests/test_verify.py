@@ -1,4 +1,5 @@
 """verify's decisions on constructed run logs (the logic, not the training)."""
+import hashlib
 import json
 import os
 
@@ -6,28 +7,33 @@ import pytest
 
 from conftest import cli
 from repro import verify
-from repro.config import load_config, to_dict
+from repro.config import config_hash, load_config, to_dict
 from repro.registry import get_paper
+from repro.runlog import FORMAT, RunLog
 
 
 def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=False, final_eval=None):
+    """A log as the harness writes it (real writer, valid chain), with made-up numbers."""
     paper = get_paper("mnist1d")
-    cfg = to_dict(load_config(paper.config_class, paper.experiment(exp).config_path, seed=seed))
+    e = paper.experiment(exp)
+    cfg = to_dict(load_config(paper.config_class, e.config_path, seed=seed))
     for key, value in (config_changes or {}).items():
         section, name = key.split(".")
         cfg[section][name] = value
     metrics = {"test_loss": 0.3, "test_acc": acc}
-    events = [
-        {"kind": "run_start", "paper": "mnist1d", "exp": exp, "seed": seed, "lite": lite, "config": cfg},
-        {"kind": "eval", "step": 8000, "metrics": final_eval or metrics},
-    ]
-    if status:
-        events.append({"kind": "run_end", "status": status, "step": 8000, "metrics": metrics})
     path = os.path.join(root, exp, f"seed{seed}")
     os.makedirs(path)
-    with open(os.path.join(path, "events.jsonl"), "w") as f:
-        for i, e in enumerate(events):
-            f.write(json.dumps({"seq": i, "time": 0, **e}) + "\n")
+    log = RunLog(path, echo=None)
+    log.event("run_start", format=FORMAT, paper="mnist1d", exp=exp, seed=seed, lite=lite, overrides=[],
+              config=cfg, config_hash=config_hash(cfg), targets=[t.to_dict() for t in e.targets],
+              metrics={"acc": "metrics.classification.Accuracy"},
+              data={"test": {"n": e.eval_data["test"][0], "sha256": e.eval_data["test"][1]}},
+              env={"device": "cpu"}, code={})
+    log.event("eval", step=8000, metrics=final_eval or metrics)
+    log.event("checkpoint", step=8000, path="checkpoint.safetensors", sha256=hashlib.sha256(path.encode()).hexdigest())
+    if status:
+        log.event("run_end", status=status, step=8000, metrics=metrics)
+    log.close()
     return path
 
 
@@ -63,6 +69,7 @@ def test_shuffled_row_must_match_not_exceed(tmp_path, capsys):
 @pytest.mark.parametrize("kwargs, problem", [
     ({"status": "diverged"}, "ended with status 'diverged'"),
     ({"status": None}, "did not finish"),
+    ({"status": "interrupted"}, "ended with status 'interrupted'"),
     ({"lite": True}, "a --lite smoke run"),
     ({"config_changes": {"train.lr": 0.02}}, "train.lr=0.02 (registered 0.01)"),
     ({"config_changes": {"data.shuffle_seq": True}}, "data.shuffle_seq=True (registered False)"),
@@ -74,8 +81,9 @@ def test_runs_that_cannot_count_are_excluded(tmp_path, capsys, kwargs, problem):
     bad = make_run(tmp_path, "cnn", 4, 99.0, **kwargs)
     code, report = judge([tmp_path], capsys)
     assert code == 1
-    assert [e["path"] for e in report["excluded"]] == [os.path.normpath(bad)]
-    assert any(problem in p for p in report["excluded"][0]["problems"])
+    excluded = [r for r in report["runs"] if r["problems"]]
+    assert [r["path"] for r in excluded] == [os.path.normpath(bad)]
+    assert any(problem in p for p in excluded[0]["problems"])
     assert "needs 5 runs with distinct seeds, got 4" in report["targets"][0]["why"]
 
 
@@ -107,4 +115,4 @@ def test_table_output(tmp_path, capsys):
     code, out, _ = cli(verify.main, [str(tmp_path)], capsys)
     assert code == 0
     assert "mnist1d/cnn" in out and "94.00 ± 0.00 [94.00, 94.00]" in out and "PASS" in out
-    assert "1 of 1 targets reached: REPRODUCED" in out
+    assert "1 of 1 targets reached, 5 of 5 runs count: REPRODUCED" in out
