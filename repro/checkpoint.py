@@ -14,7 +14,6 @@ import json
 import os
 
 import numpy as np
-import paddle
 
 from repro.errors import ReproError
 
@@ -30,6 +29,7 @@ def sha256_file(path):
 
 
 def _optim_tensors(model, optimizer):
+    import paddle
     state = optimizer.state_dict()
     out = {}
     for sname, p in model.named_parameters():
@@ -90,10 +90,12 @@ def load_model(model, tensors, path=""):
             parts.append("shape mismatch " + ", ".join(
                 f"{k} {tuple(given[k].shape)} vs model {tuple(wanted[k].shape)}" for k in shape))
         raise ReproError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}")
+    import paddle
     model.set_state_dict({k: paddle.to_tensor(v) for k, v in given.items()})
 
 
 def load_optimizer(optimizer, model, tensors):
+    import paddle
     names = {sname: p.name for sname, p in model.named_parameters()}
     state = {}
     for key, value in tensors.items():

@@ -98,8 +98,6 @@ def check_chain(run):
 def check_events(run):
     problems = []
     kinds = [e["kind"] for e in run.events]
-    if run.header.get("format") != FORMAT:
-        problems.append(f"unknown log format {run.header.get('format')!r} (expected {FORMAT})")
     for kind in ("eval", "checkpoint"):
         if kind not in kinds:
             problems.append(f"missing required event: no {kind}")
@@ -207,6 +205,9 @@ def check_run(run):
         exp = paper.experiment(run.exp)
     except ReproError as e:
         run.problems.append(str(e))
+        return run
+    if run.header.get("format") != FORMAT:  # nothing else can be read reliably
+        run.problems.append(f"unknown log format {run.header.get('format')!r} (expected {FORMAT})")
         return run
     run.problems += check_chain(run)
     run.problems += check_events(run)

@@ -7,7 +7,6 @@ it was measured.
 from dataclasses import dataclass, field
 
 import numpy as np
-import paddle
 
 from metrics import build_metric
 from repro.config import TrainConfig, choice
@@ -15,7 +14,6 @@ from repro.paper import Data, Experiment, Paper
 from repro.targets import Policy, Target
 
 from . import data as mdata
-from . import models
 
 
 @dataclass
@@ -82,7 +80,10 @@ class Mnist1d(Paper):
     experiments = _experiments()
     default_experiment = "cnn"
 
+    # paddle is imported where it is used, so reading targets and configs
+    # (repro.verify, repro.report) does not pay for importing it
     def build_model(self, cfg):
+        from . import models
         return models.build(cfg.model.arch, cfg.model)
 
     def build_data(self, cfg):
@@ -93,6 +94,7 @@ class Mnist1d(Paper):
                     eval={"test": (as_x(d["x_test"]), as_y(d["y_test"]))})
 
     def loss(self, outputs, labels):
+        import paddle
         return paddle.nn.functional.cross_entropy(outputs, labels)
 
     def metrics(self, cfg):
