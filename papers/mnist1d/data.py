@@ -7,11 +7,11 @@ variant is the authors' own `shuffle_seq=True`: one fixed permutation of the 40
 positions, drawn from the dataset's seed, applied to train and test alike.
 """
 import functools
-import io
 import pickle
 
 import numpy as np
 
+from repro import safe_pickle
 from repro.errors import ReproError
 
 
@@ -29,26 +29,11 @@ def generate(seed=42, shuffle_seq=False):
     return arrays
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers of NumPy arrays and nothing else, so a
-    pickle from elsewhere cannot run code while being read."""
-    ALLOWED = {
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
 def load_frozen(path):
     """The authors' frozen mnist1d_data.pkl, read without executing code."""
     try:
         with open(path, "rb") as f:
-            data = _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
+            data = safe_pickle.loads(f.read())
     except FileNotFoundError:
         raise ReproError(f"frozen MNIST-1D file not found: {path}") from None
     except (pickle.UnpicklingError, EOFError, ValueError) as e:
