@@ -53,6 +53,9 @@ class Paper:
     config_class = None
     experiments = ()
     default_experiment = ""
+    # optional: module path of a reference implementation (e.g. PyTorch) that
+    # `python -m repro.align ladder` checks the port against; see repro/align/ladder.py
+    reference = None
 
     def experiment(self, name=None):
         from repro.errors import ReproError

@@ -56,6 +56,35 @@ def config_changes(run):
             if used.get(k) != registered.get(k)]
 
 
+def alignment_results(run_dir):
+    """[(title, passed, rows)] from the JSON reports repro.align wrote into RUN_DIR/align/."""
+    import glob
+    import json
+
+    out = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "align", "*.json"))):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            rows = []
+            for r in data["rows"]:
+                if "checks" in r:  # a ladder rung
+                    worst = max((c for c in r["checks"]), default=None,
+                                key=lambda c: c[c["method"]] if math.isfinite(c[c["method"]]) else math.inf)
+                    detail = r.get("note") or ""
+                    if worst:
+                        detail = (f"{len(r['checks'])} checks, worst {worst['method']} {worst[worst['method']]:.2e} "
+                                  f"({worst['key']}) vs {worst['threshold']:.0e}" + (f"; {detail}" if detail else ""))
+                    rows.append({"key": r["key"], "passed": r["passed"], "detail": detail})
+                else:  # a diff report
+                    rows.append({"key": r["key"], "passed": r["passed"],
+                                 "detail": f"{r['method']} {r[r['method']]:.2e} vs {r['threshold']:.0e} {r.get('note', '')}"})
+            out.append((data.get("title") or os.path.basename(path), data["passed"], rows))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.append((os.path.basename(path), False, [{"key": "unreadable", "passed": False, "detail": str(e)}]))
+    return out
+
+
 def curves_png(runs, title):
     import matplotlib
     matplotlib.use("Agg")
@@ -108,9 +137,9 @@ def build(paths, with_recompute=False):
     verdict = "REPRODUCED" if ok else "NOT REPRODUCED"
     title = ", ".join(sorted({f"{r.paper}/{r.exp}" for r in runs}))
     target_rows = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
-                    f"{r['direction']} ± {r['tolerance']:.2f}", r["policy"], len(r["seeds"]),
+                    r["bar"], r["policy"], len(r["seeds"]),
                     "PASS" if r["passed"] else "FAIL", r["why"]] for r in rows]
-    target_header = ["experiment", "metric", "paper", "achieved (mean ± std [min, max])", "rule", "policy",
+    target_header = ["experiment", "metric", "paper", "achieved (mean ± std [min, max])", "bar", "policy",
                      "runs", "verdict", "why"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>repro review: {html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body>",
@@ -146,6 +175,16 @@ def build(paths, with_recompute=False):
         parts.append(f"<h3>{html.escape(f'{paper}/{exp}')}</h3><img alt='curves {html.escape(exp)}' "
                      f"src='data:image/png;base64,{png}'>")
 
+    align_rows, align_cls = [], []
+    for run in runs:
+        for title, passed, rows_ in alignment_results(run.path):
+            for row in rows_:
+                align_rows.append([run.path, title, row["key"], row.get("detail", ""), "PASS" if row["passed"] else "FAIL"])
+                align_cls.append([None] * 4 + ["PASS" if row["passed"] else "FAIL"])
+    if align_rows:
+        parts.append("<h2>Alignment (repro.align)</h2>")
+        parts.append(_table(["run", "check", "rung / key", "detail", "result"], align_rows, align_cls))
+
     parts.append("<h2>Config differences from the registered experiment config</h2>")
     diff_rows = [[run.path, k, repr(u), repr(r)] for run in runs for k, u, r in config_changes(run)]
     parts.append(_table(["run", "key", "run's value", "registered"], diff_rows) if diff_rows else "<p>none</p>")
@@ -164,10 +203,10 @@ def build(paths, with_recompute=False):
     md = [f"## repro review: {title}", "", f"**{verdict}**: {sum(r['passed'] for r in rows)} of {len(rows)} "
           f"targets reached; {sum(not r.problems for r in runs)} of {len(runs)} runs count"
           f"{' (checkpoints re-evaluated)' if with_recompute else ''}.", "",
-          "| experiment | metric | paper | achieved | rule | policy | runs | verdict |",
+          "| experiment | metric | paper | achieved | bar | policy | runs | verdict |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     md += [f"| {r['paper']}/{r['exp']} | {r['metric']} | {r['paper_value']:.2f} | {r['achieved']} | "
-           f"{r['direction']} ± {r['tolerance']:.2f} | {r['policy']} | {len(r['seeds'])} | "
+           f"{r['bar']} | {r['policy']} | {len(r['seeds'])} | "
            f"{'PASS' if r['passed'] else 'FAIL'} |" for r in rows]
     md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {r['why']}" for r in rows]
     warned = [(run, run_warnings(run)) for run in runs if run_warnings(run)]

@@ -70,7 +70,7 @@ def verify(paths, with_recompute=False, progress=None):
                 why += f" ({excluded} run(s) excluded, see below)"
             rows.append({"paper": paper_name, "exp": exp_name, "metric": target.metric,
                          "paper_value": target.paper_value, "achieved": verdict.achieved,
-                         "tolerance": target.tolerance, "direction": target.direction,
+                         "tolerance": target.tolerance, "direction": target.direction, "bar": target.bar(),
                          "policy": str(target.policy), "passed": verdict.passed, "why": why,
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
                          "source": target.source})

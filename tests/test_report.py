@@ -46,9 +46,10 @@ def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
 
 def test_report_renders_in_headless_chromium(lite_run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if browser is None and shutil.which("apt-get") and os.geteuid() == 0:  # Debian's chromium, as the issue asks
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=900, env=env)
         browser = shutil.which("chromium")
     if browser is None:
         pytest.skip("Debian's chromium is not installed and could not be installed here")
@@ -65,3 +66,16 @@ def test_report_renders_in_headless_chromium(lite_run, tmp_path):
     img = Image.open(shot).convert("RGB")
     colors = len(set(img.resize((320, 400)).getdata()))
     assert colors > 50, "the screenshot looks blank"
+
+
+def test_report_shows_alignment_results(lite_run, tmp_path):
+    import numpy as np
+    from repro.align.diff import compare
+
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(lite_run, run_dir)
+    compare({"logits": np.ones(3)}, {"logits": np.ones(3) + 0.5}, "mean", 1e-6,
+            title="forward vs reference").write(os.path.join(run_dir, "align", "forward.txt"))
+    page, _, _ = report.build([run_dir])
+    assert "<h2>Alignment (repro.align)</h2>" in page and "forward vs reference" in page
+    assert "mean 5.00e-01 vs 1e-06" in page

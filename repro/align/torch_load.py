@@ -1,0 +1,376 @@
+"""Read a PyTorch checkpoint as a plain ``dict[str, numpy.ndarray]``, without
+importing torch and without ever running code from the file.
+
+``load_state_dict(path)`` accepts:
+
+* the zip format ``torch.save`` has written by default since PyTorch 1.6
+  (``.pt``, ``.pth``, ``.bin``, ``.ckpt`` ...): ``<prefix>/data.pkl`` is
+  unpickled by an unpickler whose ``find_class`` knows only the names in
+  ``ALLOWED_GLOBALS`` (an OrderedDict, the tensor/parameter rebuild functions,
+  storage types and dtypes); any other global - ``os.system``, a model class,
+  ``argparse.Namespace`` - is refused before it is imported. Tensor bytes are
+  read from ``<prefix>/data/<key>`` as numpy arrays; bfloat16 becomes float32
+  (exact: bfloat16 is the top half of a float32);
+* ``.npz`` (``numpy.load(allow_pickle=False)``);
+* ``.safetensors`` (``safetensors.numpy.load_file``; bfloat16 files, which
+  numpy cannot represent, are read by a small parser here and widened to
+  float32).
+
+A training checkpoint ``{"state_dict": {...}, "epoch": 3, ...}`` (or
+``{"model": {...}}``) gives the nested state dict. Bad input of any kind
+raises ``ReproError`` with one line naming the file and the problem.
+"""
+import collections
+import json
+import operator
+import os
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from repro.errors import ReproError
+
+__all__ = ["load_state_dict", "ALLOWED_GLOBALS"]
+
+# torch storage class -> little-endian numpy dtype of one element. BFloat16 is
+# read as its raw uint16 bits and widened afterwards.
+_STORAGE_DTYPES = {
+    "FloatStorage": "<f4",
+    "DoubleStorage": "<f8",
+    "HalfStorage": "<f2",
+    "BFloat16Storage": "<u2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+    "UntypedStorage": "u1",  # raw bytes; tensors on it are uint8, as in torch
+}
+_DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+# Every global data.pkl may name: "module.name" -> what it becomes.
+_REBUILDERS = {
+    "torch._utils._rebuild_tensor_v2": "_rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor": "_rebuild_tensor",
+    "torch._utils._rebuild_parameter": "_rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state": "_rebuild_parameter_with_state",
+}
+_STORAGE_GLOBALS = {f"torch.{name}": name for name in _STORAGE_DTYPES}
+_STORAGE_GLOBALS["torch.storage.UntypedStorage"] = "UntypedStorage"
+_DTYPE_GLOBALS = {f"torch.{name}": name for name in _DTYPE_NAMES}
+ALLOWED_GLOBALS = tuple(sorted(["collections.OrderedDict", *_REBUILDERS, *_STORAGE_GLOBALS, *_DTYPE_GLOBALS]))
+
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, module, name):
+        super().__init__(f"refusing to load {module}.{name}")
+        self.module, self.name = module, name
+
+
+class _StorageType:
+    """Stands in for torch.<X>Storage; a fresh one per reference, so a pickle
+    cannot alter state shared with other loads."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class _DType:
+    """Stands in for torch.float32 etc. (they only appear as metadata)."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class _Storage:
+    __slots__ = ("array", "bf16")
+
+    def __init__(self, array, bf16):
+        self.array, self.bf16 = array, bf16
+
+
+class _Damaged(Exception):
+    """Internal: the file is structurally wrong; the message says how."""
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    def __init__(self, file, zf, prefix, big_endian):
+        super().__init__(file)
+        self._zf, self._prefix, self._big_endian = zf, prefix, big_endian
+        self._storages = {}
+
+    def find_class(self, module, name):
+        full = f"{module}.{name}"
+        if full == "collections.OrderedDict":
+            return collections.OrderedDict
+        if full in _REBUILDERS:
+            # a bound method: attributes cannot be set on it, so a BUILD opcode
+            # cannot tamper with the rebuild functions
+            return getattr(self, _REBUILDERS[full])
+        if full in _STORAGE_GLOBALS:
+            return _StorageType(_STORAGE_GLOBALS[full])
+        if full in _DTYPE_GLOBALS:
+            return _DType(_DTYPE_GLOBALS[full])
+        raise _Refused(module, name)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
+        numel = operator.index(numel)
+        cached = self._storages.get(key)
+        if cached is not None:
+            return cached
+        record = f"{self._prefix}/data/{key}"
+        try:
+            raw = self._zf.read(record)
+        except KeyError:
+            raise _Damaged(f"storage record {record} is missing") from None
+        dtype = np.dtype(_STORAGE_DTYPES[storage_type.name])
+        if numel < 0 or len(raw) < numel * dtype.itemsize:
+            raise _Damaged(f"storage record {record} holds {len(raw)} bytes, "
+                           f"{max(numel, 0) * dtype.itemsize} expected")
+        if self._big_endian and dtype.itemsize > 1:
+            array = np.frombuffer(raw, dtype=dtype.newbyteorder(">"), count=numel).astype(dtype)
+        else:
+            array = np.frombuffer(raw, dtype=dtype, count=numel)
+        storage = _Storage(array, storage_type.name == "BFloat16Storage")
+        self._storages[key] = storage
+        return storage
+
+    # -- the allowed callables -------------------------------------------------
+    def _rebuild_tensor(self, storage, storage_offset, size, stride):
+        if not isinstance(storage, _Storage):
+            raise _Damaged("a tensor is not backed by a storage record")
+        offset = operator.index(storage_offset)
+        size = tuple(operator.index(n) for n in size)
+        stride = tuple(operator.index(s) for s in stride)
+        if len(size) != len(stride) or offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+            raise _Damaged(f"bad tensor geometry: offset {offset}, size {size}, stride {stride}")
+        base = storage.array
+        if 0 in size:
+            out = np.empty(size, dtype=base.dtype)
+        else:
+            last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+            if last >= base.size:
+                raise _Damaged(f"a tensor (offset {offset}, size {size}, stride {stride}) "
+                               f"reaches past the end of its storage ({base.size} elements)")
+            step = base.dtype.itemsize
+            out = as_strided(base[offset:], shape=size, strides=tuple(s * step for s in stride),
+                             writeable=False).copy()
+        if storage.bf16:
+            wide = out.astype(np.uint32)
+            wide <<= 16
+            out = wide.view(np.float32)
+        return out
+
+    def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad=False,
+                           backward_hooks=None, metadata=None):
+        return self._rebuild_tensor(storage, storage_offset, size, stride)
+
+    def _rebuild_parameter(self, data, requires_grad=False, backward_hooks=None):
+        if not isinstance(data, np.ndarray):
+            raise _Damaged("a parameter does not wrap a tensor")
+        return data
+
+    def _rebuild_parameter_with_state(self, data, requires_grad=False, backward_hooks=None, state=None):
+        return self._rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+# -- torch zip -----------------------------------------------------------------
+
+def _read_torch_zip(path, label):
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ReproError(f"{label}: truncated or damaged zip ({e})") from None
+    with zf:
+        names = zf.namelist()
+        pickles = sorted(n for n in names if n.count("/") == 1 and n.endswith("/data.pkl"))
+        if not pickles:
+            if names and all(n.endswith(".npy") for n in names):
+                return None  # an .npz under another name: the caller reads it as one
+            raise ReproError(f"{label} is a zip file but not a PyTorch checkpoint (no <folder>/data.pkl inside)")
+        first_top = names[0].split("/", 1)[0]
+        pkl = f"{first_top}/data.pkl" if f"{first_top}/data.pkl" in pickles else pickles[0]
+        prefix = pkl[: -len("/data.pkl")]
+        if any(n.startswith(f"{prefix}/code/") for n in names) or f"{prefix}/constants.pkl" in names:
+            raise ReproError(f"{label} is a TorchScript archive (torch.jit.save), not a torch.save checkpoint: "
+                             "save model.state_dict() with torch.save instead")
+        try:
+            big_endian = False
+            if f"{prefix}/byteorder" in names:
+                order = zf.read(f"{prefix}/byteorder").strip()
+                if order not in (b"little", b"big"):
+                    raise _Damaged(f"unknown byteorder {order[:20]!r}")
+                big_endian = order == b"big"
+            with zf.open(pkl) as f:
+                obj = _CheckpointUnpickler(f, zf, prefix, big_endian).load()
+        except _Refused as e:
+            hint = ""
+            if e.module.startswith(("torch.nn", "__main__", "__torch__")):
+                hint = "; it seems to pickle a whole model object: save model.state_dict() instead"
+            raise ReproError(f"{label}: {e} (the file wants to run code; only tensors, dicts, lists and "
+                             f"numbers are allowed{hint})") from None
+        except _Damaged as e:
+            raise ReproError(f"{label}: damaged checkpoint: {e}") from None
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            raise ReproError(f"{label}: truncated or damaged zip ({e or type(e).__name__})") from None
+        except Exception as e:  # noqa: BLE001 - a malformed pickle can raise almost anything
+            raise ReproError(f"{label}: damaged checkpoint: data.pkl does not unpickle "
+                             f"({type(e).__name__}: {e})") from None
+    return obj
+
+
+def _is_tensor_dict(obj):
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
+
+
+def _pick_state_dict(obj, label):
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if _is_tensor_dict(obj.get(key)):
+                return dict(obj[key])
+        if _is_tensor_dict(obj):
+            return dict(obj)
+        bad = [k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, np.ndarray))]
+        shown = ", ".join(repr(k) for k in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise ReproError(f"{label}: not a state dict: {len(bad)} of {len(obj)} top-level entries are not "
+                         f"tensors ({shown}) and there is no nested 'state_dict' or 'model' dict of tensors")
+    kind = "a single tensor" if isinstance(obj, np.ndarray) else f"a {type(obj).__name__}"
+    raise ReproError(f"{label}: the file holds {kind}, not a dict of tensors")
+
+
+# -- npz and safetensors -------------------------------------------------------
+
+def _read_npz(path, label):
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - bad zip, pickled data, truncated file ...
+        raise ReproError(f"{label}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ReproError(f"{label} is a single .npy array, not an .npz archive of named arrays")
+    try:
+        with npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as e:  # noqa: BLE001 - pickled object arrays, damaged members ...
+        raise ReproError(f"{label}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+    "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+
+
+def _safetensors_header(f, label):
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(0)
+    head = f.read(8)
+    if len(head) < 8:
+        raise ReproError(f"{label}: not a readable .safetensors file (shorter than its 8-byte header length)")
+    (n,) = struct.unpack("<Q", head)
+    if n > size - 8:
+        raise ReproError(f"{label}: not a readable .safetensors file (truncated header)")
+    try:
+        header = json.loads(f.read(n))
+    except ValueError as e:
+        raise ReproError(f"{label}: not a readable .safetensors file (bad header: {e})") from None
+    if not isinstance(header, dict):
+        raise ReproError(f"{label}: not a readable .safetensors file (header is not a JSON object)")
+    header.pop("__metadata__", None)
+    return header, 8 + n, size
+
+
+def _read_safetensors_here(f, label, header, start, size):
+    out = {}
+    for key, info in header.items():
+        try:
+            dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+            shape = tuple(operator.index(d) for d in info["shape"])
+            begin, end = (operator.index(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ReproError(f"{label}: not a readable .safetensors file (bad entry for {key!r})") from None
+        count = int(np.prod(shape, dtype=np.int64))
+        if any(d < 0 for d in shape) or end - begin != count * dtype.itemsize or begin < 0 or start + end > size:
+            raise ReproError(f"{label}: not a readable .safetensors file (tensor {key!r} does not fit the file)")
+        f.seek(start + begin)
+        array = np.frombuffer(f.read(end - begin), dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        if info["dtype"] == "BF16":
+            array = array.astype(np.uint32)
+            array <<= 16
+            array = array.view(np.float32)
+        out[key] = array
+    return out
+
+
+def _read_safetensors(path, label):
+    with open(path, "rb") as f:
+        header, start, size = _safetensors_header(f, label)
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            load_file = None
+        if load_file is None or any(isinstance(v, dict) and v.get("dtype") == "BF16" for v in header.values()):
+            return _read_safetensors_here(f, label, header, start, size)
+    try:
+        return load_file(path)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise ReproError(f"{label}: not a readable .safetensors file ({type(e).__name__}: {e})") from None
+
+
+# -- the entry point -----------------------------------------------------------
+
+def load_state_dict(path):
+    """The tensors of a checkpoint file as ``{name: numpy.ndarray}``.
+
+    ``path``: a ``torch.save`` zip checkpoint (.pt/.pth/...), ``.npz`` or
+    ``.safetensors``. Nothing in the file is executed and torch is not
+    imported. Raises ``ReproError`` (one line: the file and the problem) for a
+    missing, damaged, legacy-format or code-carrying file.
+    """
+    label = os.fspath(path)
+    if not os.path.exists(label):
+        raise ReproError(f"{label}: no such file")
+    if os.path.isdir(label):
+        raise ReproError(f"{label} is a directory, not a checkpoint file")
+    suffix = os.path.splitext(label)[1].lower()
+    if suffix == ".npz":
+        return _read_npz(label, label)
+    if suffix == ".safetensors":
+        return _read_safetensors(label, label)
+    try:
+        with open(label, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise ReproError(f"{label}: cannot read ({e.strerror or e})") from None
+    if not head:
+        raise ReproError(f"{label} is empty")
+    if head.startswith(_ZIP_MAGIC):
+        obj = _read_torch_zip(label, label)
+        if obj is None:
+            return _read_npz(label, label)
+        state = _pick_state_dict(obj, label)
+        odd = [k for k, v in state.items() if v.dtype.kind not in "biuf"]
+        if odd:
+            raise ReproError(f"{label}: tensor {odd[0]!r} has unsupported dtype {state[odd[0]].dtype}")
+        return state
+    if suffix not in _TORCH_SUFFIXES and len(head) >= 9 and head[8:9] == b"{":
+        return _read_safetensors(label, label)
+    if head.startswith(b"\x80"):
+        raise ReproError(f"{label} is not a PyTorch zip checkpoint (legacy non-zip torch.save files are not "
+                         "supported: re-save with torch>=1.6)")
+    raise ReproError(f"{label} is not a PyTorch zip checkpoint, .npz or .safetensors file "
+                     f"(unrecognised contents {head[:8]!r})")
