@@ -5,7 +5,6 @@ all); check_run() lists every reason the run cannot count; recompute() re-runs
 the evaluation from the checkpoint the log names. The log format is described
 in docs/log-format.md.
 """
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from repro import checkpoint
 from repro.config import config_hash, from_dict, load_config, to_dict
 from repro.errors import ReproError
 from repro.registry import get_paper
-from repro.runlog import EVENTS, FORMAT, GENESIS, line_hash
+from repro.runlog import EVENTS, FORMAT, GENESIS, line_hash, read_log
 
 # Config keys a run may change without changing the experiment: they decide
 # what is logged and when, not what is computed.
@@ -42,36 +41,13 @@ class Run:
 
 
 def load_run(path):
-    """Read events.jsonl, keeping each line's exact text for the hash chain."""
-    file = os.path.join(path, EVENTS)
-    if not os.path.isfile(file):
-        raise ReproError(f"{path} is not a run: no {EVENTS}")
-    with open(file, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{file} is not UTF-8 text") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    events = []
-    for n, line in enumerate(lines, 1):
-        try:
-            ev = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ReproError(f"{file} line {n} is not JSON ({e.msg})") from None
-        if not isinstance(ev, dict) or "kind" not in ev:
-            raise ReproError(f"{file} line {n} is not an event (no 'kind')")
-        events.append(ev)
-    if not events:
-        raise ReproError(f"{file} is empty")
+    lines, events = read_log(path)
     head = events[0]
     if head["kind"] != "run_start":
-        raise ReproError(f"{file} does not start with a run_start event")
+        raise ReproError(f"{os.path.join(path, EVENTS)} does not start with a run_start event")
     for key in ("paper", "exp", "seed", "config"):
         if key not in head:
-            raise ReproError(f"{file}: run_start has no {key!r}")
+            raise ReproError(f"{os.path.join(path, EVENTS)}: run_start has no {key!r}")
     return Run(path, lines, events, head, head["paper"], head["exp"], head["seed"])
 
 

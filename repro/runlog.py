@@ -40,25 +40,36 @@ def _clean(value):
     return value
 
 
-def read_events(run_dir):
+def read_log(run_dir):
+    """(lines, events): each line's exact text (for the hash chain) and its event.
+    A ReproError names the line when the file cannot be read as events."""
     path = os.path.join(run_dir, EVENTS)
     if not os.path.isfile(path):
         raise ReproError(f"{run_dir} is not a run: no {EVENTS}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        lines = raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise ReproError(f"{path} is not UTF-8 text") from None
+    if lines[-1] == "":
+        lines.pop()
     events = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ReproError(f"{path} line {n} is not JSON ({e.msg})") from None
-            if not isinstance(ev, dict) or "kind" not in ev:
-                raise ReproError(f"{path} line {n} is not an event (no 'kind')")
-            events.append(ev)
+    for n, line in enumerate(lines, 1):
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ReproError(f"{path} line {n} is not JSON ({e.msg})") from None
+        if not isinstance(ev, dict) or "kind" not in ev:
+            raise ReproError(f"{path} line {n} is not an event (no 'kind')")
+        events.append(ev)
     if not events:
         raise ReproError(f"{path} is empty")
-    return events
+    return lines, events
+
+
+def read_events(run_dir):
+    return read_log(run_dir)[1]
 
 
 def _fmt_metrics(metrics):
