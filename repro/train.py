@@ -69,6 +69,20 @@ def reseed(seed, step):
     paddle.seed(s)
 
 
+def run_header(paper, exp, cfg, data, lite, overrides):
+    """What the run is: the run_start event's payload (docs/log-format.md)."""
+    return {
+        "format": LOG_FORMAT, "paper": paper.name, "exp": exp.name, "title": paper.title,
+        "seed": cfg.train.seed, "lite": lite, "overrides": list(overrides),
+        "config": to_dict(cfg), "config_hash": config_hash(cfg),
+        "targets": [t.to_dict() for t in exp.targets],
+        "metrics": {name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in paper.metrics(cfg).items()},
+        "data": {split: {"n": len(xy[0]), "sha256": fingerprint(*xy)}
+                 for split, xy in {"train": data.train, **data.eval}.items()},
+        "env": environment(), "code": code_identity(paper.name),
+    }
+
+
 def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo=True):
     """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
     echo=False keeps the console quiet (the logs are written all the same)."""
@@ -103,12 +117,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
     else:
         with open(os.path.join(run_dir, CONFIG), "w", encoding="utf-8") as f:
             f.write(dump_yaml(cfg))
-        log.event("run_start", format=LOG_FORMAT, paper=paper.name, exp=exp.name, title=paper.title, seed=tc.seed, lite=lite,
-                  overrides=list(overrides), config=to_dict(cfg), config_hash=meta["config_hash"],
-                  targets=[t.to_dict() for t in exp.targets], env=environment(), code=code_identity(paper.name),
-                  metrics={name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in paper.metrics(cfg).items()},
-                  data={"train": {"n": len(data.train[0]), "sha256": fingerprint(*data.train)},
-                        **{s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}})
+        log.event("run_start", **run_header(paper, exp, cfg, data, lite, overrides))
     reseed(tc.seed, start)
     model.train()
 
@@ -139,6 +148,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
                 window = {"reader": 0.0, "batch": 0.0, "n": 0}
                 if not math.isfinite(loss_value):
                     log.event("run_end", status="diverged", step=step, reason=f"loss is {loss_value}")
+                    log.close()
                     raise ReproError(f"training diverged at step {step}: loss is {loss_value}")
                 echo_progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k})
             if step % tc.eval_every == 0 or step == tc.steps:

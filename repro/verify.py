@@ -12,6 +12,7 @@ experiment given is reached.
 import argparse
 import json
 import os
+import sys
 
 from repro.compliance import check_run, load_run, recompute
 from repro.errors import ReproError, run_cli
@@ -38,11 +39,12 @@ def find_runs(paths):
 def verify(paths, with_recompute=False, progress=None):
     """Returns (rows, runs, ok). rows: one dict per (experiment, target)."""
     runs = []
-    for path in find_runs(paths):
+    paths = find_runs(paths)
+    for i, path in enumerate(paths, 1):
         run = check_run(load_run(path))
         if with_recompute and not run.problems:
             if progress:
-                progress(f"recomputing {path}")
+                progress(f"[{i}/{len(paths)}] recomputing {path}")
             run.problems += recompute(run)
         runs.append(run)
     groups = {}
@@ -132,7 +134,8 @@ def main(argv=None):
                     help="also re-evaluate each run's logged checkpoint and compare with its logged metrics")
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     args = ap.parse_args(argv)
-    rows, runs, ok = verify(args.runs, args.recompute)
+    progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.recompute else None
+    rows, runs, ok = verify(args.runs, args.recompute, progress)
     if args.json:
         print(json.dumps({"ok": ok, "targets": rows,
                           "runs": [{"path": r.path, "exp": r.exp, "seed": r.seed, "problems": r.problems,
