@@ -141,16 +141,18 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
                 loss_value = float(loss)
                 n = window["n"]
                 eta = fmt_eta((time.perf_counter() - t_start) / (step - start) * (tc.steps - step))
+                window_batch = window["batch"]
                 log.event("train", step=step, steps=tc.steps, epoch=batches.epoch(step - 1) + 1,
                           loss=loss_value, lr=float(optimizer.get_lr()),
-                          reader_cost=window["reader"] / n, batch_cost=window["batch"] / n,
-                          ips=tc.batch_size * n / window["batch"], eta=eta)
+                          reader_cost=window["reader"] / n, batch_cost=window_batch / n,
+                          ips=tc.batch_size * n / window_batch, eta=eta)
                 window = {"reader": 0.0, "batch": 0.0, "n": 0}
                 if not math.isfinite(loss_value):
                     log.event("run_end", status="diverged", step=step, reason=f"loss is {loss_value}")
                     log.close()
                     raise ReproError(f"training diverged at step {step}: loss is {loss_value}")
-                echo_progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k})
+                echo_progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k},
+                                     ips=f"{tc.batch_size * n / window_batch:.0f}/s")
             if step % tc.eval_every == 0 or step == tc.steps:
                 metrics = evaluate(paper, model, cfg, data)
                 log.event("eval", step=step, metrics=metrics)

@@ -217,3 +217,14 @@ def test_convert_cli_from_a_real_torch_file_then_eval(tmp_path, capsys):
                                     "--out", str(tmp_path / "x.safetensors")], capsys)
     assert code == 2 and "unused PyTorch keys: linear1.weight" in err and "Paddle keys with no PyTorch value: conv1.weight" in err
     assert not os.path.exists(tmp_path / "x.safetensors")
+
+
+def test_two_reports_in_one_process_stay_apart(tmp_path):
+    """reprod_log's report() adds a root-logger handler per call, so a second
+    report duplicates its lines into the first file; ours write only their own."""
+    first, second = str(tmp_path / "first.txt"), str(tmp_path / "second.txt")
+    compare({"a": np.zeros(2)}, {"a": np.zeros(2)}, title="first").write(first)
+    compare({"b": np.zeros(2)}, {"b": np.ones(2)}, title="second").write(second)
+    one, two = open(first).read(), open(second).read()
+    assert "first" in one and "second" not in one and "\nb " not in one
+    assert "second" in two and "first" not in two and one.count("PASSED") == 1
