@@ -17,7 +17,8 @@ from repro.runlog import EVENTS, FORMAT, GENESIS, line_hash, read_log
 
 # Config keys a run may change without changing the experiment: they decide
 # what is logged and when, not what is computed.
-FREE_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.visualdl"}
+FREE_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.visualdl",
+             "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
 # Recomputed metrics must equal the logged ones exactly when both sides ran on
 # the CPU; where the run used an accelerator, within this relative tolerance.
 RECOMPUTE_RTOL_ACCELERATOR = 1e-3
@@ -233,7 +234,7 @@ def recompute(run):
     paddle.seed(0)
     model = paper.build_model(cfg)
     checkpoint.load_model(model, tensors, file)
-    got = evaluate(paper, model, cfg, paper.build_data(cfg))
+    got, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
     logged = run.metrics or (run.events[-1].get("metrics") or {})
     exact = str(head.get("env", {}).get("device", "cpu")).startswith("cpu") and paddle.device.get_device() == "cpu"
     rtol = 0.0 if exact else RECOMPUTE_RTOL_ACCELERATOR

@@ -21,6 +21,14 @@ def choice(default, choices, help=""):
 
 
 @dataclass
+class AmpConfig:
+    """Mixed precision; see repro/amp.py."""
+    enabled: bool = False
+    level: str = choice("O1", ("O1", "O2"))
+    dtype: str = choice("bfloat16", ("float16", "bfloat16"))
+
+
+@dataclass
 class TrainConfig:
     """The harness's own section: the training loop's knobs."""
     steps: int = 1000
@@ -41,6 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     seed: int = 42
     visualdl: bool = True
+    amp: AmpConfig = field(default_factory=AmpConfig)
 
     def validate(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):

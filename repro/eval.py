@@ -11,31 +11,44 @@ import paddle
 
 from repro import checkpoint
 from repro.config import load_config
+from repro.dist import SINGLE
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
 
 
 @paddle.no_grad()
-def evaluate(paper, model, cfg, data):
-    """{'<split>_loss': ..., '<split>_<metric>': ...} over every eval split."""
+def evaluate(paper, model, cfg, data, dist=SINGLE):
+    """(metrics, samples): {'<split>_loss': ..., '<split>_<metric>': ...} over every
+    eval split, and {split: samples counted}. With several processes each rank
+    runs the model on its share (rows rank, rank+world, ...); the outputs are
+    gathered and the loss and metrics computed over the whole split, in the same
+    chunks as one process would, so every sample counts exactly once."""
     model.eval()
-    results = {}
+    results, samples = {}, {}
     bs = cfg.train.eval_batch_size
     for split, (x, y) in data.eval.items():
+        mine = np.arange(dist.rank, len(x), dist.world)
+        outs = [model(paddle.to_tensor(paper.preprocess(x[mine[i:i + bs]]))).numpy() for i in range(0, len(mine), bs)]
+        logits = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
+        if dist.world > 1:
+            parts = [(i, o) for i, o in dist.gather((mine, logits)) if len(i)]
+            order = np.concatenate([i for i, _ in parts])
+            if not np.array_equal(np.sort(order), np.arange(len(x))):
+                raise RuntimeError(f"evaluation shards of {split} do not cover it exactly once")
+            logits = np.concatenate([o for _, o in parts])[np.argsort(order)]
         metrics = paper.metrics(cfg)
         loss_sum = 0.0
         for i in range(0, len(x), bs):
-            xb, yb = paddle.to_tensor(x[i:i + bs]), paddle.to_tensor(y[i:i + bs])
-            out = model(xb)
-            loss_sum += float(paper.loss(out, yb)) * len(xb)
-            logits = out.numpy()
+            out, yb = logits[i:i + bs], y[i:i + bs]
+            loss_sum += float(paper.loss(paddle.to_tensor(out), paddle.to_tensor(yb))) * len(yb)
             for m in metrics.values():
-                m.update(logits, y[i:i + bs])
+                m.update(out, yb)
         results[f"{split}_loss"] = loss_sum / len(x)
         for name, m in metrics.items():
             results[f"{split}_{name}"] = m.compute()
+        samples[split] = len(logits)
     model.train()
-    return results
+    return results, samples
 
 
 def main(argv=None):
@@ -57,7 +70,7 @@ def main(argv=None):
     paddle.seed(0)
     model = paper.build_model(cfg)
     checkpoint.load_model(model, tensors, args.checkpoint)
-    results = evaluate(paper, model, cfg, paper.build_data(cfg))
+    results, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
     if args.json:
         print(json.dumps(results))
     else:

@@ -78,11 +78,25 @@ class Paper:
     def metrics(self, cfg):
         raise NotImplementedError
 
-    def train_step(self, model, optimizer, batch):
-        """One optimisation step; returns the loss tensor."""
+    def preprocess(self, x):
+        """A numpy batch as stored in Data -> the model's input (e.g. uint8 images
+        -> float32, mean subtracted). Used for training and evaluation alike."""
+        return x
+
+    def augment(self, x, rng):
+        """Training-time augmentation of a preprocessed numpy batch, drawing only
+        from rng (a numpy Generator seeded by the training seed and the step)."""
+        return x
+
+    def input_spec(self, cfg):
+        """[paddle.static.InputSpec] of the model's input, for repro.export."""
+        raise NotImplementedError
+
+    def train_step(self, model, optimizer, batch, amp):
+        """One optimisation step; returns the loss tensor. amp is a repro.amp.Amp."""
         x, y = batch
-        loss = self.loss(model(x), y)
-        loss.backward()
-        optimizer.step()
+        with amp.autocast():
+            loss = self.loss(model(x), y)
+        amp.backward_step(loss, optimizer)
         optimizer.clear_grad()
         return loss

@@ -14,14 +14,22 @@ import argparse
 import math
 import os
 import random
+import sys
 import time
+
+if __name__ == "__main__" and not __package__:
+    # run as a script (paddle.distributed.launch takes a .py path, not -m):
+    # import the package from the repo root, not the modules beside this file
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 import paddle
 
 from repro import checkpoint
+from repro.amp import Amp
 from repro.config import config_hash, dump_yaml, from_dict, load_config, read_yaml, to_dict
 from repro.data import Batches, fingerprint
+from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
@@ -59,11 +67,11 @@ def build_optimizer(tc, model):
     return paddle.optimizer.SGD(learning_rate=tc.lr, parameters=params, weight_decay=wd)
 
 
-def reseed(seed, step):
-    """Seed every RNG from (seed, step). Done at the start and after each
+def reseed(seed, step, rank=0):
+    """Seed every RNG from (seed, step, rank). Done at the start and after each
     checkpoint, so a resumed run draws the same random numbers as an
-    uninterrupted one."""
-    s = (seed * 1_000_003 + step) % (2 ** 31)
+    uninterrupted one; each rank gets its own stream (e.g. for dropout)."""
+    s = (seed * 1_000_003 + step + rank * 7_919) % (2 ** 31)
     random.seed(s)
     np.random.seed(s)
     paddle.seed(s)
@@ -83,16 +91,32 @@ def run_header(paper, exp, cfg, data, lite, overrides):
     }
 
 
-def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo=True):
+class _NoLog:
+    """What ranks other than 0 log: nothing."""
+    seq, prev = 0, ""
+
+    def event(self, kind, **payload):
+        pass
+
+    def close(self):
+        pass
+
+
+def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo=True, dist=SINGLE):
     """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
     echo=False keeps the console quiet (the logs are written all the same)."""
     tc = cfg.train
-    os.makedirs(run_dir, exist_ok=True)
-    reseed(tc.seed, 0)
+    if dist.main:
+        os.makedirs(run_dir, exist_ok=True)
+    reseed(tc.seed, 0)  # the same initial weights on every rank
     data = paper.build_data(cfg)
-    model = paper.build_model(cfg)
-    optimizer = build_optimizer(tc, model)
-    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed)
+    net = paper.build_model(cfg)
+    optimizer = build_optimizer(tc, net)
+    amp = Amp(tc.amp)
+    net, optimizer = amp.decorate(net, optimizer)
+    model = dist.wrap(net)
+    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, paper.preprocess, paper.augment,
+                      dist.rank, dist.world)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
     start = 0
@@ -100,9 +124,11 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
         tensors, ckpt_meta = checkpoint.read(os.path.join(run_dir, CKPT))
         if ckpt_meta.get("config_hash") != meta["config_hash"]:
             raise ReproError(f"{run_dir}/{CKPT} was written with another config than {run_dir}/{CONFIG}")
-        checkpoint.load_model(model, tensors, os.path.join(run_dir, CKPT))
-        checkpoint.load_optimizer(optimizer, model, tensors)
+        checkpoint.load_model(net, tensors, os.path.join(run_dir, CKPT))
+        checkpoint.load_optimizer(optimizer, net, tensors)
+        amp.load_state(ckpt_meta.get("amp_scaler"))
         start = int(ckpt_meta["step"])
+    echo = echo and dist.main
     echo_progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
     if not echo:
         echo_progress.enabled = False
@@ -111,14 +137,14 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
         echo_progress.clear()
         print(line, flush=True)
 
-    log = RunLog(run_dir, visualdl=tc.visualdl, echo=print_line if echo else None)
+    log = RunLog(run_dir, visualdl=tc.visualdl, echo=print_line if echo else None) if dist.main else _NoLog()
     if resume:
         log.event("resume", step=start, env=environment(), code=code_identity(paper.name))
-    else:
+    elif dist.main:
         with open(os.path.join(run_dir, CONFIG), "w", encoding="utf-8") as f:
             f.write(dump_yaml(cfg))
         log.event("run_start", **run_header(paper, exp, cfg, data, lite, overrides))
-    reseed(tc.seed, start)
+    reseed(tc.seed, start, dist.rank)
     model.train()
 
     step, metrics = start, {}
@@ -131,7 +157,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
             t1 = time.perf_counter()
             if not constant_lr:
                 optimizer.set_lr(lr_at(tc, step - 1))
-            loss = paper.train_step(model, optimizer, batch)
+            loss = paper.train_step(model, optimizer, batch, amp)
             t2 = time.perf_counter()
             window["reader"] += t1 - t0
             window["batch"] += t2 - t0
@@ -139,9 +165,8 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
 
             if step % tc.log_every == 0 or step == tc.steps:
                 loss_value = float(loss)
-                n = window["n"]
+                n, window_batch = window["n"], window["batch"]
                 eta = fmt_eta((time.perf_counter() - t_start) / (step - start) * (tc.steps - step))
-                window_batch = window["batch"]
                 log.event("train", step=step, steps=tc.steps, epoch=batches.epoch(step - 1) + 1,
                           loss=loss_value, lr=float(optimizer.get_lr()),
                           reader_cost=window["reader"] / n, batch_cost=window_batch / n,
@@ -154,14 +179,17 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
                 echo_progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k},
                                      ips=f"{tc.batch_size * n / window_batch:.0f}/s")
             if step % tc.eval_every == 0 or step == tc.steps:
-                metrics = evaluate(paper, model, cfg, data)
-                log.event("eval", step=step, metrics=metrics)
+                metrics, samples = evaluate(paper, model, cfg, data, dist)
+                log.event("eval", step=step, metrics=metrics, samples=samples)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
-                # the chain head ties this checkpoint to the log lines before it
-                sha = checkpoint.save(os.path.join(run_dir, CKPT), model, optimizer,
-                                      {**meta, "step": str(step), "log_seq": str(log.seq), "log_head": log.prev})
-                log.event("checkpoint", step=step, path=CKPT, sha256=sha)
-                reseed(tc.seed, step)
+                if dist.main:
+                    # the chain head ties this checkpoint to the log lines before it
+                    extra = {"amp_scaler": amp.state()} if amp.state() else {}
+                    sha = checkpoint.save(os.path.join(run_dir, CKPT), net, optimizer,
+                                          {**meta, **extra, "step": str(step), "log_seq": str(log.seq),
+                                           "log_head": log.prev})
+                    log.event("checkpoint", step=step, path=CKPT, sha256=sha)
+                reseed(tc.seed, step, dist.rank)
     except KeyboardInterrupt:
         echo_progress.clear()
         log.event("run_end", status="interrupted", step=step,
@@ -241,24 +269,31 @@ def main(argv=None):
     if args.list:
         print_listing()
         return 0
+    dist = Dist()
+    say = print if dist.main else (lambda *a, **k: None)
     if args.resume:
         if args.out:
             raise ReproError("--resume writes into the run it continues; drop --out")
         paper, exp, cfg, run_dir, lite, overrides = _open_resume(args, args.paper)
-        print(f"resuming {paper.name}/{exp.name} in {run_dir}")
-        train(paper, exp, cfg, run_dir, lite, overrides, resume=True)
+        dist.init()
+        say(f"resuming {paper.name}/{exp.name} in {run_dir}")
+        train(paper, exp, cfg, run_dir, lite, overrides, resume=True, dist=dist)
         return 0
     if not args.paper:
         raise ReproError(f"--paper is required; registered: {', '.join(load_papers().names())}")
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
     cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override, seed=args.seed)
+    dist.init()
     out = args.out or os.path.join(REPO_ROOT, "logs", "runs", paper.name,
                                    f"{exp.name}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir = _prepare_out(out)
-    print(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seed {cfg.train.seed} -> {run_dir}")
-    train(paper, exp, cfg, run_dir, args.lite, args.override)
-    print(f"done: {run_dir}\nverify with: python -m repro.verify {run_dir}")
+    out = dist.gather(out)[0]  # every rank writes (or not) under rank 0's name
+    run_dir = _prepare_out(out) if dist.main else out
+    dist.gather(None)  # ranks wait until rank 0 has checked and made the directory
+    world = f" on {dist.world} processes" if dist.world > 1 else ""
+    say(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seed {cfg.train.seed}{world} -> {run_dir}")
+    train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist)
+    say(f"done: {run_dir}\nverify with: python -m repro.verify {run_dir}")
     return 0
 
 
