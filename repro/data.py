@@ -69,3 +69,13 @@ def fingerprint(*arrays):
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def synthetic_images(n, shape, classes=10, seed=0):
+    """Tiny learnable image data for smoke runs (no download): each class is a
+    fixed random uint8 template plus noise. Returns (x uint8 [n, *shape], y int64 [n])."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(classes, *shape))
+    y = np.arange(n, dtype=np.int64) % classes
+    noise = rng.normal(0, 40, size=(n, *shape))
+    return np.clip(templates[y] + noise, 0, 255).astype(np.uint8), y

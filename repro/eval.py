@@ -28,7 +28,7 @@ def evaluate(paper, model, cfg, data, dist=SINGLE):
     bs = cfg.train.eval_batch_size
     for split, (x, y) in data.eval.items():
         mine = np.arange(dist.rank, len(x), dist.world)
-        outs = [model(paddle.to_tensor(paper.preprocess(x[mine[i:i + bs]]))).numpy() for i in range(0, len(mine), bs)]
+        outs = [model(paddle.to_tensor(data.prepare(x[mine[i:i + bs]]))).numpy() for i in range(0, len(mine), bs)]
         logits = np.concatenate(outs) if outs else np.zeros((0,), np.float32)
         if dist.world > 1:
             parts = [(i, o) for i, o in dist.gather((mine, logits)) if len(i)]
@@ -56,13 +56,14 @@ def main(argv=None):
     ap.add_argument("--paper", required=True)
     ap.add_argument("--exp", default=None, help="experiment (default: the paper's default)")
     ap.add_argument("--checkpoint", required=True, help="a checkpoint.safetensors file or a run directory")
+    ap.add_argument("--lite", action="store_true", help="use the experiment's --lite config (its smoke data)")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     args = ap.parse_args(argv)
 
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
-    cfg = load_config(paper.config_class, exp.config_path, overrides=args.override)
+    cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override)
     tensors, meta = checkpoint.read(args.checkpoint)
     if (meta.get("paper"), meta.get("exp")) != (paper.name, exp.name):
         raise ReproError(f"checkpoint {args.checkpoint} is from {meta.get('paper')}/{meta.get('exp')}, "

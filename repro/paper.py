@@ -43,6 +43,12 @@ class Data:
     train: tuple
     eval: dict
     info: dict = field(default_factory=dict)
+    # stored rows -> model input, for training and evaluation alike (e.g. uint8
+    # images -> float32); must be a pure function of the rows
+    preprocess: object = None
+
+    def prepare(self, x):
+        return x if self.preprocess is None else self.preprocess(x)
 
 
 class Paper:
@@ -78,10 +84,9 @@ class Paper:
     def metrics(self, cfg):
         raise NotImplementedError
 
-    def preprocess(self, x):
-        """A numpy batch as stored in Data -> the model's input (e.g. uint8 images
-        -> float32, mean subtracted). Used for training and evaluation alike."""
-        return x
+    def init_model(self, model, data):
+        """Data-dependent initialisation before the first step (not on resume),
+        e.g. a per-pixel mean kept as a model buffer so checkpoints carry it."""
 
     def augment(self, x, rng):
         """Training-time augmentation of a preprocessed numpy batch, drawing only

@@ -115,7 +115,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
     amp = Amp(tc.amp)
     net, optimizer = amp.decorate(net, optimizer)
     model = dist.wrap(net)
-    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, paper.preprocess, paper.augment,
+    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.prepare, paper.augment,
                       dist.rank, dist.world)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
@@ -128,6 +128,8 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
         checkpoint.load_optimizer(optimizer, net, tensors)
         amp.load_state(ckpt_meta.get("amp_scaler"))
         start = int(ckpt_meta["step"])
+    else:
+        paper.init_model(net, data)
     echo = echo and dist.main
     echo_progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
     if not echo:

@@ -103,5 +103,9 @@ class Mnist1d(Paper):
     def metrics(self, cfg):
         return {"acc": build_metric("accuracy")}
 
+    def input_spec(self, cfg):
+        import paddle
+        return [paddle.static.InputSpec([None, 40], "float32", "x")]
+
 
 PAPER = Mnist1d()

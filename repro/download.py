@@ -1,0 +1,119 @@
+"""Dataset files: where they live, md5 checks, atomic downloads.
+
+Used by the paper plugins that read official dataset files (MNIST, CIFAR-10):
+a file that is present must have the official md5; a missing one is downloaded
+into a temporary file next to its place, checked, and only then renamed into
+place, so a failed or interrupted download never leaves a partial file. Every
+failure is one ReproError line naming the file.
+"""
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+
+from repro.errors import ReproError
+
+DOWNLOAD_TIMEOUT_S = 15
+
+
+def resolve_data_dir(data_dir, subdir):
+    """``data_dir``, else ``$REPRO_DATA_DIR/<subdir>``, else ``~/.cache/repro/<subdir>``."""
+    if data_dir:
+        return os.path.abspath(os.path.expanduser(str(data_dir)))
+    env = os.environ.get("REPRO_DATA_DIR")
+    if env:
+        return os.path.abspath(os.path.join(os.path.expanduser(env), subdir))
+    return os.path.join(os.path.expanduser("~"), ".cache", "repro", subdir)
+
+
+def ensure_file(path, url, md5, what, download, verify_md5, subdir):
+    """Make ``path`` exist with the official md5, downloading it if allowed; else ReproError."""
+    if os.path.isfile(path):
+        if verify_md5:
+            got = md5_file(path)
+            if got != md5:
+                raise ReproError(f"{path}: md5 {got} is not the official {md5} (a damaged or "
+                                 "different file); delete it to download again")
+        return
+    hint = f"put the official file there or pass --data-dir / set REPRO_DATA_DIR " \
+           f"(files in $REPRO_DATA_DIR/{subdir}/)"
+    if os.path.exists(path):
+        raise ReproError(f"{what}: {path} is not a regular file; {hint}")
+    if not download:
+        raise ReproError(f"{what} not found: {path} (downloading is off; the official file is {url}); {hint}")
+    failure = _download(url, path, md5)
+    if failure:
+        raise ReproError(f"{what} not found: {path}, and downloading {url} failed ({failure}); {hint}")
+
+
+def md5_file(path):
+    h = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError as e:
+        raise ReproError(f"{path}: cannot read ({e.strerror or one_line(e)})") from None
+    return h.hexdigest()
+
+
+def _download(url, path, md5):
+    """Download ``url`` to ``path`` atomically; None on success, else the reason (one line).
+
+    The bytes go to a temporary file next to ``path``; only a complete file with
+    the official md5 is renamed into place. Folders made for it are removed again
+    when the download fails.
+    """
+    folder = os.path.dirname(path)
+    created = []
+    tmp = None
+    ok = False
+    try:
+        probe = folder
+        while probe and not os.path.isdir(probe):
+            created.append(probe)
+            probe = os.path.dirname(probe)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part", dir=folder)
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as f:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+                while chunk := r.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        got = h.hexdigest()
+        if got != md5:
+            return f"the downloaded file's md5 {got} is not the official {md5}"
+        os.replace(tmp, path)
+        tmp = None
+        ok = True
+        return None
+    except urllib.error.HTTPError as e:
+        return one_line(e)
+    except urllib.error.URLError as e:
+        return one_line(e.reason)
+    except Exception as e:  # refused, timed out, disk full, a broken reply: the download failed
+        return one_line(e)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if not ok:
+            for d in created:  # deepest first
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    break
+
+
+def one_line(e):
+    """An exception (or reason) as one line of text."""
+    text = " ".join(str(e).split())
+    if isinstance(e, Exception) and not isinstance(e, OSError):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text or type(e).__name__
