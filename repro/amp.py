@@ -1,8 +1,9 @@
 """Mixed precision: train.amp {enabled, level O1|O2, dtype float16|bfloat16}.
 
-float16 gets dynamic loss scaling (paddle.amp.GradScaler), whose state is saved
-in checkpoints so a resumed run scales as an uninterrupted one; bfloat16 has
-float32's range and needs none. Disabled, every call is a plain pass-through.
+float16 gets dynamic loss scaling (paddle.amp.GradScaler) on an accelerator,
+whose state is saved in checkpoints so a resumed run scales as an uninterrupted
+one (Paddle's scaler does nothing on the CPU, so there float16 runs unscaled);
+bfloat16 has float32's range and needs none. Disabled, every call is a plain pass-through.
 """
 import contextlib
 import json
@@ -14,7 +15,9 @@ class Amp:
         self.scaler = None
         if cfg.enabled and cfg.dtype == "float16":
             import paddle
-            self.scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15)
+            scaler = paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15)
+            # Paddle's scaler acts only on GPU/XPU; on the CPU it disables itself
+            self.scaler = scaler if scaler.is_enable() else None
 
     def decorate(self, model, optimizer):
         """O2 keeps the parameters in low precision (with float32 master weights)."""

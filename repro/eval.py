@@ -5,6 +5,7 @@ overrides), never from the checkpoint, so evaluation follows the paper's protoco
 """
 import argparse
 import json
+import os
 
 import numpy as np
 import paddle
@@ -59,7 +60,11 @@ def main(argv=None):
     ap.add_argument("--lite", action="store_true", help="use the experiment's --lite config (its smoke data)")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    ap.add_argument("--data-dir", metavar="DIR",
+                    help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
     args = ap.parse_args(argv)
+    if args.data_dir:
+        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
 
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)

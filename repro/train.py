@@ -266,7 +266,11 @@ def main(argv=None):
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
     ap.add_argument("--list", action="store_true", help="list papers, experiments and targets")
+    ap.add_argument("--data-dir", metavar="DIR",
+                    help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
     args = ap.parse_args(argv)
+    if args.data_dir:
+        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
 
     if args.list:
         print_listing()

@@ -228,3 +228,28 @@ def test_two_reports_in_one_process_stay_apart(tmp_path):
     one, two = open(first).read(), open(second).read()
     assert "first" in one and "second" not in one and "\nb " not in one
     assert "second" in two and "first" not in two and one.count("PASSED") == 1
+
+
+def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
+    """BatchNorm's running_mean/var -> _mean/_variance and num_batches_tracked
+    dropped, on a real model: the converted port gives the reference's outputs."""
+    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    from papers.resnet_cifar.reference import build_model as torch_model
+
+    paper = get_paper("resnet_cifar")
+    cfg = load_config(paper.config_class, paper.experiment("resnet20").config_path)
+    torch.manual_seed(0)
+    tmodel = torch_model(cfg)
+    tmodel.train()
+    with torch.no_grad():  # move the BN statistics off their defaults
+        tmodel(torch.randn(16, 3, 32, 32))
+    tmodel.eval()
+    pmodel = paper.build_model(cfg)
+    report = convert.load_into(pmodel, {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
+    assert len(report.dropped) == 1 + 2 * 9  # num_batches_tracked of every BatchNorm
+    pmodel.eval()
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = tmodel(torch.from_numpy(x)).numpy()
+    out = pmodel(paddle.to_tensor(x)).numpy()
+    assert np.abs(out - ref).mean() <= 1e-6, np.abs(out - ref).mean()
