@@ -7,7 +7,8 @@ Both train on CIFAR-shaped synthetic images (the real archive is not needed to
 time a step) with the same numpy pipeline (uint8 -> float, 4-pixel pad, random
 crop, flip), SGD momentum 0.9, weight decay 1e-4. The harness's samples/s is
 read from its own log (the `ips` of its train events: reader + step time, no
-evaluation); the reference's is timed around the same work. The first steps
+evaluation); a bare Paddle loop and the reference are timed around the same
+work, so harness/bare is the harness's cost and bare/reference Paddle's. The first steps
 of each are warm-up and not counted. PyTorch is optional: without it, only the
 harness is measured.
 """
@@ -36,6 +37,28 @@ def harness(paper, exp, cfg):
         train(paper, exp, cfg, os.path.join(tmp, "run"), echo=False)
         events = [e for e in read_events(os.path.join(tmp, "run")) if e["kind"] == "train"]
     return statistics.median(e["ips"] for e in events[WARMUP:])
+
+
+def bare_paddle(paper, cfg):
+    """The same step in plain Paddle, no harness: splits framework from harness cost."""
+    import paddle
+
+    paddle.seed(0)
+    model = paper.build_model(cfg)
+    opt = paddle.optimizer.Momentum(learning_rate=cfg.train.lr, momentum=0.9, parameters=model.parameters(),
+                                    weight_decay=1e-4)
+    data = paper.build_data(cfg)
+    batches = Batches(*data.train, cfg.train.batch_size, "shuffle", 0, data.prepare, paper.augment)
+    times = []
+    for step in range(cfg.train.steps):
+        t0 = time.perf_counter()
+        x, y = batches(step)
+        loss = paddle.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(cfg.train.batch_size / t for t in times[WARMUP:])
 
 
 def reference(paper, cfg):
@@ -79,6 +102,8 @@ def main():
     ips_h = harness(paper, exp, cfg)
     print(f"harness (Paddle {paddle.__version__}, amp {args.amp}): {ips_h:.1f} samples/s "
           f"(ResNet-20, batch {args.batch}, median of steps {WARMUP + 1}-{args.steps})", flush=True)
+    ips_b = bare_paddle(paper, cfg)
+    print(f"bare Paddle loop (fp32): {ips_b:.1f} samples/s; harness/bare = {ips_h / ips_b:.2f}", flush=True)
     try:
         import torch
     except ImportError:

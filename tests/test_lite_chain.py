@@ -52,3 +52,29 @@ def test_lite_chain(paper_name, exp, tmp_path, capsys):
     problems = report["runs"][0]["problems"]
     assert problems and all("lite" in p or "config departs" in p or "evaluation data" in p for p in problems), problems
 
+
+
+def test_predict_reads_an_image_file_for_a_vision_paper(tmp_path, capsys):
+    """LeNet-5: a PNG of a digit, through Paddle Inference, gives the dynamic model's class."""
+    import paddle
+    from PIL import Image
+
+    from repro import checkpoint
+
+    run = str(tmp_path / "run")
+    assert cli(train.main, ["--paper", "lenet5", "--lite", "--out", run, "-o", "train.visualdl=false"], capsys)[0] == 0
+    assert cli(export.main, [run], capsys)[0] == 0
+    paper = get_paper("lenet5")
+    cfg = load_config(paper.config_class, paper.experiment("mnist").config_path, lite=True)
+    digit = paper.build_data(cfg).eval["test"][0][0]  # uint8 [28, 28]
+    png = str(tmp_path / "digit.png")
+    Image.fromarray(digit).save(png)
+    code, out, err = cli(predict.main, [os.path.join(run, "export"), png, "--json"], capsys)
+    assert code == 0, err
+    got = json.loads(out)["results"][0]["classes"][0]
+    model = paper.build_model(cfg)
+    checkpoint.load_model(model, checkpoint.read(run)[0])
+    model.eval()
+    with paddle.no_grad():
+        want = int(model(paddle.to_tensor(paper.preprocess_image(png, cfg)[None])).numpy().argmax())
+    assert got == want
