@@ -1,9 +1,13 @@
 """Evaluation metrics: small pure objects (update / compute) chosen by name."""
 from metrics.classification import Accuracy
+from metrics.generative import FID, CLIPScore, InceptionScore
 from repro.registry import Registry
 
 METRICS = Registry("metric")
 METRICS.register("accuracy", Accuracy)
+METRICS.register("fid", FID)
+METRICS.register("inception_score", InceptionScore)
+METRICS.register("clip_score", CLIPScore)
 
 
 def build_metric(name, **kwargs):

@@ -1,0 +1,101 @@
+"""Metrics for generated images, on features a model has already extracted.
+
+The feature extractors (an Inception-style network for FID and IS, a CLIP model
+for the CLIP score) are the caller's; these objects only do the arithmetic, so
+it can be tested on known answers.
+
+  FID   Fréchet distance between Gaussians fitted to reference and generated
+        features: |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))
+        (Heusel et al. 2017). A set against itself gives 0.
+  IS    Inception Score exp(E_x KL(p(y|x) || p(y))) over class probabilities,
+        mean and std over `splits` chunks (Salimans et al. 2016).
+  CLIP  CLIP score: mean over pairs of max(100 * cos(image, text), 0)
+        (Hessel et al. 2021); `scale=1` gives plain cosine, as MLPerf's SD
+        benchmark reports it (threshold 0.15).
+"""
+import numpy as np
+
+
+def gaussian_stats(features):
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"need features [N >= 2, D], got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2):
+    from scipy import linalg
+
+    diff = np.asarray(mu1) - np.asarray(mu2)
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # a singular product: nudge the diagonals, as pytorch-fid does
+        eps = 1e-6 * np.eye(len(sigma1))
+        covmean = linalg.sqrtm((sigma1 + eps) @ (sigma2 + eps))
+    covmean = np.real(covmean)  # sqrtm may leave tiny imaginary parts from rounding
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+class FID:
+    """update() with generated features; compared with the reference features given at construction."""
+
+    def __init__(self, reference_features):
+        self.reference = gaussian_stats(reference_features)
+        self.reset()
+
+    def reset(self):
+        self.parts = []
+
+    def update(self, features):
+        self.parts.append(np.asarray(features, np.float64))
+
+    def compute(self):
+        mu, sigma = gaussian_stats(np.concatenate(self.parts))
+        return frechet_distance(*self.reference, mu, sigma)
+
+
+class InceptionScore:
+    def __init__(self, splits=10):
+        self.splits = splits
+        self.reset()
+
+    def reset(self):
+        self.parts = []
+
+    def update(self, probs):
+        p = np.asarray(probs, np.float64)
+        if p.ndim != 2 or not np.allclose(p.sum(1), 1, atol=1e-4) or (p < 0).any():
+            raise ValueError("InceptionScore takes class probabilities [N, classes] (rows summing to 1)")
+        self.parts.append(p)
+
+    def compute(self):
+        """(mean, std) over the splits."""
+        p = np.concatenate(self.parts)
+        scores = []
+        for chunk in np.array_split(p, self.splits):
+            marginal = chunk.mean(axis=0, keepdims=True)
+            kl = (chunk * (np.log(chunk + 1e-12) - np.log(marginal + 1e-12))).sum(axis=1)
+            scores.append(float(np.exp(kl.mean())))
+        return float(np.mean(scores)), float(np.std(scores))
+
+
+class CLIPScore:
+    def __init__(self, scale=100.0):
+        self.scale = scale
+        self.reset()
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def update(self, image_embeddings, text_embeddings):
+        a = np.asarray(image_embeddings, np.float64)
+        b = np.asarray(text_embeddings, np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"{a.shape} image embeddings for {b.shape} text embeddings")
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        self.total += float(np.maximum(self.scale * cos, 0).sum())
+        self.count += len(a)
+
+    def compute(self):
+        if self.count == 0:
+            raise ValueError("CLIP score of zero pairs")
+        return self.total / self.count
