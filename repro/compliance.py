@@ -248,12 +248,12 @@ def recompute(run):
 
 # ------------------------------------------------------------------ helpers
 
-def _flatten(d, prefix=""):
+def flatten(d, prefix=""):
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -261,8 +261,8 @@ def _flatten(d, prefix=""):
 
 def config_differences(paper, exp, config):
     """Keys where a run's config departs from the registered experiment config."""
-    registered = _flatten(to_dict(load_config(paper.config_class, exp.config_path)))
-    used = _flatten(config) if isinstance(config, dict) else {}
+    registered = flatten(to_dict(load_config(paper.config_class, exp.config_path)))
+    used = flatten(config) if isinstance(config, dict) else {}
     return [f"{k}={used.get(k, '<absent>')!r} (registered {registered.get(k, '<absent>')!r})"
             for k in sorted(set(registered) | set(used))
             if k not in FREE_KEYS and registered.get(k, "<absent>") != used.get(k, "<absent>")]

@@ -13,7 +13,7 @@ import io
 import math
 import os
 
-from repro.compliance import _flatten
+from repro.compliance import flatten
 from repro.config import load_config, to_dict
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
@@ -50,8 +50,8 @@ def config_changes(run):
         exp = paper.experiment(run.exp)
     except ReproError:
         return []
-    registered = _flatten(to_dict(load_config(paper.config_class, exp.config_path)))
-    used = _flatten(run.header["config"])
+    registered = flatten(to_dict(load_config(paper.config_class, exp.config_path)))
+    used = flatten(run.header["config"])
     return [(k, used.get(k), registered.get(k)) for k in sorted(set(used) | set(registered))
             if used.get(k) != registered.get(k)]
 

@@ -1,7 +1,6 @@
 """The alignment toolkit: reprod_log-compatible dumps, comparison, conversion,
 localisation and the MNIST-1D ladder against its PyTorch reference."""
 import os
-import pickle
 
 import numpy as np
 import paddle
@@ -174,7 +173,7 @@ def test_a_mis_converted_linear_is_caught_and_localised():
 
 def test_localisation_names_the_first_diverging_conv():
     from repro.align.localize import first_divergence
-    torch = pytest.importorskip("torch", reason=TORCH_REASON)
+    pytest.importorskip("torch", reason=TORCH_REASON)
     from papers.mnist1d import reference
 
     paper = get_paper("mnist1d")

@@ -10,7 +10,6 @@
       that repro.eval reads; every unmatched, unused or mis-shaped key is listed
 """
 import argparse
-import sys
 
 from repro.errors import ReproError, run_cli
 

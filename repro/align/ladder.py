@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from repro.align import convert
-from repro.align.diff import AlignResult, ReprodLogger, compare
+from repro.align.diff import ReprodLogger, compare
 from repro.align.localize import first_divergence
 from repro.errors import ReproError
 
