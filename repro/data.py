@@ -32,6 +32,12 @@ class Batches:
         self.rank, self.world = rank, world
         self.steps_per_epoch = max(1, self.n // batch_size)
         self._perm_epoch, self._perm = None, None
+        # with nothing to compute per batch, convert once and slice tensors: a
+        # paddle.to_tensor per step costs ~0.2 ms, 2.5% of an MNIST-1D CNN step
+        self._tensors = None
+        if preprocess is None and augment is None:
+            import paddle
+            self._tensors = paddle.to_tensor(np.ascontiguousarray(x)), paddle.to_tensor(np.ascontiguousarray(y))
 
     def epoch(self, step):
         return step * self.batch_size // self.n if self.order == "sequential" else step // self.steps_per_epoch
@@ -50,6 +56,17 @@ class Batches:
         import paddle
 
         idx = self.indices(step)
+        if self._tensors is not None:
+            tx, ty = self._tensors
+            if isinstance(idx, slice):
+                x, y = tx[idx], ty[idx]
+            else:
+                t = paddle.to_tensor(idx)
+                x, y = paddle.gather(tx, t), paddle.gather(ty, t)
+            if self.world > 1:
+                per = x.shape[0] // self.world
+                x, y = x[self.rank * per:(self.rank + 1) * per], y[self.rank * per:(self.rank + 1) * per]
+            return x, y
         x, y = self.x[idx], self.y[idx]
         if self.preprocess is not None:
             x = self.preprocess(x)

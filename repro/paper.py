@@ -59,6 +59,9 @@ class Paper:
     config_class = None
     experiments = ()
     default_experiment = ""
+    # optional: augment(x, rng), training-time augmentation of a preprocessed
+    # numpy batch drawing only from rng (a Generator seeded by seed and step)
+    augment = None
     # optional: module path of a reference implementation (e.g. PyTorch) that
     # `python -m repro.align ladder` checks the port against; see repro/align/ladder.py
     reference = None
@@ -87,11 +90,6 @@ class Paper:
     def init_model(self, model, data):
         """Data-dependent initialisation before the first step (not on resume),
         e.g. a per-pixel mean kept as a model buffer so checkpoints carry it."""
-
-    def augment(self, x, rng):
-        """Training-time augmentation of a preprocessed numpy batch, drawing only
-        from rng (a numpy Generator seeded by the training seed and the step)."""
-        return x
 
     def input_spec(self, cfg):
         """[paddle.static.InputSpec] of the model's input, for repro.export."""

@@ -115,7 +115,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
     amp = Amp(tc.amp)
     net, optimizer = amp.decorate(net, optimizer)
     model = dist.wrap(net)
-    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.prepare, paper.augment,
+    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.preprocess, paper.augment,
                       dist.rank, dist.world)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
