@@ -1,6 +1,6 @@
 """Evaluation metrics: small pure objects (update / compute) chosen by name."""
 from metrics.classification import Accuracy
-from metrics.generative import FID, CLIPScore, InceptionScore
+from metrics.generative import FID, CLIPImageSimilarity, CLIPScore, InceptionScore
 from repro.registry import Registry
 
 METRICS = Registry("metric")
@@ -8,6 +8,7 @@ METRICS.register("accuracy", Accuracy)
 METRICS.register("fid", FID)
 METRICS.register("inception_score", InceptionScore)
 METRICS.register("clip_score", CLIPScore)
+METRICS.register("clip_image_similarity", CLIPImageSimilarity)
 
 
 def build_metric(name, **kwargs):

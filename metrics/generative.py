@@ -38,8 +38,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
 class FID:
     """update() with generated features; compared with the reference features given at construction."""
 
-    def __init__(self, reference_features):
-        self.reference = gaussian_stats(reference_features)
+    def __init__(self, reference_features=None):
+        self.reference = None if reference_features is None else gaussian_stats(reference_features)
         self.reset()
 
     def reset(self):
@@ -49,6 +49,8 @@ class FID:
         self.parts.append(np.asarray(features, np.float64))
 
     def compute(self):
+        if self.reference is None:
+            raise ValueError("FID needs reference features")
         mu, sigma = gaussian_stats(np.concatenate(self.parts))
         return frechet_distance(*self.reference, mu, sigma)
 
@@ -99,3 +101,32 @@ class CLIPScore:
         if self.count == 0:
             raise ValueError("CLIP score of zero pairs")
         return self.total / self.count
+
+
+class CLIPImageSimilarity:
+    """CLIP-I of DreamBooth (Ruiz et al. 2023): the mean cosine between the
+    CLIP image embeddings of every generated image and every real subject image."""
+
+    def __init__(self, reference_embeddings=None):
+        self.reference = None if reference_embeddings is None else _unit(reference_embeddings)
+        self.reset()
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def update(self, image_embeddings):
+        if self.reference is None:
+            raise ValueError("CLIPImageSimilarity needs the real images' embeddings")
+        cos = _unit(image_embeddings) @ self.reference.T
+        self.total += float(cos.sum())
+        self.count += cos.size
+
+    def compute(self):
+        if self.count == 0:
+            raise ValueError("CLIP-I of zero images")
+        return self.total / self.count
+
+
+def _unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)

@@ -57,3 +57,20 @@ def test_clip_score_is_100_cosine_clipped_at_zero():
     plain = build_metric("clip_score", scale=1.0)
     plain.update(np.array([[3.0, 4.0]]), np.array([[3.0, 4.0]]))
     assert plain.compute() == pytest.approx(1.0)
+
+
+def test_clip_image_similarity_is_the_mean_pairwise_cosine():
+    from metrics.generative import CLIPImageSimilarity
+    rng = np.random.default_rng(3)
+    real, gen = rng.normal(size=(3, 8)), rng.normal(size=(5, 8))
+    m = CLIPImageSimilarity(real * 7.0)  # the scale of an embedding does not matter
+    m.update(gen[:2])
+    m.update(gen[2:])
+    direct = np.mean([[g @ r / np.linalg.norm(g) / np.linalg.norm(r) for r in real] for g in gen])
+    assert m.compute() == pytest.approx(direct, abs=1e-12)
+    same = CLIPImageSimilarity(real)
+    same.update(real[:1] * 2.0)
+    assert same.compute() == pytest.approx(np.mean([real[0] @ r / np.linalg.norm(real[0]) / np.linalg.norm(r)
+                                                    for r in real]))
+    with pytest.raises(ValueError):
+        CLIPImageSimilarity().update(gen)
