@@ -35,10 +35,29 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
+def frechet_distance_low_rank(f1, f2):
+    """The same distance from the features themselves, for sets smaller than the
+    feature dimension. With centred rows A (n1 x D) and B (n2 x D),
+    S1 = A'A/(n1-1) and S2 = B'B/(n2-1), the non-zero eigenvalues of S1 S2 are
+    the squared singular values of A B' / sqrt((n1-1)(n2-1)), so
+    Tr (S1 S2)^(1/2) is that matrix's nuclear norm: exact, and an n1 x n2 SVD
+    instead of a D x D matrix square root (2048 x 2048: ~17 s on 2 cores)."""
+    a = np.asarray(f1, np.float64)
+    b = np.asarray(f2, np.float64)
+    mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
+    a, b = a - mu1, b - mu2
+    n1, n2 = len(a) - 1, len(b) - 1
+    diff = mu1 - mu2
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(n1 * n2)
+    return float(diff @ diff + (a * a).sum() / n1 + (b * b).sum() / n2 - 2.0 * cross)
+
+
 class FID:
-    """update() with generated features; compared with the reference features given at construction."""
+    """update() with generated features; compared with the reference features given at construction.
+    Sets smaller than the feature dimension take the exact low-rank route."""
 
     def __init__(self, reference_features=None):
+        self.features = None if reference_features is None else np.asarray(reference_features, np.float64)
         self.reference = None if reference_features is None else gaussian_stats(reference_features)
         self.reset()
 
@@ -51,7 +70,11 @@ class FID:
     def compute(self):
         if self.reference is None:
             raise ValueError("FID needs reference features")
-        mu, sigma = gaussian_stats(np.concatenate(self.parts))
+        generated = np.concatenate(self.parts)
+        if max(len(generated), len(self.features)) < generated.shape[1]:
+            gaussian_stats(generated)  # the same shape checks
+            return frechet_distance_low_rank(self.features, generated)
+        mu, sigma = gaussian_stats(generated)
         return frechet_distance(*self.reference, mu, sigma)
 
 

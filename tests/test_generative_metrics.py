@@ -74,3 +74,19 @@ def test_clip_image_similarity_is_the_mean_pairwise_cosine():
                                                     for r in real]))
     with pytest.raises(ValueError):
         CLIPImageSimilarity().update(gen)
+
+
+def test_low_rank_fid_equals_the_matrix_square_root_route():
+    """Fewer samples than features: the nuclear-norm form gives the sqrtm answer."""
+    from metrics.generative import FID, frechet_distance_low_rank, gaussian_stats
+    rng = np.random.default_rng(11)
+    for n1, n2, d in ((12, 9, 40), (30, 30, 64), (5, 20, 32)):
+        a = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d))
+        b = rng.normal(1.0, 2.0, size=(n2, d))
+        direct = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+        assert frechet_distance_low_rank(a, b) == pytest.approx(direct, rel=1e-6)
+        m = FID(a)
+        m.update(b)
+        assert m.compute() == pytest.approx(direct, rel=1e-6)
+    same = rng.normal(size=(10, 50))
+    assert frechet_distance_low_rank(same, same) == pytest.approx(0.0, abs=1e-9)
