@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from repro import checkpoint
-from repro.config import config_hash, from_dict, load_config, to_dict
+from repro.config import config_hash, from_dict, load_config, set_key, to_dict
 from repro.errors import ReproError
 from repro.registry import get_paper
 from repro.runlog import EVENTS, FORMAT, GENESIS, line_hash, read_log
@@ -125,6 +125,30 @@ def check_protocol(run, paper, exp):
     return problems
 
 
+def check_models(run, paper):
+    """(problems, warnings) about what a full run used by path (its free keys): no
+    built-in smoke model or data (random weights); a pinned model must be the pinned
+    file; an unpinned one is named, so a maintainer can judge it."""
+    head = run.header
+    if head.get("lite") or not paper.free_keys:
+        return [], []
+    config = flatten(head["config"]) if isinstance(head["config"], dict) else {}
+    provenance = head.get("provenance") or {}
+    smoke = [f"{k}={config[k]}" for k in paper.free_keys if str(config.get(k, "")).startswith("builtin:")]
+    smoke += [f"{name}: {v}" for name, v in provenance.items() if "random-init" in str(v)]
+    problems = ["built-in smoke-test models or data (random weights), on which no result can rest: "
+                + "; ".join(smoke)] if smoke else []
+    warnings = []
+    for name, (key, pin) in paper.pins.items():
+        want, used = config.get(pin), provenance.get(name)
+        if want and f"sha256:{want}" not in str(used):
+            problems.append(f"{key}: the run used {used!r}, not the registered file ({pin} {want[:12]}…)")
+        elif not want:
+            warnings.append(f"{key} is not pinned by the registered config ({pin} is empty): the result rests "
+                            f"on the run's own choice, {used!r}")
+    return problems, warnings
+
+
 def check_order(run):
     """Time never goes back; steps of each kind strictly increase, except that a
     resume restarts them from a logged checkpoint."""
@@ -189,6 +213,9 @@ def check_run(run):
     run.problems += check_chain(run)
     run.problems += check_events(run)
     run.problems += check_protocol(run, paper, exp)
+    problems, warnings = check_models(run, paper)
+    run.problems += problems
+    run.warnings += warnings
     run.problems += check_order(run)
     run.problems += check_results(run)
     code = run.header.get("code") or {}
@@ -199,8 +226,12 @@ def check_run(run):
 
 # ------------------------------------------------------------------ recompute
 
-def recompute(run):
-    """Re-run the evaluation from the checkpoint the log names; returns problems."""
+def recompute(run, local=None):
+    """Re-run the evaluation from the checkpoint the log names; returns problems.
+
+    local: {config key: value} for the paper's free keys (local paths of a
+    pretrained model or metric weights on the verifying machine); what they
+    point to must have the identities the run logged (its provenance)."""
     from repro.eval import evaluate
 
     ck = run.last("checkpoint")
@@ -231,10 +262,24 @@ def recompute(run):
 
     paper = get_paper(run.paper)
     cfg = from_dict(paper.config_class, head["config"])
-    paddle.seed(0)
-    model = paper.build_model(cfg)
-    checkpoint.load_model(model, tensors, file)
-    got, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
+    for key, value in (local or {}).items():
+        if key not in paper.free_keys:
+            raise ReproError(f"--local {key}: not a local-path key of {paper.name} "
+                             f"(those are: {', '.join(paper.free_keys) or 'none'})")
+        set_key(cfg, key, value)
+    try:
+        mine = paper.provenance(cfg)
+        differ = [f"{k}: logged {v!r}, here {mine.get(k)!r}" for k, v in (head.get("provenance") or {}).items()
+                  if _identities(v) != _identities(mine.get(k))]
+        if differ:
+            return [f"--recompute: this machine's files are not the ones the run used ({'; '.join(differ)}); "
+                    "point --local KEY=PATH at copies of them"]
+        paddle.seed(0)
+        model = paper.build_model(cfg)
+        checkpoint.load_model(model, tensors, file)
+        got, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
+    except ReproError as e:
+        return [f"--recompute: cannot rebuild the run here: {e}"]
     logged = run.metrics or (run.events[-1].get("metrics") or {})
     exact = str(head.get("env", {}).get("device", "cpu")).startswith("cpu") and paddle.device.get_device() == "cpu"
     rtol = 0.0 if exact else RECOMPUTE_RTOL_ACCELERATOR
@@ -247,6 +292,14 @@ def recompute(run):
 
 
 # ------------------------------------------------------------------ helpers
+
+def _identities(text):
+    """The sha256 digests in a provenance entry (its path part may differ between
+    machines), or the whole text when it names no digest."""
+    import re
+    found = re.findall(r"sha256:([0-9a-f]{64})", str(text))
+    return sorted(found) if found else str(text)
+
 
 def flatten(d, prefix=""):
     out = {}
@@ -265,7 +318,8 @@ def config_differences(paper, exp, config):
     used = flatten(config) if isinstance(config, dict) else {}
     return [f"{k}={used.get(k, '<absent>')!r} (registered {registered.get(k, '<absent>')!r})"
             for k in sorted(set(registered) | set(used))
-            if k not in FREE_KEYS and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+            if k not in FREE_KEYS and k not in paper.free_keys
+            and registered.get(k, "<absent>") != used.get(k, "<absent>")]
 
 
 def _diff_targets(logged, registered):

@@ -24,6 +24,11 @@ def evaluate(paper, model, cfg, data, dist=SINGLE):
     runs the model on its share (rows rank, rank+world, ...); the outputs are
     gathered and the loss and metrics computed over the whole split, in the same
     chunks as one process would, so every sample counts exactly once."""
+    if paper.evaluate is not None:
+        model.eval()
+        out = paper.evaluate(model, cfg, data, dist)
+        model.train()
+        return out
     model.eval()
     results, samples = {}, {}
     bs = cfg.train.eval_batch_size

@@ -10,7 +10,9 @@ A paper is a subclass of ``Paper`` with:
   loss(outputs, labels)            a scalar paddle Tensor
   metrics(cfg)                     {name: metric object} from metrics/ (update/compute)
 A paper that needs a different step overrides ``train_step``; nothing else in
-the loop is pluggable on purpose.
+the loop is pluggable on purpose. A generative paper (whose evaluation samples
+from the model rather than scoring its outputs on labelled rows) also sets
+``evaluate`` and ``pipeline``; see papers/sd_lora for one.
 """
 import os
 from dataclasses import dataclass, field
@@ -46,6 +48,9 @@ class Data:
     # stored rows -> model input, for training and evaluation alike (e.g. uint8
     # images -> float32); must be a pure function of the rows
     preprocess: object = None
+    # training-time augmentation augment(x, rng) chosen by the config; when None
+    # the paper's own ``augment`` (if any) is used
+    augment: object = None
 
     def prepare(self, x):
         return x if self.preprocess is None else self.preprocess(x)
@@ -65,6 +70,16 @@ class Paper:
     # optional: module path of a reference implementation (e.g. PyTorch) that
     # `python -m repro.align ladder` checks the port against; see repro/align/ladder.py
     reference = None
+    # optional: evaluate(model, cfg, data, dist) -> (metrics, samples), replacing
+    # repro.eval's score-the-outputs loop (e.g. generate images, then FID / CLIP)
+    evaluate = None
+    # config keys that may differ from the registered config without the run
+    # departing from the protocol: local paths whose content provenance() pins
+    free_keys = ()
+    # {provenance name: (free key, config key of the sha256 it must have)}: where the
+    # registered config pins that sha256, verify requires it of the logged provenance;
+    # where it leaves it empty, verify warns that the result rests on the run's own file
+    pins = {}
 
     def experiment(self, name=None):
         from repro.errors import ReproError
@@ -90,6 +105,15 @@ class Paper:
     def init_model(self, model, data):
         """Data-dependent initialisation before the first step (not on resume),
         e.g. a per-pixel mean kept as a model buffer so checkpoints carry it."""
+
+    def provenance(self, cfg):
+        """{name: identity} of what a run used besides its code, config and data
+        (e.g. a pretrained model's sha256); logged in the run header."""
+        return {}
+
+    def pipeline(self, model, cfg):
+        """Generative papers: a ppdiffusers pipeline over the trained model, for repro.generate."""
+        raise NotImplementedError(f"paper {self.name!r} does not generate images")
 
     def input_spec(self, cfg):
         """[paddle.static.InputSpec] of the model's input, for repro.export."""

@@ -56,7 +56,7 @@ def lr_at(tc, step):
 
 
 def build_optimizer(tc, model):
-    params = model.parameters()
+    params = [p for p in model.parameters() if not p.stop_gradient]  # frozen weights get no optimizer state
     wd = tc.weight_decay or None
     if tc.optimizer == "adam":
         return paddle.optimizer.Adam(learning_rate=tc.lr, parameters=params, weight_decay=wd)
@@ -88,6 +88,7 @@ def run_header(paper, exp, cfg, data, lite, overrides):
         "data": {split: {"n": len(xy[0]), "sha256": fingerprint(*xy)}
                  for split, xy in {"train": data.train, **data.eval}.items()},
         "env": environment(), "code": code_identity(paper.name),
+        "provenance": paper.provenance(cfg),
     }
 
 
@@ -113,10 +114,13 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo
     net = paper.build_model(cfg)
     optimizer = build_optimizer(tc, net)
     amp = Amp(tc.amp)
+    if tc.amp.enabled and echo and dist.main and paddle.get_device() == "cpu":
+        print("note: train.amp is on, but Paddle's auto_cast/decorate do nothing on the CPU; "
+              "this run computes in float32", flush=True)
     net, optimizer = amp.decorate(net, optimizer)
     model = dist.wrap(net)
-    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.preprocess, paper.augment,
-                      dist.rank, dist.world)
+    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.preprocess,
+                      data.augment or paper.augment, dist.rank, dist.world)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
     start = 0
@@ -268,9 +272,13 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="list papers, experiments and targets")
     ap.add_argument("--data-dir", metavar="DIR",
                     help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
+    ap.add_argument("--pretrained", metavar="DIR",
+                    help="a local pretrained model directory (model.pretrained), for papers that fine-tune one")
     args = ap.parse_args(argv)
     if args.data_dir:
         os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
+    if args.pretrained:
+        args.override.append(f"model.pretrained={os.path.abspath(args.pretrained)}")
 
     if args.list:
         print_listing()

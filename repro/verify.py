@@ -18,6 +18,8 @@ from repro.compliance import check_run, load_run, recompute
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
 from repro.runlog import EVENTS
+
+BUNDLE_MANIFEST = "submission.json"  # written by repro.submit at a bundle's root
 from repro.targets import judge
 
 
@@ -29,15 +31,22 @@ def find_runs(paths):
         if os.path.isfile(os.path.join(p, EVENTS)):
             runs.append(p)
             continue
-        found = sorted(root for root, _, files in os.walk(p) if EVENTS in files)
+        found = []
+        for root, dirs, files in os.walk(p):
+            if root != p and BUNDLE_MANIFEST in files:
+                dirs[:] = []  # a repro.submit bundle: its logs/ copies a run found elsewhere; name it to check it
+            elif EVENTS in files:
+                found.append(root)
+        found.sort()
         if not found:
             raise ReproError(f"{p}: no runs found (no {EVENTS} in it or below it)")
         runs.extend(found)
     return list(dict.fromkeys(os.path.normpath(r) for r in runs))
 
 
-def verify(paths, with_recompute=False, progress=None):
-    """Returns (rows, runs, ok). rows: one dict per (experiment, target)."""
+def verify(paths, with_recompute=False, progress=None, local=None):
+    """Returns (rows, runs, ok). rows: one dict per (experiment, target).
+    local: {free config key: path here} for --recompute (see compliance.recompute)."""
     runs = []
     paths = find_runs(paths)
     for i, path in enumerate(paths, 1):
@@ -45,7 +54,7 @@ def verify(paths, with_recompute=False, progress=None):
         if with_recompute and not run.problems:
             if progress:
                 progress(f"[{i}/{len(paths)}] recomputing {path}")
-            run.problems += recompute(run)
+            run.problems += recompute(run, local)
         runs.append(run)
     groups = {}
     for run in runs:
@@ -133,9 +142,21 @@ def main(argv=None):
     ap.add_argument("--recompute", action="store_true",
                     help="also re-evaluate each run's logged checkpoint and compare with its logged metrics")
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    ap.add_argument("--local", action="append", default=[], metavar="KEY=PATH",
+                    help="with --recompute: where this machine keeps a file the run used by path, e.g. "
+                         "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
+                         "have the sha256 the run logged)")
     args = ap.parse_args(argv)
+    local = {}
+    for text in args.local:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ReproError(f"--local {text!r} is not KEY=PATH")
+        local[key.strip()] = os.path.abspath(os.path.expanduser(value)) if "builtin:" not in value else value
+    if local and not args.recompute:
+        raise ReproError("--local only matters with --recompute")
     progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.recompute else None
-    rows, runs, ok = verify(args.runs, args.recompute, progress)
+    rows, runs, ok = verify(args.runs, args.recompute, progress, local)
     if args.json:
         print(json.dumps({"ok": ok, "targets": rows,
                           "runs": [{"path": r.path, "exp": r.exp, "seed": r.seed, "problems": r.problems,
