@@ -1,0 +1,223 @@
+"""Ruiz et al. 2023, DreamBooth: Fine Tuning Text-to-Image Diffusion Models for
+Subject-Driven Generation (CVPR). The whole UNet is fine-tuned on a few images
+of a subject bound to a rare identifier ("a sks dog"), with the class-specific
+prior-preservation loss (eq. 2): class images the frozen base model generated
+from the class prompt ("a dog") are trained on alongside, weight lambda = 1.
+Scored as the paper's Table 1: CLIP-I (generated vs real subject images) and
+CLIP-T (generated images vs their prompts). See README.md."""
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metrics import build_metric
+from papers.sd_lora import freeze, load_base
+from repro import diffusion
+from repro.config import TrainConfig, choice
+from repro.errors import ReproError
+from repro.paper import Data, Experiment, Paper
+from repro.targets import Target
+
+SOURCE = "Ruiz et al. 2023, Table 1 (DreamBooth, Stable Diffusion; mean over 30 subjects x 25 prompts)"
+TOLERANCE = 0.03  # a prior: one subject against the paper's 30-subject mean; not measured here
+BUILTIN = "builtin:landscapes"
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = ""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class DataConfig:
+    instance_path: str = ""  # a folder of the subject's images (no captions needed), or builtin:landscapes
+    instance_prompt: str = "a photo of sks dog"
+    class_prompt: str = "a photo of dog"
+    class_path: str = ""  # where class images are kept; '' = a cache folder named by base model and prompt
+    num_class_images: int = 200
+    class_steps: int = 50  # sampling steps for the class images
+    prior_loss_weight: float = 1.0
+    resolution: int = 512
+    center_crop: bool = True
+    builtin_count: int = 4
+
+
+@dataclass
+class EvalConfig:
+    prompts: typing.List[str] = field(default_factory=lambda: ["a sks dog in the snow", "a sks dog on the beach"])
+    size: int = 512
+    steps: int = 50
+    guidance_scale: float = 7.5
+    scheduler: str = choice("", ("",) + tuple(diffusion.SCHEDULERS), "'' keeps the pretrained model's")
+    images_per_prompt: int = 4
+    seed: int = 0
+    clip_model: str = ""  # a local paddlenlp CLIP / Chinese CLIP directory, or builtin:tiny-clip
+    clip_model_sha256: str = ""  # when set, clip_model's weights must be this file
+
+
+@dataclass
+class DreamBoothConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def read_instances(dc):
+    if dc.instance_path == BUILTIN:
+        return diffusion.builtin_landscapes(dc.builtin_count, dc.resolution, seed=3)[0]
+    if not dc.instance_path:
+        raise ReproError(f"data.instance_path is empty: give a folder of the subject's images or {BUILTIN}")
+    if not os.path.isdir(dc.instance_path):
+        raise ReproError(f"data.instance_path not found: {dc.instance_path}")
+    from PIL import Image, UnidentifiedImageError
+    names = sorted(n for n in os.listdir(dc.instance_path) if n.lower().endswith(diffusion.IMAGE_EXTS))
+    if not names:
+        raise ReproError(f"no images in {dc.instance_path}")
+    out = []
+    for n in names:
+        try:
+            with Image.open(os.path.join(dc.instance_path, n)) as img:
+                out.append(diffusion._fit(img, dc.resolution, dc.center_crop))
+        except (UnidentifiedImageError, OSError) as e:
+            raise ReproError(f"{os.path.join(dc.instance_path, n)} is not a readable image ({e})") from None
+    return np.stack(out)
+
+
+def class_images(cfg, base_dir):
+    """The prior-preservation set: num_class_images from the frozen base model and
+    the class prompt, image i from seed i, kept as PNGs so later runs reuse them
+    (as the diffusers script does); generated only when some are missing."""
+    from PIL import Image
+    dc = cfg.data
+    key = hashlib.sha256(json.dumps([diffusion.dir_identity(base_dir), dc.class_prompt, dc.resolution,
+                                     dc.class_steps]).encode()).hexdigest()[:16]
+    path = dc.class_path or diffusion.builtin_dir(f"dreambooth-class-{key}", lambda p: None)
+    os.makedirs(path, exist_ok=True)
+    names = [f"class_{i:05d}.png" for i in range(dc.num_class_images)]
+    missing = [i for i, n in enumerate(names) if not os.path.isfile(os.path.join(path, n))]
+    if missing:
+        print(f"generating {len(missing)} class images for {dc.class_prompt!r} into {path}", flush=True)
+        pipe = diffusion.load_pipeline(base_dir)
+        for i in missing:
+            img, _ = diffusion.generate(pipe, [dc.class_prompt], 1, dc.resolution, i, dc.class_steps, 7.5)
+            tmp = os.path.join(path, f".{names[i]}.tmp")
+            Image.fromarray(img[0]).save(tmp, format="PNG")
+            os.replace(tmp, os.path.join(path, names[i]))
+    out = []
+    for n in names:
+        with Image.open(os.path.join(path, n)) as img:
+            out.append(diffusion._fit(img, dc.resolution, True))
+    return np.stack(out)
+
+
+def _layer_class():
+    import paddle
+
+    class DreamBoothFineTune(paddle.nn.Layer):
+        def __init__(self, cfg):
+            super().__init__()
+            pipe = load_base(cfg)
+            self.__dict__["pipe"] = pipe  # the VAE and text encoder stay frozen and out of checkpoints
+            freeze(pipe)
+            self.unet = pipe.unet  # registered: trained and checkpointed whole
+            for p in self.unet.parameters():
+                p.stop_gradient = False
+            self.unet.train()
+            if cfg.model.gradient_checkpointing:
+                self.unet.enable_gradient_checkpointing()
+            self.prior_weight = cfg.data.prior_loss_weight
+            DDPMScheduler = diffusion.ppdiffusers().DDPMScheduler
+            with diffusion.quiet():
+                self.__dict__["noise_scheduler"] = DDPMScheduler.from_config(pipe.scheduler.config)
+
+        def forward(self, pixels, ids):
+            """pixels [B, 2, 3, H, W] and ids [B, 2, L]: (instance, class) pairs."""
+            pipe = self.pipe
+            pixels = paddle.concat([pixels[:, 0], pixels[:, 1]])  # instances first, then the prior half
+            ids = paddle.concat([ids[:, 0], ids[:, 1]])
+            with paddle.no_grad():
+                latents = pipe.vae.encode(pixels).latent_dist.sample() * pipe.vae.config.scaling_factor
+                states = pipe.text_encoder(ids)[0]
+            return diffusion.diffusion_loss(self.unet, self.noise_scheduler, latents, states, self.prior_weight)
+
+    return DreamBoothFineTune
+
+
+def to_pairs_input(x):
+    """uint8 [B, 2, H, W, 3] -> float32 [B, 2, 3, H, W] in [-1, 1]."""
+    b = x.shape[0]
+    return diffusion.to_model_input(x.reshape(-1, *x.shape[2:])).reshape(b, 2, 3, *x.shape[2:4])
+
+
+class DreamBoothPaper(Paper):
+    name = "dreambooth"
+    title = "DreamBooth: Fine Tuning Text-to-Image Diffusion Models for Subject-Driven Generation"
+    citation = ("Ruiz, N., Li, Y., Jampani, V., Pritch, Y., Rubinstein, M. and Aberman, K. DreamBooth. CVPR 2023")
+    url = "https://arxiv.org/abs/2208.12242"
+    config_class = DreamBoothConfig
+    experiments = (
+        Experiment("subject", "DreamBooth with prior preservation on SD v1.5, one subject, 512x512",
+                   "configs/dreambooth/subject.yaml",
+                   (Target("subject_clip_i", 0.803, "higher", TOLERANCE, SOURCE + ": CLIP-I 0.803"),
+                    Target("subject_clip_t", 0.305, "higher", TOLERANCE, SOURCE + ": CLIP-T 0.305"))),
+    )
+    default_experiment = "subject"
+    free_keys = ("model.pretrained", "data.instance_path", "data.class_path", "eval.clip_model")
+    pins = {"clip_model": ("eval.clip_model", "eval.clip_model_sha256")}
+
+    def build_model(self, cfg):
+        return _layer_class()(cfg)
+
+    def build_data(self, cfg):
+        base_dir = diffusion.resolve_pretrained(cfg.model.pretrained)
+        tokenizer = diffusion.load_component(base_dir, "tokenizer", diffusion.check_pretrained(base_dir))
+        instances = read_instances(cfg.data)
+        prior = class_images(cfg, base_dir)
+        n = max(len(instances), len(prior))  # as the diffusers script: each instance cycles against the prior set
+        x = np.stack([instances[np.arange(n) % len(instances)], prior[np.arange(n) % len(prior)]], axis=1)
+        ids = diffusion.tokenize(tokenizer, [cfg.data.instance_prompt, cfg.data.class_prompt])
+        y = np.broadcast_to(ids, (n, *ids.shape)).copy()
+        return Data(train=(x, y), eval={"subject": (instances, np.zeros((len(instances), 1), np.int64))},
+                    info={"prompts": list(cfg.eval.prompts)}, preprocess=to_pairs_input)
+
+    def train_step(self, model, optimizer, batch, amp):
+        return diffusion.loss_step(model, optimizer, batch, amp)  # forward(pixels, ids) is the loss
+
+    def metrics(self, cfg):
+        return {"clip_i": build_metric("clip_image_similarity"), "clip_t": build_metric("clip_score", scale=1.0)}
+
+    def provenance(self, cfg):
+        return {"pretrained": diffusion.pretrained_identity(cfg.model.pretrained),
+                "clip_model": diffusion.clip_embedder(cfg.eval.clip_model, cfg.eval.clip_model_sha256).identity}
+
+    def evaluate(self, model, cfg, data, dist):
+        from metrics.generative import CLIPImageSimilarity, CLIPScore
+        ec = cfg.eval
+        pipe = self.pipeline(model, cfg)
+        with diffusion.keep_rng():
+            images, records = diffusion.generate(pipe, ec.prompts, ec.images_per_prompt, ec.size, ec.seed,
+                                                 ec.steps, ec.guidance_scale)
+        clip = diffusion.clip_embedder(ec.clip_model, ec.clip_model_sha256)
+        gen = clip.images(images)
+        clip_i = CLIPImageSimilarity(clip.images(data.eval["subject"][0]))
+        clip_i.update(gen)
+        clip_t = CLIPScore(scale=1.0)
+        clip_t.update(gen, clip.texts([r["prompt"] for r in records]))
+        return {"subject_clip_i": clip_i.compute(), "subject_clip_t": clip_t.compute()}, {"subject": len(images)}
+
+    def pipeline(self, model, cfg):
+        return diffusion.with_scheduler(model.pipe, cfg.eval.scheduler)
+
+    def publish(self, model, cfg, out):
+        """The whole fine-tuned pipeline, as DreamBooth results are shared."""
+        with diffusion.quiet():
+            model.pipe.save_pretrained(out)
+        return "pipeline"
+
+
+PAPER = DreamBoothPaper()
