@@ -51,7 +51,7 @@ def ppdiffusers():
     Python's ``bool``, adds ``np.bfloat16 = np.uint16`` and, where torch is
     installed, sets ``torch.uint16 = torch.bfloat16`` (a stand-in for torch
     releases that had no uint16). numpy's own code calls ``np.bool(x).any()``, so
-    afterwards ``np.testing`` raises on every array, and ``torch.save`` writes
+    afterwards ``np.testing``'s comparisons raise on float arrays, and ``torch.save`` writes
     every tensor in a format safe loaders refuse. ppdiffusers reads none of these
     names itself, so they are put back."""
     import ppdiffusers as module

@@ -46,10 +46,12 @@ def open_run(run_dir):
         raise ReproError(f"{run_dir} has no {CKPT} (interrupted before the first checkpoint?)")
     paper = get_paper(head["paper"])
     exp = paper.experiment(head.get("exp"))
-    cfg = from_dict(paper.config_class, read_yaml(os.path.join(run_dir, "config.yaml")))
-    if config_hash(cfg) != head.get("config_hash"):
+    if paper.evaluate is None:
+        raise ReproError(f"{run_dir} is a {paper.name} run; only the generative papers' runs generate images")
+    raw = read_yaml(os.path.join(run_dir, "config.yaml"))
+    if config_hash(raw) != head.get("config_hash"):  # as written, before newer schema defaults fill it in
         raise ReproError(f"{run_dir}/config.yaml is not the config its log was started with")
-    return paper, exp, cfg, head
+    return paper, exp, from_dict(paper.config_class, raw), head
 
 
 def load_trained(run_dir):

@@ -17,6 +17,7 @@ from repro.errors import ReproError
 from repro.runlog import read_events
 
 CHINESE = "一幅山水画，橙色的天空，绿色的山"
+SHIPPED_MNIST1D_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "logs", "mnist1d", "cnn", "seed0")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,7 @@ def test_generate_refuses_bad_input(lora_run, tmp_path, capsys):
         ([lora_run, "--prompt", "x", "--size", "500"], "multiple of 8"),
         ([lora_run], "give --prompts"),
         ([str(tmp_path / "nope"), "--prompt", "x"], "no such run directory"),
+        ([SHIPPED_MNIST1D_RUN, "--prompt", "x"], "only the generative papers"),
     ]
     busy = tmp_path / "busy"
     busy.mkdir()
