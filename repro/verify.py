@@ -18,9 +18,9 @@ from repro.compliance import check_run, load_run, recompute
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
 from repro.runlog import EVENTS
+from repro.targets import judge
 
 BUNDLE_MANIFEST = "submission.json"  # written by repro.submit at a bundle's root
-from repro.targets import judge
 
 
 def find_runs(paths):
