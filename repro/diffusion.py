@@ -6,7 +6,7 @@
                           and identified by a sha256 over its files. Nothing
                           downloads. "builtin:tiny-sd" is a tiny randomly
                           initialised Stable Diffusion written on first use, for
-                          tests and smoke runs (no hub, ~2 MB).
+                          tests and smoke runs (no hub, ~4 MB).
   image-caption folders   the layouts diffusers users have: metadata.jsonl
                           ({"file_name": ..., "text": ...}) or a caption .txt
                           beside each image; UTF-8, so Chinese captions work.
@@ -99,16 +99,24 @@ def quiet():
 
 def dir_identity(path):
     """sha256 over (relative path, sha256) of every file under path, sorted: the
-    identity of a model directory, whatever its size."""
+    identity of a model directory, whatever its size. Computed once per process
+    for the same files, sizes and modification times (an SD directory is
+    gigabytes; DreamBooth and verify --recompute over several runs ask again)."""
     if not os.path.isdir(path):
         raise ReproError(f"model directory not found: {path}")
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
+    files = []
+    for root, dirs, names in os.walk(path):
         dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
+        files += [os.path.join(root, name) for name in sorted(names)]
+    stamp = tuple((f, st.st_size, st.st_mtime_ns) for f in files for st in [os.stat(f)])
+
+    def digest():
+        h = hashlib.sha256()
+        for full in files:
             h.update(f"{os.path.relpath(full, path)}\0{sha256_file(full)}\n".encode())
-    return h.hexdigest()
+        return h.hexdigest()
+
+    return _cached(("dir_identity", path, stamp), digest)
 
 
 def read_model_index(path):
@@ -328,8 +336,6 @@ def read_image_folder(path, size, caption_column="text", center_crop=True):
 
     Captions come from metadata.jsonl (one {"file_name": ..., caption_column: ...}
     per line) if present, else from <image stem>.txt beside each image."""
-    from PIL import Image, UnidentifiedImageError
-
     if not os.path.isdir(path):
         raise ReproError(f"image folder not found: {path}")
     meta = os.path.join(path, "metadata.jsonl")
@@ -364,14 +370,20 @@ def read_image_folder(path, size, caption_column="text", center_crop=True):
         full = os.path.join(path, name)
         if os.path.dirname(os.path.normpath(name)).startswith("..") or os.path.isabs(name):
             raise ReproError(f"{meta}: file_name {name!r} points outside the folder")
-        try:
-            with Image.open(full) as img:
-                images.append(_fit(img, size, center_crop))
-        except FileNotFoundError:
-            raise ReproError(f"image listed but not found: {full}") from None
-        except (UnidentifiedImageError, OSError) as e:
-            raise ReproError(f"{full} is not a readable image ({e})") from None
+        images.append(read_image(full, size, center_crop))
     return np.stack(images), [c for _, c in pairs], [n for n, _ in pairs]
+
+
+def read_image(path, size, center_crop=True):
+    """One image file as uint8 [size, size, 3] (see _fit); a missing or damaged file is a ReproError."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            return _fit(img, size, center_crop)
+    except FileNotFoundError:
+        raise ReproError(f"image listed but not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ReproError(f"{path} is not a readable image ({e})") from None
 
 
 SKIES = (("蓝色", "blue", (90, 150, 230)), ("橙色", "orange", (240, 150, 70)), ("紫色", "purple", (110, 70, 150)))

@@ -40,7 +40,7 @@ from repro.checkpoint import sha256_file
 from repro.errors import ReproError, run_cli
 from repro.generate import METADATA, load_trained
 from repro.runlog import read_events
-from repro.verify import BUNDLE_MANIFEST
+from repro.verify import BUNDLE_MANIFEST, print_table, verify
 
 LOG_FILES = ("events.jsonl", "train.log", "config.yaml")
 
@@ -73,7 +73,6 @@ def read_generation(path, checkpoint_sha):
 
 
 def run_verify(run_dir):
-    from repro.verify import print_table, verify
     rows, runs, ok = verify([run_dir], with_recompute=True)
     text = io.StringIO()
     with contextlib.redirect_stdout(text):

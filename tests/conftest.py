@@ -25,6 +25,35 @@ def subprocess_cli(*args, timeout=300):
     return p.returncode, p.stdout, p.stderr
 
 
+def interrupt_train_step(monkeypatch, paper, at):
+    """Make the paper's train_step raise KeyboardInterrupt (Ctrl-C) on its `at`-th call;
+    returns undo(), which puts the real step back."""
+    cls = type(paper)
+    real = cls.train_step
+    calls = {"n": 0}
+
+    def step(self, *a):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise KeyboardInterrupt
+        return real(self, *a)
+
+    monkeypatch.setattr(cls, "train_step", step)
+    return lambda: monkeypatch.setattr(cls, "train_step", real)
+
+
+def assert_same_checkpoints(run_a, run_b):
+    """The two runs' checkpoints hold the same tensors, bit for bit."""
+    from repro import checkpoint
+    import numpy as np
+
+    a, _ = checkpoint.read(run_a)
+    b, _ = checkpoint.read(run_b)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 def shared_file(*parts):
     path = os.path.join(SHARED_DATA, *parts)
     if not os.path.exists(path):

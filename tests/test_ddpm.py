@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import assert_same_checkpoints, cli, interrupt_train_step
 
 from repro import checkpoint, diffusion, generate, train, verify
 from repro.config import load_config
@@ -152,28 +152,15 @@ def test_resume_is_bitwise_exact(tmp_path, capsys, monkeypatch):
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     assert cli(train.main, base + ["--out", whole], capsys)[0] == 0
 
-    real_step = type(PAPER).train_step
-    calls = {"n": 0}
-
-    def interrupt_at_3(self, *a):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_step(self, *a)
-
-    monkeypatch.setattr(type(PAPER), "train_step", interrupt_at_3)
+    undo = interrupt_train_step(monkeypatch, PAPER, 3)
     assert cli(train.main, base + ["--out", parts], capsys)[0] == 130
-    monkeypatch.setattr(type(PAPER), "train_step", real_step)
+    undo()
     code, _, err = cli(train.main, ["--resume", parts], capsys)
     assert code == 0, err
     resumed = read_events(parts)
     assert any(e["kind"] == "resume" and e["step"] == 2 for e in resumed)
     assert resumed[-1]["metrics"] == read_events(whole)[-1]["metrics"]
-    a, _ = checkpoint.read(whole)
-    b, _ = checkpoint.read(parts)
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_checkpoints(whole, parts)
 
 
 def test_generate_writes_seeded_pngs_at_the_native_size(lite_run, tmp_path, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cli
+from conftest import assert_same_checkpoints, cli, interrupt_train_step
 from repro import diffusion, generate, submit, train, verify
 from repro.errors import ReproError
 from repro.runlog import read_events
@@ -197,8 +197,15 @@ def test_dir_identity_changes_with_any_byte(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "w.bin").write_bytes(b"123")
     first = diffusion.dir_identity(str(tmp_path))
+    assert diffusion.dir_identity(str(tmp_path)) == first  # (from the per-process cache)
     (tmp_path / "a" / "w.bin").write_bytes(b"124")
+    # same size; an edit moves the mtime, which the cache keys on (a write within the
+    # same clock tick may not, so the test sets it)
+    stat = os.stat(tmp_path / "a" / "w.bin")
+    os.utime(tmp_path / "a" / "w.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert diffusion.dir_identity(str(tmp_path)) != first
+    (tmp_path / "a" / "x.bin").write_bytes(b"")  # a new empty file changes it too
+    assert len({first, diffusion.dir_identity(str(tmp_path))}) == 2
 
 
 def test_image_folder_layouts_with_chinese_captions(tmp_path):
@@ -264,31 +271,16 @@ def test_lora_training_reads_a_caption_folder(tmp_path, capsys):
 
 
 def test_resume_is_bitwise_exact_for_lora(tmp_path, capsys, monkeypatch):
-    from repro import checkpoint
     from repro.registry import get_paper
     base = ["--paper", "sd_lora", "--lite", "-o", "train.visualdl=false", "-o", "train.eval_every=100"]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     assert cli(train.main, base + ["--out", whole], capsys)[0] == 0
-    paper = get_paper("sd_lora")
-    real = type(paper).train_step
-    calls = {"n": 0}
-
-    def interrupt_at_3(self, *a):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self, *a)
-
-    monkeypatch.setattr(type(paper), "train_step", interrupt_at_3)
+    undo = interrupt_train_step(monkeypatch, get_paper("sd_lora"), 3)
     assert cli(train.main, base + ["--out", parts], capsys)[0] == 130
-    monkeypatch.setattr(type(paper), "train_step", real)
+    undo()
     code, _, err = cli(train.main, ["--resume", parts], capsys)
     assert code == 0, err
-    a, _ = checkpoint.read(whole)
-    b, _ = checkpoint.read(parts)
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_checkpoints(whole, parts)
     assert read_events(parts)[-1]["metrics"] == read_events(whole)[-1]["metrics"]
 
 
@@ -479,3 +471,13 @@ def test_lora_on_a_chinese_text_encoder_reloads_in_ppdiffusers(tmp_path, capsys)
     assert not np.array_equal(draw(), png(os.path.join(gen, "p00_0.png")))  # the base alone draws another
     pipe.load_lora_weights(str(tmp_path / "weights"))
     np.testing.assert_array_equal(draw(), png(os.path.join(gen, "p00_0.png")))
+
+
+def test_dreambooth_subject_folder_refuses_a_damaged_image(tmp_path):
+    from papers.dreambooth import DataConfig, read_instances
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    got = read_instances(DataConfig(instance_path=str(tmp_path), resolution=16))
+    assert got.shape == (1, 16, 16, 3) and got.dtype == np.uint8
+    (tmp_path / "b.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ReproError, match="b.jpg is not a readable image"):
+        read_instances(DataConfig(instance_path=str(tmp_path), resolution=16))

@@ -74,18 +74,11 @@ def read_instances(dc):
         raise ReproError(f"data.instance_path is empty: give a folder of the subject's images or {BUILTIN}")
     if not os.path.isdir(dc.instance_path):
         raise ReproError(f"data.instance_path not found: {dc.instance_path}")
-    from PIL import Image, UnidentifiedImageError
     names = sorted(n for n in os.listdir(dc.instance_path) if n.lower().endswith(diffusion.IMAGE_EXTS))
     if not names:
         raise ReproError(f"no images in {dc.instance_path}")
-    out = []
-    for n in names:
-        try:
-            with Image.open(os.path.join(dc.instance_path, n)) as img:
-                out.append(diffusion._fit(img, dc.resolution, dc.center_crop))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ReproError(f"{os.path.join(dc.instance_path, n)} is not a readable image ({e})") from None
-    return np.stack(out)
+    return np.stack([diffusion.read_image(os.path.join(dc.instance_path, n), dc.resolution, dc.center_crop)
+                     for n in names])
 
 
 def class_images(cfg, base_dir):
@@ -108,11 +101,7 @@ def class_images(cfg, base_dir):
             tmp = os.path.join(path, f".{names[i]}.tmp")
             Image.fromarray(img[0]).save(tmp, format="PNG")
             os.replace(tmp, os.path.join(path, names[i]))
-    out = []
-    for n in names:
-        with Image.open(os.path.join(path, n)) as img:
-            out.append(diffusion._fit(img, dc.resolution, True))
-    return np.stack(out)
+    return np.stack([diffusion.read_image(os.path.join(path, n), dc.resolution) for n in names])
 
 
 def _layer_class():
