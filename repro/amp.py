@@ -11,7 +11,10 @@ import json
 
 class Amp:
     def __init__(self, cfg):
+        import paddle
         self.cfg = cfg
+        # Paddle 3.3.1's auto_cast/decorate act on CUDA, XPU and custom devices only
+        self.cpu_noop = cfg.enabled and paddle.get_device() == "cpu"
         self.scaler = None
         if cfg.enabled and cfg.dtype == "float16":
             import paddle

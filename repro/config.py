@@ -8,11 +8,13 @@ dotted overrides: the few-step smoke variant used by `--lite` and the tests.
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 
 import yaml
 
+from repro import strict
 from repro.errors import ReproError
 
 
@@ -47,6 +49,8 @@ class TrainConfig:
     eval_batch_size: int = 1000
     log_every: int = 100
     checkpoint_every: int = 1000
+    # checkpoints at multiples of this are kept for the replay audit (0: none but the last)
+    audit_every: int = 0
     seed: int = 42
     visualdl: bool = True
     amp: AmpConfig = field(default_factory=AmpConfig)
@@ -59,6 +63,11 @@ class TrainConfig:
             raise ReproError(f"config: train.lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
             raise ReproError(f"config: train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.audit_every < 0:
+            raise ReproError(f"config: train.audit_every must be >= 0 (0: keep only the last checkpoint), "
+                             f"got {self.audit_every}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise ReproError(f"config: train.seed must be in [0, 2**63), got {self.seed}")
 
 
 # ---------------------------------------------------------------- typing helpers
@@ -85,8 +94,20 @@ def _coerce(key, tp, value):
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise ReproError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return float(value) if tp is float else value
+        raise ReproError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {_short(value)}")
+    if tp is float:
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise ReproError(f"config: {key} must be a finite number, got {_short(value)}")
+    return value
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fields(obj):
@@ -96,6 +117,8 @@ def _fields(obj):
 
 def set_key(cfg, dotted, value):
     """Set cfg.a.b = value with schema checks; dotted is 'a.b'."""
+    if not isinstance(dotted, str):
+        raise ReproError(f"config: key {_short(dotted)} is not a name")
     parts = dotted.split(".")
     node = cfg
     for i, part in enumerate(parts):
@@ -104,7 +127,7 @@ def set_key(cfg, dotted, value):
         if part not in known:
             prefix = ".".join(parts[:i])
             names = ", ".join(f"{prefix}.{k}" if prefix else k for k in known)
-            raise ReproError(f"config: unknown key {where!r} (known: {names})")
+            raise ReproError(f"config: unknown key {_short(where)} (known: {names})")
         tp, f = known[part]
         if i < len(parts) - 1:
             node = getattr(node, part)
@@ -113,43 +136,34 @@ def set_key(cfg, dotted, value):
             continue
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise ReproError(f"config: {where} is a section; give a mapping, got {value!r}")
+                raise ReproError(f"config: {where} is a section; give a mapping, got {_short(value)}")
             for k, v in value.items():
                 set_key(cfg, f"{where}.{k}", v)
             return
         value = _coerce(where, tp, value)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            raise ReproError(f"config: {where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            raise ReproError(f"config: {where} must be one of {', '.join(map(str, choices))}, got {_short(value)}")
         setattr(node, part, value)
 
 
 def parse_override(text):
     """'train.lr=0.005' -> ('train.lr', 0.005); the value is read as YAML."""
     if "=" not in text:
-        raise ReproError(f"override {text!r} is not key=value")
+        raise ReproError(f"override {_short(text)} is not key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ReproError(f"override {text!r} has no key")
+        raise ReproError(f"override {_short(text)} has no key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = strict.loads_yaml(raw, f"override {key}") if raw.strip() else ""
+    except ReproError:
+        value = raw  # not YAML: the text itself (a path with a colon, say); the schema decides
     return key, value
 
 
 def read_yaml(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ReproError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ReproError(f"bad YAML in {path}{where}: {problem}") from None
+    data = strict.read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -175,15 +189,34 @@ def load_config(config_class, path, lite=False, overrides=(), seed=None):
         set_key(cfg, *parse_override(text))
     if seed is not None:
         set_key(cfg, "train.seed", seed)
+    return validate(cfg)
+
+
+def validate(cfg):
+    """Each section's own checks (e.g. TrainConfig.validate); returns cfg."""
     for section in dataclasses.fields(cfg):
-        validate = getattr(getattr(cfg, section.name), "validate", None)
-        if validate:
-            validate()
+        check = getattr(getattr(cfg, section.name), "validate", None)
+        if check:
+            check()
     return cfg
 
 
 def to_dict(cfg):
     return dataclasses.asdict(cfg)
+
+
+def flatten(d, prefix=""):
+    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}; anything but a dict gives {}."""
+    out = {}
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def config_hash(cfg):
@@ -194,11 +227,13 @@ def config_hash(cfg):
 
 
 def from_dict(config_class, data):
-    """Rebuild a config saved with a run (same strict checks)."""
+    """Rebuild a config saved with a run, with load_config's checks."""
+    if not isinstance(data, dict):
+        raise ReproError(f"config: the top level must be a mapping, got {type(data).__name__}")
     cfg = config_class()
     for key, value in data.items():
         set_key(cfg, key, value)
-    return cfg
+    return validate(cfg)
 
 
 def dump_yaml(cfg):

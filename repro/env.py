@@ -55,7 +55,25 @@ def code_identity(paper_name):
     }
 
 
-def environment():
+def command():
+    """The command line as a user would retype it: the module instead of the
+    script's path, and paths under the working directory made relative to it,
+    so a shipped log names no folder of the machine that made it."""
+    argv = list(sys.argv)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    head = ["python", "-m", spec.name] if spec is not None and spec.name else ["python", os.path.basename(argv[0])]
+    cwd = os.getcwd()
+    out = []
+    for arg in argv[1:]:
+        key, eq, value = arg.partition("=") if arg.startswith("-") is False and "=" in arg else ("", "", arg)
+        if os.path.isabs(value) and os.path.commonpath([cwd, os.path.abspath(value)]) == cwd:
+            value = os.path.relpath(value, cwd)
+        out.append(f"{key}{eq}{value}")
+    return head + out
+
+
+def environment(threads=1):
     import paddle
 
     return {
@@ -71,5 +89,6 @@ def environment():
         "cpu_count": os.cpu_count(),
         "os": platform.platform(),
         "world_size": int(os.environ.get("PADDLE_TRAINERS_NUM", "1")),
-        "argv": sys.argv,
+        "threads": threads,
+        "command": command(),
     }

@@ -4,16 +4,14 @@
                           [--out DIR] [--resume DIR] [-o train.lr=0.005 ...]
     python -m repro.train --list
 
-One plain loop: seed, build data/model/optimizer, then for each step take the
-batch for that step, do the paper's train_step, and log / evaluate / checkpoint
-on their schedules. A run directory holds config.yaml (the resolved config),
-events.jsonl (the machine log), train.log (the same as text), vdl/ (VisualDL)
-and checkpoint.safetensors (the latest state; resume starts from it).
+One plain loop: build the initial state, then for each step do the recipe's
+update (repro.recipe: its seeds, batch and learning rate are functions of the
+step) and log / evaluate / checkpoint on their schedules. The run directory's
+layout is repro.rundir's; the log format is docs/log-format.md.
 """
 import argparse
 import math
 import os
-import random
 import sys
 import time
 
@@ -22,13 +20,9 @@ if __name__ == "__main__" and not __package__:
     # import the package from the repo root, not the modules beside this file
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np
-import paddle
-
-from repro import checkpoint
-from repro.amp import Amp
-from repro.config import config_hash, dump_yaml, from_dict, load_config, read_yaml, to_dict
-from repro.data import Batches, fingerprint
+from repro import checkpoint, recipe, rundir
+from repro.config import config_hash, load_config, to_dict
+from repro.data import fingerprint
 from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
@@ -36,58 +30,22 @@ from repro.eval import evaluate
 from repro.paper import REPO_ROOT
 from repro.progress import Progress, fmt_eta
 from repro.registry import get_paper, load_papers
-from repro.runlog import EVENTS, FORMAT as LOG_FORMAT, RunLog, read_events
-
-CKPT = "checkpoint.safetensors"
-CONFIG = "config.yaml"
+from repro.runlog import FORMAT as LOG_FORMAT, RunLog
 
 
-def lr_at(tc, step):
-    """Learning rate for update number `step` (0-based): a pure function of step,
-    so there is no scheduler state to checkpoint."""
-    if step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
-    if tc.lr_schedule == "cosine":
-        progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
-        return tc.lr * 0.5 * (1 + math.cos(math.pi * progress))
-    if tc.lr_schedule == "step":
-        return tc.lr * tc.lr_gamma ** sum(step >= m for m in tc.lr_milestones)
-    return tc.lr
-
-
-def build_optimizer(tc, model):
-    params = [p for p in model.parameters() if not p.stop_gradient]  # frozen weights get no optimizer state
-    wd = tc.weight_decay or None
-    if tc.optimizer == "adam":
-        return paddle.optimizer.Adam(learning_rate=tc.lr, parameters=params, weight_decay=wd)
-    if tc.optimizer == "adamw":
-        return paddle.optimizer.AdamW(learning_rate=tc.lr, parameters=params, weight_decay=tc.weight_decay)
-    if tc.optimizer == "momentum":
-        return paddle.optimizer.Momentum(learning_rate=tc.lr, momentum=tc.momentum, parameters=params, weight_decay=wd)
-    return paddle.optimizer.SGD(learning_rate=tc.lr, parameters=params, weight_decay=wd)
-
-
-def reseed(seed, step, rank=0):
-    """Seed every RNG from (seed, step, rank). Done at the start and after each
-    checkpoint, so a resumed run draws the same random numbers as an
-    uninterrupted one; each rank gets its own stream (e.g. for dropout)."""
-    s = (seed * 1_000_003 + step + rank * 7_919) % (2 ** 31)
-    random.seed(s)
-    np.random.seed(s)
-    paddle.seed(s)
-
-
-def run_header(paper, exp, cfg, data, lite, overrides):
+def run_header(paper, exp, cfg, state, lite, overrides, threads):
     """What the run is: the run_start event's payload (docs/log-format.md)."""
+    data = state.data
     return {
         "format": LOG_FORMAT, "paper": paper.name, "exp": exp.name, "title": paper.title,
-        "seed": cfg.train.seed, "lite": lite, "overrides": list(overrides),
+        "lite": lite, "overrides": list(overrides),
         "config": to_dict(cfg), "config_hash": config_hash(cfg),
         "targets": [t.to_dict() for t in exp.targets],
         "metrics": {name: f"{type(m).__module__}.{type(m).__qualname__}" for name, m in paper.metrics(cfg).items()},
         "data": {split: {"n": len(xy[0]), "sha256": fingerprint(*xy)}
                  for split, xy in {"train": data.train, **data.eval}.items()},
-        "env": environment(), "code": code_identity(paper.name),
+        "init_weights_sha256": checkpoint.weights_sha256(checkpoint.state_tensors(state.net)),
+        "env": environment(threads), "code": code_identity(paper.name),
         "provenance": paper.provenance(cfg),
     }
 
@@ -103,108 +61,123 @@ class _NoLog:
         pass
 
 
-def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=False, echo=True, dist=SINGLE):
+def _is_kept(tc, step):
+    return step == tc.steps or bool(tc.audit_every and step % tc.audit_every == 0)
+
+
+def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=True, dist=SINGLE, threads=1):
     """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
-    echo=False keeps the console quiet (the logs are written all the same)."""
+    resume: the opened rundir.Run to continue (from its last logged checkpoint,
+    or from step 0 when it logged none). echo=False keeps the console quiet."""
     tc = cfg.train
-    if dist.main:
-        os.makedirs(run_dir, exist_ok=True)
-    reseed(tc.seed, 0)  # the same initial weights on every rank
-    data = paper.build_data(cfg)
-    net = paper.build_model(cfg)
-    optimizer = build_optimizer(tc, net)
-    amp = Amp(tc.amp)
-    if tc.amp.enabled and echo and dist.main and paddle.get_device() == "cpu":
+    recipe.set_threads(threads)
+    state = recipe.build(paper, cfg, dist, init=resume is None)
+    if tc.amp.enabled and echo and dist.main and state.amp.cpu_noop:
         print("note: train.amp is on, but Paddle's auto_cast/decorate do nothing on the CPU; "
               "this run computes in float32", flush=True)
-    net, optimizer = amp.decorate(net, optimizer)
-    model = dist.wrap(net)
-    batches = Batches(*data.train, tc.batch_size, tc.batch_order, tc.seed, data.preprocess,
-                      data.augment or paper.augment, dist.rank, dist.world)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
-    start = 0
-    if resume:
-        tensors, ckpt_meta = checkpoint.read(os.path.join(run_dir, CKPT))
-        if ckpt_meta.get("config_hash") != meta["config_hash"]:
-            raise ReproError(f"{run_dir}/{CKPT} was written with another config than {run_dir}/{CONFIG}")
-        checkpoint.load_model(net, tensors, os.path.join(run_dir, CKPT))
-        checkpoint.load_optimizer(optimizer, net, tensors)
-        amp.load_state(ckpt_meta.get("amp_scaler"))
-        start = int(ckpt_meta["step"])
-    else:
-        paper.init_model(net, data)
+    start, note, previous = 0, "", None
+    if resume is not None:
+        done = resume.checkpoints()
+        if done:
+            start = max(done)
+            _, _, ckpt_meta, _ = rundir.load_trained(resume, start, into=state.net, optimizer=state.optimizer)
+            state.amp.load_state(ckpt_meta.get("amp_scaler"))
+            previous = None if _is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
+        else:
+            paper.init_model(state.net, state.data)
+            note = "no checkpoint was logged before the interruption: training starts again from step 0"
     echo = echo and dist.main
-    echo_progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
-    if not echo:
-        echo_progress.enabled = False
+    progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
+    progress.enabled = progress.enabled and echo
 
     def print_line(line):
-        echo_progress.clear()
+        progress.clear()
         print(line, flush=True)
 
-    log = RunLog(run_dir, visualdl=tc.visualdl, echo=print_line if echo else None) if dist.main else _NoLog()
-    if resume:
-        log.event("resume", step=start, env=environment(), code=code_identity(paper.name))
-    elif dist.main:
-        with open(os.path.join(run_dir, CONFIG), "w", encoding="utf-8") as f:
-            f.write(dump_yaml(cfg))
-        log.event("run_start", **run_header(paper, exp, cfg, data, lite, overrides))
-    reseed(tc.seed, start, dist.rank)
-    model.train()
-
-    step, metrics = start, {}
-    window = {"reader": 0.0, "batch": 0.0, "n": 0}
-    t_start, constant_lr = time.perf_counter(), tc.lr_schedule == "constant" and tc.warmup_steps == 0
+    log = _NoLog()
+    pos = {"step": start}  # the loop's current step, for a run_end written on the way out
+    t_start = time.perf_counter()
     try:
-        for step in range(start + 1, tc.steps + 1):
-            t0 = time.perf_counter()
-            batch = batches(step - 1)
-            t1 = time.perf_counter()
-            if not constant_lr:
-                optimizer.set_lr(lr_at(tc, step - 1))
-            loss = paper.train_step(model, optimizer, batch, amp)
-            t2 = time.perf_counter()
-            window["reader"] += t1 - t0
-            window["batch"] += t2 - t0
-            window["n"] += 1
-
-            if step % tc.log_every == 0 or step == tc.steps:
-                loss_value = float(loss)
-                n, window_batch = window["n"], window["batch"]
-                eta = fmt_eta((time.perf_counter() - t_start) / (step - start) * (tc.steps - step))
-                log.event("train", step=step, steps=tc.steps, epoch=batches.epoch(step - 1) + 1,
-                          loss=loss_value, lr=float(optimizer.get_lr()),
-                          reader_cost=window["reader"] / n, batch_cost=window_batch / n,
-                          ips=tc.batch_size * n / window_batch, eta=eta)
-                window = {"reader": 0.0, "batch": 0.0, "n": 0}
-                if not math.isfinite(loss_value):
-                    log.event("run_end", status="diverged", step=step, reason=f"loss is {loss_value}")
-                    log.close()
-                    raise ReproError(f"training diverged at step {step}: loss is {loss_value}")
-                echo_progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k},
-                                     ips=f"{tc.batch_size * n / window_batch:.0f}/s")
-            if step % tc.eval_every == 0 or step == tc.steps:
-                metrics, samples = evaluate(paper, model, cfg, data, dist)
-                log.event("eval", step=step, metrics=metrics, samples=samples)
-            if step % tc.checkpoint_every == 0 or step == tc.steps:
-                if dist.main:
-                    # the chain head ties this checkpoint to the log lines before it
-                    extra = {"amp_scaler": amp.state()} if amp.state() else {}
-                    sha = checkpoint.save(os.path.join(run_dir, CKPT), net, optimizer,
-                                          {**meta, **extra, "step": str(step), "log_seq": str(log.seq),
-                                           "log_head": log.prev})
-                    log.event("checkpoint", step=step, path=CKPT, sha256=sha)
-                reseed(tc.seed, step, dist.rank)
+        if dist.main:
+            log = RunLog(os.path.join(run_dir, rundir.EVENTS), os.path.join(run_dir, rundir.TEXT),
+                         os.path.join(run_dir, rundir.VDL) if tc.visualdl else None,
+                         echo=print_line if echo else None, lines=resume.lines if resume else ())
+            if resume is not None:
+                log.event("resume", step=start, env=environment(threads), code=code_identity(paper.name),
+                          **({"note": note} if note else {}))
+            else:
+                log.event("run_start", **run_header(paper, exp, cfg, state, lite, overrides, threads))
+            rundir.write_config(run_dir, cfg)
+            os.makedirs(os.path.join(run_dir, rundir.CHECKPOINTS), exist_ok=True)
+        metrics = _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta, pos)
     except KeyboardInterrupt:
-        echo_progress.clear()
-        log.event("run_end", status="interrupted", step=step,
-                  reason=f"interrupted; `--resume {run_dir}` continues from the last checkpoint")
+        progress.clear()
+        log.event("run_end", status="interrupted", step=pos["step"],
+                  reason=f"interrupted; `python -m repro.train --resume {run_dir}` continues from the last checkpoint")
         log.close()
         raise
+    except OSError as e:  # a full disk, a folder made read-only under us
+        progress.clear()
+        try:
+            log.event("run_end", status="failed", step=pos["step"], reason=f"cannot write: {e.strerror or e}")
+        except OSError:
+            pass
+        log.close()
+        where = f": {e.filename}" if e.filename else ""
+        raise ReproError(f"{run_dir}: cannot write ({e.strerror or e}{where}); free space or fix permissions, "
+                         f"then `python -m repro.train --resume {run_dir}`") from None
     log.event("run_end", status="success", step=tc.steps, metrics=metrics,
               seconds=round(time.perf_counter() - t_start, 2))
     log.close()
+    return metrics
+
+
+def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta, pos):
+    """Updates start+1 .. train.steps with their logging, evaluations and checkpoints; returns the final metrics."""
+    tc = cfg.train
+    metrics = {}
+    window = {"reader": 0.0, "batch": 0.0, "n": 0}
+    t_start = time.perf_counter()
+    for step in range(start + 1, tc.steps + 1):
+        pos["step"] = step
+        t0 = time.perf_counter()
+        loss, reader = recipe.update(paper, state, cfg, step, dist)
+        window["reader"] += reader
+        window["batch"] += time.perf_counter() - t0
+        window["n"] += 1
+
+        if step % tc.log_every == 0 or step == tc.steps:
+            loss_value = float(loss)
+            n, window_batch = window["n"], window["batch"]
+            eta = fmt_eta((time.perf_counter() - t_start) / (step - start) * (tc.steps - step))
+            log.event("train", step=step, steps=tc.steps, epoch=state.batches.epoch(step - 1) + 1,
+                      loss=loss_value, lr=float(state.optimizer.get_lr()),
+                      reader_cost=window["reader"] / n, batch_cost=window_batch / n,
+                      ips=tc.batch_size * n / window_batch, eta=eta)
+            window = {"reader": 0.0, "batch": 0.0, "n": 0}
+            if not math.isfinite(loss_value):
+                log.event("run_end", status="diverged", step=step, reason=f"loss is {loss_value}")
+                log.close()
+                raise ReproError(f"training diverged at step {step}: loss is {loss_value}")
+            progress.update(step, eta, loss=loss_value, **{k: v for k, v in metrics.items() if "acc" in k},
+                            ips=f"{tc.batch_size * n / window_batch:.0f}/s")
+        if step % tc.eval_every == 0 or step == tc.steps:
+            metrics, samples = evaluate(paper, state.model, cfg, state.data, dist)
+            log.event("eval", step=step, metrics=metrics, samples=samples)
+        if dist.main and (step % tc.checkpoint_every == 0 or _is_kept(tc, step)):
+            # the file goes into place before its log line, and the one it supersedes
+            # is deleted after: a kill at any instant leaves the last logged one on disk
+            name = rundir.checkpoint_name(step)
+            extra = {"amp_scaler": state.amp.state()} if state.amp.state() else {}
+            sha, weights = checkpoint.save(os.path.join(run_dir, name), state.net, state.optimizer,
+                                           {**meta, **extra, "step": str(step), "log_seq": str(log.seq),
+                                            "log_head": log.prev})
+            log.event("checkpoint", step=step, path=name, sha256=sha, weights_sha256=weights)
+            if previous and os.path.exists(previous):
+                os.remove(previous)
+            previous = None if _is_kept(tc, step) else os.path.join(run_dir, name)
     return metrics
 
 
@@ -223,40 +196,60 @@ def print_listing():
 
 
 def _prepare_out(out):
-    if os.path.exists(out):
-        if not os.path.isdir(out):
-            raise ReproError(f"--out {out} exists and is not a directory")
-        if os.path.exists(os.path.join(out, EVENTS)) or os.path.exists(os.path.join(out, CKPT)):
-            raise ReproError(f"--out {out} already holds a run; choose another directory or use --resume {out}")
-        if os.listdir(out):
-            raise ReproError(f"--out {out} is not empty; give a new or empty directory")
-    os.makedirs(out, exist_ok=True)
+    """Make out, a new or empty directory; refuse anything that holds files."""
+    try:
+        if os.path.exists(out):
+            if not os.path.isdir(out):
+                raise ReproError(f"--out {out} exists and is not a directory")
+            if rundir.is_run(out):
+                raise ReproError(f"--out {out} already holds a run; choose another directory or use --resume {out}")
+            if os.listdir(out):
+                raise ReproError(f"--out {out} is not empty; give a new or empty directory")
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ReproError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return out
 
 
-def _open_resume(args, paper_name):
-    run_dir = args.resume
-    if not os.path.isdir(run_dir):
-        raise ReproError(f"--resume {run_dir}: no such run directory")
+def _open_resume(args):
+    """The run to continue, checked: its log (strictly), config.yaml, and the last
+    logged checkpoint's sha256 and chain head (checked again as it loads)."""
+    run = rundir.open_run(args.resume, allow_partial_tail=True)
     if args.override or args.seed is not None or args.lite:
         raise ReproError("--resume continues a run with its own config; drop -o/--seed/--lite")
-    events = read_events(run_dir)
-    head = events[0]
-    if head.get("kind") != "run_start":
-        raise ReproError(f"{run_dir}/{EVENTS} does not start with a run_start event")
-    ends = [e for e in events if e["kind"] in ("run_end", "resume")]
-    if ends and ends[-1]["kind"] == "run_end" and ends[-1].get("status") == "success":
-        raise ReproError(f"{run_dir} already finished; nothing to resume")
-    if paper_name and paper_name != head["paper"]:
-        raise ReproError(f"{run_dir} is a run of paper {head['paper']!r}, not {paper_name!r}")
+    end = run.events[-1]
+    if end["kind"] == "run_end" and end["status"] == "success":
+        raise ReproError(f"{args.resume} already finished; nothing to resume")
+    head = run.header
+    if args.paper and args.paper != head["paper"]:
+        raise ReproError(f"{args.resume} is a run of paper {head['paper']!r}, not {args.paper!r}")
     if args.exp and args.exp != head["exp"]:
-        raise ReproError(f"{run_dir} is a run of experiment {head['exp']!r}, not {args.exp!r}")
-    if not os.path.isfile(os.path.join(run_dir, CKPT)):
-        raise ReproError(f"{run_dir} has no {CKPT} to resume from (interrupted before the first checkpoint?)")
-    paper = get_paper(head["paper"])
-    exp = paper.experiment(head["exp"])
-    cfg = from_dict(paper.config_class, read_yaml(os.path.join(run_dir, CONFIG)))
-    return paper, exp, cfg, run_dir, head.get("lite", False), head.get("overrides", [])
+        raise ReproError(f"{args.resume} is a run of experiment {head['exp']!r}, not {args.exp!r}")
+    if os.path.exists(os.path.join(run.path, rundir.CONFIG)):
+        rundir.check_config_file(run)
+    done = run.checkpoints()
+    if done:  # refuse a replaced checkpoint before anything is written
+        ev = done[max(done)]
+        path = rundir.checkpoint_file(run, ev)
+        _, meta = checkpoint.read(path)
+        rundir.check_meta(run, ev, meta, path)
+    threads = head["env"].get("threads", 1)
+    if type(threads) is not int or not 1 <= threads <= 1024:
+        raise ReproError(f"{args.resume}: the header's env.threads {threads!r} is not a thread count")
+    return run, threads
+
+
+def _drop_partial_tail(run):
+    """A kill while a line was written leaves it without its newline; it was never
+    part of the chain, so it is cut off (and said so)."""
+    if run.tail:
+        path = os.path.join(run.path, rundir.EVENTS)
+        os.truncate(path, os.path.getsize(path) - len(run.tail))
+        print(f"note: dropped an incomplete last log line ({len(run.tail)} bytes) left by the interruption")
 
 
 def main(argv=None):
@@ -269,6 +262,9 @@ def main(argv=None):
     ap.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for Paddle's kernels (default 1; recorded: the result depends on it)")
+    ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--list", action="store_true", help="list papers, experiments and targets")
     ap.add_argument("--data-dir", metavar="DIR",
                     help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
@@ -279,6 +275,8 @@ def main(argv=None):
         os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
     if args.pretrained:
         args.override.append(f"model.pretrained={os.path.abspath(args.pretrained)}")
+    if not 1 <= args.threads <= 1024:
+        raise ReproError(f"--threads must be between 1 and 1024, got {args.threads}")
 
     if args.list:
         print_listing()
@@ -288,16 +286,23 @@ def main(argv=None):
     if args.resume:
         if args.out:
             raise ReproError("--resume writes into the run it continues; drop --out")
-        paper, exp, cfg, run_dir, lite, overrides = _open_resume(args, args.paper)
+        run, threads = _open_resume(args)
         dist.init()
-        say(f"resuming {paper.name}/{exp.name} in {run_dir}")
-        train(paper, exp, cfg, run_dir, lite, overrides, resume=True, dist=dist)
+        if dist.main:
+            _drop_partial_tail(run)
+        say(f"resuming {run.paper.name}/{run.exp.name} in {run.path}")
+        train(run.paper, run.exp, run.cfg, run.path, run.header["lite"], run.header["overrides"], resume=run,
+              dist=dist, threads=threads)
         return 0
     if not args.paper:
         raise ReproError(f"--paper is required; registered: {', '.join(load_papers().names())}")
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
     cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override, seed=args.seed)
+    if args.print_config:
+        from repro.config import dump_yaml
+        print(dump_yaml(cfg), end="")
+        return 0
     dist.init()
     out = args.out or os.path.join(REPO_ROOT, "logs", "runs", paper.name,
                                    f"{exp.name}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -306,7 +311,7 @@ def main(argv=None):
     dist.gather(None)  # ranks wait until rank 0 has checked and made the directory
     world = f" on {dist.world} processes" if dist.world > 1 else ""
     say(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seed {cfg.train.seed}{world} -> {run_dir}")
-    train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist)
+    train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist, threads=args.threads)
     say(f"done: {run_dir}\nverify with: python -m repro.verify {run_dir}")
     return 0
 

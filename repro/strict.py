@@ -1,0 +1,213 @@
+"""Strict, bounded parsing of files a stranger may have written: run logs,
+configs, checkpoint metadata, export and contest files.
+
+What a forger or a broken disk can put in such a file is refused with one
+ReproError line naming the file, line and key, never a traceback: duplicate
+keys (the later value would win silently), NaN and Infinity tokens, integers
+of more than MAX_INT_DIGITS digits, nesting deeper than MAX_DEPTH, YAML
+aliases (a few lines can expand to gigabytes), lines and files over their size
+limits. Memory stays bounded by those limits whatever the input: an oversized
+line is skipped in chunks, never read whole.
+"""
+import json
+import math
+import os
+import stat
+
+import yaml
+
+from repro.errors import ReproError
+
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 40  # any honest int here (steps, seeds, counts) has far fewer
+MAX_YAML_BYTES = 1 << 20
+_CHUNK = 1 << 20
+
+
+class _Invalid(ValueError):
+    """A problem found inside json.loads' hooks, carried out with its key."""
+
+
+def regular_file(path, what, max_bytes=None):
+    """os.stat of path, which must be a regular file (links resolved) of at most
+    max_bytes; a ReproError otherwise."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ReproError(f"{what} not found: {path}") from None
+    except OSError as e:
+        raise ReproError(f"{what} {path} cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ReproError(f"{what} {path} is not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ReproError(f"{what} {path} is {st.st_size:,} bytes, over the {max_bytes:,} such a file may have")
+    return st
+
+
+def inside(root, path, what):
+    """path with links resolved, which must lie inside root (links resolved too)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise ReproError(f"{what} {path} resolves to {real}, outside {root}")
+    return real
+
+
+def _pairs(pairs):
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise _Invalid(f"duplicate key {k!r}")
+        seen[k] = v
+    return seen
+
+
+def _int(text):
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Invalid(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Invalid(f"a number out of range ({text[:20]}...)")
+    return value
+
+
+def _constant(name):
+    raise _Invalid(f"the non-standard token {name}")
+
+
+def depth(value, limit=MAX_DEPTH):
+    """Nesting depth of lists and dicts, up to limit + 1 (then it stops looking)."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def loads_json(text, where):
+    """json.loads, strictly: one ReproError naming `where` for any of the module's refusals."""
+    try:
+        value = json.loads(text, object_pairs_hook=_pairs, parse_int=_int, parse_float=_float,
+                           parse_constant=_constant)
+    except _Invalid as e:
+        raise ReproError(f"{where}: {e}") from None
+    except RecursionError:
+        raise ReproError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as e:
+        raise ReproError(f"{where} is not JSON ({e.msg} at column {e.colno})") from None
+    except ValueError as e:  # e.g. a string with a lone surrogate
+        raise ReproError(f"{where} is not valid JSON ({e})") from None
+    if depth(value) > MAX_DEPTH:
+        raise ReproError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def read_json(path, what, max_bytes=16 << 20):
+    """A whole JSON file (a dict at the top), read strictly."""
+    regular_file(path, what, max_bytes)
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReproError(f"{what} {path} is not UTF-8 text") from None
+    value = loads_json(text, f"{what} {path}")
+    if not isinstance(value, dict):
+        raise ReproError(f"{what} {path}: the top level must be an object, got {type(value).__name__}")
+    return value
+
+
+def lines(path, max_line, max_bytes):
+    """Yield (number, bytes of the line without its newline, ended) for each line.
+    A line longer than max_line raises a ReproError naming it, after reading at
+    most max_line + 1 bytes of it. `ended` is False for a last line without a newline."""
+    regular_file(path, "log", max_bytes)
+    with open(path, "rb") as f:
+        n = 0
+        while True:
+            raw = f.readline(max_line + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > max_line and not raw.endswith(b"\n"):
+                raise ReproError(f"{path} line {n} is longer than {max_line:,} bytes")
+            ended = raw.endswith(b"\n")
+            yield n, raw[:-1] if ended else raw, ended
+
+
+# ---------------------------------------------------------------- YAML
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without aliases, duplicate keys, huge integers or deep nesting."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(problem=f"uses an alias (*{event.anchor}); aliases are not allowed",
+                                       problem_mark=event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels",
+                                           problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.MarkedYAMLError(problem=f"a key that is not a plain value ({key_node.tag})",
+                                           problem_mark=key_node.start_mark) from None
+            if duplicate:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        text = str(node.value).replace("_", "")
+        if len(text.lstrip("+-")) > MAX_INT_DIGITS:
+            raise yaml.MarkedYAMLError(problem=f"an integer of {len(text)} digits", problem_mark=node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_yaml_map)
+
+
+def loads_yaml(text, where):
+    """yaml.safe_load, strictly; a ReproError naming where (and the line) for anything refused."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or ["unreadable"])[0]
+        raise ReproError(f"bad YAML in {where}{line}: {problem}") from None
+    except RecursionError:
+        raise ReproError(f"bad YAML in {where}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:  # a value the constructors cannot make (e.g. a date out of range)
+        raise ReproError(f"bad YAML in {where}: {e}") from None
+
+
+def read_yaml(path, what="config file", max_bytes=MAX_YAML_BYTES):
+    regular_file(path, what, max_bytes)
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReproError(f"{what} {path} is not UTF-8 text") from None
+    return loads_yaml(text, path)
