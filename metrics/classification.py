@@ -23,3 +23,14 @@ class Accuracy:
         if self.total == 0:
             raise ValueError("accuracy of zero samples")
         return 100.0 * self.correct / self.total
+
+    @staticmethod
+    def impossible(value, n):
+        """Why `value` cannot be an accuracy over n samples (it must be 100 k / n
+        for a whole k), or None."""
+        if not 0 <= value <= 100:
+            return f"{value!r} is not a percentage"
+        k = round(value * n / 100.0)
+        if abs(100.0 * k / n - value) > 1e-9 * max(1.0, abs(value)):
+            return f"{value!r} is not k/{n} of the {n} samples for any whole k"
+        return None

@@ -1,71 +1,50 @@
-"""Compliance checks on one run, each failing with its own message.
+"""Compliance checks on one run, from its files alone, each failing with its own message.
 
-load_run() reads a run directory (a ReproError only when it cannot be read at
-all); check_run() lists every reason the run cannot count; recompute() re-runs
-the evaluation from the checkpoint the log names. The log format is described
-in docs/log-format.md.
+load_run() reads a run directory and never raises: a run that cannot be read
+is returned with the reason as its problem. check_run() lists every reason
+the run cannot count. What re-executes the run's code (recompute, replay) is
+repro/audit.py. The log format is described in docs/log-format.md.
 """
 import math
 import os
-from dataclasses import dataclass, field
 
-from repro import checkpoint
-from repro.config import config_hash, from_dict, load_config, set_key, to_dict
+from repro import rundir
+from repro.config import config_hash, flatten, load_config, to_dict
 from repro.errors import ReproError
-from repro.registry import get_paper
-from repro.runlog import EVENTS, FORMAT, GENESIS, line_hash, read_log
+from repro.runlog import GENESIS, line_hash
+
+LITE = "a --lite smoke run, not the experiment"
 
 # Config keys a run may change without changing the experiment: they decide
-# what is logged and when, not what is computed.
-FREE_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.visualdl",
-             "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
-# Recomputed metrics must equal the logged ones exactly when both sides ran on
-# the CPU; where the run used an accelerator, within this relative tolerance.
-RECOMPUTE_RTOL_ACCELERATOR = 1e-3
-
-
-@dataclass
-class Run:
-    path: str
-    lines: list
-    events: list
-    header: dict
-    paper: str = ""
-    exp: str = ""
-    seed: int = None
-    metrics: dict = field(default_factory=dict)
-    problems: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-
-    def last(self, kind):
-        return next((e for e in reversed(self.events) if e.get("kind") == kind), None)
+# what is logged and kept, and when, not what is computed. (Since every
+# update's random numbers are a function of (seed, step), how often a run
+# checkpoints does not change its numbers.)
+LOGGING_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.audit_every", "train.visualdl",
+                "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
 
 
 def load_run(path):
-    lines, events = read_log(path)
-    head = events[0]
-    if head["kind"] != "run_start":
-        raise ReproError(f"{os.path.join(path, EVENTS)} does not start with a run_start event")
-    for key in ("paper", "exp", "seed", "config"):
-        if key not in head:
-            raise ReproError(f"{os.path.join(path, EVENTS)}: run_start has no {key!r}")
-    return Run(path, lines, events, head, head["paper"], head["exp"], head["seed"])
+    """A rundir.Run; an unreadable one carries the reason as its problem."""
+    try:
+        return rundir.read(path)
+    except ReproError as e:
+        return rundir.Run(path, [], [], problems=[f"unreadable: {e}"])
 
 
 # ------------------------------------------------------------------ the checks
 
 def check_chain(run):
-    seqs = [e.get("seq") for e in run.events]
+    seqs = [e["seq"] for e in run.events]
     prev = GENESIS
     for i, (line, ev) in enumerate(zip(run.lines, run.events)):
-        n, seq = i + 1, ev.get("seq")
+        n, seq = i + 1, ev["seq"]
         if seq != i:
             if seq in seqs[:i]:
                 return [f"line {n}: seq {seq} repeats line {seqs.index(seq) + 1} (a duplicated line)"]
             if i in seqs[i + 1:]:
                 return [f"line {n}: seq {seq} where {i} was expected (lines reordered)"]
             return [f"line {n}: seq {seq} where {i} was expected (a line was removed)"]
-        if ev.get("prev") != prev:
+        if ev["prev"] != prev:
             what = "is not the chain's start" if i == 0 else f"does not match line {n - 1}"
             return [f"line {n}: hash chain broken: its prev {what} (a line was edited, inserted or removed)"]
         prev = line_hash(line)
@@ -75,54 +54,67 @@ def check_chain(run):
 def check_events(run):
     problems = []
     kinds = [e["kind"] for e in run.events]
+    if "run_start" in kinds[1:]:
+        problems.append(f"line {kinds.index('run_start', 1) + 1}: a second run_start")
     for kind in ("eval", "checkpoint"):
         if kind not in kinds:
             problems.append(f"missing required event: no {kind}")
     if kinds[-1] != "run_end":
         problems.append("the run did not finish: the log does not end with run_end")
-    elif run.events[-1].get("status") != "success":
-        problems.append(f"the run ended with status {run.events[-1].get('status')!r}")
+    elif run.events[-1]["status"] != "success":
+        problems.append(f"the run ended with status {run.events[-1]['status']!r}")
     for i, kind in enumerate(kinds[:-1]):
         if kind == "run_end" and kinds[i + 1] != "resume":
             problems.append(f"line {i + 1}: run_end is not the last event and no resume follows it")
     return problems
 
 
+def registered_config(paper, exp, lite=False):
+    """The experiment's registered config as a dict (the lite variant for a lite run)."""
+    return to_dict(load_config(paper.config_class, exp.config_path, lite=lite))
+
+
 def check_protocol(run, paper, exp):
     problems = []
     head = run.header
-    if config_hash(head["config"]) != head.get("config_hash"):
+    if config_hash(head["config"]) != head["config_hash"]:
         problems.append("config_hash does not match the logged config")
-    if head.get("lite"):
-        problems.append("a --lite smoke run, not the experiment")
-    if head.get("seed") != head["config"].get("train", {}).get("seed"):
-        problems.append(f"the header's seed {head.get('seed')} is not the config's train.seed")
-    diffs = config_differences(paper, exp, head["config"])
+    if head["lite"]:
+        problems.append(LITE)
+    try:
+        run.cfg = _cfg(paper, head["config"])
+    except ReproError as e:
+        problems.append(f"the logged config is not valid: {e}")
+        return problems
+    diffs = config_differences(paper, exp, head["config"], head["lite"])
     if diffs:
         problems.append("config departs from the registered experiment: " + "; ".join(diffs))
     registered = [t.to_dict() for t in exp.targets]
-    if head.get("targets") != registered:
+    if head["targets"] != registered:
         problems.append("the log's targets differ from the registered ones: "
-                        + _diff_targets(head.get("targets"), registered))
-    try:
-        cfg = from_dict(paper.config_class, head["config"])
-        metrics = {n: f"{type(m).__module__}.{type(m).__qualname__}" for n, m in paper.metrics(cfg).items()}
-    except ReproError as e:
-        problems.append(f"the logged config is not valid: {e}")
-        metrics = None
-    if metrics is not None and head.get("metrics") != metrics:
-        problems.append(f"metric definitions differ from the registered ones: logged {head.get('metrics')}, "
+                        + _diff_targets(head["targets"], registered))
+    metrics = {n: f"{type(m).__module__}.{type(m).__qualname__}" for n, m in paper.metrics(run.cfg).items()}
+    if head["metrics"] != metrics:
+        problems.append(f"metric definitions differ from the registered ones: logged {_short(head['metrics'])}, "
                         f"registered {metrics}")
-    data = head.get("data") or {}
-    for split, (n, sha) in exp.eval_data.items():
-        got = data.get(split)
-        if not isinstance(got, dict):
+    for split, (n, sha) in ({} if head["lite"] else exp.eval_data).items():  # lite runs use smoke data
+        got = head["data"].get(split)
+        if got is None:
             problems.append(f"the log does not record its {split!r} evaluation data")
-        elif got.get("n") != n or (sha is not None and got.get("sha256") != sha):  # sha None: count only
+        elif got["n"] != n or (sha is not None and got["sha256"] != sha):  # sha None: count only
             problems.append(f"evaluation data {split!r} differ from the registered protocol: "
-                            f"{got.get('n')} samples, sha256 {str(got.get('sha256'))[:12]}… "
+                            f"{got['n']} samples, sha256 {got['sha256'][:12]}… "
                             f"(registered {n} samples, sha256 {str(sha)[:12]}…)")
+    try:
+        rundir.check_config_file(run)
+    except ReproError as e:
+        problems.append(str(e))
     return problems
+
+
+def _cfg(paper, config):
+    from repro.config import from_dict
+    return from_dict(paper.config_class, config)
 
 
 def check_models(run, paper):
@@ -130,10 +122,10 @@ def check_models(run, paper):
     built-in smoke model or data (random weights); a pinned model must be the pinned
     file; an unpinned one is named, so a maintainer can judge it."""
     head = run.header
-    if head.get("lite") or not paper.free_keys:
+    if head["lite"] or not paper.free_keys:
         return [], []
-    config = flatten(head["config"]) if isinstance(head["config"], dict) else {}
-    provenance = head.get("provenance") or {}
+    config = flatten(head["config"])
+    provenance = head["provenance"]
     smoke = [f"{k}={config[k]}" for k in paper.free_keys if str(config.get(k, "")).startswith("builtin:")]
     smoke += [f"{name}: {v}" for name, v in provenance.items() if "random-init" in str(v)]
     problems = ["built-in smoke-test models or data (random weights), on which no result can rest: "
@@ -142,7 +134,7 @@ def check_models(run, paper):
     for name, (key, pin) in paper.pins.items():
         want, used = config.get(pin), provenance.get(name)
         if want and f"sha256:{want}" not in str(used):
-            problems.append(f"{key}: the run used {used!r}, not the registered file ({pin} {want[:12]}…)")
+            problems.append(f"{key}: the run used {used!r}, not the registered file ({pin} {str(want)[:12]}…)")
         elif not want:
             warnings.append(f"{key} is not pinned by the registered config ({pin} is empty): the result rests "
                             f"on the run's own choice, {used!r}")
@@ -151,28 +143,29 @@ def check_models(run, paper):
 
 def check_order(run):
     """Time never goes back; steps of each kind strictly increase, except that a
-    resume restarts them from a logged checkpoint."""
+    resume restarts them from a logged checkpoint (or from step 0: the initial
+    state, rebuilt from the seed)."""
     problems = []
     last_time = -math.inf
     last = {"train": 0, "eval": 0, "checkpoint": 0}
-    checkpoints = set()
-    total = run.header["config"].get("train", {}).get("steps")
+    checkpoints = {0}
+    total = run.cfg.train.steps
     for n, ev in enumerate(run.events, 1):
-        t = ev.get("time")
-        if not isinstance(t, (int, float)) or t < last_time:
-            problems.append(f"line {n}: time goes backwards ({t} after {last_time})")
+        if ev["time"] < last_time:
+            problems.append(f"line {n}: time goes backwards ({ev['time']} after {last_time})")
             break
-        last_time = t
+        last_time = ev["time"]
         kind, step = ev["kind"], ev.get("step")
         if kind == "resume":
             if step not in checkpoints:
                 problems.append(f"line {n}: resume from step {step}, where no checkpoint was logged")
+            checkpoints = {s for s in checkpoints if s <= step}
             last = dict.fromkeys(last, step)
         elif kind in last:
-            if not isinstance(step, int) or step <= last[kind]:
+            if step <= last[kind]:
                 problems.append(f"line {n}: {kind} at step {step} after step {last[kind]} (steps go backwards or repeat)")
                 break
-            if total is not None and step > total:
+            if step > total:
                 problems.append(f"line {n}: {kind} at step {step}, beyond the configured {total} steps")
             last[kind] = step
             if kind == "checkpoint":
@@ -180,155 +173,138 @@ def check_order(run):
     return problems
 
 
-def check_results(run):
-    """The final metrics must be the last evaluation's, at the final step, with a checkpoint there."""
-    end, last_eval, last_ckpt = run.events[-1], run.last("eval"), run.last("checkpoint")
-    if end["kind"] != "run_end" or end.get("status") != "success" or last_eval is None:
+def check_results(run, paper, exp):
+    """The final metrics must be the last evaluation's, at the final step, with a
+    checkpoint there; every value must be one the metric can take on the registered data."""
+    end, last_eval = run.events[-1], run.last("eval")
+    if end["kind"] != "run_end" or end["status"] != "success" or last_eval is None:
         return []
     problems = []
-    total = run.header["config"].get("train", {}).get("steps")
-    if end.get("metrics") != last_eval.get("metrics"):
-        problems.append(f"results contradict each other: the final metrics {end.get('metrics')} are not "
-                        f"those of the last evaluation {last_eval.get('metrics')}")
-    if not (end.get("step") == last_eval.get("step") == total):
-        problems.append(f"the run ends at step {end.get('step')} with its last evaluation at step "
-                        f"{last_eval.get('step')}, but the config trains {total} steps")
-    if last_ckpt is None or last_ckpt.get("step") != total:
+    total = run.cfg.train.steps
+    if end.get("metrics") != last_eval["metrics"]:
+        problems.append(f"results contradict each other: the final metrics {_short(end.get('metrics'))} are not "
+                        f"those of the last evaluation {_short(last_eval['metrics'])}")
+    if not (end["step"] == last_eval["step"] == total):
+        problems.append(f"the run ends at step {end['step']} with its last evaluation at step "
+                        f"{last_eval['step']}, but the config trains {total} steps")
+    if total not in run.checkpoints():
         problems.append("no checkpoint was logged at the final step")
-    run.metrics = end.get("metrics") or {}
+    counts = {} if run.header["lite"] else {split: n for split, (n, _) in exp.eval_data.items()}
+    for split, n in last_eval["samples"].items():
+        if split in counts and n != counts[split]:
+            problems.append(f"the last evaluation counted {n} {split!r} samples, the registered split has {counts[split]}")
+    problems += impossible_values(paper, run.cfg, counts, last_eval["metrics"], "logged")
+    run.metrics = dict(end.get("metrics") or {})
     return problems
 
 
-def check_run(run):
-    """Every reason this run cannot count (empty when it can)."""
+def impossible_values(paper, cfg, counts, metrics, what):
+    """Values a metric cannot take on the registered data (an accuracy that is not
+    k/N of the split), and non-finite ones."""
+    problems = []
+    classes = {name: type(m) for name, m in paper.metrics(cfg).items()}
+    for key, value in metrics.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"the {what} {key} is {value!r}, not a finite number")
+            continue
+        split, _, name = key.partition("_")
+        check = getattr(classes.get(name), "impossible", None)
+        if check and split in counts:
+            why = check(value, counts[split])
+            if why:
+                problems.append(f"the {what} {key} cannot be: {why}")
+    return problems
+
+
+def check_checkpoints(run, policy_audit=0):
+    """The final checkpoint and those the audit keeps: present, regular files inside
+    the run, with the logged sha256 and metadata naming this run and the log lines
+    before them; the logged weights_sha256 is the final weights'. Sets
+    run.final_weights. No code of the paper runs here."""
+    from repro.checkpoint import weights_sha256
+    problems = []
+    total = run.cfg.train.steps
+    for step in run.kept_steps():
+        try:
+            tensors, _, ev = rundir.read_checkpoint(run, step)  # file, sha256 and metadata against the log
+            if step == total:
+                run.final_weights = weights_sha256(tensors)
+                if run.final_weights != ev["weights_sha256"]:
+                    problems.append(f"{ev['path']}: its weights are not the ones the log names (weights_sha256)")
+        except ReproError as e:
+            problems.append(str(e))
+    if policy_audit:
+        steps = [0] + run.kept_steps()
+        gaps = [b - a for a, b in zip(steps, steps[1:])]
+        if not gaps or max(gaps) > policy_audit:
+            problems.append(f"the target requires the replay audit, with checkpoints kept at most {policy_audit} steps "
+                            f"apart (train.audit_every), but this run kept {_kept(steps)}")
+    return problems
+
+
+def _kept(steps):
+    inner = steps[1:-1]
+    return "only its last checkpoint" if not inner else f"checkpoints at steps {', '.join(map(str, inner[:8]))}" + (
+        "..." if len(inner) > 8 else "")
+
+
+def check_run(run, get_paper=None):
+    """Every reason this run cannot count (empty when it can); sets run.paper, exp, cfg."""
+    from repro.registry import get_paper as registered
+    if run.problems:  # unreadable
+        return run
     try:
-        paper = get_paper(run.paper)
-        exp = paper.experiment(run.exp)
+        run.paper = (get_paper or registered)(run.header["paper"])
+        run.exp = run.paper.experiment(run.header["exp"])
     except ReproError as e:
         run.problems.append(str(e))
         return run
-    if run.header.get("format") != FORMAT:  # nothing else can be read reliably
-        run.problems.append(f"unknown log format {run.header.get('format')!r} (expected {FORMAT})")
-        return run
+    paper, exp = run.paper, run.exp
     run.problems += check_chain(run)
     run.problems += check_events(run)
     run.problems += check_protocol(run, paper, exp)
+    if run.cfg is None:  # nothing below can be read without a valid config
+        return run
     problems, warnings = check_models(run, paper)
     run.problems += problems
     run.warnings += warnings
     run.problems += check_order(run)
-    run.problems += check_results(run)
-    code = run.header.get("code") or {}
-    if code.get("git_dirty"):
+    run.problems += check_results(run, paper, exp)
+    audit = max((t.policy.audit for t in exp.targets), default=0)
+    run.problems += check_checkpoints(run, audit)
+    if run.header["code"].get("git_dirty"):
         run.warnings.append("the git tree had uncommitted changes when the run started")
     return run
 
 
-# ------------------------------------------------------------------ recompute
-
-def recompute(run, local=None):
-    """Re-run the evaluation from the checkpoint the log names; returns problems.
-
-    local: {config key: value} for the paper's free keys (local paths of a
-    pretrained model or metric weights on the verifying machine); what they
-    point to must have the identities the run logged (its provenance)."""
-    from repro.eval import evaluate
-
-    ck = run.last("checkpoint")
-    if ck is None:
-        return ["--recompute: the log names no checkpoint"]
-    name = ck.get("path", "")
-    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
-        return [f"--recompute: the logged checkpoint path {name!r} is not a file in the run directory"]
-    file = os.path.join(run.path, name)
-    if not os.path.isfile(file):
-        return [f"--recompute: the logged checkpoint {name} is missing"]
-    if checkpoint.sha256_file(file) != ck.get("sha256"):
-        return [f"--recompute: {name} is not the checkpoint the log names (sha256 differs)"]
-    try:
-        tensors, meta = checkpoint.read(file)
-    except ReproError as e:
-        return [f"--recompute: {e}"]
-    head = run.header
-    if (meta.get("paper"), meta.get("exp"), meta.get("config_hash")) != (head["paper"], head["exp"], head.get("config_hash")):
-        return [f"--recompute: {name} belongs to another run ({meta.get('paper')}/{meta.get('exp')})"]
-    if meta.get("step") != str(ck.get("step")):
-        return [f"--recompute: {name} holds step {meta.get('step')}, the log says {ck.get('step')}"]
-    seq = int(meta.get("log_seq", "0") or 0)
-    if not (0 < seq <= len(run.lines)) or line_hash(run.lines[seq - 1]) != meta.get("log_head"):
-        return [f"--recompute: {name} was not written after this log's line {seq}: the log before it was rewritten"]
-
-    import paddle
-
-    paper = get_paper(run.paper)
-    cfg = from_dict(paper.config_class, head["config"])
-    for key, value in (local or {}).items():
-        if key not in paper.free_keys:
-            raise ReproError(f"--local {key}: not a local-path key of {paper.name} "
-                             f"(those are: {', '.join(paper.free_keys) or 'none'})")
-        set_key(cfg, key, value)
-    try:
-        mine = paper.provenance(cfg)
-        differ = [f"{k}: logged {v!r}, here {mine.get(k)!r}" for k, v in (head.get("provenance") or {}).items()
-                  if _identities(v) != _identities(mine.get(k))]
-        if differ:
-            return [f"--recompute: this machine's files are not the ones the run used ({'; '.join(differ)}); "
-                    "point --local KEY=PATH at copies of them"]
-        paddle.seed(0)
-        model = paper.build_model(cfg)
-        checkpoint.load_model(model, tensors, file)
-        got, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
-    except ReproError as e:
-        return [f"--recompute: cannot rebuild the run here: {e}"]
-    logged = run.metrics or (run.events[-1].get("metrics") or {})
-    exact = str(head.get("env", {}).get("device", "cpu")).startswith("cpu") and paddle.device.get_device() == "cpu"
-    rtol = 0.0 if exact else RECOMPUTE_RTOL_ACCELERATOR
-    bad = [f"{k} logged {logged.get(k)!r}, recomputed {got.get(k)!r}" for k in sorted(set(got) | set(logged))
-           if not (isinstance(logged.get(k), (int, float)) and k in got
-                   and abs(got[k] - logged[k]) <= rtol * max(1.0, abs(logged[k])))]
-    if bad:
-        return [f"--recompute: the checkpoint does not give the logged metrics ({'; '.join(bad)})"]
-    return []
-
-
 # ------------------------------------------------------------------ helpers
 
-def _identities(text):
-    """The sha256 digests in a provenance entry (its path part may differ between
-    machines), or the whole text when it names no digest."""
-    import re
-    found = re.findall(r"sha256:([0-9a-f]{64})", str(text))
-    return sorted(found) if found else str(text)
+def free_keys(paper):
+    """Keys a run may set to its own values: the logging knobs and the paper's local paths."""
+    return LOGGING_KEYS | set(paper.free_keys)
 
 
-def flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_differences(paper, exp, config):
+def config_differences(paper, exp, config, lite=False):
     """Keys where a run's config departs from the registered experiment config."""
-    registered = flatten(to_dict(load_config(paper.config_class, exp.config_path)))
-    used = flatten(config) if isinstance(config, dict) else {}
-    return [f"{k}={used.get(k, '<absent>')!r} (registered {registered.get(k, '<absent>')!r})"
+    registered = flatten(registered_config(paper, exp, lite))
+    used = flatten(config)
+    free = free_keys(paper)
+    return [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
             for k in sorted(set(registered) | set(used))
-            if k not in FREE_KEYS and k not in paper.free_keys
-            and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+            if k not in free and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _diff_targets(logged, registered):
     if not isinstance(logged, list) or len(logged) != len(registered):
-        return f"logged {logged!r}"
+        return f"logged {_short(logged)}"
     out = []
     for got, want in zip(logged, registered):
         for k in want:
-            if not isinstance(got, dict) or got.get(k) != want[k]:
-                out.append(f"{want['metric']} {k} {got.get(k) if isinstance(got, dict) else got!r} "
-                           f"(registered {want[k]!r})")
+            if got.get(k) != want[k]:
+                out.append(f"{want['metric']} {k} {_short(got.get(k))} (registered {want[k]!r})")
     return "; ".join(out)

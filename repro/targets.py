@@ -22,18 +22,47 @@ class Policy:
                target. mean ± std, min and max are reported.
     olympic    as mean_of_n (n >= 3), but the best and the worst run are
                dropped before the mean, as MLPerf scores a set of runs.
+
+    seeds      when given (n of them), exactly the runs with these training
+               seeds are judged: a missing seed fails the target, and so does
+               a run of any other seed (the submitter does not choose which
+               seeds count, so the best 5 of 10 cannot be picked).
+    audit      when > 0, every run must keep checkpoints at most this many
+               steps apart (train.audit_every), so the replay audit can
+               re-train any stretch of it (repro.verify --replay).
     """
     name: str = "single"
     n: int = 1
+    seeds: tuple = ()
+    audit: int = 0
 
     def __post_init__(self):
         if self.name not in POLICIES:
             raise ValueError(f"unknown policy {self.name!r}; known: {', '.join(POLICIES)}")
         if self.n < 1 or (self.name == "single" and self.n != 1) or (self.name == "olympic" and self.n < 3):
             raise ValueError(f"policy {self.name} cannot take n={self.n}")
+        if self.seeds and (len(set(self.seeds)) != self.n or len(self.seeds) != self.n
+                           or not all(type(s) is int for s in self.seeds)):
+            raise ValueError(f"policy {self.name} with n={self.n} needs {self.n} distinct integer seeds, "
+                             f"got {self.seeds}")
+        if self.audit < 0:
+            raise ValueError(f"audit must be >= 0, got {self.audit}")
 
     def __str__(self):
-        return {"single": "single", "mean_of_n": f"mean_of_{self.n}", "olympic": f"olympic_of_{self.n}"}[self.name]
+        text = {"single": "single", "mean_of_n": f"mean_of_{self.n}", "olympic": f"olympic_of_{self.n}"}[self.name]
+        if self.seeds:
+            text += f" (seeds {seed_text(self.seeds)})"
+        if self.audit:
+            text += f", audit <= {self.audit} steps"
+        return text
+
+
+def seed_text(seeds):
+    """[0, 1, 2, 3, 4] -> '0-4'; otherwise a comma list."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,24 @@ class Target:
         d["policy"] = str(self.policy)
         return d
 
+    def select(self, runs):
+        """(runs to judge, reason they cannot be judged or None) under the policy's
+        pinned seeds; runs are (seed, value) pairs."""
+        seeds = self.policy.seeds
+        if not seeds:
+            return runs, None
+        have = [s for s, _ in runs]
+        extra = sorted({s for s in have if s not in seeds} | {s for s in have if have.count(s) > 1})
+        missing = [s for s in seeds if s not in have]
+        if extra:
+            return runs, (f"the target judges exactly seeds {seed_text(seeds)}; runs of seed(s) "
+                          f"{', '.join(map(str, extra))} are extra or repeated (remove them: "
+                          f"verify does not pick among runs)")
+        if missing:
+            return runs, (f"the target judges exactly seeds {seed_text(seeds)}; seed(s) "
+                          f"{', '.join(map(str, missing))} have no run that counts")
+        return runs, None
+
 
 @dataclass
 class Verdict:
@@ -104,6 +151,13 @@ def judge(target, runs):
     policy = target.policy
     if not runs:
         return Verdict(target, False, "-", "no run of this experiment counts", values)
+    runs, refused = target.select(runs)
+    if refused:
+        summary = f"{len(runs)} runs" if len(runs) != 1 else f"{values[0]:.2f}"
+        if len(runs) > 1:
+            mean, std, lo, hi = summarize(values)
+            summary = f"{mean:.2f} ± {std:.2f} [{lo:.2f}, {hi:.2f}]"
+        return Verdict(target, False, summary, refused, values)
     if policy.name == "single":
         if len(runs) != 1:
             return Verdict(target, False, f"{len(runs)} runs", (

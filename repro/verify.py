@@ -1,23 +1,26 @@
 """Decide whether runs reproduce their paper: python -m repro.verify RUN_DIR [RUN_DIR ...]
 
 Each argument is a run directory or a folder holding run directories (searched
-recursively). Every run is checked for compliance (repro/compliance.py: hash
-chain, required events, status, registered protocol and targets, order of steps
-and time, consistent results; with --recompute, the checkpoint is re-evaluated
-too). Runs that pass are grouped by paper and experiment and every registered
-target is judged with its policy. Targets always come from the registry (the
-paper's code), never from the run. Exit status 0 only when every target of every
-experiment given is reached.
+recursively). Every run is checked from its files (repro/compliance.py: hash
+chain, required events, status, registered protocol and targets, order of
+steps and time, consistent and possible results, its checkpoints). With
+--recompute its final checkpoint is evaluated again, and with --replay N the
+replay audit re-trains N segments of it (repro/audit.py); both run the paper's
+code in child processes, and the verdict then rests on the values verify
+computed itself. Runs that count are grouped by paper and experiment and every
+registered target is judged with its policy. Targets always come from the
+registry (the paper's code), never from the run. Exit status 0 only when every
+target of every experiment given is reached.
 """
 import argparse
 import json
 import os
+import secrets
 import sys
 
-from repro.compliance import check_run, load_run, recompute
+from repro import audit, rundir
+from repro.compliance import LITE, check_run, load_run
 from repro.errors import ReproError, run_cli
-from repro.registry import get_paper
-from repro.runlog import EVENTS
 from repro.targets import judge
 
 BUNDLE_MANIFEST = "submission.json"  # written by repro.submit at a bundle's root
@@ -28,52 +31,76 @@ def find_runs(paths):
     for p in paths:
         if not os.path.isdir(p):
             raise ReproError(f"{p}: no such run directory")
-        if os.path.isfile(os.path.join(p, EVENTS)):
+        if rundir.is_run(p):
             runs.append(p)
             continue
         found = []
-        for root, dirs, files in os.walk(p):
+        for root, dirs, files in os.walk(p):  # links to folders are not followed
+            dirs.sort()
             if root != p and BUNDLE_MANIFEST in files:
                 dirs[:] = []  # a repro.submit bundle: its logs/ copies a run found elsewhere; name it to check it
-            elif EVENTS in files:
+            elif rundir.EVENTS in files:
                 found.append(root)
-        found.sort()
+                dirs[:] = [d for d in dirs if d != rundir.CHECKPOINTS]
         if not found:
-            raise ReproError(f"{p}: no runs found (no {EVENTS} in it or below it)")
+            raise ReproError(f"{p}: no runs found (no {rundir.EVENTS} in it or below it)")
         runs.extend(found)
     return list(dict.fromkeys(os.path.normpath(r) for r in runs))
 
 
-def verify(paths, with_recompute=False, progress=None, local=None):
-    """Returns (rows, runs, ok). rows: one dict per (experiment, target).
-    local: {free config key: path here} for --recompute (see compliance.recompute)."""
-    runs = []
-    paths = find_runs(paths)
-    for i, path in enumerate(paths, 1):
-        run = check_run(load_run(path))
-        if with_recompute and not run.problems:
-            if progress:
-                progress(f"[{i}/{len(paths)}] recomputing {path}")
-            run.problems += recompute(run, local)
-        runs.append(run)
+class Options:
+    """How far verify goes beyond the logs; every tolerance is verify's own choice."""
+
+    def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
+                 timeout=3600, progress=None, get_paper=None):
+        if replay and replay < 2:
+            raise ReproError(f"--replay {replay}: the first and the last segment are always replayed, so N >= 2")
+        self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
+        self.challenge = challenge or (secrets.token_hex(8) if replay else None)
+        self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
+        self.get_paper = get_paper
+        if not cross_platform and (recompute or replay) and _on_accelerator():
+            self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
+
+    def assurance(self):
+        parts = ["logs"]
+        if self.recompute:
+            parts.append("recomputed metrics")
+        if self.replay:
+            parts.append(f"replay audit of {self.replay} segments per run (challenge {self.challenge})")
+        return ", ".join(parts) + (" [cross-platform tolerances]" if self.cross_platform else "")
+
+
+def _on_accelerator():
+    try:
+        import paddle
+    except ImportError:
+        return False
+    return paddle.device.get_device() != "cpu"
+
+
+def verify(paths, options=None):
+    """Returns (rows, runs, ok). rows: one dict per (experiment, target)."""
+    options = options or Options()
+    runs = [check_run(load_run(p), options.get_paper) for p in find_runs(paths)]
     groups = {}
     for run in runs:
-        groups.setdefault((run.paper, run.exp), []).append(run)
+        if run.exp is not None:
+            groups.setdefault((run.paper.name, run.exp.name), []).append(run)
+    for group in groups.values():
+        _flag_copies(group)
+        for run in group:  # a run without a target's metric counts for none of them
+            for target in run.exp.targets:
+                if not run.problems and target.metric not in run.metrics:
+                    run.problems.append(f"final metrics have no {target.metric!r}")
+    if options.recompute or options.replay:
+        # a --lite run is audited too (it never counts, but its owner learns whether it would)
+        _audit([r for r in runs if r.exp is not None and all(p == LITE for p in r.problems)], options)
     rows = []
     for (paper_name, exp_name), group in groups.items():
-        try:
-            exp = get_paper(paper_name).experiment(exp_name)
-        except ReproError:
-            continue  # the runs carry the reason
-        _flag_copies(group)
         good = [r for r in group if not r.problems]
-        for target in exp.targets:
-            values = []
-            for r in good:
-                if target.metric not in r.metrics:
-                    r.problems.append(f"final metrics have no {target.metric!r}")
-                else:
-                    values.append((r.seed, float(r.metrics[target.metric])))
+        for target in group[0].exp.targets:
+            values = [(r.seed, float(_value(r, target.metric))) for r in good]
             verdict = judge(target, values)
             why = verdict.why
             excluded = len(group) - len(values)
@@ -84,26 +111,120 @@ def verify(paths, with_recompute=False, progress=None, local=None):
                          "tolerance": target.tolerance, "direction": target.direction, "bar": target.bar(),
                          "policy": str(target.policy), "passed": verdict.passed, "why": why,
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
-                         "source": target.source})
+                         "source": target.source, "recomputed": bool(options.recompute)})
     ok = bool(rows) and all(r["passed"] for r in rows) and not any(r.problems for r in runs)
     return rows, runs, ok
 
 
+def _value(run, metric):
+    """The value a verdict uses: verify's own recomputation when there is one."""
+    return run.recomputed[metric] if run.recomputed is not None else run.metrics[metric]
+
+
 def _flag_copies(group):
-    """Runs of one set that end in the same checkpoint are one run relabelled."""
-    by_sha = {}
-    for run in group:
-        ck = run.last("checkpoint")
-        if ck and ck.get("sha256"):
-            by_sha.setdefault(ck["sha256"], []).append(run)
-    for copies in by_sha.values():
-        if len(copies) > 1:
-            for run in copies:
+    """Runs of one set whose initial or final weights are the same are one run relabelled."""
+    for what, key in (("final weights", lambda r: r.final_weights),
+                      ("initial weights (as logged)", lambda r: r.header.get("init_weights_sha256"))):
+        by = {}
+        for run in group:
+            if key(run):
+                by.setdefault(key(run), []).append(run)
+        for copies in by.values():
+            for run in copies if len(copies) > 1 else ():
                 others = ", ".join(r.path for r in copies if r is not run)
-                run.problems.append(f"its final checkpoint is identical to that of {others} (a copied run)")
+                run.problems.append(f"its {what} are identical to those of {others} (a copied run)")
 
 
-def print_table(rows, runs, ok):
+def _audit(runs, options):
+    """Recompute and replay in child processes; turn their results into problems and values."""
+    requests, plans = [], {}
+    for run in runs:
+        wrong = sorted(set(options.local) - set(run.paper.free_keys))
+        if wrong:
+            raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.paper.name} "
+                             f"(those are: {', '.join(run.paper.free_keys) or 'none'})")
+        segs = audit.segments(run) if options.replay else []
+        chosen = audit.choose(segs, options.replay, options.challenge, run.final_weights) if segs else []
+        plans[run.path] = chosen
+        requests.append({"path": run.path, "recompute": options.recompute, "segments": chosen,
+                         "local": options.local})
+    done = {"n": 0}
+
+    def progress(path, result):
+        done["n"] += 1
+        if options.progress:
+            options.progress(f"[{done['n']}/{len(runs)}] {path}: {_summary(result)}")
+
+    results = audit.run_audits(requests, options.jobs, options.timeout, progress)
+    for run in runs:
+        _judge_audit(run, results.get(run.path, {"error": "no result"}), options)
+
+
+def _summary(result):
+    if "error" in result:
+        return f"error: {result['error']}"
+    parts = []
+    rec = result.get("recompute")
+    if rec:
+        parts.append("recompute " + ("error" if "error" in rec else "done"))
+    for seg in result.get("replay", []):
+        tag = "error" if "error" in seg else ("exact" if seg["exact"] else f"distance {seg['distance']:.1e}")
+        parts.append(f"{seg['a']}->{seg['b']} {tag}" + (f" ({seg['seconds']:.1f} s)" if "seconds" in seg else ""))
+    return "; ".join(parts) or "nothing to do"
+
+
+def _judge_audit(run, result, options):
+    if "error" in result:
+        run.problems.append(f"audit: {result['error']}")
+        return
+    rec = result.get("recompute")
+    if rec is not None:
+        run.problems += _judge_recompute(run, rec, options)
+    for seg in result.get("replay", []):
+        run.replayed.append(seg)
+        where = f"replay {seg['a']}->{seg['b']}"
+        if "error" in seg:
+            run.problems.append(f"{where}: {seg['error']}")
+            continue
+        if seg["a"] == 0 and seg.get("init_weights_sha256") != run.header["init_weights_sha256"]:
+            run.problems.append(f"{where}: the initial weights its seed gives are not the ones the log names "
+                                "(a cloned or relabelled run)")
+        if seg["exact"]:
+            continue
+        if options.cross_platform and seg["distance"] <= audit.REPLAY_THRESHOLD:
+            run.warnings.append(f"{where}: not bitwise equal, distance {seg['distance']:.2e} "
+                                f"<= {audit.REPLAY_THRESHOLD:g} (cross-platform)")
+            continue
+        limit = f"the cross-platform threshold {audit.REPLAY_THRESHOLD:g}" if options.cross_platform else \
+            "bitwise equality (same platform; --cross-platform for runs made elsewhere)"
+        world = run.header["env"].get("world_size")
+        if world != 1 and not options.cross_platform:
+            limit += f"; the run trained on {world} processes and the replay on one"
+        run.problems.append(f"{where}: re-training this segment with the registered recipe does not give the "
+                            f"logged checkpoint (distance {seg['distance']:.2e}, required: {limit})")
+
+
+def _judge_recompute(run, rec, options):
+    if "error" in rec:
+        return [f"--recompute: {rec['error']}"]
+    problems = []
+    for split, (n, sha) in ({} if run.header["lite"] else run.exp.eval_data).items():
+        got = rec["data"].get(split)
+        if got is None or got["n"] != n or (sha is not None and got["sha256"] != sha):
+            problems.append(f"--recompute: the evaluation data built here for {split!r} are not the registered ones")
+    got, logged = rec["metrics"], run.metrics
+    rtol = audit.RECOMPUTE_RTOL if options.cross_platform else 0.0
+    bad = [f"{k} logged {logged.get(k)!r}, recomputed {got.get(k)!r}" for k in sorted(set(got) | set(logged))
+           if not (isinstance(logged.get(k), (int, float)) and k in got
+                   and abs(got[k] - logged[k]) <= rtol * max(1.0, abs(logged[k])))]
+    if bad:
+        problems.append(f"--recompute: the checkpoint does not give the logged metrics ({'; '.join(bad)})")
+    run.recomputed = got
+    return problems
+
+
+
+def print_table(rows, runs, ok, options=None):
     header = ["paper/experiment", "metric", "paper", "achieved (mean ± std [min, max])", "tol", "dir",
               "policy", "runs", "verdict"]
     table = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
@@ -119,6 +240,19 @@ def print_table(rows, runs, ok):
         print("\nwhy:")
         for r in rows:
             print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}")
+    audited = [r for r in runs if r.replayed]
+    if audited:
+        steps = sum(s.get("steps", 0) for r in audited for s in r.replayed)
+        total = sum(r.cfg.train.steps for r in audited)
+        secs = sum(s.get("seconds", 0) for r in audited for s in r.replayed)
+        trained = sum(float(r.events[-1].get("seconds") or 0) for r in audited)
+        share = f" ({secs / trained:.0%} of their logged training time)" if trained else ""
+        print(f"\nreplay audit: {sum(len(r.replayed) for r in audited)} segments of {len(audited)} runs, "
+              f"{steps:,} of their {total:,} steps ({steps / max(1, total):.0%}), {secs:.0f} s{share}")
+        for run in audited:
+            segs = ", ".join(f"{s['a']}->{s['b']} " + ("error" if "error" in s else "exact" if s["exact"]
+                                                        else f"{s['distance']:.1e}") for s in run.replayed)
+            print(f"  {run.path}: {segs}")
     excluded = [r for r in runs if r.problems]
     if excluded:
         print("\nexcluded runs (they do not count):")
@@ -132,37 +266,76 @@ def print_table(rows, runs, ok):
         for run in warned:
             print(f"  {run.path}: {'; '.join(run.warnings)}")
     passed = sum(r["passed"] for r in rows)
-    print(f"\n{passed} of {len(rows)} targets reached, {len(runs) - len(excluded)} of {len(runs)} runs count: "
-          + ("REPRODUCED" if ok else "NOT REPRODUCED"))
+    checked = f" (checked: {options.assurance()})" if options else ""
+    print(f"\n{passed} of {len(rows)} targets reached, {len(runs) - len(excluded)} of {len(runs)} runs count"
+          f"{checked}: " + ("REPRODUCED" if ok else "NOT REPRODUCED"))
+
+
+def report_json(rows, runs, ok, options):
+    return {"ok": ok, "checked": options.assurance(), "challenge": options.challenge, "targets": rows,
+            "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
+                      "warnings": r.warnings, "recomputed": r.recomputed, "replay": r.replayed}
+                     for r in runs]}
+
+
+def parse_local(items):
+    local = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ReproError(f"--local {text!r} is not KEY=PATH")
+        local[key.strip()] = os.path.abspath(os.path.expanduser(value)) if "builtin:" not in value else value
+    return local
+
+
+def add_arguments(ap):
+    ap.add_argument("--recompute", action="store_true",
+                    help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
+    ap.add_argument("--replay", type=int, default=0, metavar="N",
+                    help="replay audit: re-train N segments of each run (the first and the last always, the "
+                         "rest chosen from the challenge) and compare with its kept checkpoints")
+    ap.add_argument("--challenge", metavar="SECRET",
+                    help="what chooses the replayed segments (default: fresh randomness, printed so the audit "
+                         "can be repeated)")
+    ap.add_argument("--cross-platform", action="store_true",
+                    help="the runs were made on another platform (a GPU, another thread count or CPU): compare "
+                         f"within verify's calibrated tolerances (replay distance <= {audit.REPLAY_THRESHOLD:g}, "
+                         f"metrics within {audit.RECOMPUTE_RTOL:g} relative) instead of bit for bit")
+    ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds one run's audit may take (default 3600)")
+    ap.add_argument("--local", action="append", default=[], metavar="KEY=PATH",
+                    help="with --recompute/--replay: where this machine keeps a file the run used by path, e.g. "
+                         "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
+                         "have the sha256 the run logged)")
+
+
+def options_from(args, progress=None):
+    local = parse_local(args.local)
+    if local and not (args.recompute or args.replay):
+        raise ReproError("--local only matters with --recompute or --replay")
+    if args.jobs < 1 or args.timeout < 1:
+        raise ReproError("--jobs and --timeout must be >= 1")
+    if args.challenge is not None and not args.replay:
+        raise ReproError("--challenge only matters with --replay N")
+    return Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
+                   args.timeout, progress)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m repro.verify", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    ap.add_argument("--recompute", action="store_true",
-                    help="also re-evaluate each run's logged checkpoint and compare with its logged metrics")
+    add_arguments(ap)
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")
-    ap.add_argument("--local", action="append", default=[], metavar="KEY=PATH",
-                    help="with --recompute: where this machine keeps a file the run used by path, e.g. "
-                         "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
-                         "have the sha256 the run logged)")
     args = ap.parse_args(argv)
-    local = {}
-    for text in args.local:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip() or not value:
-            raise ReproError(f"--local {text!r} is not KEY=PATH")
-        local[key.strip()] = os.path.abspath(os.path.expanduser(value)) if "builtin:" not in value else value
-    if local and not args.recompute:
-        raise ReproError("--local only matters with --recompute")
-    progress = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.recompute else None
-    rows, runs, ok = verify(args.runs, args.recompute, progress, local)
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)
+    options = options_from(args, say)
+    if options.replay:
+        say(f"replay audit: challenge {options.challenge} (pass --challenge {options.challenge} to repeat it)")
+    rows, runs, ok = verify(args.runs, options)
     if args.json:
-        print(json.dumps({"ok": ok, "targets": rows,
-                          "runs": [{"path": r.path, "exp": r.exp, "seed": r.seed, "problems": r.problems,
-                                    "warnings": r.warnings} for r in runs]}, indent=1))
+        print(json.dumps(report_json(rows, runs, ok, options), indent=1))
     else:
-        print_table(rows, runs, ok)
+        print_table(rows, runs, ok, options)
     return 0 if ok else 1
 
 
