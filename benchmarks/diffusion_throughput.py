@@ -97,7 +97,7 @@ def worker_harness(args, extra):
     """repro.train's step: Batches -> set_lr -> PAPER.train_step (no logging, eval or checkpoints)."""
     from repro.amp import Amp
     from repro.data import Batches
-    from repro.train import build_optimizer, lr_at, reseed
+    from repro.recipe import build_optimizer, lr_at, reseed
 
     paper, cfg = load_cfg(args, extra)
     tc = cfg.train
@@ -127,7 +127,7 @@ def worker_bare(args, extra):
     import paddle
     import paddle.nn.functional as F
     from repro import diffusion
-    from repro.train import reseed
+    from repro.recipe import reseed
 
     _, cfg = load_cfg(args, extra)
     tc, dc = cfg.train, cfg.data

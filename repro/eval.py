@@ -10,7 +10,7 @@ import os
 import numpy as np
 import paddle
 
-from repro import checkpoint
+from repro import rundir
 from repro.config import load_config
 from repro.dist import SINGLE
 from repro.errors import ReproError, run_cli
@@ -74,13 +74,17 @@ def main(argv=None):
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
     cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override)
-    tensors, meta = checkpoint.read(args.checkpoint)
-    if (meta.get("paper"), meta.get("exp")) != (paper.name, exp.name):
-        raise ReproError(f"checkpoint {args.checkpoint} is from {meta.get('paper')}/{meta.get('exp')}, "
-                         f"not {paper.name}/{exp.name}")
-    paddle.seed(0)
-    model = paper.build_model(cfg)
-    checkpoint.load_model(model, tensors, args.checkpoint)
+    if rundir.is_run(args.checkpoint):  # a run directory: its last logged checkpoint, checked against its log
+        run = rundir.open_run(args.checkpoint)
+        if (run.paper.name, run.exp.name) != (paper.name, exp.name):
+            raise ReproError(f"{args.checkpoint} is a run of {run.paper.name}/{run.exp.name}, "
+                             f"not {paper.name}/{exp.name}")
+        model, _, meta, _ = rundir.load_trained(run)
+    else:
+        model, _, meta = rundir.load_weights(paper, cfg, args.checkpoint)
+        if meta.get("paper", paper.name) != paper.name or meta.get("exp", exp.name) != exp.name:
+            raise ReproError(f"checkpoint {args.checkpoint} is from {meta.get('paper')}/{meta.get('exp')}, "
+                             f"not {paper.name}/{exp.name}")
     results, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
     if args.json:
         print(json.dumps(results))

@@ -2,8 +2,8 @@
 
     python -m repro.export RUN_DIR [--out DIR]      (default DIR: RUN_DIR/export)
 
-Rebuilds the run's model from its config.yaml, loads checkpoint.safetensors,
-and saves it with paddle.jit.save using the paper's ``input_spec(cfg)``. DIR
+Rebuilds the run's model from its logged config, loads its last logged
+checkpoint (repro.rundir.load_trained: checked against the log), and saves it with paddle.jit.save using the paper's ``input_spec(cfg)``. DIR
 then holds the static model (model.json with PIR, the default in Paddle 3, or
 model.pdmodel with the old IR, and model.pdiparams) and export.json: paper,
 experiment, the resolved config, the checkpoint's sha256 and step, the input
@@ -22,27 +22,12 @@ import shutil
 
 import numpy as np
 
-from repro import checkpoint
-from repro.config import config_hash, from_dict, read_yaml, to_dict
+from repro import rundir
+from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
-from repro.predict import EXPORT_JSON, FORMAT, create_predictor, run_predictor
-from repro.runlog import EVENTS, read_events
+from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
 
-CKPT = "checkpoint.safetensors"
-CONFIG = "config.yaml"
-PREFIX = "model"
 CHECK_BATCH = 2
-
-
-def _open_run(run_dir):
-    if not os.path.isdir(run_dir):
-        raise ReproError(f"{run_dir}: no such run directory")
-    head = read_events(run_dir)[0]  # "RUN_DIR is not a run: no events.jsonl"
-    if head.get("kind") != "run_start" or not head.get("paper") or not head.get("exp"):
-        raise ReproError(f"{run_dir}/{EVENTS} does not start with a run_start event naming the paper and experiment")
-    if not os.path.isfile(os.path.join(run_dir, CKPT)):
-        raise ReproError(f"{run_dir} has no {CKPT} to export (interrupted before the first checkpoint?)")
-    return head
 
 
 def _spec_dict(spec, name):
@@ -108,27 +93,12 @@ def _random_inputs(specs, seed=0):
 
 def export(run_dir, out=None, echo=print):
     """Export RUN_DIR's checkpoint into out (default RUN_DIR/export); returns export.json's content."""
-    import paddle
-
-    head = _open_run(run_dir)
+    run = rundir.open_run(run_dir)
     out = out or os.path.join(run_dir, "export")
     _check_out(out)
-
-    from repro.registry import get_paper
-    paper = get_paper(head["paper"])
-    exp = paper.experiment(head["exp"])
-    cfg = from_dict(paper.config_class, read_yaml(os.path.join(run_dir, CONFIG)))
+    paper, exp, cfg = run.paper, run.exp, run.cfg
     specs = _input_spec(paper, cfg)
-
-    ckpt_path = os.path.join(run_dir, CKPT)
-    tensors, meta = checkpoint.read(ckpt_path)
-    if (meta.get("paper"), meta.get("exp")) != (paper.name, exp.name):
-        raise ReproError(f"{ckpt_path} is from {meta.get('paper')}/{meta.get('exp')}, "
-                         f"but the run is {paper.name}/{exp.name}")
-    paddle.seed(0)
-    model = paper.build_model(cfg)
-    checkpoint.load_model(model, tensors, ckpt_path)
-    model.eval()
+    model, _, meta, ev = rundir.load_trained(run)
 
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -136,7 +106,7 @@ def export(run_dir, out=None, echo=print):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        info = _write(paper, exp, cfg, model, specs, meta, run_dir, ckpt_path, tmp)
+        info = _write(paper, exp, cfg, model, specs, meta, run, ev, tmp)
         if os.path.isdir(out):
             os.rmdir(out)  # empty (checked above); the rename puts the export in its place
         os.rename(tmp, out)
@@ -152,7 +122,7 @@ def export(run_dir, out=None, echo=print):
     return info
 
 
-def _write(paper, exp, cfg, model, specs, meta, run_dir, ckpt_path, tmp):
+def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp):
     import paddle
 
     # the dynamic model's outputs on random inputs, taken before jit.save traces it
@@ -183,23 +153,19 @@ def _write(paper, exp, cfg, model, specs, meta, run_dir, ckpt_path, tmp):
                              f"the dynamic model's {dynamic.shape}")
         check = {"batch": CHECK_BATCH, "seed": 0,
                  "max_abs_diff": float(np.max(np.abs(static.astype(np.float64) - dynamic)))}
-    try:
-        step = int(meta["step"])
-    except (KeyError, ValueError):
-        step = meta.get("step")
+    from repro.checkpoint import sha256_file
     info = {
         "format": FORMAT,
         "paper": paper.name,
         "exp": exp.name,
-        "run_dir": os.path.abspath(run_dir),
-        "checkpoint": {"path": os.path.abspath(ckpt_path), "sha256": checkpoint.sha256_file(ckpt_path),
-                       "step": step, "lite": meta.get("lite") == "true"},
+        "checkpoint": {"path": ev["path"], "sha256": ev["sha256"], "weights_sha256": ev["weights_sha256"],
+                       "step": ev["step"], "lite": run.header["lite"]},
         "config": to_dict(cfg),
         "config_hash": config_hash(cfg),
         "inputs": [_spec_dict(s, n) for s, n in zip(specs, names)],
         "outputs": list(predictor.get_output_names()),
         "files": {"model": model_file, "params": params_file, "written": written,
-                  "sha256": {f: checkpoint.sha256_file(os.path.join(tmp, f)) for f in written}},
+                  "sha256": {f: sha256_file(os.path.join(tmp, f)) for f in written}},
         "paddle": paddle.__version__,
         "ir": "pir" if model_file.endswith(".json") else "program",
         "check": check,  # max |dynamic - inference| on random inputs, or None when not measurable

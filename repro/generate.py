@@ -25,48 +25,21 @@ import time
 
 import numpy as np
 
-from repro import checkpoint, diffusion
-from repro.config import config_hash, from_dict, read_yaml, to_dict
+from repro import diffusion, rundir
+from repro.config import to_dict
 from repro.errors import ReproError, run_cli
-from repro.runlog import EVENTS, read_events
 
-CKPT = "checkpoint.safetensors"
 METADATA = "metadata.json"
 
 
-def open_run(run_dir):
-    """(paper, exp, cfg, header) of a finished or checkpointed run directory."""
-    from repro.registry import get_paper
-    if not os.path.isdir(run_dir):
-        raise ReproError(f"{run_dir}: no such run directory")
-    head = read_events(run_dir)[0]
-    if head.get("kind") != "run_start" or not head.get("paper"):
-        raise ReproError(f"{run_dir}/{EVENTS} does not start with a run_start event naming the paper")
-    if not os.path.isfile(os.path.join(run_dir, CKPT)):
-        raise ReproError(f"{run_dir} has no {CKPT} (interrupted before the first checkpoint?)")
-    paper = get_paper(head["paper"])
-    exp = paper.experiment(head.get("exp"))
-    if paper.evaluate is None:
-        raise ReproError(f"{run_dir} is a {paper.name} run; only the generative papers' runs generate images")
-    raw = read_yaml(os.path.join(run_dir, "config.yaml"))
-    if config_hash(raw) != head.get("config_hash"):  # as written, before newer schema defaults fill it in
-        raise ReproError(f"{run_dir}/config.yaml is not the config its log was started with")
-    return paper, exp, from_dict(paper.config_class, raw), head
-
-
 def load_trained(run_dir):
-    """(paper, cfg, model, checkpoint metadata, checkpoint sha256) with the run's weights loaded."""
-    import paddle
-    paper, exp, cfg, head = open_run(run_dir)
-    path = os.path.join(run_dir, CKPT)
-    tensors, meta = checkpoint.read(path)
-    if (meta.get("paper"), meta.get("exp")) != (paper.name, exp.name):
-        raise ReproError(f"{path} is from {meta.get('paper')}/{meta.get('exp')}, not {paper.name}/{exp.name}")
-    paddle.seed(0)
-    model = paper.build_model(cfg)
-    checkpoint.load_model(model, tensors, path)
-    model.eval()
-    return paper, cfg, model, meta, checkpoint.sha256_file(path), head
+    """(paper, cfg, model, checkpoint metadata, checkpoint sha256, header) of a
+    generative run, with the weights of its last logged checkpoint."""
+    run = rundir.open_run(run_dir)
+    if not hasattr(run.paper, "pipeline") or run.paper.evaluate is None:
+        raise ReproError(f"{run_dir} is a {run.paper.name} run; only the generative papers' runs generate images")
+    model, _, meta, ev = rundir.load_trained(run)
+    return run.paper, run.cfg, model, meta, ev["sha256"], run.header
 
 
 def read_prompts(path):

@@ -13,11 +13,10 @@ import io
 import math
 import os
 
-from repro.compliance import flatten
-from repro.config import load_config, to_dict
+from repro.config import flatten, load_config, to_dict
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
-from repro.verify import verify
+from repro.verify import Options, verify
 
 ENV_KEYS = ("python", "paddlepaddle", "paddlenlp", "ppdiffusers", "numpy", "cuda", "cudnn", "device", "cpu",
             "cpu_count", "os", "world_size")
@@ -46,8 +45,8 @@ def run_warnings(run):
 def config_changes(run):
     """Every key where the run's config differs from the registered experiment config."""
     try:
-        paper = get_paper(run.paper)
-        exp = paper.experiment(run.exp)
+        paper = get_paper(run.header["paper"])
+        exp = paper.experiment(run.header["exp"])
     except ReproError:
         return []
     registered = flatten(to_dict(load_config(paper.config_class, exp.config_path)))
@@ -133,9 +132,9 @@ def _table(header, rows, classes=None):
 
 
 def build(paths, with_recompute=False):
-    rows, runs, ok = verify(paths, with_recompute)
+    rows, runs, ok = verify(paths, Options(recompute=with_recompute))
     verdict = "REPRODUCED" if ok else "NOT REPRODUCED"
-    title = ", ".join(sorted({f"{r.paper}/{r.exp}" for r in runs}))
+    title = ", ".join(sorted({f"{r.header.get('paper')}/{r.header.get('exp')}" for r in runs}))
     target_rows = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
                     r["bar"], r["policy"], len(r["seeds"]),
                     "PASS" if r["passed"] else "FAIL", r["why"]] for r in rows]
@@ -157,7 +156,7 @@ def build(paths, with_recompute=False):
     for run in runs:
         end = run.events[-1]
         warns = run_warnings(run)
-        run_rows.append([run.path, run.exp, run.seed, end.get("status", "-"), end.get("step", "-"),
+        run_rows.append([run.path, run.header.get("exp"), run.seed, end.get("status", "-"), end.get("step", "-"),
                          ", ".join(f"{k} {v:.4g}" for k, v in (end.get("metrics") or {}).items()
                                    if isinstance(v, (int, float))),
                          "counts" if not run.problems else "excluded",
@@ -169,7 +168,7 @@ def build(paths, with_recompute=False):
     parts.append("<h2>Curves</h2>")
     groups = {}
     for run in runs:
-        groups.setdefault((run.paper, run.exp), []).append(run)
+        groups.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
     for (paper, exp), group in groups.items():
         png = base64.b64encode(curves_png(group, f"{paper}/{exp}")).decode()
         parts.append(f"<h3>{html.escape(f'{paper}/{exp}')}</h3><img alt='curves {html.escape(exp)}' "

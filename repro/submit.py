@@ -39,10 +39,10 @@ from repro import diffusion
 from repro.checkpoint import sha256_file
 from repro.errors import ReproError, run_cli
 from repro.generate import METADATA, load_trained
-from repro.runlog import read_events
-from repro.verify import BUNDLE_MANIFEST, print_table, verify
+from repro.rundir import CONFIG, EVENTS, TEXT, read as read_run
+from repro.verify import BUNDLE_MANIFEST, Options, print_table, report_json, verify
 
-LOG_FILES = ("events.jsonl", "train.log", "config.yaml")
+LOG_FILES = (EVENTS, TEXT, CONFIG)
 
 
 def newest_generation(run_dir):
@@ -73,13 +73,12 @@ def read_generation(path, checkpoint_sha):
 
 
 def run_verify(run_dir):
-    rows, runs, ok = verify([run_dir], with_recompute=True)
+    options = Options(recompute=True)
+    rows, runs, ok = verify([run_dir], options)
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        print_table(rows, runs, ok)
-    report = {"ok": ok, "targets": rows,
-              "runs": [{"path": r.path, "problems": r.problems, "warnings": r.warnings} for r in runs]}
-    return text.getvalue(), report
+        print_table(rows, runs, ok, options)
+    return text.getvalue(), report_json(rows, runs, ok, options)
 
 
 def _py_str(s):
@@ -133,7 +132,7 @@ tags: [stable-diffusion, text-to-image, {"lora" if weights_kind == "lora" else "
 # {title}
 
 {"LoRA weights" if weights_kind == "lora" else "A DreamBooth fine-tune"} of `{base_ref}`, trained with the
-repro harness (`{head['paper']}/{head['exp']}`, seed {head['seed']}{", a --lite smoke run" if head.get('lite') else ""}).
+repro harness (`{head['paper']}/{head['exp']}`, seed {head['config']['train']['seed']}{", a --lite smoke run" if head.get('lite') else ""}).
 
 ## Base model
 - `{base_ref}`
@@ -197,7 +196,7 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
     out = out or os.path.normpath(run_dir).rstrip(os.sep) + "-submission"
     if os.path.exists(out):
         raise ReproError(f"--out {out} already exists; give a new directory")
-    events = read_events(run_dir)
+    events = read_run(run_dir).events
     end = [e for e in events if e.get("kind") == "run_end"]
     if not end or end[-1].get("status") != "success":
         raise ReproError(f"{run_dir} did not finish successfully; only a finished run can be submitted")
@@ -229,14 +228,14 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
             f.write(verdict_text)
         with open(os.path.join(tmp, "verify.json"), "w", encoding="utf-8") as f:
             json.dump(report, f, ensure_ascii=False, indent=1, default=str)
-        manifest = {"format": "repro-submission/1", "paper": paper.name, "exp": head["exp"], "seed": head["seed"],
+        manifest = {"format": "repro-submission/1", "paper": paper.name, "exp": head["exp"], "seed": head["config"]["train"]["seed"],
                     "lite": bool(head.get("lite")), "run": os.path.abspath(run_dir), "checkpoint_sha256": sha,
                     "weights": weights_kind, "base_model": base_ref,
                     "base_model_identity": head.get("provenance", {}).get("pretrained"), "verified": report["ok"],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(os.path.join(tmp, BUNDLE_MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, ensure_ascii=False, indent=1)
-        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+        with open(os.path.join(run_dir, CONFIG), encoding="utf-8") as f:
             config_yaml = f.read()
         code = load_code(base_ref, weights_kind, gen)
         with open(os.path.join(tmp, "regenerate.py"), "w", encoding="utf-8") as f:

@@ -87,7 +87,7 @@ class Ladder:
         import torch
 
         from repro.data import Batches
-        from repro.train import build_optimizer, lr_at, reseed
+        from repro.recipe import build_optimizer, lr_at, reseed
 
         cfg, tc, ref = self.cfg, self.cfg.train, self.ref
         torch.manual_seed(tc.seed)
