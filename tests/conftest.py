@@ -42,13 +42,34 @@ def interrupt_train_step(monkeypatch, paper, at):
     return lambda: monkeypatch.setattr(cls, "train_step", real)
 
 
+def events(run_dir):
+    """The events of a run's log, read strictly."""
+    from repro import rundir
+    return rundir.read(run_dir).events
+
+
+def final_checkpoint(run_dir):
+    """(tensors with optimizer state, metadata) of the run's last logged checkpoint."""
+    from repro import checkpoint, rundir
+    run = rundir.read(run_dir)
+    ev = run.checkpoints()[max(run.checkpoints())]
+    return checkpoint.read(rundir.checkpoint_file(run, ev), want_optimizer=True)
+
+
+def audited(path, **options):
+    """The run at path as verify judges it (rundir.Run with problems, recomputed, replayed),
+    e.g. audited(path, recompute=True, replay=2)."""
+    from repro import verify
+    _, runs, _ = verify.verify([path], verify.Options(**options))
+    return runs[0]
+
+
 def assert_same_checkpoints(run_a, run_b):
-    """The two runs' checkpoints hold the same tensors, bit for bit."""
-    from repro import checkpoint
+    """The two runs' final checkpoints hold the same tensors, bit for bit."""
     import numpy as np
 
-    a, _ = checkpoint.read(run_a)
-    b, _ = checkpoint.read(run_b)
+    a, _ = final_checkpoint(run_a)
+    b, _ = final_checkpoint(run_b)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from conftest import cli
-from repro import checkpoint, train
-from repro.runlog import read_events
+from conftest import cli, final_checkpoint
+from repro import train
+from conftest import events as read_events
 
 
 @pytest.mark.parametrize("level, dtype", [("O1", "bfloat16"), ("O2", "bfloat16"), ("O1", "float16")])
@@ -20,7 +20,7 @@ def test_amp_runs_and_is_recorded(level, dtype, tmp_path, capsys):
     events = read_events(out)
     assert events[0]["config"]["train"]["amp"] == {"enabled": True, "level": level, "dtype": dtype}
     assert events[-1]["status"] == "success"
-    _, meta = checkpoint.read(out)
+    _, meta = final_checkpoint(out)
     import paddle
     if dtype == "float16" and paddle.device.get_device() != "cpu":
         assert json.loads(meta["amp_scaler"])["scale"] > 0  # loss-scaling state, for an exact resume

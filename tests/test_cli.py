@@ -36,25 +36,32 @@ def test_resume_of_a_finished_run_is_refused(lite_run, capsys):
     assert code == 2 and "already finished" in err
 
 
-def test_resume_with_corrupt_checkpoint(lite_run, tmp_path, capsys):
+def test_resume_refuses_a_checkpoint_that_is_not_the_logged_one(lite_run, tmp_path, capsys):
     run = str(tmp_path / "run")
     shutil.copytree(lite_run, run)
     with open(os.path.join(run, "events.jsonl")) as f:
         lines = f.readlines()
     with open(os.path.join(run, "events.jsonl"), "w") as f:
         f.writelines(lines[:-1])  # drop run_end: an interrupted run
-    with open(os.path.join(run, "checkpoint.safetensors"), "wb") as f:
+    last = os.path.join(run, "checkpoints", "step-00000030.safetensors")
+    before = open(os.path.join(run, "events.jsonl"), "rb").read()
+    # another checkpoint of this very run (valid file, wrong weights): the hijack
+    shutil.copy(os.path.join(run, "checkpoints", "step-00000020.safetensors"), last)
+    code, _, err = cli(train.main, ["--resume", run], capsys)
+    assert code == 2 and "is not the checkpoint the log names (sha256 differs)" in err
+    with open(last, "wb") as f:
         f.write(b"\x00" * 64)
     code, _, err = cli(train.main, ["--resume", run], capsys)
-    assert code == 2 and "not a readable safetensors file" in err
-    os.remove(os.path.join(run, "checkpoint.safetensors"))
+    assert code == 2 and "sha256 differs" in err
+    os.remove(last)
     code, _, err = cli(train.main, ["--resume", run], capsys)
-    assert code == 2 and "has no checkpoint.safetensors to resume from" in err
+    assert code == 2 and "checkpoint not found" in err
+    assert open(os.path.join(run, "events.jsonl"), "rb").read() == before  # nothing was written
 
 
 def test_eval_bad_input(lite_run, capsys):
     code, _, err = cli(eval_cli.main, ["--paper", "mnist1d", "--exp", "mlp", "--checkpoint", lite_run], capsys)
-    assert code == 2 and "is from mnist1d/cnn, not mnist1d/mlp" in err
+    assert code == 2 and "is a run of mnist1d/cnn, not mnist1d/mlp" in err
     code, _, err = cli(eval_cli.main, ["--paper", "mnist1d", "--checkpoint", "/nonexistent"], capsys)
     assert code == 2 and "checkpoint not found" in err
 
@@ -64,12 +71,14 @@ def test_verify_bad_input(tmp_path, capsys):
     assert code == 2 and "no such run directory" in err
     code, _, err = cli(verify.main, [str(tmp_path)], capsys)
     assert code == 2 and "no runs found" in err
+    # an unreadable run is a run that does not count, with its reason; never an abort
     (tmp_path / "events.jsonl").write_text('{"seq": 0, "kind": "run_start"\n')
-    code, _, err = cli(verify.main, [str(tmp_path)], capsys)
-    assert code == 2 and "line 1 is not JSON" in err
-    (tmp_path / "events.jsonl").write_text('{"seq": 0, "kind": "train"}\n')
-    code, _, err = cli(verify.main, [str(tmp_path)], capsys)
-    assert code == 2 and "does not start with a run_start event" in err
+    code, out, err = cli(verify.main, [str(tmp_path)], capsys)
+    assert code == 1 and "line 1 is not JSON" in out and not err
+    (tmp_path / "events.jsonl").write_text('{"seq": 0, "time": 1.0, "kind": "eval", "prev": "' + "0" * 64 +
+                                           '", "step": 1, "metrics": {}, "samples": {}}\n')
+    code, out, err = cli(verify.main, [str(tmp_path)], capsys)
+    assert code == 1 and "line 1 is not a run_start event" in out
 
 
 def test_real_cli_prints_one_line_without_traceback():

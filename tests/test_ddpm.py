@@ -9,13 +9,14 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_same_checkpoints, cli, interrupt_train_step
+from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_train_step
 
-from repro import checkpoint, diffusion, generate, train, verify
+from repro import checkpoint, diffusion, generate, recipe, train, verify
+from repro.compliance import LITE
 from repro.config import load_config
 from repro.errors import ReproError
 from repro.registry import get_paper
-from repro.runlog import read_events
+from conftest import events as read_events
 
 PAPER = get_paper("ddpm")
 NATIVE = 16  # the lite UNet's sample_size
@@ -66,20 +67,15 @@ def test_lite_run_verifies_with_only_lite_reasons_and_recomputes(lite_run, capsy
     assert all(np.isfinite(v) for v in end["metrics"].values())
     assert head["data"]["train_ref"]["n"] == 8
 
-    code, out, _ = cli(verify.main, [lite_run, "--json", "--recompute"], capsys)
-    assert code == 1  # a lite run never counts ...
-    problems = json.loads(out)["runs"][0]["problems"]
-    assert problems and all("lite" in p or "config departs" in p or "evaluation data" in p
-                            for p in problems), problems
-    assert not any("recompute" in p for p in problems)
-    # ... and so verify skips its recompute; run it directly: the checkpoint resamples
-    # and rescores to exactly the logged metrics
-    from repro.compliance import load_run, recompute
-    assert recompute(load_run(lite_run)) == []
+    code, out, _ = cli(verify.main, [lite_run, "--json", "--recompute", "--replay", "2"], capsys)
+    assert code == 1  # a lite run never counts, and that is its only problem: the checkpoint
+    (run,) = json.loads(out)["runs"]  # resamples and rescores to exactly the logged metrics,
+    assert run["problems"] == [LITE]  # and training replays to exactly the logged weights
+    assert run["recomputed"] == end["metrics"] and all(s["exact"] for s in run["replay"])
 
 
 def test_checkpoint_holds_unet_and_ema_and_optimizer_state_for_the_unet_only(lite_run):
-    tensors, _ = checkpoint.read(lite_run)
+    tensors, _ = final_checkpoint(lite_run)
     unet = {k for k in tensors if k.startswith("model/unet.")}
     ema = {k for k in tensors if k.startswith("model/ema.")}
     assert unet and {k.replace("model/ema.", "model/unet.") for k in ema} == unet
@@ -96,7 +92,7 @@ def test_ema_update_and_gradient_clipping():
     cfg = lite_cfg("train.optimizer=sgd", "train.lr=1.0", "optim.grad_clip_norm=0.001")
     paddle.seed(0)
     model = PAPER.build_model(cfg)
-    optimizer = train.build_optimizer(cfg.train, model)
+    optimizer = recipe.build_optimizer(cfg.train, model)
     trained = {id(p) for p in optimizer._parameter_list}
     assert all(id(p) not in trained and p.stop_gradient for p in model.ema.parameters())
     assert all(id(p) in trained for p in model.unet.parameters())

@@ -5,11 +5,14 @@ import os
 from conftest import cli, subprocess_cli
 from repro import eval as eval_cli
 from repro import verify
-from repro.runlog import read_events
+from conftest import events as read_events
 
 
 def test_lite_run_writes_everything(lite_run):
-    assert sorted(os.listdir(lite_run)) == ["checkpoint.safetensors", "config.yaml", "events.jsonl", "train.log"]
+    assert sorted(os.listdir(lite_run)) == ["checkpoints", "config.yaml", "events.jsonl", "train.log"]
+    # lite: audit_every 10 of 30 steps, so every checkpoint is kept
+    assert sorted(os.listdir(os.path.join(lite_run, "checkpoints"))) == [
+        f"step-000000{s}.safetensors" for s in (10, 20, 30)]
     events = read_events(lite_run)
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"
@@ -18,7 +21,8 @@ def test_lite_run_writes_everything(lite_run):
     assert head["lite"] is True and head["config"]["train"]["steps"] == 30
     assert head["targets"][0]["paper_value"] == 94.0
     assert head["data"]["test"]["n"] == 1000 and len(head["data"]["test"]["sha256"]) == 64
-    assert head["env"]["paddlepaddle"] and head["env"]["world_size"] == 1
+    assert head["env"]["paddlepaddle"] and head["env"]["world_size"] == 1 and head["env"]["threads"] == 1
+    assert len(head["init_weights_sha256"]) == 64 and "seed" not in head  # the seed is config.train.seed
     assert events[-1]["status"] == "success"
     text = open(os.path.join(lite_run, "train.log")).read()
     for word in ("iter: 30/30", "loss:", "lr: 0.010000", "reader_cost:", "batch_cost:", "ips:", "eval iter: 30"):
@@ -35,7 +39,8 @@ def test_eval_of_the_checkpoint_reproduces_the_logged_metrics(lite_run, capsys):
 def test_verify_refuses_a_lite_run_and_says_why(lite_run, capsys):
     code, out, _ = cli(verify.main, [lite_run], capsys)
     assert code == 1
-    assert "FAIL" in out and "a --lite smoke run" in out and "train.steps=30 (registered 8000)" in out
+    # a lite run is compared with the registered lite variant: being lite is its only problem
+    assert "FAIL" in out and "a --lite smoke run" in out and "config departs" not in out
     assert "NOT REPRODUCED" in out
 
 
@@ -46,7 +51,9 @@ def test_visualdl_scalars_and_real_cli(tmp_path):
     assert code == 0, err
     assert "verify with: python -m repro.verify" in stdout
     assert os.listdir(os.path.join(out, "vdl"))
-    assert read_events(out)[0]["seed"] == 3
+    head = read_events(out)[0]
+    assert head["config"]["train"]["seed"] == 3
+    assert head["env"]["command"][:3] == ["python", "-m", "repro.train"]
     code, stdout, _ = subprocess_cli("-m", "repro.verify", out)
     assert code == 1 and "mnist1d/mlp_shuffled" in stdout
 
@@ -57,3 +64,15 @@ def test_list_shows_papers_experiments_and_targets(capsys):
     assert code == 0
     assert "mnist1d: Scaling down deep learning with MNIST-1D" in out
     assert "cnn (default)" in out and "gru_shuffled" in out and "target test_acc 56" in out
+
+
+def test_the_logged_command_names_no_folder_of_the_machine(tmp_path, monkeypatch):
+    """Paths under the working directory are logged relative to it (shipped logs are made from the repo root)."""
+    import sys
+    from repro.env import command
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["/abs/repro/train.py", "--out", str(tmp_path / "logs" / "r"),
+                                      "-o", f"model.pretrained={tmp_path / 'sd'}", "--seed", "3"])
+    got = command()
+    assert got[-6:] == ["--out", os.path.join("logs", "r"), "-o", "model.pretrained=sd", "--seed", "3"]
+    assert not any(str(tmp_path) in part for part in got)

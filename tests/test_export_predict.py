@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import cli, subprocess_cli
 
-from repro import checkpoint
+from repro import checkpoint, inference, rundir
 from repro import export as export_cli
 from repro import predict as predict_cli
 from repro.errors import ReproError
@@ -65,16 +65,11 @@ def reference(run):
     """The test split's first N samples and the dynamic model's logits on them."""
     import paddle
 
-    from repro.config import from_dict, read_yaml
-
-    paper = _mnist1d()
-    cfg = from_dict(paper.config_class, read_yaml(os.path.join(run, "config.yaml")))
+    opened = rundir.open_run(run)
+    paper, cfg = opened.paper, opened.cfg
     x = paper.build_data(cfg).eval["test"][0][:N]
     x = getattr(paper, "preprocess", lambda a: a)(x)
-    tensors, _ = checkpoint.read(run)
-    model = paper.build_model(cfg)
-    checkpoint.load_model(model, tensors, run)
-    model.eval()
+    model = rundir.load_trained(opened)[0]
     with paddle.no_grad():
         logits = model(paddle.to_tensor(x)).numpy()
     return np.asarray(x, np.float32), logits
@@ -94,10 +89,10 @@ def test_export_writes_static_model_and_export_json(run, exported):
     with open(os.path.join(export_dir, "export.json")) as f:
         on_disk = json.load(f)
     assert on_disk == info
-    _, meta = checkpoint.read(run)
     assert (info["paper"], info["exp"]) == ("mnist1d", "cnn")
-    assert info["checkpoint"]["sha256"] == checkpoint.sha256_file(os.path.join(run, "checkpoint.safetensors"))
-    assert info["checkpoint"]["step"] == int(meta["step"]) == 30
+    final = os.path.join(run, rundir.checkpoint_name(30))
+    assert info["checkpoint"]["sha256"] == checkpoint.sha256_file(final)
+    assert info["checkpoint"]["path"] == rundir.checkpoint_name(30) and info["checkpoint"]["step"] == 30
     assert info["inputs"] == [{"name": "x", "shape": [None, 40], "dtype": "float32"}]
     files = info["files"]
     # Paddle 3 writes PIR (model.json); the old IR writes model.pdmodel
@@ -112,16 +107,16 @@ def test_export_writes_static_model_and_export_json(run, exported):
 def test_inference_matches_dynamic_model(exported, reference):
     export_dir, _ = exported
     x, dynamic = reference
-    static = predict_cli.predict_arrays(export_dir, x)
+    static = inference.predict_arrays(export_dir, x)
     assert static.shape == dynamic.shape == (N, 10)
     diff = float(np.max(np.abs(static - dynamic)))
     print(f"max |dynamic - inference| over {N} test samples: {diff:.3e}")
     np.testing.assert_allclose(static, dynamic, rtol=0, atol=ATOL)
     assert np.array_equal(static.argmax(1), dynamic.argmax(1))
     # fed 10 at a time (the last batch short) the logits are the same
-    np.testing.assert_allclose(predict_cli.predict_arrays(export_dir, x, batch_size=10), static, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(inference.predict_arrays(export_dir, x, batch_size=10), static, rtol=0, atol=ATOL)
     # oneDNN kernels (TIPC's enable_mkldnn) round differently, within float32 precision
-    fast = predict_cli.predict_arrays(export_dir, x, onednn=True)
+    fast = inference.predict_arrays(export_dir, x, onednn=True)
     print(f"with oneDNN: {float(np.max(np.abs(fast - dynamic))):.3e}")
     np.testing.assert_allclose(fast, dynamic, rtol=1e-5, atol=ATOL)
     assert np.array_equal(fast.argmax(1), dynamic.argmax(1))
@@ -136,7 +131,7 @@ def test_predict_cli_lines(exported, reference, tmp_path, capsys):
     np.save(path, x[:5])
     code, out, err = cli(predict_cli.main, [export_dir, path], capsys)
     assert code == 0, err
-    probs = predict_cli.softmax(predict_cli.predict_arrays(export_dir, x[:5]))
+    probs = inference.softmax(inference.predict_arrays(export_dir, x[:5]))
     want = [f"{path}[{i}]: class {c} (p={probs[i, c]:.3f})" for i, c in enumerate(dynamic[:5].argmax(1))]
     assert out.strip().splitlines() == want
 
@@ -167,7 +162,7 @@ def test_predict_single_sample_npy(exported, reference, tmp_path, capsys):
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith(f"{one}[0]: class {dynamic[7].argmax()} (p=") for line in lines)
-    np.testing.assert_allclose(predict_cli.predict_arrays(export_dir, x[7]), dynamic[7:8], rtol=0, atol=ATOL)
+    np.testing.assert_allclose(inference.predict_arrays(export_dir, x[7]), dynamic[7:8], rtol=0, atol=ATOL)
 
 
 def test_export_works_after_the_run_is_gone(run, patched, reference, tmp_path, capsys):
@@ -180,7 +175,7 @@ def test_export_works_after_the_run_is_gone(run, patched, reference, tmp_path, c
     assert f"-> {out_dir}" in out
     shutil.rmtree(copy)
     x, dynamic = reference
-    np.testing.assert_allclose(predict_cli.predict_arrays(out_dir, x), dynamic, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(inference.predict_arrays(out_dir, x), dynamic, rtol=0, atol=ATOL)
 
 
 # ---------------------------------------------------------------- errors
@@ -193,9 +188,9 @@ def test_export_errors(run, exported, patched, tmp_path, capsys):
     _one_line_error(code, err, "is not a run: no events.jsonl")
 
     no_ckpt = str(tmp_path / "no_ckpt")
-    shutil.copytree(run, no_ckpt, ignore=shutil.ignore_patterns("export", "checkpoint.safetensors"))
+    shutil.copytree(run, no_ckpt, ignore=shutil.ignore_patterns("export", "step-00000030.safetensors"))
     code, _, err = cli(export_cli.main, [no_ckpt], capsys)
-    _one_line_error(code, err, "has no checkpoint.safetensors to export")
+    _one_line_error(code, err, "checkpoint not found")
 
     before = {f: os.path.getmtime(os.path.join(export_dir, f)) for f in os.listdir(export_dir)}
     code, _, err = cli(export_cli.main, [run], capsys)
@@ -262,7 +257,7 @@ def test_predict_errors(run, exported, tmp_path, capsys, monkeypatch):
     _one_line_error(code, err, "--batch-size must be > 0, got 0")
 
     with pytest.raises(ReproError, match=r"shape \(3, 4\) does not fit the model input \[None, 40\]"):
-        predict_cli.predict_arrays(export_dir, np.zeros((3, 4), np.float32))
+        inference.predict_arrays(export_dir, np.zeros((3, 4), np.float32))
 
 
 def test_predict_image_through_the_paper(exported, reference, tmp_path, capsys, monkeypatch):

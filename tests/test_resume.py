@@ -4,7 +4,7 @@ import pytest
 from conftest import assert_same_checkpoints, cli, interrupt_train_step
 from repro import train
 from repro.registry import get_paper
-from repro.runlog import read_events
+from conftest import events as read_events
 
 
 def run(argv, capsys):
@@ -35,4 +35,36 @@ def test_resume_is_bitwise_exact(exp, extra, tmp_path, capsys, monkeypatch):
     assert any(e["kind"] == "resume" and e["step"] == 20 for e in resumed)
     assert resumed[-1]["status"] == "success"
     assert resumed[-1]["metrics"] == read_events(whole)[-1]["metrics"]
+    assert_same_checkpoints(whole, parts)
+
+
+def test_interrupted_before_the_first_checkpoint_starts_again_from_step_0(tmp_path, capsys, monkeypatch):
+    base = ["--paper", "mnist1d", "--exp", "cnn", "--lite", "-o", "train.visualdl=false"]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert run(base + ["--out", whole], capsys)[0] == 0
+    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), 5)
+    assert run(base + ["--out", parts], capsys)[0] == 130
+    undo()
+    code, out, err = cli(train.main, ["--resume", parts], capsys)
+    assert code == 0, err
+    assert "training starts again from step 0" in out
+    assert any(e["kind"] == "resume" and e["step"] == 0 for e in read_events(parts))
+    assert_same_checkpoints(whole, parts)
+
+
+def test_a_line_cut_off_by_a_kill_is_dropped_on_resume(tmp_path, capsys, monkeypatch):
+    base = ["--paper", "mnist1d", "--exp", "cnn", "--lite", "-o", "train.visualdl=false"]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert run(base + ["--out", whole], capsys)[0] == 0
+    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), 15)
+    assert run(base + ["--out", parts], capsys)[0] == 130
+    undo()
+    log = f"{parts}/events.jsonl"
+    with open(log, "rb") as f:
+        data = f.read()
+    with open(log, "wb") as f:  # the run_end line, half written when the kill came
+        f.write(data[:-30])
+    code, out, err = cli(train.main, ["--resume", parts], capsys)
+    assert code == 0, err
+    assert "dropped an incomplete last log line" in out
     assert_same_checkpoints(whole, parts)

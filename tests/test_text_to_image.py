@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_same_checkpoints, cli, interrupt_train_step
+from conftest import assert_same_checkpoints, audited, cli, final_checkpoint, interrupt_train_step
 from repro import diffusion, generate, submit, train, verify
+from repro.compliance import LITE
 from repro.errors import ReproError
-from repro.runlog import read_events
+from conftest import events as read_events
 
 CHINESE = "一幅山水画，橙色的天空，绿色的山"
-SHIPPED_MNIST1D_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "logs", "mnist1d", "cnn", "seed0")
+SHIPPED_MNIST1D_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "logs", "mnist1d", "logreg", "seed0")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_lora_run_logs_its_base_model_and_metric_models(lora_run):
     assert np.isfinite(end["metrics"]["val_fid"]) and end["metrics"]["val_fid"] > 0
     # only the LoRA layers are trained and checkpointed, not the frozen base
     from repro import checkpoint
-    tensors, _ = checkpoint.read(lora_run)
+    tensors, _ = final_checkpoint(lora_run)
     keys = [k for k in tensors if k.startswith("model/")]
     assert keys and all(".down.weight" in k or ".up.weight" in k for k in keys), keys[:3]
     assert any(k.startswith("optim/") for k in tensors)
@@ -133,13 +134,11 @@ def test_lora_weights_change_the_images(lora_run, tmp_path):
 
 
 def test_lora_log_verifies_with_only_lite_reasons_and_recomputes(lora_run, capsys):
-    code, out, _ = cli(verify.main, [lora_run, "--json"], capsys)
+    code, out, _ = cli(verify.main, [lora_run, "--json", "--recompute"], capsys)
     assert code == 1
-    problems = json.loads(out)["runs"][0]["problems"]
-    assert problems and all("lite" in p or "config departs" in p for p in problems), problems
-    from repro.compliance import load_run, recompute
-    run = load_run(lora_run)
-    assert recompute(run) == []  # the checkpoint regenerates and rescores to the logged metrics exactly
+    (run,) = json.loads(out)["runs"]
+    assert run["problems"] == [LITE]  # the checkpoint regenerates and rescores to the logged metrics exactly
+    assert run["recomputed"] == read_events(lora_run)[-1]["metrics"]
 
 
 def test_generate_refuses_bad_input(lora_run, tmp_path, capsys):
@@ -306,7 +305,7 @@ def test_dreambooth_prior_preservation_chinese_prompts_and_pipeline_bundle(tmp_p
     end = read_events(run)[-1]
     assert set(end["metrics"]) == {"subject_clip_i", "subject_clip_t"}
     from repro import checkpoint
-    tensors, _ = checkpoint.read(run)
+    tensors, _ = final_checkpoint(run)
     assert any(k.startswith("model/unet.") for k in tensors)
     assert not any("vae" in k or "text_encoder" in k for k in tensors)
 
@@ -330,19 +329,18 @@ def test_dreambooth_prior_preservation_chinese_prompts_and_pipeline_bundle(tmp_p
 
 def test_recompute_on_a_machine_with_the_base_model_elsewhere(lora_run, tmp_path):
     """--local points a free key at this machine's copy; a copy that differs in one byte is refused."""
-    from repro.compliance import load_run, recompute
     copy = tmp_path / "sd"
     shutil.copytree(diffusion.resolve_pretrained(diffusion.TINY_SD), copy)
-    run = load_run(lora_run)
-    assert recompute(run, {"model.pretrained": str(copy)}) == []
+    recompute = lambda local: audited(lora_run, recompute=True, local=local).problems[1:]  # [0] is LITE
+    assert recompute({"model.pretrained": str(copy)}) == []
     cfg_file = copy / "unet" / "config.json"
     cfg_file.write_text(cfg_file.read_text() + " ")
-    problems = recompute(run, {"model.pretrained": str(copy)})
+    problems = recompute({"model.pretrained": str(copy)})
     assert len(problems) == 1 and "not the ones the run used" in problems[0] and "pretrained" in problems[0]
-    problems = recompute(run, {"model.pretrained": str(tmp_path / "absent")})
-    assert len(problems) == 1 and "cannot rebuild" in problems[0] and "not found" in problems[0]
+    problems = recompute({"model.pretrained": str(tmp_path / "absent")})
+    assert len(problems) == 1 and "--recompute" in problems[0] and "not found" in problems[0]
     with pytest.raises(ReproError, match="not a local-path key"):
-        recompute(run, {"train.lr": "1"})
+        recompute({"train.lr": "1"})
 
 
 def test_importing_ppdiffusers_leaves_numpy_alone():
@@ -357,15 +355,15 @@ def test_importing_ppdiffusers_leaves_numpy_alone():
 
 
 def _full_run_header(paper_name, provenance, *overrides):
-    from repro.compliance import Run
     from repro.config import load_config, to_dict
     from repro.registry import get_paper
+    from repro.rundir import Run
     paper = get_paper(paper_name)
     exp = paper.experiment()
     cfg = load_config(paper.config_class, exp.config_path, overrides=overrides)
-    head = {"kind": "run_start", "paper": paper_name, "exp": exp.name, "seed": cfg.train.seed,
+    head = {"kind": "run_start", "paper": paper_name, "exp": exp.name,
             "config": to_dict(cfg), "lite": False, "provenance": provenance}
-    return paper, Run("run", [], [head], head, paper_name, exp.name, cfg.train.seed)
+    return paper, Run("run", [], [head])
 
 
 def test_full_runs_cannot_rest_on_smoke_models_or_unpinned_files():

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from conftest import cli
 from repro import verify
@@ -13,26 +14,45 @@ from repro.runlog import FORMAT, RunLog
 
 
 def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=False, final_eval=None):
-    """A log as the harness writes it (real writer, valid chain), with made-up numbers."""
+    """A run as the harness writes it (real log writer, valid chain, real checkpoint
+    files at every audit step), with made-up weights and numbers."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    from repro import checkpoint
+    from repro.rundir import checkpoint_name
+
     paper = get_paper("mnist1d")
     e = paper.experiment(exp)
-    cfg = to_dict(load_config(paper.config_class, e.config_path, seed=seed))
+    cfg = to_dict(load_config(paper.config_class, e.config_path, lite=lite, seed=seed))
     for key, value in (config_changes or {}).items():
         section, name = key.split(".")
         cfg[section][name] = value
     metrics = {"test_loss": 0.3, "test_acc": acc}
     path = os.path.join(root, exp, f"seed{seed}")
-    os.makedirs(path)
-    log = RunLog(path, echo=None)
-    log.event("run_start", format=FORMAT, paper="mnist1d", exp=exp, seed=seed, lite=lite, overrides=[],
+    os.makedirs(os.path.join(path, "checkpoints"))
+    with open(os.path.join(path, "config.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    log = RunLog(os.path.join(path, "events.jsonl"), os.path.join(path, "train.log"), echo=None)
+    tag = hashlib.sha256(f"{exp}/{seed}/{acc}".encode()).hexdigest()
+    log.event("run_start", format=FORMAT, paper="mnist1d", exp=exp, title="t", lite=lite, overrides=[],
               config=cfg, config_hash=config_hash(cfg), targets=[t.to_dict() for t in e.targets],
               metrics={"acc": "metrics.classification.Accuracy"},
               data={"test": {"n": e.eval_data["test"][0], "sha256": e.eval_data["test"][1]}},
-              env={"device": "cpu"}, code={})
-    log.event("eval", step=8000, metrics=final_eval or metrics)
-    log.event("checkpoint", step=8000, path="checkpoint.safetensors", sha256=hashlib.sha256(path.encode()).hexdigest())
+              init_weights_sha256=tag, env={"device": "cpu", "threads": 1}, code={}, provenance={})
+    tc = cfg["train"]
+    every = tc["audit_every"] or tc["steps"]
+    for step in range(every, tc["steps"] + 1, every):
+        if step == tc["steps"]:
+            log.event("eval", step=step, metrics=final_eval or metrics, samples={"test": 1000})
+        file = os.path.join(path, checkpoint_name(step))
+        tensors = {"model/w": np.full(3, seed * 10_000 + step + acc, np.float32)}
+        save_file(tensors, file, metadata={"format": checkpoint.FORMAT, "paper": "mnist1d", "exp": exp,
+                                           "config_hash": config_hash(cfg), "step": str(step),
+                                           "log_seq": str(log.seq), "log_head": log.prev})
+        log.event("checkpoint", step=step, path=checkpoint_name(step), sha256=checkpoint.sha256_file(file),
+                  weights_sha256=checkpoint.weights_sha256(tensors))
     if status:
-        log.event("run_end", status=status, step=8000, metrics=metrics)
+        log.event("run_end", status=status, step=tc["steps"], **({"metrics": metrics} if status == "success" else {}))
     log.close()
     return path
 
@@ -72,6 +92,8 @@ def test_shuffled_row_must_match_not_exceed(tmp_path, capsys):
     ({"status": "interrupted"}, "ended with status 'interrupted'"),
     ({"lite": True}, "a --lite smoke run"),
     ({"config_changes": {"train.lr": 0.02}}, "train.lr=0.02 (registered 0.01)"),
+    ({"config_changes": {"train.audit_every": 2000}}, "the target requires the replay audit"),
+    ({"config_changes": {"train.audit_every": 0}}, "this run kept only its last checkpoint"),
     ({"config_changes": {"data.shuffle_seq": True}}, "data.shuffle_seq=True (registered False)"),
     ({"final_eval": {"test_loss": 0.3, "test_acc": 50.0}}, "not those of the last evaluation"),
 ])
@@ -84,7 +106,7 @@ def test_runs_that_cannot_count_are_excluded(tmp_path, capsys, kwargs, problem):
     excluded = [r for r in report["runs"] if r["problems"]]
     assert [r["path"] for r in excluded] == [os.path.normpath(bad)]
     assert any(problem in p for p in excluded[0]["problems"])
-    assert "needs 5 runs with distinct seeds, got 4" in report["targets"][0]["why"]
+    assert "seeds 0-4; seed(s) 4 have no run that counts" in report["targets"][0]["why"]
 
 
 def test_seed_and_logging_knobs_may_differ(tmp_path, capsys):
@@ -93,11 +115,17 @@ def test_seed_and_logging_knobs_may_differ(tmp_path, capsys):
     assert judge([tmp_path], capsys)[0] == 0
 
 
-def test_duplicate_seeds_fail(tmp_path, capsys):
-    for i in range(5):
-        make_run(tmp_path / str(i), "cnn", 0, 94.0)
+def test_the_pinned_seeds_are_judged_and_nothing_else(tmp_path, capsys):
+    for s in range(5):
+        make_run(tmp_path / "a", "cnn", s, 94.0)
+    make_run(tmp_path / "b", "cnn", 0, 90.0)  # seed 0 again
     code, report = judge([tmp_path], capsys)
-    assert code == 1 and "share seed(s) 0" in report["targets"][0]["why"]
+    assert code == 1 and "runs of seed(s) 0 are extra or repeated" in report["targets"][0]["why"]
+    make_run(tmp_path / "c", "cnn", 7, 95.0)  # a sixth seed: verify does not pick 5 of 6
+    code, report = judge([tmp_path / "a", tmp_path / "c"], capsys)
+    assert code == 1 and "runs of seed(s) 7 are extra or repeated" in report["targets"][0]["why"]
+    code, report = judge([tmp_path / "a"], capsys)
+    assert code == 0
 
 
 def test_every_experiment_given_is_judged(tmp_path, capsys):
@@ -115,4 +143,4 @@ def test_table_output(tmp_path, capsys):
     code, out, _ = cli(verify.main, [str(tmp_path)], capsys)
     assert code == 0
     assert "mnist1d/cnn" in out and "94.00 ± 0.00 [94.00, 94.00]" in out and "PASS" in out
-    assert "1 of 1 targets reached, 5 of 5 runs count: REPRODUCED" in out
+    assert "1 of 1 targets reached, 5 of 5 runs count (checked: logs): REPRODUCED" in out
