@@ -15,7 +15,7 @@ the per-repeat ratios, the figure to quote.
   harness/bare     LoRA training steps/s of the harness path (repro.data.Batches,
                    PAPER.train_step with Amp off, the cosine LR set each step, as
                    repro.train does) over a bare ppdiffusers loop written here
-                   (load the pipeline, diffusion.attach_lora, AdamW over the LoRA
+                   (load the pipeline, lora.attach_lora, AdamW over the LoRA
                    parameters; a step = vae.encode -> noise -> unet -> mse ->
                    backward -> step), on the same batches and RNG draws. Below 1
                    means the harness costs speed. The two must end with the same
@@ -87,7 +87,7 @@ def load_cfg(args, extra=()):
     from repro.config import load_config
 
     exp = paper.experiment("lora")
-    cfg = load_config(paper.config_class, exp.config_path, lite=True, overrides=[
+    cfg = paper.config(exp, lite=True, overrides=[
         f"data.resolution={args.resolution}", f"train.batch_size={args.batch}",
         f"data.builtin_count={max(12, 4 + args.batch)}", f"train.steps={args.steps + 1}", *extra])
     return paper, cfg
@@ -126,32 +126,32 @@ def worker_bare(args, extra):
     import numpy as np
     import paddle
     import paddle.nn.functional as F
-    from repro import diffusion
+    from repro.diffusion import images as image_io, lora, ppd, pretrained, sampling
     from repro.recipe import reseed
 
     _, cfg = load_cfg(args, extra)
     tc, dc = cfg.train, cfg.data
     reseed(tc.seed, 0)  # the same LoRA initialisation as the harness
-    pipe = diffusion.load_pipeline(diffusion.resolve_pretrained(cfg.model.pretrained))
+    pipe = pretrained.load_pipeline(pretrained.resolve_pretrained(cfg.model.pretrained))
     unet, vae, text_encoder = pipe.unet, pipe.vae, pipe.text_encoder
     for part in (unet, vae, text_encoder):
         part.eval()
         for p in part.parameters():
             p.stop_gradient = True
-    lora = diffusion.attach_lora(unet, cfg.model.lora_rank)
+    lora = lora.attach_lora(unet, cfg.model.lora_rank)
     params = [p for layer in lora.values() for p in layer.parameters()]
     optimizer = paddle.optimizer.AdamW(learning_rate=tc.lr, parameters=params, weight_decay=tc.weight_decay)
-    noise_scheduler = diffusion.ppdiffusers().DDPMScheduler.from_config(pipe.scheduler.config)
-    images, captions = diffusion.builtin_landscapes(dc.builtin_count, dc.resolution, seed=0)
+    noise_scheduler = ppd.ppdiffusers().DDPMScheduler.from_config(pipe.scheduler.config)
+    images, captions = image_io.builtin_landscapes(dc.builtin_count, dc.resolution, seed=0)
     cut = len(images) - dc.eval_count
-    images, ids = images[:cut], diffusion.tokenize(pipe.tokenizer, captions[:cut])
+    images, ids = images[:cut], image_io.tokenize(pipe.tokenizer, captions[:cut])
     bs, per_epoch = tc.batch_size, max(1, cut // tc.batch_size)
     reseed(tc.seed, 0)
 
     def step(i):
         epoch, j = divmod(i, per_epoch)
         idx = np.random.default_rng([tc.seed, epoch]).permutation(cut)[j * bs:(j + 1) * bs]
-        x = diffusion.to_model_input(images[idx])
+        x = image_io.to_model_input(images[idx])
         flip = np.random.default_rng([tc.seed, i]).random(len(x)) < 0.5
         x[flip] = x[flip][..., ::-1]
         pixels, tokens = paddle.to_tensor(np.ascontiguousarray(x)), paddle.to_tensor(ids[idx])
@@ -210,18 +210,18 @@ def run_gen(args, name):
     import numpy as np
     import paddle
 
-    from repro import diffusion
+    from repro.diffusion import images as image_io, lora, ppd, pretrained, sampling
 
     setup_t0 = time.perf_counter()
     _, cfg = load_cfg(args)
     ec = cfg.eval
-    pipe = diffusion.load_pipeline(diffusion.resolve_pretrained(cfg.model.pretrained), scheduler=ec.scheduler)
-    _, captions = diffusion.builtin_landscapes(args.images + 1, 8, seed=0)
+    pipe = pretrained.load_pipeline(pretrained.resolve_pretrained(cfg.model.pretrained), scheduler=ec.scheduler)
+    _, captions = image_io.builtin_landscapes(args.images + 1, 8, seed=0)
     setup = time.perf_counter() - setup_t0
 
     def images_of(prompts, seed):
         if name == "gen-harness":
-            return diffusion.generate(pipe, prompts, 1, args.size, seed, args.sample_steps, ec.guidance_scale)[0]
+            return sampling.generate(pipe, prompts, 1, args.size, seed, args.sample_steps, ec.guidance_scale)[0]
         return [pipe(p, num_images_per_prompt=1, height=args.size, width=args.size,
                      num_inference_steps=args.sample_steps, guidance_scale=ec.guidance_scale,
                      generator=paddle.Generator().manual_seed(seed + k), output_type="np").images[0]

@@ -93,7 +93,7 @@ def main():
     paper = get_paper("resnet_cifar")
     exp = paper.experiment("resnet20")
     amp = [] if args.amp == "off" else ["train.amp.enabled=true", f"train.amp.dtype={args.amp}"]
-    cfg = load_config(paper.config_class, exp.config_path, overrides=[
+    cfg = paper.config(exp, overrides=[
         "data.source=synthetic", f"data.synthetic_train={args.batch * 8}", f"train.steps={args.steps}",
         f"train.batch_size={args.batch}", "train.log_every=1", f"train.eval_every={args.steps}",
         f"train.checkpoint_every={args.steps}", "train.visualdl=false", *amp])

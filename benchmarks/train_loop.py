@@ -63,7 +63,7 @@ def main():
 
     paper = get_paper("mnist1d")
     exp = paper.experiment(args.exp)
-    cfg = load_config(paper.config_class, exp.config_path, overrides=[f"train.steps={args.steps}"])
+    cfg = paper.config(exp, overrides=[f"train.steps={args.steps}"])
     paper.build_data(cfg)  # generate once; both loops then reuse the cached arrays
     times = {"bare": [], "harness": []}
     results = {}

@@ -11,24 +11,19 @@ normalize_input=True): uint8 / 255, bilinear resize to 299x299
 (align_corners=False, no antialiasing), then 2x - 1.
 
 Weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (FID_WEIGHTS_URL;
-torch-fidelity ships the same file). It is read with repro.align.torch_load, so
-neither torch nor any code from the file runs; ``convert_weights`` turns it into
-a Paddle-layout .safetensors once. Without weights the network is randomly
-initialised from a seed: fine for smoke tests, meaningless as a score.
+torch-fidelity ships the same file), read and converted to this layout by
+repro.diffusion.scoring (without torch, and without running code from the
+file). Without weights the network is randomly initialised from a seed: fine
+for smoke tests, meaningless as a score.
 
 Class probabilities are softmax(pool @ fc.weight), without the fc bias: the
 original Inception Score code (Salimans et al., ``softmax/logits/MatMul``) and
 torch-fidelity's default IS feature ("logits_unbiased") both leave it out.
 """
-import hashlib
-import os
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
-
-from repro.errors import ReproError
 
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                    "pt_inception-2015-12-05-6726825d.pth")
@@ -209,62 +204,21 @@ def _random_state(model, seed):
     return state
 
 
-def _paddle_state(path, model):
-    """{paddle key: array} from a pytorch-fid .pth or a Paddle-layout .safetensors; ReproError naming the file."""
-    from repro.align.convert import convert
-    from repro.align.torch_load import load_state_dict
-
-    if not os.path.exists(path):
-        raise ReproError(f"{path}: Inception weights file not found (download pytorch-fid's {FID_WEIGHTS_URL})")
-    raw = load_state_dict(path)  # ReproError with the file name for anything unreadable
-    target = model.state_dict()
-    if any(k.endswith("running_mean") for k in raw):  # PyTorch layout: rename BN buffers, transpose fc
-        state, report = convert(raw, model)
-        unused, unmatched, bad = report.unused, report.unmatched, [k for k, *_ in report.mismatched]
-    else:  # already Paddle layout (convert_weights output)
-        state = {k: v for k, v in raw.items() if k in target}
-        unused = [k for k in raw if k not in target]
-        unmatched = [k for k in target if k not in raw]
-        bad = [k for k in state if tuple(state[k].shape) != tuple(target[k].shape)]
-    if unused or unmatched or bad:
-        parts = [f"{what}: {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                 for what, keys in (("missing", unmatched), ("unexpected", unused), ("wrong shape", bad)) if keys]
-        raise ReproError(f"{path}: not the FID Inception-v3 weights ({'; '.join(parts)})")
-    return {k: np.asarray(v, dtype="float32") for k, v in state.items()}
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def convert_weights(src_pth, dst_safetensors):
-    """pytorch-fid's .pth -> a .safetensors of the Paddle state dict (readable by InceptionFeatures)."""
-    from safetensors.numpy import save_file
-
-    src_pth = os.fspath(src_pth)
-    state = _paddle_state(src_pth, FIDInceptionV3())
-    save_file(state, os.fspath(dst_safetensors), metadata={"source": os.path.basename(src_pth),
-                                                           "source_sha256": _sha256(src_pth)})
-    return dst_safetensors
-
-
 class InceptionFeatures:
-    """images (uint8 [N, H, W, 3]) -> (pool features [N, 2048], class probabilities [N, 1008]), float64."""
+    """images (uint8 [N, H, W, 3]) -> (pool features [N, 2048], class probabilities [N, 1008]), float64.
 
-    def __init__(self, weights=None, seed=0):
+    state: the Paddle state dict {key: array} of pytorch-fid's weights (reading
+    and converting the .pth file is the caller's: repro.diffusion.scoring), with
+    identity naming them; None gives a seeded random network (smoke runs only)."""
+
+    def __init__(self, state=None, identity="", seed=0):
         self.model = FIDInceptionV3()
-        if weights is None:
+        if state is None:
             self.model.set_state_dict(_random_state(self.model, seed))
             self.identity = f"random-init seed {seed} (not comparable to published FID)"
         else:
-            weights = os.fspath(weights)
-            state = _paddle_state(weights, self.model)
-            self.model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
-            self.identity = f"pt_inception-2015-12-05 sha256:{_sha256(weights)}"
+            self.model.set_state_dict({k: paddle.to_tensor(np.asarray(v, np.float32)) for k, v in state.items()})
+            self.identity = identity
         self.model.eval()
 
     def __call__(self, images, batch_size=32):

@@ -59,17 +59,17 @@ def _config(run, local):
     """The registered config (lite variant for a lite run) with the run's own
     values for the keys a run may choose, and this machine's local paths."""
     from repro.compliance import free_keys
-    from repro.config import flatten, load_config, set_key, validate
+    from repro.config import flatten, set_key, validate
     paper, exp = run.paper, run.exp
-    cfg = load_config(paper.config_class, exp.config_path, lite=run.header["lite"])
+    cfg = paper.config(exp, lite=run.header["lite"])
     own = flatten(run.header["config"])
     for key in sorted(free_keys(paper)):
         if key in own:
             set_key(cfg, key, own[key])
     for key, value in (local or {}).items():
-        if key not in paper.free_keys:
+        if key not in paper.path_keys:
             raise ReproError(f"--local {key}: not a local-path key of {paper.name} "
-                             f"(those are: {', '.join(paper.free_keys) or 'none'})")
+                             f"(those are: {', '.join(paper.path_keys) or 'none'})")
         set_key(cfg, key, value)
     return validate(cfg)
 

@@ -94,10 +94,11 @@ def _expected(model, optimizer=None):
             for k, v in model.state_dict().items()}
 
 
-def read(path, model=None, want_optimizer=False):
+def read(path, model=None, want_optimizer=False, tensors=True):
     """(tensors, metadata) of a checkpoint; a ReproError naming the problem if it
     is not one. With model: every model/* key must exist with the model's shape
-    and dtype (checked before loading); want_optimizer keeps optim/* tensors too."""
+    and dtype (checked before loading); want_optimizer keeps optim/* tensors too;
+    tensors=False reads the metadata alone ({} for the tensors)."""
     from safetensors import safe_open
 
     if not os.path.isfile(path):
@@ -111,7 +112,8 @@ def read(path, model=None, want_optimizer=False):
             if len(json.dumps(meta)) > MAX_META:
                 raise ReproError(f"checkpoint {path} has {len(json.dumps(meta)):,} bytes of metadata, "
                                  f"over {MAX_META:,}")
-            tensors = {k: f.get_tensor(k) for k in keys if want_optimizer or not k.startswith("optim/")}
+            tensors = {k: f.get_tensor(k) for k in keys if want_optimizer or not k.startswith("optim/")} \
+                if tensors else {}
     except ReproError:
         raise
     except Exception as e:  # safetensors raises several types for a damaged file

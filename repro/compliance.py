@@ -9,7 +9,7 @@ import math
 import os
 
 from repro import rundir
-from repro.config import config_hash, flatten, load_config, to_dict
+from repro.config import config_hash, flatten, to_dict
 from repro.errors import ReproError
 from repro.runlog import GENESIS, line_hash
 
@@ -71,7 +71,7 @@ def check_events(run):
 
 def registered_config(paper, exp, lite=False):
     """The experiment's registered config as a dict (the lite variant for a lite run)."""
-    return to_dict(load_config(paper.config_class, exp.config_path, lite=lite))
+    return to_dict(paper.config(exp, lite=lite))
 
 
 def check_protocol(run, paper, exp):
@@ -122,11 +122,11 @@ def check_models(run, paper):
     built-in smoke model or data (random weights); a pinned model must be the pinned
     file; an unpinned one is named, so a maintainer can judge it."""
     head = run.header
-    if head["lite"] or not paper.free_keys:
+    if head["lite"] or not paper.path_keys:
         return [], []
     config = flatten(head["config"])
     provenance = head["provenance"]
-    smoke = [f"{k}={config[k]}" for k in paper.free_keys if str(config.get(k, "")).startswith("builtin:")]
+    smoke = [f"{k}={config[k]}" for k in paper.path_keys if str(config.get(k, "")).startswith("builtin:")]
     smoke += [f"{name}: {v}" for name, v in provenance.items() if "random-init" in str(v)]
     problems = ["built-in smoke-test models or data (random weights), on which no result can rest: "
                 + "; ".join(smoke)] if smoke else []
@@ -226,7 +226,8 @@ def check_checkpoints(run, policy_audit=0):
     total = run.cfg.train.steps
     for step in run.kept_steps():
         try:
-            tensors, _, ev = rundir.read_checkpoint(run, step)  # file, sha256 and metadata against the log
+            # file, sha256 and metadata against the log; the final one's weights too
+            tensors, _, ev = rundir.read_checkpoint(run, step, tensors=step == total)
             if step == total:
                 run.final_weights = weights_sha256(tensors)
                 if run.final_weights != ev["weights_sha256"]:
@@ -272,8 +273,10 @@ def check_run(run, get_paper=None):
     run.problems += check_results(run, paper, exp)
     audit = max((t.policy.audit for t in exp.targets), default=0)
     run.problems += check_checkpoints(run, audit)
-    if run.header["code"].get("git_dirty"):
-        run.warnings.append("the git tree had uncommitted changes when the run started")
+    code = run.header["code"]
+    for part in ("paper", "harness"):
+        if isinstance(code.get(part), dict) and code[part].get("git_dirty"):
+            run.warnings.append(f"the {part}'s code had uncommitted changes when the run started")
     return run
 
 
@@ -281,7 +284,7 @@ def check_run(run, get_paper=None):
 
 def free_keys(paper):
     """Keys a run may set to its own values: the logging knobs and the paper's local paths."""
-    return LOGGING_KEYS | set(paper.free_keys)
+    return LOGGING_KEYS | set(paper.path_keys)
 
 
 def config_differences(paper, exp, config, lite=False):

@@ -6,7 +6,7 @@ import platform
 import subprocess
 import sys
 
-from repro.paper import REPO_ROOT
+HARNESS = os.path.dirname(os.path.abspath(__file__))  # the repro package
 
 
 def _version(dist):
@@ -16,43 +16,83 @@ def _version(dist):
         return None
 
 
-def _git(*args):
+def _git(where, *args):
     try:
-        out = subprocess.run(["git", "-C", REPO_ROOT, *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", where, *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None
 
 
-def tree_hash(*folders):
-    """sha256 over the relative paths and bytes of every file under the
-    folders (relative to the repo root), caches excluded."""
-    h = hashlib.sha256()
+def _files(folder):
+    """Every file under folder, caches excluded, as sorted absolute paths."""
+    paths = []
+    for dirpath, dirnames, files in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
+        paths += [os.path.join(dirpath, f) for f in files if not f.endswith((".pyc", ".pyo"))]
+    return sorted(paths)
+
+
+def file_hashes(base, folders):
+    """{path relative to base: sha256} of every file under the folders (given relative to base)."""
+    out = {}
     for folder in folders:
-        root = os.path.join(REPO_ROOT, folder)
-        paths = []
-        for dirpath, dirnames, files in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-            paths += [os.path.join(dirpath, f) for f in files if not f.endswith(".pyc")]
-        for path in sorted(paths):
-            h.update(os.path.relpath(path, REPO_ROOT).encode() + b"\0")
+        for path in _files(os.path.join(base, folder)):
             with open(path, "rb") as f:
-                h.update(hashlib.sha256(f.read()).digest())
-    return h.hexdigest()
+                out[os.path.relpath(path, base).replace(os.sep, "/")] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
-def code_identity(paper_name):
-    """git commit, whether the tree differs from it (and a hash of that diff),
-    and hashes of the harness's and the paper's own files as they ran."""
-    commit = _git("rev-parse", "HEAD")
-    diff = _git("diff", "HEAD")
-    return {
-        "git_commit": commit.strip() if commit else None,
-        "git_dirty": bool(diff) if diff is not None else None,
-        "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
-        "harness_sha256": tree_hash("repro", "metrics"),
-        "paper_sha256": tree_hash(f"papers/{paper_name}", f"configs/{paper_name}"),
-    }
+def digest(hashes):
+    """One sha256 for a {path: sha256} map."""
+    return hashlib.sha256("".join(f"{k}\0{v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
+
+
+def _repository(path, folders):
+    """(root, commit, dirty, sha256 of the changes) of the git repository holding
+    path, where dirty means the folders differ from the commit (edited, added or
+    deleted files); (None, None, None, None) outside git."""
+    top = _git(path, "rev-parse", "--show-toplevel")
+    if not top:
+        return None, None, None, None
+    top = top.strip()
+    commit = _git(top, "rev-parse", "HEAD")
+    status = _git(top, "status", "--porcelain", "--untracked-files=all", "--", *folders)
+    diff = _git(top, "diff", "HEAD", "--", *folders)
+    dirty = bool(status) if status is not None else None
+    changes = hashlib.sha256(((status or "") + (diff or "")).encode()).hexdigest() if dirty else None
+    return top, commit.strip() if commit else None, dirty, changes
+
+
+def paper_code(paper):
+    """The identity of a paper's own code: its package and configs, file by file,
+    relative to the repository that holds them (or the package's parent folder)."""
+    package = paper.root
+    configs = os.path.normpath(os.path.join(package, paper.config_dir))
+    folders = [package] + ([configs] if os.path.commonpath([package, configs]) != package else [])
+    top, commit, dirty, changes = _repository(package, folders)
+    base = top or os.path.dirname(package)
+    rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in folders]
+    hashes = file_hashes(base, rel)
+    return {"package": rel[0], "configs": rel[-1], "sha256": digest(hashes), "files": hashes,
+            "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+
+
+def harness_code():
+    """The identity of the harness that ran: its version, a hash of its files, and
+    where it is a checkout, its commit."""
+    from repro import __version__
+    metrics = os.path.join(os.path.dirname(HARNESS), "metrics")
+    folders = [HARNESS] + ([metrics] if os.path.isfile(os.path.join(metrics, "__init__.py")) else [])
+    base = os.path.dirname(HARNESS)
+    _, commit, dirty, changes = _repository(HARNESS, folders)
+    return {"version": __version__, "sha256": digest(file_hashes(base, [os.path.relpath(f, base) for f in folders])),
+            "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+
+
+def code_identity(paper):
+    """What code ran: the paper's own (package and configs) and the harness's, apart."""
+    return {"paper": paper_code(paper), "harness": harness_code()}
 
 
 def command():

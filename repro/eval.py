@@ -11,9 +11,9 @@ import numpy as np
 import paddle
 
 from repro import rundir
-from repro.config import load_config
 from repro.dist import SINGLE
 from repro.errors import ReproError, run_cli
+from repro.paper import GenerativePaper
 from repro.registry import get_paper
 
 
@@ -24,7 +24,7 @@ def evaluate(paper, model, cfg, data, dist=SINGLE):
     runs the model on its share (rows rank, rank+world, ...); the outputs are
     gathered and the loss and metrics computed over the whole split, in the same
     chunks as one process would, so every sample counts exactly once."""
-    if paper.evaluate is not None:
+    if isinstance(paper, GenerativePaper):
         model.eval()
         out = paper.evaluate(model, cfg, data, dist)
         model.train()
@@ -73,7 +73,7 @@ def main(argv=None):
 
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
-    cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override)
+    cfg = paper.config(exp, lite=args.lite, overrides=args.override)
     if rundir.is_run(args.checkpoint):  # a run directory: its last logged checkpoint, checked against its log
         run = rundir.open_run(args.checkpoint)
         if (run.paper.name, run.exp.name) != (paper.name, exp.name):

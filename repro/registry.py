@@ -1,9 +1,10 @@
-"""Strict name registries (after fairseq's registry.py).
+"""Strict name registries (after fairseq's registry.py), and paper discovery.
 
-Registering a name twice fails; an unknown name lists the known ones. Papers are
-discovered by importing each package listed in ``papers.PAPER_PACKAGES``
+Registering a name twice fails; an unknown name lists the known ones. Papers
+are discovered by importing each package listed in ``papers.PAPER_PACKAGES``
 explicitly, so whether a paper is registered never depends on an import side
-effect elsewhere.
+effect elsewhere. A plugin that fails to import is reported as that failure,
+and the registry is filled all at once or not at all.
 """
 import importlib
 
@@ -35,19 +36,44 @@ class Registry:
 
 
 PAPERS = Registry("paper")
+_loaded = False
+
+
+def plugin_paper(module, where):
+    """The PAPER of an imported plugin module, checked."""
+    from repro.paper import ClassificationPaper, GenerativePaper, Paper
+    paper = getattr(module, "PAPER", None)
+    if not isinstance(paper, Paper):
+        raise ReproError(f"{where} defines no PAPER that is a repro.paper.Paper (got {type(paper).__name__})")
+    if not isinstance(paper, (ClassificationPaper, GenerativePaper)):
+        raise ReproError(f"{where}: PAPER must be a ClassificationPaper or a GenerativePaper")
+    if paper.name != module.__name__.rpartition(".")[2]:
+        raise ReproError(f"{where} declares paper name {paper.name!r}; it must match its package name")
+    if paper.default_experiment and paper.default_experiment not in [e.name for e in paper.experiments]:
+        raise ReproError(f"{where}: default_experiment {paper.default_experiment!r} is not one of its experiments")
+    return paper
+
+
+def _import(name):
+    try:
+        return importlib.import_module(name)
+    except ReproError:
+        raise
+    except Exception as e:  # the plugin's own import failed: report that, not "unknown paper" later
+        raise ReproError(f"paper plugin {name} failed to import: {type(e).__name__}: {e}") from None
 
 
 def load_papers():
-    """Import every package listed in papers.PAPER_PACKAGES and register its PAPER."""
-    if PAPERS.names():
+    """Import every listed paper package and register its PAPER (once per process)."""
+    global _loaded
+    if _loaded:
         return PAPERS
-    listing = importlib.import_module("papers")
+    found = Registry("paper")
+    listing = _import("papers")
     for pkg in listing.PAPER_PACKAGES:
-        module = importlib.import_module(f"papers.{pkg}")
-        paper = module.PAPER
-        if paper.name != pkg:
-            raise ReproError(f"papers/{pkg} declares paper name {paper.name!r}; it must match its folder")
-        PAPERS.register(paper.name, paper)
+        name = f"papers.{pkg}"
+        found.register(pkg, plugin_paper(_import(name), f"papers/{pkg}"))
+    PAPERS._items, _loaded = found._items, True
     return PAPERS
 
 

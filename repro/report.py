@@ -13,14 +13,15 @@ import io
 import math
 import os
 
-from repro.config import flatten, load_config, to_dict
+from repro.config import flatten, to_dict
 from repro.errors import ReproError, run_cli
 from repro.registry import get_paper
 from repro.verify import Options, verify
 
 ENV_KEYS = ("python", "paddlepaddle", "paddlenlp", "ppdiffusers", "numpy", "cuda", "cudnn", "device", "cpu",
             "cpu_count", "os", "world_size")
-CODE_KEYS = ("git_commit", "git_dirty", "harness_sha256", "paper_sha256")
+CODE_KEYS = ("paper.sha256", "paper.git_commit", "paper.git_dirty", "harness.version", "harness.sha256",
+             "harness.git_commit", "harness.git_dirty")
 
 
 def _num(v):
@@ -49,7 +50,7 @@ def config_changes(run):
         exp = paper.experiment(run.header["exp"])
     except ReproError:
         return []
-    registered = flatten(to_dict(load_config(paper.config_class, exp.config_path)))
+    registered = flatten(to_dict(paper.config(exp)))
     used = flatten(run.header["config"])
     return [(k, used.get(k), registered.get(k)) for k in sorted(set(used) | set(registered))
             if used.get(k) != registered.get(k)]
@@ -194,7 +195,7 @@ def build(paths, with_recompute=False):
         values = sorted({str(r.header.get("env", {}).get(key)) for r in runs})
         env_rows.append([key, " | ".join(values)])
     for key in CODE_KEYS:
-        values = sorted({str(r.header.get("code", {}).get(key)) for r in runs})
+        values = sorted({str(flatten(r.header.get("code", {})).get(key)) for r in runs})
         env_rows.append([f"code.{key}", " | ".join(values)])
     parts.append(_table(["", "value (distinct values across runs, separated by |)"], env_rows))
     parts.append("</body></html>")

@@ -31,6 +31,8 @@ CONFIG = "config.yaml"
 TEXT = "train.log"
 VDL = "vdl"
 CHECKPOINTS = "checkpoints"
+# a folder holding this file holds copies of runs (a repro.diffusion.submit bundle), not runs: verify skips it
+COPIES = "submission.json"
 
 
 def checkpoint_name(step):
@@ -195,15 +197,16 @@ def load_weights(paper, cfg, path):
     return model, tensors, meta
 
 
-def read_checkpoint(run, step, model=None, want_optimizer=False):
+def read_checkpoint(run, step, model=None, want_optimizer=False, tensors=True):
     """(tensors, metadata, event) of the run's checkpoint at step, checked against
-    the log (file, sha256, metadata) and, with model, against the model's layout."""
+    the log (file, sha256, metadata) and, with model, against the model's layout;
+    tensors=False checks without loading them."""
     from repro import checkpoint
     ev = run.checkpoints().get(step)
     if ev is None:
         raise ReproError(f"{run.path} logged no checkpoint at step {step}")
     path = checkpoint_file(run, ev)
-    tensors, meta = checkpoint.read(path, model, want_optimizer)
+    tensors, meta = checkpoint.read(path, model, want_optimizer, tensors)
     check_meta(run, ev, meta, path)
     return tensors, meta, ev
 

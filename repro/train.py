@@ -27,7 +27,6 @@ from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
-from repro.paper import REPO_ROOT
 from repro.progress import Progress, fmt_eta
 from repro.registry import get_paper, load_papers
 from repro.runlog import FORMAT as LOG_FORMAT, RunLog
@@ -45,7 +44,7 @@ def run_header(paper, exp, cfg, state, lite, overrides, threads):
         "data": {split: {"n": len(xy[0]), "sha256": fingerprint(*xy)}
                  for split, xy in {"train": data.train, **data.eval}.items()},
         "init_weights_sha256": checkpoint.weights_sha256(checkpoint.state_tensors(state.net)),
-        "env": environment(threads), "code": code_identity(paper.name),
+        "env": environment(threads), "code": code_identity(paper),
         "provenance": paper.provenance(cfg),
     }
 
@@ -105,7 +104,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
                          os.path.join(run_dir, rundir.VDL) if tc.visualdl else None,
                          echo=print_line if echo else None, lines=resume.lines if resume else ())
             if resume is not None:
-                log.event("resume", step=start, env=environment(threads), code=code_identity(paper.name),
+                log.event("resume", step=start, env=environment(threads), code=code_identity(paper),
                           **({"note": note} if note else {}))
             else:
                 log.event("run_start", **run_header(paper, exp, cfg, state, lite, overrides, threads))
@@ -233,10 +232,7 @@ def _open_resume(args):
         rundir.check_config_file(run)
     done = run.checkpoints()
     if done:  # refuse a replaced checkpoint before anything is written
-        ev = done[max(done)]
-        path = rundir.checkpoint_file(run, ev)
-        _, meta = checkpoint.read(path)
-        rundir.check_meta(run, ev, meta, path)
+        rundir.read_checkpoint(run, max(done), tensors=False)
     threads = head["env"].get("threads", 1)
     if type(threads) is not int or not 1 <= threads <= 1024:
         raise ReproError(f"{args.resume}: the header's env.threads {threads!r} is not a thread count")
@@ -258,7 +254,7 @@ def main(argv=None):
     ap.add_argument("--exp", help="experiment (default: the paper's default)")
     ap.add_argument("--lite", action="store_true", help="the experiment's few-step smoke variant")
     ap.add_argument("--seed", type=int, help="training seed (train.seed)")
-    ap.add_argument("--out", help="run directory to create (default: logs/runs/<paper>/<exp>-seed<N>-<time>)")
+    ap.add_argument("--out", help="run directory to create (default: ./logs/runs/<paper>/<exp>-seed<N>-<time>)")
     ap.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
@@ -298,13 +294,13 @@ def main(argv=None):
         raise ReproError(f"--paper is required; registered: {', '.join(load_papers().names())}")
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
-    cfg = load_config(paper.config_class, exp.config_path, lite=args.lite, overrides=args.override, seed=args.seed)
+    cfg = paper.config(exp, lite=args.lite, overrides=args.override, seed=args.seed)
     if args.print_config:
         from repro.config import dump_yaml
         print(dump_yaml(cfg), end="")
         return 0
     dist.init()
-    out = args.out or os.path.join(REPO_ROOT, "logs", "runs", paper.name,
+    out = args.out or os.path.join("logs", "runs", paper.name,
                                    f"{exp.name}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = dist.gather(out)[0]  # every rank writes (or not) under rank 0's name
     run_dir = _prepare_out(out) if dist.main else out

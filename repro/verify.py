@@ -23,9 +23,6 @@ from repro.compliance import LITE, check_run, load_run
 from repro.errors import ReproError, run_cli
 from repro.targets import judge
 
-BUNDLE_MANIFEST = "submission.json"  # written by repro.submit at a bundle's root
-
-
 def find_runs(paths):
     runs = []
     for p in paths:
@@ -37,8 +34,8 @@ def find_runs(paths):
         found = []
         for root, dirs, files in os.walk(p):  # links to folders are not followed
             dirs.sort()
-            if root != p and BUNDLE_MANIFEST in files:
-                dirs[:] = []  # a repro.submit bundle: its logs/ copies a run found elsewhere; name it to check it
+            if root != p and rundir.COPIES in files:
+                dirs[:] = []  # e.g. a submission bundle: its logs/ copy a run found elsewhere; name it to check it
             elif rundir.EVENTS in files:
                 found.append(root)
                 dirs[:] = [d for d in dirs if d != rundir.CHECKPOINTS]
@@ -139,10 +136,10 @@ def _audit(runs, options):
     """Recompute and replay in child processes; turn their results into problems and values."""
     requests, plans = [], {}
     for run in runs:
-        wrong = sorted(set(options.local) - set(run.paper.free_keys))
+        wrong = sorted(set(options.local) - set(run.paper.path_keys))
         if wrong:
             raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.paper.name} "
-                             f"(those are: {', '.join(run.paper.free_keys) or 'none'})")
+                             f"(those are: {', '.join(run.paper.path_keys) or 'none'})")
         segs = audit.segments(run) if options.replay else []
         chosen = audit.choose(segs, options.replay, options.challenge, run.final_weights) if segs else []
         plans[run.path] = chosen

@@ -10,7 +10,6 @@ from conftest import cli
 from repro.align import convert
 from repro.align.__main__ import main as align_main
 from repro.align.diff import ReprodLogger, compare, load
-from repro.config import load_config
 from repro.errors import ReproError
 from repro.registry import get_paper
 
@@ -132,7 +131,7 @@ def ladder(exp, planted=None, steps=3, out=None, overrides=()):
     from repro.align.ladder import Ladder
 
     paper = get_paper("mnist1d")
-    cfg = load_config(paper.config_class, paper.experiment(exp).config_path, overrides=list(overrides))
+    cfg = paper.config(exp, overrides=list(overrides))
     lad = Ladder(paper, cfg, steps=steps, out=out, planted=planted).run()
     lad.write()
     return lad
@@ -147,7 +146,7 @@ def test_the_port_passes_the_ladder(exp, tmp_path):
     for rung in ("loss", "backward", "optimizer"):
         assert all(r.max <= 1e-5 for r in results[rung].rows), rung
     assert len(results["backward"].rows) == 3 * len(list(get_paper("mnist1d").build_model(
-        load_config(get_paper("mnist1d").config_class, get_paper("mnist1d").experiment(exp).config_path)).parameters()))
+        get_paper("mnist1d").config(exp)).parameters()))
     assert os.path.exists(tmp_path / "forward_paddle.npy") and os.path.exists(tmp_path / "ladder.txt")
 
 
@@ -177,7 +176,7 @@ def test_localisation_names_the_first_diverging_conv():
     from papers.mnist1d import reference
 
     paper = get_paper("mnist1d")
-    cfg = load_config(paper.config_class, paper.experiment("cnn").config_path)
+    cfg = paper.config("cnn")
     tmodel = reference.build_model(cfg)
     pmodel = paper.build_model(cfg)
     convert.load_into(pmodel, {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
@@ -194,7 +193,7 @@ def test_convert_cli_from_a_real_torch_file_then_eval(tmp_path, capsys):
     from repro import eval as eval_cli
 
     paper = get_paper("mnist1d")
-    cfg = load_config(paper.config_class, paper.experiment("cnn").config_path)
+    cfg = paper.config("cnn")
     torch.manual_seed(0)
     tmodel = reference.build_model(cfg)
     torch.save({"state_dict": tmodel.state_dict(), "epoch": 3}, tmp_path / "model.pt")
@@ -236,7 +235,7 @@ def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
     from papers.resnet_cifar.reference import build_model as torch_model
 
     paper = get_paper("resnet_cifar")
-    cfg = load_config(paper.config_class, paper.experiment("resnet20").config_path)
+    cfg = paper.config("resnet20")
     torch.manual_seed(0)
     tmodel = torch_model(cfg)
     tmodel.train()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_train_step
 
-from repro import checkpoint, diffusion, generate, recipe, train, verify
+from repro import checkpoint, recipe, train, verify
 from repro.compliance import LITE
-from repro.config import load_config
+from repro.diffusion import generate, scoring
 from repro.errors import ReproError
 from repro.registry import get_paper
 from conftest import events as read_events
@@ -23,7 +23,7 @@ NATIVE = 16  # the lite UNet's sample_size
 
 
 def lite_cfg(*overrides):
-    return load_config(PAPER.config_class, PAPER.experiment().config_path, lite=True, overrides=overrides)
+    return PAPER.config(lite=True, overrides=overrides)
 
 
 def cheap_scores(images, reference=None, fid=None, inception_score=False, **_):
@@ -47,7 +47,7 @@ def lite_run(tmp_path_factory):
 
 
 def test_unet_is_the_papers_cifar10_model():
-    cfg = load_config(PAPER.config_class, PAPER.experiment().config_path)
+    cfg = PAPER.config()
     from papers.ddpm import unet_kwargs
     kw = unet_kwargs(cfg.model)
     assert kw["down_block_types"] == ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D")
@@ -125,7 +125,7 @@ def test_evaluation_leaves_the_training_rng_alone(monkeypatch):
 
     from repro.dist import SINGLE
 
-    monkeypatch.setattr(diffusion, "score_images", cheap_scores)
+    monkeypatch.setattr(scoring, "score_images", cheap_scores)
     cfg = lite_cfg("eval.num_samples=2", "eval.steps=2")
     model = PAPER.build_model(cfg)
     model.eval()
@@ -142,7 +142,7 @@ def test_evaluation_leaves_the_training_rng_alone(monkeypatch):
 def test_resume_is_bitwise_exact(tmp_path, capsys, monkeypatch):
     """Sampling for real at every step (scoring stubbed): neither it nor an
     interruption changes the weights, the EMA or the optimizer state."""
-    monkeypatch.setattr(diffusion, "score_images", cheap_scores)
+    monkeypatch.setattr(scoring, "score_images", cheap_scores)
     base = ["--paper", "ddpm", "--lite", "-o", "train.visualdl=false", "-o", "train.eval_every=1",
             "-o", "eval.num_samples=2", "-o", "eval.steps=2"]
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
@@ -193,7 +193,7 @@ def test_cifar10_data_is_the_training_set_twice_scaled_to_minus_one_one(monkeypa
     rng = np.random.default_rng(0)
     fake = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.arange(6, dtype=np.int64)
     monkeypatch.setattr(cifar, "load_cifar10", lambda split: fake if split == "train" else None)
-    cfg = load_config(PAPER.config_class, PAPER.experiment().config_path)
+    cfg = PAPER.config()
     data = PAPER.build_data(cfg)
     assert data.train[0] is fake[0] and list(data.eval) == ["train_ref"] and data.eval["train_ref"][0] is fake[0]
     assert not data.train[1].any()  # unconditional: dummy labels
@@ -204,5 +204,4 @@ def test_cifar10_data_is_the_training_set_twice_scaled_to_minus_one_one(monkeypa
     for a, b in zip(x, flipped):
         assert np.array_equal(a, b) or np.array_equal(a[..., ::-1], b)
     with pytest.raises(ReproError, match="32x32"):
-        PAPER.build_data(load_config(PAPER.config_class, PAPER.experiment().config_path,
-                                     overrides=["model.sample_size=16", "model.attention_resolutions=[8]"]))
+        PAPER.build_data(PAPER.config(overrides=["model.sample_size=16", "model.attention_resolutions=[8]"]))

@@ -1,15 +1,12 @@
-"""metrics.inception: the Paddle FID Inception-v3 against pytorch-fid's, on shared random weights."""
+"""metrics.inception: the Paddle FID Inception-v3 against pytorch-fid's, on shared random weights;
+reading pytorch-fid's weights file is repro.diffusion.scoring's."""
 import os
 
 import numpy as np
 import pytest
 
-from metrics.inception import (
-    FID_WEIGHTS_URL,
-    InceptionFeatures,
-    _random_state,
-    convert_weights,
-)
+from metrics.inception import FID_WEIGHTS_URL, InceptionFeatures, _random_state
+from repro.diffusion.scoring import _fid_extractor, convert_fid_weights
 from repro.errors import ReproError
 
 TORCH_REASON = "PyTorch is an optional test dependency (pip install torch==2.13.0)"
@@ -38,20 +35,20 @@ def test_random_init_shapes_and_determinism():
 def test_bad_weights_files(tmp_path):
     missing = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     with pytest.raises(ReproError, match="not found") as e:
-        InceptionFeatures(weights=missing)
+        _fid_extractor(str(missing))
     assert str(missing) in str(e.value) and FID_WEIGHTS_URL in str(e.value)
 
     from safetensors.numpy import save_file
     wrong = tmp_path / "resnet.safetensors"
     save_file({"conv1.weight": np.zeros((2, 3, 1, 1), np.float32)}, str(wrong))
     with pytest.raises(ReproError, match="not the FID Inception-v3 weights") as e:
-        InceptionFeatures(weights=wrong)
+        _fid_extractor(str(wrong))
     assert str(wrong) in str(e.value) and "\n" not in str(e.value)
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ReproError, match="garbage.pth"):
-        InceptionFeatures(weights=garbage)
+        _fid_extractor(str(garbage))
 
 
 # -- the PyTorch reference: pytorch-fid's fid_inception_v3 (torchvision's Inception3 with
@@ -213,7 +210,7 @@ def test_matches_pytorch_fid_on_shared_weights(tmp_path):
     pth = tmp_path / "fid_inception_random.pth"
     torch.save(ref.state_dict(), str(pth))  # has num_batches_tracked, dropped by the converter
 
-    feats = InceptionFeatures(weights=pth)
+    feats = _fid_extractor(str(pth))
     assert feats.identity.startswith("pt_inception-2015-12-05 sha256:") and len(feats.identity.split(":")[1]) == 64
 
     images = _images(2, 80, 64, seed=1)  # non-square, upsampled to 299
@@ -234,8 +231,8 @@ def test_matches_pytorch_fid_on_shared_weights(tmp_path):
 
     # the Paddle-layout .safetensors made from the .pth loads to the same parameters
     st = tmp_path / "fid_inception.safetensors"
-    convert_weights(pth, st)
-    again = InceptionFeatures(weights=st)
+    convert_fid_weights(pth, st)
+    again = _fid_extractor(str(st))
     want = feats.model.state_dict()
     got = again.model.state_dict()
     assert sorted(got) == sorted(want)

@@ -48,6 +48,6 @@ def test_registered_eval_fingerprints_match_the_generated_data():
 
     paper = get_paper("mnist1d")
     for exp in paper.experiments:
-        data = paper.build_data(load_config(paper.config_class, exp.config_path))
+        data = paper.build_data(paper.config(exp))
         x, y = data.eval["test"]
         assert exp.eval_data["test"] == (len(x), fingerprint(x, y)), exp.name

@@ -48,8 +48,8 @@ def test_every_experiment_has_config_targets_and_lite():
         assert paper.experiment().name == paper.default_experiment
         for exp in paper.experiments:
             assert exp.targets, exp.name
-            full = load_config(paper.config_class, exp.config_path)
-            lite = load_config(paper.config_class, exp.config_path, lite=True)
+            full = paper.config(exp)
+            lite = paper.config(exp, lite=True)
             assert lite.train.steps < full.train.steps
 
 

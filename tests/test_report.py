@@ -31,7 +31,7 @@ def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
     shutil.copytree(lite_run, run_dir)
     path = os.path.join(run_dir, "events.jsonl")
     events = [json.loads(line) for line in open(path)]
-    events[0]["code"]["git_dirty"] = True
+    events[0]["code"]["paper"]["git_dirty"] = True
     events[1]["loss"] = "nan"
     prev = GENESIS
     with open(path, "w") as f:

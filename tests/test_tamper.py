@@ -112,12 +112,13 @@ def trained_further(path, step, how):
 
 def evaluate(path, tensors):
     """The test metrics these weights give, as the harness computes them."""
-    from repro import recipe
+    from safetensors.numpy import save_file
     from repro.eval import evaluate as run_eval
     run = rundir.open_run(path)
-    state = recipe.build(run.paper, run.cfg, init=False)
-    checkpoint.load_model(state.net, tensors)
-    return run_eval(run.paper, state.net, run.cfg, state.data)[0]
+    file = os.path.join(os.path.dirname(path), "weights.safetensors")
+    save_file(tensors, file, metadata={"format": checkpoint.FORMAT})
+    model = rundir.load_weights(run.paper, run.cfg, file)[0]
+    return run_eval(run.paper, model, run.cfg, run.paper.build_data(run.cfg))[0]
 
 
 def problems(path, others=(), recompute=False, replay=0, cross_platform=False):

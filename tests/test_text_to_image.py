@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 from conftest import assert_same_checkpoints, audited, cli, final_checkpoint, interrupt_train_step
-from repro import diffusion, generate, submit, train, verify
+from repro import train, verify
 from repro.compliance import LITE
+from repro.diffusion import generate, ppd, pretrained, sampling, scoring, submit, tiny
+from repro.diffusion import images as image_io
 from repro.errors import ReproError
 from conftest import events as read_events
 
@@ -39,7 +41,7 @@ def png(path):
 def test_lora_run_logs_its_base_model_and_metric_models(lora_run):
     head = read_events(lora_run)[0]
     prov = head["provenance"]
-    assert prov["pretrained"].startswith(f"{diffusion.TINY_SD} sha256:")
+    assert prov["pretrained"].startswith(f"{tiny.TINY_SD} sha256:")
     assert "random-init" in prov["fid_extractor"]  # a lite run says its FID is not comparable
     assert prov["clip_model"].startswith("clip clip tiny-clip")
     end = read_events(lora_run)[-1]
@@ -123,13 +125,13 @@ def test_lora_to_four_512_works_to_bundle_that_reloads_in_ppdiffusers(lora_run, 
 
 def test_lora_weights_change_the_images(lora_run, tmp_path):
     """The bundle's weights are not a no-op: without load_lora_weights the same seed gives another image."""
-    from repro.generate import load_trained
+    from repro.diffusion.generate import load_trained
     _, cfg, model, _, _, _ = load_trained(lora_run)
     lora = model.lora_weights()
     assert any(np.abs(v).sum() > 0 for k, v in lora.items() if k.endswith("up.weight"))
-    pipe = diffusion.load_pipeline(diffusion.resolve_pretrained(cfg.model.pretrained))
-    plain, _ = diffusion.generate(pipe, [CHINESE], 1, 64, 0, 2, 7.5)
-    tuned, _ = diffusion.generate(model.pipe, [CHINESE], 1, 64, 0, 2, 7.5)
+    pipe = pretrained.load_pipeline(pretrained.resolve_pretrained(cfg.model.pretrained))
+    plain, _ = sampling.generate(pipe, [CHINESE], 1, 64, 0, 2, 7.5)
+    tuned, _ = sampling.generate(model.pipe, [CHINESE], 1, 64, 0, 2, 7.5)
     assert not np.array_equal(plain, tuned)
 
 
@@ -170,7 +172,7 @@ def test_submit_refuses_images_of_another_checkpoint(lora_run, tmp_path, capsys)
 
 
 def test_pretrained_directory_checks(tmp_path, capsys):
-    tiny = diffusion.resolve_pretrained(diffusion.TINY_SD)
+    tiny = pretrained.resolve_pretrained(tiny.TINY_SD)
     broken = tmp_path / "sd"
     shutil.copytree(tiny, broken)
     os.remove(broken / "unet" / "diffusion_paddle_model.safetensors")
@@ -189,22 +191,22 @@ def test_pretrained_directory_checks(tmp_path, capsys):
     index["unet"] = ["evil_module", "UNet"]
     (broken / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ReproError, match="only .* are loaded"):
-        diffusion.check_pretrained(str(broken))
+        pretrained.check_pretrained(str(broken))
 
 
 def test_dir_identity_changes_with_any_byte(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "w.bin").write_bytes(b"123")
-    first = diffusion.dir_identity(str(tmp_path))
-    assert diffusion.dir_identity(str(tmp_path)) == first  # (from the per-process cache)
+    first = pretrained.dir_identity(str(tmp_path))
+    assert pretrained.dir_identity(str(tmp_path)) == first  # (from the per-process cache)
     (tmp_path / "a" / "w.bin").write_bytes(b"124")
     # same size; an edit moves the mtime, which the cache keys on (a write within the
     # same clock tick may not, so the test sets it)
     stat = os.stat(tmp_path / "a" / "w.bin")
     os.utime(tmp_path / "a" / "w.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert diffusion.dir_identity(str(tmp_path)) != first
+    assert pretrained.dir_identity(str(tmp_path)) != first
     (tmp_path / "a" / "x.bin").write_bytes(b"")  # a new empty file changes it too
-    assert len({first, diffusion.dir_identity(str(tmp_path))}) == 2
+    assert len({first, pretrained.dir_identity(str(tmp_path))}) == 2
 
 
 def test_image_folder_layouts_with_chinese_captions(tmp_path):
@@ -222,8 +224,8 @@ def test_image_folder_layouts_with_chinese_captions(tmp_path):
         rows.append(json.dumps({"file_name": f"{i}.png", "text": caption}, ensure_ascii=False))
         (txt / f"{i}.txt").write_text(caption + "\n", encoding="utf-8")
     (jsonl / "metadata.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    a = diffusion.read_image_folder(str(jsonl), 32)
-    b = diffusion.read_image_folder(str(txt), 32)
+    a = image_io.read_image_folder(str(jsonl), 32)
+    b = image_io.read_image_folder(str(txt), 32)
     assert a[0].shape == (3, 32, 32, 3) and a[0].dtype == np.uint8
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1] == b[1] == [f"第{i}幅 山水画 {i}" for i in range(3)]
@@ -231,31 +233,31 @@ def test_image_folder_layouts_with_chinese_captions(tmp_path):
     expected = np.asarray(Image.fromarray(np.asarray(Image.open(txt / "2.png"))).resize((32, 32), Image.BICUBIC))
     np.testing.assert_array_equal(a[0][2], expected)
     # every caption tokenizes without the unknown token with the tiny model's byte-level tokenizer
-    tok = diffusion.load_component(diffusion.resolve_pretrained(diffusion.TINY_SD), "tokenizer")
-    ids = diffusion.tokenize(tok, a[1])
+    tok = pretrained.load_component(pretrained.resolve_pretrained(tiny.TINY_SD), "tokenizer")
+    ids = image_io.tokenize(tok, a[1])
     assert ids.shape == (3, 77)
     # (CLIP's decode puts spaces between letters and digits; every byte survives)
     assert tok.decode(ids[0], skip_special_tokens=True).replace(" ", "") == a[1][0].replace(" ", "")
 
     os.remove(txt / "1.txt")
     with pytest.raises(ReproError, match="1.png has no caption"):
-        diffusion.read_image_folder(str(txt), 32)
+        image_io.read_image_folder(str(txt), 32)
     (jsonl / "metadata.jsonl").write_text('{"file_name": "0.png"}\n', encoding="utf-8")
     with pytest.raises(ReproError, match="line 1 needs"):
-        diffusion.read_image_folder(str(jsonl), 32)
+        image_io.read_image_folder(str(jsonl), 32)
     (jsonl / "metadata.jsonl").write_text('{"file_name": "9.png", "text": "x"}\n', encoding="utf-8")
     with pytest.raises(ReproError, match="not found"):
-        diffusion.read_image_folder(str(jsonl), 32)
+        image_io.read_image_folder(str(jsonl), 32)
     (jsonl / "bad.png").write_bytes(b"not a png")
     (jsonl / "metadata.jsonl").write_text('{"file_name": "bad.png", "text": "x"}\n', encoding="utf-8")
     with pytest.raises(ReproError, match="not a readable image"):
-        diffusion.read_image_folder(str(jsonl), 32)
+        image_io.read_image_folder(str(jsonl), 32)
 
 
 def test_lora_training_reads_a_caption_folder(tmp_path, capsys):
     folder = tmp_path / "theme"
     folder.mkdir()
-    images, captions = diffusion.builtin_landscapes(6, 48, seed=5)
+    images, captions = image_io.builtin_landscapes(6, 48, seed=5)
     for i, (img, cap) in enumerate(zip(images, captions)):
         Image.fromarray(img).save(folder / f"{i:02d}.jpg")
         (folder / f"{i:02d}.txt").write_text(cap, encoding="utf-8")
@@ -330,7 +332,7 @@ def test_dreambooth_prior_preservation_chinese_prompts_and_pipeline_bundle(tmp_p
 def test_recompute_on_a_machine_with_the_base_model_elsewhere(lora_run, tmp_path):
     """--local points a free key at this machine's copy; a copy that differs in one byte is refused."""
     copy = tmp_path / "sd"
-    shutil.copytree(diffusion.resolve_pretrained(diffusion.TINY_SD), copy)
+    shutil.copytree(pretrained.resolve_pretrained(tiny.TINY_SD), copy)
     recompute = lambda local: audited(lora_run, recompute=True, local=local).problems[1:]  # [0] is LITE
     assert recompute({"model.pretrained": str(copy)}) == []
     cfg_file = copy / "unet" / "config.json"
@@ -346,7 +348,7 @@ def test_recompute_on_a_machine_with_the_base_model_elsewhere(lora_run, tmp_path
 def test_importing_ppdiffusers_leaves_numpy_alone():
     """ppdiffusers 0.29's import sets np.bool = bool, after which numpy.testing fails
     on any array; repro.diffusion.ppdiffusers() puts numpy back."""
-    diffusion.ppdiffusers()
+    ppd.ppdiffusers()
     assert np.bool is np.bool_ and getattr(np, "bfloat16", None) is not np.uint16
     np.testing.assert_allclose(np.array([1.0, np.inf]), [1.0, np.inf])
     torch = sys.modules.get("torch")  # imported by ppdiffusers where it is installed
@@ -360,7 +362,7 @@ def _full_run_header(paper_name, provenance, *overrides):
     from repro.rundir import Run
     paper = get_paper(paper_name)
     exp = paper.experiment()
-    cfg = load_config(paper.config_class, exp.config_path, overrides=overrides)
+    cfg = paper.config(exp, overrides=overrides)
     head = {"kind": "run_start", "paper": paper_name, "exp": exp.name,
             "config": to_dict(cfg), "lite": False, "provenance": provenance}
     return paper, Run("run", [], [head])
@@ -398,10 +400,10 @@ def test_full_runs_cannot_rest_on_smoke_models_or_unpinned_files():
 
 
 def test_a_pinned_clip_must_be_the_pinned_file():
-    embedder = diffusion.clip_embedder(diffusion.BUILTIN_CLIP)
-    assert diffusion.clip_embedder(diffusion.BUILTIN_CLIP, embedder.weights_sha256) is not None
+    embedder = scoring.clip_embedder(tiny.BUILTIN_CLIP)
+    assert scoring.clip_embedder(tiny.BUILTIN_CLIP, embedder.weights_sha256) is not None
     with pytest.raises(ReproError, match="not the registered CLIP"):
-        diffusion.clip_embedder(diffusion.BUILTIN_CLIP, "0" * 64)
+        scoring.clip_embedder(tiny.BUILTIN_CLIP, "0" * 64)
 
 
 def write_tiny_chinese_sd(path):
@@ -409,9 +411,9 @@ def write_tiny_chinese_sd(path):
     ships one: a BertModel and a character-level BertTokenizer (vocab.txt), both named
     ["transformers", ...] in model_index.json."""
     import paddle
-    diffusion.ppdiffusers()
+    ppd.ppdiffusers()
     from ppdiffusers.transformers import BertConfig, BertModel, BertTokenizer
-    shutil.copytree(diffusion.resolve_pretrained(diffusion.TINY_SD), path)
+    shutil.copytree(pretrained.resolve_pretrained(tiny.TINY_SD), path)
     for sub in ("text_encoder", "tokenizer"):
         shutil.rmtree(os.path.join(path, sub))
     os.makedirs(os.path.join(path, "tokenizer"))
@@ -419,7 +421,7 @@ def write_tiny_chinese_sd(path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + list("abcdefghijklmnopqrstuvwxyz")
     with open(os.path.join(path, "tokenizer", "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
-    with diffusion.quiet():
+    with ppd.quiet():
         BertTokenizer(os.path.join(path, "tokenizer", "vocab.txt"), model_max_length=77).save_pretrained(
             os.path.join(path, "tokenizer"))
         paddle.seed(0)
@@ -450,14 +452,14 @@ def test_lora_on_a_chinese_text_encoder_reloads_in_ppdiffusers(tmp_path, capsys)
                                        "--seed", "3", "--out", gen], capsys)
     assert code == 0, err
 
-    from repro.generate import load_trained
+    from repro.diffusion.generate import load_trained
     paper, cfg, model, _, _, _ = load_trained(run)
     assert type(model.pipe.text_encoder).__name__ == "BertModel"
     tok = model.pipe.tokenizer
-    ids = diffusion.tokenize(tok, [CHINESE])[0]
+    ids = image_io.tokenize(tok, [CHINESE])[0]
     assert tok.unk_token_id not in ids  # every character of the prompt is in the Chinese vocabulary
     paper.publish(model, cfg, str(tmp_path / "weights"))
-    pipe = diffusion.ppdiffusers().StableDiffusionPipeline.from_pretrained(base, safety_checker=None,
+    pipe = ppd.ppdiffusers().StableDiffusionPipeline.from_pretrained(base, safety_checker=None,
                                                                           requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
 

@@ -23,7 +23,7 @@ def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=F
 
     paper = get_paper("mnist1d")
     e = paper.experiment(exp)
-    cfg = to_dict(load_config(paper.config_class, e.config_path, lite=lite, seed=seed))
+    cfg = to_dict(paper.config(e, lite=lite, seed=seed))
     for key, value in (config_changes or {}).items():
         section, name = key.split(".")
         cfg[section][name] = value

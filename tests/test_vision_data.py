@@ -1,4 +1,4 @@
-"""MNIST (papers/lenet5/data.py) and CIFAR-10 (papers/resnet_cifar/data.py) loaders.
+"""MNIST and CIFAR-10 loaders (repro/datasets), and the ResNet paper's augmentation (papers/resnet_cifar/data.py).
 
 The real MNIST test split comes from ../shared/data/mnist (skipped when absent);
 everything else is small synthetic files in the official formats, written here.
@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from papers.lenet5 import data as mnist
-from papers.resnet_cifar import data as cifar
+from papers.resnet_cifar import data as resnet_data
+from repro.datasets import cifar10 as cifar
+from repro.datasets import mnist
 from repro.errors import ReproError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused at once
@@ -369,10 +370,10 @@ def reference_augment(x, seed):
 
 def test_augment_crops_and_flips_deterministically():
     x = np.random.default_rng(0).random((64, 3, 32, 32), dtype=np.float32)
-    out = cifar.augment(x, np.random.default_rng(5))
+    out = resnet_data.augment(x, np.random.default_rng(5))
     assert out.shape == x.shape and out.dtype == np.float32
-    np.testing.assert_array_equal(out, cifar.augment(x, np.random.default_rng(5)))
-    assert not np.array_equal(out, cifar.augment(x, np.random.default_rng(6)))
+    np.testing.assert_array_equal(out, resnet_data.augment(x, np.random.default_rng(5)))
+    assert not np.array_equal(out, resnet_data.augment(x, np.random.default_rng(6)))
     expected, offsets, flips = reference_augment(x, 5)
     np.testing.assert_array_equal(out, expected)
     assert flips.any() and not flips.all()  # both kinds happen with this seed
@@ -383,7 +384,7 @@ def test_augment_crops_and_flips_deterministically():
 
 def test_augment_keeps_ones_inside_and_zeros_only_from_padding():
     x = np.ones((32, 3, 32, 32), np.float32)
-    out = cifar.augment(x, np.random.default_rng(1))
+    out = resnet_data.augment(x, np.random.default_rng(1))
     assert set(np.unique(out)) <= {0.0, 1.0}
     for img in out:
         assert (img == img[0]).all()  # the same window in every channel
@@ -402,7 +403,7 @@ def test_augment_is_fast_enough():
     times = []
     for _ in range(20):
         t0 = time.perf_counter()
-        cifar.augment(x, rng)
+        resnet_data.augment(x, rng)
         times.append(time.perf_counter() - t0)
     assert sorted(times)[10] < 0.02  # about 1 ms on one core; generous for a loaded machine
 
@@ -412,11 +413,11 @@ def test_per_pixel_mean():
     x[1] = 255
     x[2, 0, 3, 4] = 100
     x[:, 2, 31, 31] = [1, 2, 3, 4]
-    m = cifar.per_pixel_mean(x)
+    m = resnet_data.per_pixel_mean(x)
     assert m.shape == (3, 32, 32) and m.dtype == np.float32
     expected = np.full((3, 32, 32), 63.75, np.float32)
     expected[0, 3, 4] = 88.75
     expected[2, 31, 31] = 2.5
     np.testing.assert_array_equal(m, expected)
     with pytest.raises(ReproError, match=r"per_pixel_mean needs images \[N>0, 3, 32, 32\]"):
-        cifar.per_pixel_mean(np.zeros((4, 32, 32, 3), np.uint8))
+        resnet_data.per_pixel_mean(np.zeros((4, 32, 32, 3), np.uint8))

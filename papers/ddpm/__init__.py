@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metrics import build_metric
-from repro import diffusion
 from repro.config import TrainConfig, choice
 from repro.data import synthetic_images
+from repro.diffusion import images as image_io, ppd, sampling, scoring
 from repro.errors import ReproError
-from repro.paper import Data, Experiment, Paper
+from repro.paper import Data, Experiment, GenerativePaper
 from repro.targets import Target
 
 SOURCE = "Ho et al. 2020, Table 1 (CIFAR-10, unconditional)"
@@ -144,8 +144,8 @@ def unet_kwargs(mc):
 
 
 def make_scheduler(dc):
-    DDPMScheduler = diffusion.ppdiffusers().DDPMScheduler
-    with diffusion.quiet():
+    DDPMScheduler = ppd.ppdiffusers().DDPMScheduler
+    with ppd.quiet():
         return DDPMScheduler(num_train_timesteps=dc.timesteps, beta_start=dc.beta_start, beta_end=dc.beta_end,
                              beta_schedule="linear", variance_type=dc.variance_type, clip_sample=dc.clip_sample,
                              prediction_type="epsilon")
@@ -165,9 +165,9 @@ def _layer_class():
 
         def __init__(self, cfg):
             super().__init__()
-            UNet2DModel = diffusion.ppdiffusers().UNet2DModel
+            UNet2DModel = ppd.ppdiffusers().UNet2DModel
             kwargs = unet_kwargs(cfg.model)
-            with diffusion.quiet():
+            with ppd.quiet():
                 self.unet = UNet2DModel(**kwargs)
                 self.ema = UNet2DModel(**kwargs)
             self.ema.set_state_dict(self.unet.state_dict())
@@ -181,7 +181,7 @@ def _layer_class():
 
         def forward(self, x):
             """The paper's L_simple: || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2."""
-            return diffusion.diffusion_loss(self.unet, self.noise_scheduler, x, None)
+            return sampling.diffusion_loss(self.unet, self.noise_scheduler, x, None)
 
         @paddle.no_grad()
         def update_ema(self):
@@ -193,7 +193,7 @@ def _layer_class():
     return DDPMModel
 
 
-class DDPMPaper(Paper):
+class DDPMPaper(GenerativePaper):
     name = "ddpm"
     title = "Denoising Diffusion Probabilistic Models"
     citation = "Ho, J., Jain, A. and Abbeel, P. Denoising Diffusion Probabilistic Models. NeurIPS 2020"
@@ -202,14 +202,15 @@ class DDPMPaper(Paper):
     experiments = (
         Experiment("cifar10", "unconditional CIFAR-10 32x32, 800k steps; FID vs the training set and IS "
                               "from 50k EMA samples (1000-step ancestral sampler)",
-                   "configs/ddpm/cifar10.yaml",
+                   "cifar10.yaml",
                    (Target(f"{REFERENCE}_fid", 3.17, "lower", FID_TOLERANCE, f"{SOURCE}: FID 3.17"),
                     Target(f"{REFERENCE}_inception_score", 9.46, "higher", IS_TOLERANCE,
                            f"{SOURCE}: IS 9.46 ± 0.11")),
                    eval_data={REFERENCE: REFERENCE_SPLIT}),
     )
+    config_dir = "../../configs/ddpm"
     default_experiment = "cifar10"
-    free_keys = ("eval.fid_weights",)
+    path_keys = ("eval.fid_weights",)
     pins = {"fid_extractor": ("eval.fid_weights", "eval.fid_weights_sha256")}
 
     def build_model(self, cfg):
@@ -227,12 +228,12 @@ class DDPMPaper(Paper):
         else:
             if size != 32:
                 raise ReproError(f"ddpm: CIFAR-10 images are 32x32, but model.sample_size is {size}")
-            from papers.resnet_cifar import data as cifar
-            x, _ = cifar.load_cifar10("train")
+            from repro.datasets.cifar10 import load_cifar10
+            x, _ = load_cifar10("train")
             what = "CIFAR-10 train (50,000 images)"
         y = np.zeros(len(x), np.int64)  # unconditional: the labels are not used
         return Data(train=(x, y), eval={REFERENCE: (x, y)}, info={"description": what},
-                    preprocess=to_model_input, augment=diffusion.random_flip if dc.random_flip else None)
+                    preprocess=to_model_input, augment=image_io.random_flip if dc.random_flip else None)
 
     def train_step(self, model, optimizer, batch, amp):
         import paddle
@@ -253,14 +254,14 @@ class DDPMPaper(Paper):
 
     def provenance(self, cfg):
         ec = cfg.eval
-        return {"fid_extractor": diffusion.fid_extractor(ec.fid_weights, ec.fid_weights_sha256).identity}
+        return {"fid_extractor": scoring.fid_extractor(ec.fid_weights, ec.fid_weights_sha256).identity}
 
     def pipeline(self, model, cfg):
         """DDPMPipeline over the EMA UNet and the run's DDPMScheduler (ancestral sampling)."""
-        DDPMPipeline = diffusion.ppdiffusers().DDPMPipeline
+        DDPMPipeline = ppd.ppdiffusers().DDPMPipeline
         net = getattr(model, "_layers", model)
         net.ema.eval()
-        with diffusion.quiet():
+        with ppd.quiet():
             pipe = DDPMPipeline(unet=net.ema, scheduler=make_scheduler(cfg.diffusion))
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -272,21 +273,21 @@ class DDPMPaper(Paper):
         if ec.steps > cfg.diffusion.timesteps:
             raise ReproError(f"eval.steps {ec.steps} exceeds diffusion.timesteps {cfg.diffusion.timesteps}")
         pipe = self.pipeline(model, cfg)
-        with diffusion.keep_rng():  # sampling reseeds paddle's RNG; training must not notice
+        with sampling.keep_rng():  # sampling reseeds paddle's RNG; training must not notice
             mine = list(range(dist.rank, ec.num_samples, dist.world))
             if dist.world == 1:
-                images = diffusion.generate_unconditional(pipe, ec.num_samples, ec.seed, ec.steps)
+                images = sampling.generate_unconditional(pipe, ec.num_samples, ec.seed, ec.steps)
             else:
-                own = [diffusion.generate_unconditional(pipe, 1, ec.seed + k, ec.steps)[0] for k in mine]
+                own = [sampling.generate_unconditional(pipe, 1, ec.seed + k, ec.steps)[0] for k in mine]
                 parts = [(i, im) for i, im in dist.gather((mine, own)) if i]
                 order = np.concatenate([i for i, _ in parts])
                 if not np.array_equal(np.sort(order), np.arange(ec.num_samples)):
                     raise RuntimeError("evaluation samples of the ranks do not cover eval.num_samples exactly once")
                 images = np.stack([im for _, ims in parts for im in ims])[np.argsort(order)]
-        fid = diffusion.fid_extractor(ec.fid_weights, ec.fid_weights_sha256)
+        fid = scoring.fid_extractor(ec.fid_weights, ec.fid_weights_sha256)
         results, samples = {}, {}
         for split, (reference, _) in data.eval.items():
-            scores = diffusion.score_images(images, reference=reference.transpose(0, 2, 3, 1), fid=fid,
+            scores = scoring.score_images(images, reference=reference.transpose(0, 2, 3, 1), fid=fid,
                                             inception_score=True)
             results.update({f"{split}_{k}": v for k, v in scores.items()})
             samples[split] = len(images)

@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
 from repro.config import TrainConfig, choice
 from repro.data import synthetic_images
-from repro.paper import Data, Experiment, Paper
+from repro.paper import ClassificationPaper, Data, Experiment
 from repro.targets import Policy, Target
 
-from . import data as mnist
+from repro.datasets import mnist
 
 # repro.data.fingerprint(x uint8 [10000, 28, 28], y int64) of the official test split
 # (t10k-*-ubyte.gz, md5-checked), computed from ../shared/data/mnist
@@ -46,7 +45,7 @@ def preprocess(x):
     return np.pad(x, ((0, 0), (2, 2), (2, 2)), constant_values=-0.1)[:, None]
 
 
-class LeNet5Paper(Paper):
+class LeNet5Paper(ClassificationPaper):
     name = "lenet5"
     title = "Gradient-based learning applied to document recognition"
     citation = ("LeCun, Y., Bottou, L., Bengio, Y. and Haffner, P. Gradient-based learning applied to document "
@@ -54,13 +53,15 @@ class LeNet5Paper(Paper):
     url = "http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf"
     config_class = LeNetConfig
     experiments = (
-        Experiment("mnist", "LeNet-5 on MNIST, no distortions", "configs/lenet5/mnist.yaml",
+        Experiment("mnist", "LeNet-5 on MNIST, no distortions", "mnist.yaml",
                    # test accuracy 100 - 0.95; tolerance and policy: see README.md (not measured here)
                    (Target("test_acc", 99.05, "higher", 0.15,
                            "LeCun et al. 1998, Section III.C, Fig. 9: LeNet-5 0.95% test error", Policy("single")),),
                    eval_data={"test": TEST_SPLIT}),
     )
     default_experiment = "mnist"
+    config_dir = "../../configs/lenet5"
+    image_input = ("L", (28, 28), preprocess)  # a white-on-black digit, as MNIST's
 
     def build_model(self, cfg):
         from .models import LeNet5
@@ -74,22 +75,9 @@ class LeNet5Paper(Paper):
             train, test = mnist.load_mnist("train"), mnist.load_mnist("test")
         return Data(train=train, eval={"test": test}, preprocess=preprocess)
 
-    def loss(self, outputs, labels):
-        import paddle
-        return paddle.nn.functional.cross_entropy(outputs, labels)
-
-    def metrics(self, cfg):
-        return {"acc": build_metric("accuracy")}
-
     def input_spec(self, cfg):
         import paddle
         return [paddle.static.InputSpec([None, 1, 32, 32], "float32", "image")]
-
-    def preprocess_image(self, path, cfg):
-        """An image file of one digit (white on black, as MNIST) -> one model input."""
-        from PIL import Image
-        img = Image.open(path).convert("L").resize((28, 28))
-        return preprocess(np.asarray(img, dtype=np.uint8)[None])[0]
 
 
 PAPER = LeNet5Paper()

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
 from repro.config import TrainConfig, choice
-from repro.paper import Data, Experiment, Paper
+from repro.paper import ClassificationPaper, Data, Experiment
 from repro.targets import Policy, Target
 
 from . import data as mdata
@@ -69,12 +68,12 @@ def _experiments():
                                                (True, shuffled, "MNIST-1D, spatially shuffled", "match")):
             name = f"{arch}_shuffled" if shuffle else arch
             target = Target("test_acc", value, direction, TOL[name], f"{SOURCE}, row '{row}', column {NAMES[arch]}", POLICY)
-            exps.append(Experiment(name, f"{NAMES[arch]} on {row}", f"configs/mnist1d/{name}.yaml", (target,),
+            exps.append(Experiment(name, f"{NAMES[arch]} on {row}", f"{name}.yaml", (target,),
                                    eval_data={"test": TEST_DATA[shuffle]}))
     return tuple(exps)
 
 
-class Mnist1d(Paper):
+class Mnist1d(ClassificationPaper):
     name = "mnist1d"
     title = "Scaling down deep learning with MNIST-1D"
     citation = "Greydanus, S. and Kobak, D. Scaling down deep learning with MNIST-1D. ICML 2024. arXiv:2011.14439"
@@ -82,6 +81,7 @@ class Mnist1d(Paper):
     config_class = Mnist1dConfig
     experiments = _experiments()
     default_experiment = "cnn"
+    config_dir = "../../configs/mnist1d"
     reference = "papers.mnist1d.reference"  # PyTorch reference for `repro.align ladder`
 
     # paddle is imported where it is used, so reading targets and configs
@@ -96,13 +96,6 @@ class Mnist1d(Paper):
         as_y = lambda a: a.astype(np.int64)
         return Data(train=(as_x(d["x"]), as_y(d["y"])),
                     eval={"test": (as_x(d["x_test"]), as_y(d["y_test"]))})
-
-    def loss(self, outputs, labels):
-        import paddle
-        return paddle.nn.functional.cross_entropy(outputs, labels)
-
-    def metrics(self, cfg):
-        return {"acc": build_metric("accuracy")}
 
     def input_spec(self, cfg):
         import paddle

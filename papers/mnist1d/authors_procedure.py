@@ -26,7 +26,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     paper = get_paper("mnist1d")
-    cfg = load_config(paper.config_class, paper.experiment(args.exp).config_path)
+    cfg = paper.config(args.exp)
     data = paper.build_data(cfg)
     x, y = torch.from_numpy(data.train[0]), torch.from_numpy(data.train[1])
     xt, yt = data.eval["test"]

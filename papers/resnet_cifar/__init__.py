@@ -5,11 +5,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
 from repro.config import TrainConfig, choice
 from repro.data import synthetic_images
-from repro.paper import Data, Experiment, Paper
+from repro.paper import ClassificationPaper, Data, Experiment
 from repro.targets import Policy, Target
+
+from repro.datasets import cifar10
 
 from . import data as cifar
 
@@ -47,19 +48,21 @@ def to_float(x):
     return x.astype(np.float32) * (1.0 / 255.0)
 
 
-class ResNetCifarPaper(Paper):
+class ResNetCifarPaper(ClassificationPaper):
     name = "resnet_cifar"
     title = "Deep Residual Learning for Image Recognition"
     citation = "He, K., Zhang, X., Ren, S. and Sun, J. Deep Residual Learning for Image Recognition. CVPR 2016"
     url = "https://arxiv.org/abs/1512.03385"
     config_class = ResNetConfig
     experiments = tuple(
-        Experiment(f"resnet{d}", f"ResNet-{d} on CIFAR-10", f"configs/resnet_cifar/resnet{d}.yaml",
+        Experiment(f"resnet{d}", f"ResNet-{d} on CIFAR-10", f"resnet{d}.yaml",
                    (Target("test_acc", round(100 - err, 2), "higher", TOLERANCE, f"{SOURCE}, ResNet-{d}: {err}%",
                            policy),),
                    eval_data={"test": TEST_SPLIT})
         for d, (err, policy) in TABLE6.items())
     default_experiment = "resnet20"
+    config_dir = "../../configs/resnet_cifar"
+    image_input = ("RGB", (32, 32), to_float)
 
     def build_model(self, cfg):
         from .models import ResNetCifar
@@ -70,7 +73,7 @@ class ResNetCifarPaper(Paper):
             train = synthetic_images(cfg.data.synthetic_train, (3, 32, 32), seed=1)
             test = synthetic_images(cfg.data.synthetic_test, (3, 32, 32), seed=2)
         else:
-            train, test = cifar.load_cifar10("train"), cifar.load_cifar10("test")
+            train, test = cifar10.load_cifar10("train"), cifar10.load_cifar10("test")
         return Data(train=train, eval={"test": test}, preprocess=to_float)
 
     def init_model(self, model, data):
@@ -81,21 +84,9 @@ class ResNetCifarPaper(Paper):
         """4-pixel padding, a random 32x32 crop and a random horizontal flip (Section 4.2)."""
         return cifar.augment(x, rng)
 
-    def loss(self, outputs, labels):
-        import paddle
-        return paddle.nn.functional.cross_entropy(outputs, labels)
-
-    def metrics(self, cfg):
-        return {"acc": build_metric("accuracy")}
-
     def input_spec(self, cfg):
         import paddle
         return [paddle.static.InputSpec([None, 3, 32, 32], "float32", "image")]
-
-    def preprocess_image(self, path, cfg):
-        from PIL import Image
-        img = Image.open(path).convert("RGB").resize((32, 32))
-        return to_float(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)[None])[0]
 
 
 PAPER = ResNetCifarPaper()

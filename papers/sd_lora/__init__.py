@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metrics import build_metric
-from repro import diffusion
 from repro.config import TrainConfig, choice
+from repro.diffusion import finetune, images as image_io, lora, ppd, pretrained, sampling
 from repro.errors import ReproError
-from repro.paper import Data, Experiment, Paper
+from repro.paper import Data, Experiment, GenerativePaper
 from repro.targets import Target
 
 MLPERF = "MLPerf Training Stable Diffusion quality thresholds (the documented default for text-to-image runs)"
@@ -38,11 +38,11 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    """How evaluation samples and scores; generation uses the same knobs as repro.generate."""
+    """How evaluation samples and scores; generation uses the same knobs as repro.diffusion.generate."""
     size: int = 512
     steps: int = 30
     guidance_scale: float = 7.5
-    scheduler: str = choice("", ("",) + tuple(diffusion.SCHEDULERS), "'' keeps the pretrained model's")
+    scheduler: str = choice("", ("",) + tuple(pretrained.SCHEDULERS), "'' keeps the pretrained model's")
     images_per_prompt: int = 1
     seed: int = 0
     fid_weights: str = ""  # pytorch-fid's pt_inception-2015-12-05 .pth (or its conversion); '' = random, smoke only
@@ -70,31 +70,19 @@ def read_captioned(cfg, tokenizer):
     """(train images, train token ids, eval images, eval captions, description) from cfg.data."""
     dc = cfg.data
     if dc.path == BUILTIN_DATA:
-        images, captions = diffusion.builtin_landscapes(dc.builtin_count, dc.resolution, seed=0)
+        images, captions = image_io.builtin_landscapes(dc.builtin_count, dc.resolution, seed=0)
         what = f"{BUILTIN_DATA}: {dc.builtin_count} procedural landscapes, captions half in Chinese"
     elif not dc.path:
         raise ReproError("data.path is empty: give an image-caption folder (-o data.path=DIR) "
                          f"or {BUILTIN_DATA}")
     else:
-        images, captions, _ = diffusion.read_image_folder(dc.path, dc.resolution, dc.caption_column,
+        images, captions, _ = image_io.read_image_folder(dc.path, dc.resolution, dc.caption_column,
                                                           dc.center_crop)
         what = f"{dc.path}: {len(images)} captioned images"
     if not 0 <= dc.eval_count < len(images):
         raise ReproError(f"data.eval_count {dc.eval_count} leaves no training images out of {len(images)}")
     cut = len(images) - dc.eval_count
-    return images[:cut], diffusion.tokenize(tokenizer, captions[:cut]), images[cut:], captions[cut:], what
-
-
-def load_base(cfg):
-    """The pretrained pipeline named by model.pretrained, checked before loading."""
-    return diffusion.load_pipeline(diffusion.resolve_pretrained(cfg.model.pretrained))
-
-
-def freeze(pipe):
-    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-        part.eval()
-        for p in part.parameters():
-            p.stop_gradient = True
+    return images[:cut], image_io.tokenize(tokenizer, captions[:cut]), images[cut:], captions[cut:], what
 
 
 def _layer_class():
@@ -103,19 +91,19 @@ def _layer_class():
     class LoRAFineTune(paddle.nn.Layer):
         def __init__(self, cfg):
             super().__init__()
-            pipe = load_base(cfg)
+            pipe = finetune.load_base(cfg)
             # not registered as a sublayer: the base stays frozen and out of
             # parameters(), the optimizer and checkpoints; only the LoRA layers are in
             self.__dict__["pipe"] = pipe
-            freeze(pipe)
-            layers = diffusion.attach_lora(pipe.unet, cfg.model.lora_rank)
+            finetune.freeze(pipe)
+            layers = lora.attach_lora(pipe.unet, cfg.model.lora_rank)
             self.names = list(layers)
             self.lora = paddle.nn.LayerDict({k.replace(".", "__"): v for k, v in layers.items()})
             if cfg.model.gradient_checkpointing:
                 pipe.unet.enable_gradient_checkpointing()
                 pipe.unet.train()  # ppdiffusers checkpoints only in training mode
-            DDPMScheduler = diffusion.ppdiffusers().DDPMScheduler
-            with diffusion.quiet():
+            DDPMScheduler = ppd.ppdiffusers().DDPMScheduler
+            with ppd.quiet():
                 self.__dict__["noise_scheduler"] = DDPMScheduler.from_config(pipe.scheduler.config)
 
         def forward(self, pixels, ids):
@@ -123,18 +111,18 @@ def _layer_class():
             with paddle.no_grad():
                 latents = pipe.vae.encode(pixels).latent_dist.sample() * pipe.vae.config.scaling_factor
                 states = pipe.text_encoder(ids)[0]
-            return diffusion.diffusion_loss(pipe.unet, self.noise_scheduler, latents, states)
+            return sampling.diffusion_loss(pipe.unet, self.noise_scheduler, latents, states)
 
         def lora_weights(self):
             """{'unet.<module>.lora.down.weight': numpy}: the layout pipe.load_lora_weights() reads."""
-            return diffusion.lora_to_ppdiffusers(
+            return lora.lora_to_ppdiffusers(
                 {n: {k: v.numpy() for k, v in self.lora[n.replace(".", "__")].state_dict().items()}
                  for n in self.names})
 
     return LoRAFineTune
 
 
-class SDLoRAPaper(Paper):
+class SDLoRAPaper(GenerativePaper):
     name = "sd_lora"
     title = "LoRA fine-tuning of Stable Diffusion (text-to-image)"
     citation = ("Hu, E. et al. LoRA: Low-Rank Adaptation of Large Language Models. ICLR 2022; "
@@ -143,12 +131,13 @@ class SDLoRAPaper(Paper):
     config_class = SDLoRAConfig
     experiments = (
         Experiment("lora", "LoRA (rank 4) on SD v1.5's UNet attention, an image-caption folder at 512x512",
-                   "configs/sd_lora/lora.yaml",
+                   "lora.yaml",
                    (Target("val_fid", 90.0, "lower", 0.0, MLPERF + ": FID <= 90"),
                     Target("val_clip_score", 0.15, "higher", 0.0, MLPERF + ": CLIP score >= 0.15"))),
     )
+    config_dir = "../../configs/sd_lora"
     default_experiment = "lora"
-    free_keys = ("model.pretrained", "data.path", "eval.fid_weights", "eval.clip_model")
+    path_keys = ("model.pretrained", "data.path", "eval.fid_weights", "eval.clip_model")
     pins = {"fid_extractor": ("eval.fid_weights", "eval.fid_weights_sha256"),
             "clip_model": ("eval.clip_model", "eval.clip_model_sha256")}
 
@@ -156,26 +145,23 @@ class SDLoRAPaper(Paper):
         return _layer_class()(cfg)
 
     def build_data(self, cfg):
-        path = diffusion.resolve_pretrained(cfg.model.pretrained)
-        tokenizer = diffusion.load_component(path, "tokenizer", diffusion.check_pretrained(path))
+        path = pretrained.resolve_pretrained(cfg.model.pretrained)
+        tokenizer = pretrained.load_component(path, "tokenizer", pretrained.check_pretrained(path))
         train_x, train_ids, eval_x, eval_captions, what = read_captioned(cfg, tokenizer)
-        eval_ids = diffusion.tokenize(tokenizer, eval_captions) if eval_captions else np.zeros((0, 1), np.int64)
+        eval_ids = image_io.tokenize(tokenizer, eval_captions) if eval_captions else np.zeros((0, 1), np.int64)
         return Data(train=(train_x, train_ids), eval={"val": (eval_x, eval_ids)},
                     info={"captions": {"val": eval_captions}, "description": what},
-                    preprocess=diffusion.to_model_input,
-                    augment=diffusion.random_flip if cfg.data.random_flip else None)
-
-    def train_step(self, model, optimizer, batch, amp):
-        return diffusion.loss_step(model, optimizer, batch, amp)  # forward(pixels, ids) is the loss
+                    preprocess=image_io.to_model_input,
+                    augment=image_io.random_flip if cfg.data.random_flip else None)
 
     def metrics(self, cfg):
         return {"fid": build_metric("fid"), "clip_score": build_metric("clip_score", scale=1.0)}
 
     def provenance(self, cfg):
-        return text_to_image_provenance(cfg)
+        return finetune.text_to_image_provenance(cfg)
 
     def evaluate(self, model, cfg, data, dist):
-        return evaluate_text_to_image(model.pipe, cfg, data)
+        return finetune.evaluate_text_to_image(model.pipe, cfg, data)
 
     def pipeline(self, model, cfg):
         return model.pipe
@@ -183,41 +169,11 @@ class SDLoRAPaper(Paper):
     def publish(self, model, cfg, out):
         """Write the LoRA weights where pipe.load_lora_weights(out) finds them; returns their kind."""
         import paddle
-        StableDiffusionPipeline = diffusion.ppdiffusers().StableDiffusionPipeline
+        StableDiffusionPipeline = ppd.ppdiffusers().StableDiffusionPipeline
         weights = {k[len("unet."):]: paddle.to_tensor(v) for k, v in model.lora_weights().items()}
-        with diffusion.quiet():
+        with ppd.quiet():
             StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=weights, safe_serialization=True)
         return "lora"
-
-
-def text_to_image_provenance(cfg):
-    """The base model's and the metric models' identities (their paths are free keys)."""
-    ec = cfg.eval
-    return {"pretrained": diffusion.pretrained_identity(cfg.model.pretrained),
-            "fid_extractor": diffusion.fid_extractor(ec.fid_weights, ec.fid_weights_sha256).identity,
-            "clip_model": diffusion.clip_embedder(ec.clip_model, ec.clip_model_sha256).identity}
-
-
-def evaluate_text_to_image(pipe, cfg, data):
-    """Generate eval.images_per_prompt images for every held-out caption, then
-    FID against the held-out images and the CLIP score against the captions."""
-    ec = cfg.eval
-    pipe = diffusion.with_scheduler(pipe, ec.scheduler)
-    results, samples = {}, {}
-    for split, (reference, _) in data.eval.items():
-        prompts = data.info["captions"][split]
-        if not prompts:
-            continue
-        with diffusion.keep_rng():
-            images, _ = diffusion.generate(pipe, prompts, ec.images_per_prompt, ec.size, ec.seed, ec.steps,
-                                           ec.guidance_scale)
-        scores = diffusion.score_images(
-            images, prompts=[p for p in prompts for _ in range(ec.images_per_prompt)], reference=reference,
-            fid=diffusion.fid_extractor(ec.fid_weights, ec.fid_weights_sha256),
-            clip=diffusion.clip_embedder(ec.clip_model, ec.clip_model_sha256))
-        results.update({f"{split}_{k}": v for k, v in scores.items()})
-        samples[split] = len(images)
-    return results, samples
 
 
 PAPER = SDLoRAPaper()

@@ -44,7 +44,7 @@ def _experiment(args):
 
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
-    return paper, exp, load_config(paper.config_class, exp.config_path, overrides=args.override)
+    return paper, exp, paper.config(exp, overrides=args.override)
 
 
 def cmd_ladder(args):

@@ -1,4 +1,4 @@
-"""MNIST for LeNet-5: the official idx gz files, md5-checked, read by Paddle's own loader.
+"""MNIST (LeCun et al. 1998): the official idx gz files, md5-checked, read by Paddle's own loader.
 
 Where the files are looked for: the ``data_dir`` argument (files directly in
 it), else ``$REPRO_DATA_DIR/mnist/``, else ``~/.cache/repro/mnist``. A file
@@ -22,8 +22,8 @@ import zlib
 
 import numpy as np
 
-from repro.download import ensure_file, one_line
-from repro.download import resolve_data_dir as _resolve_data_dir
+from repro.datasets.download import ensure_file, one_line
+from repro.datasets.download import resolve_data_dir as _resolve_data_dir
 from repro.errors import ReproError
 
 # paddle/vision/datasets/mnist.py (paddlepaddle 3.3.1): MNIST.URL_PREFIX and the *_MD5 constants

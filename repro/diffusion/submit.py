@@ -1,9 +1,9 @@
 """Bundle a text-to-image run for submission: weights, model card, works, logs, verdict.
 
-    python -m repro.submit RUN_DIR [--images GEN_DIR] [--out DIR] [--license NAME]
+    python -m repro.diffusion.submit RUN_DIR [--images GEN_DIR] [--out DIR] [--license NAME]
                            [--base-name NAME] [--title TEXT]
 
-GEN_DIR is a `repro.generate` output of this run's final checkpoint (default:
+GEN_DIR is a `repro.diffusion.generate` output of this run's final checkpoint (default:
 the newest under RUN_DIR/generated). DIR (default RUN_DIR-submission, beside
 the run so `repro.verify RUN_DIR` never finds the copied log twice) gets:
 
@@ -35,12 +35,13 @@ import os
 import shutil
 import time
 
-from repro import diffusion
 from repro.checkpoint import sha256_file
+from repro.diffusion.generate import METADATA, load_trained
+from repro.diffusion.pretrained import resolve_pretrained
+from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
-from repro.generate import METADATA, load_trained
-from repro.rundir import CONFIG, EVENTS, TEXT, read as read_run
-from repro.verify import BUNDLE_MANIFEST, Options, print_table, report_json, verify
+from repro.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
+from repro.verify import Options, print_table, report_json, verify
 
 LOG_FILES = (EVENTS, TEXT, CONFIG)
 
@@ -50,7 +51,7 @@ def newest_generation(run_dir):
     found = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, METADATA))) \
         if os.path.isdir(root) else []
     if not found:
-        raise ReproError(f"{run_dir} has no generated works; run `python -m repro.generate {run_dir} "
+        raise ReproError(f"{run_dir} has no generated works; run `python -m repro.diffusion.generate {run_dir} "
                          "--prompts FILE` first or pass --images DIR")
     return os.path.join(root, found[-1])
 
@@ -60,7 +61,7 @@ def read_generation(path, checkpoint_sha):
         with open(os.path.join(path, METADATA), encoding="utf-8") as f:
             meta = json.load(f)
     except FileNotFoundError:
-        raise ReproError(f"{path} is not a repro.generate output: no {METADATA}") from None
+        raise ReproError(f"{path} is not a repro.diffusion.generate output: no {METADATA}") from None
     except ValueError:
         raise ReproError(f"{path}/{METADATA} is not valid JSON") from None
     if meta.get("checkpoint_sha256") != checkpoint_sha:
@@ -136,7 +137,7 @@ repro harness (`{head['paper']}/{head['exp']}`, seed {head['config']['train']['s
 
 ## Base model
 - `{base_ref}`
-- identity: `{base_identity}` (sha256 over the directory's files, as `repro.diffusion.dir_identity` computes it)
+- identity: `{base_identity}` (sha256 over the directory's files, as `repro.diffusion.pretrained.dir_identity` computes it)
 
 ## Training data
 {data_desc}
@@ -212,8 +213,8 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
     tmp = f"{out}.tmp-{os.getpid()}"
     os.makedirs(tmp)
     try:
-        base_dir = diffusion.resolve_pretrained(cfg.model.pretrained)
-        if cfg.model.pretrained == diffusion.TINY_SD:
+        base_dir = resolve_pretrained(cfg.model.pretrained)
+        if cfg.model.pretrained == TINY_SD:
             shutil.copytree(base_dir, os.path.join(tmp, "base"))
             base_ref = "base"
         else:
@@ -233,7 +234,7 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
                     "weights": weights_kind, "base_model": base_ref,
                     "base_model_identity": head.get("provenance", {}).get("pretrained"), "verified": report["ok"],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with open(os.path.join(tmp, BUNDLE_MANIFEST), "w", encoding="utf-8") as f:
+        with open(os.path.join(tmp, COPIES), "w", encoding="utf-8") as f:
             json.dump(manifest, f, ensure_ascii=False, indent=1)
         with open(os.path.join(run_dir, CONFIG), encoding="utf-8") as f:
             config_yaml = f.read()
@@ -280,9 +281,9 @@ def _write_sums(root):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m repro.submit", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m repro.diffusion.submit", description=__doc__.splitlines()[0])
     ap.add_argument("run", metavar="RUN_DIR")
-    ap.add_argument("--images", metavar="GEN_DIR", help="a repro.generate output (default: the newest)")
+    ap.add_argument("--images", metavar="GEN_DIR", help="a repro.diffusion.generate output (default: the newest)")
     ap.add_argument("--out", metavar="DIR", help="bundle directory (default RUN_DIR-submission)")
     ap.add_argument("--license", default="creativeml-openrail-m", help="the model card's license field")
     ap.add_argument("--base-name", help="how the card names the base model (default: its local path)")

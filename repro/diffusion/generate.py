@@ -1,6 +1,6 @@
 """Generate images from a trained run.
 
-    python -m repro.generate RUN_DIR --prompts FILE [--n 4] [--size 512] [--seed S]
+    python -m repro.diffusion.generate RUN_DIR --prompts FILE [--n 4] [--size 512] [--seed S]
                              [--steps N] [--guidance G] [--negative-prompt TEXT]
                              [--scheduler ddim|pndm|euler|dpm|ddpm] [--out DIR]
 
@@ -25,9 +25,13 @@ import time
 
 import numpy as np
 
-from repro import diffusion, rundir
+from repro import rundir
 from repro.config import to_dict
+from repro.diffusion.images import grid, load_png, save_png
+from repro.diffusion.pretrained import SCHEDULERS, with_scheduler
+from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError, run_cli
+from repro.paper import GenerativePaper
 
 METADATA = "metadata.json"
 
@@ -36,7 +40,7 @@ def load_trained(run_dir):
     """(paper, cfg, model, checkpoint metadata, checkpoint sha256, header) of a
     generative run, with the weights of its last logged checkpoint."""
     run = rundir.open_run(run_dir)
-    if not hasattr(run.paper, "pipeline") or run.paper.evaluate is None:
+    if not isinstance(run.paper, GenerativePaper):
         raise ReproError(f"{run_dir} is a {run.paper.name} run; only the generative papers' runs generate images")
     model, _, meta, ev = rundir.load_trained(run)
     return run.paper, run.cfg, model, meta, ev["sha256"], run.header
@@ -81,7 +85,7 @@ def run(run_dir, prompts, n=4, size=512, seed=0, steps=None, guidance=None, nega
     steps = steps or ec.steps
     if text and guidance is None:
         guidance = ec.guidance_scale
-    pipe = diffusion.with_scheduler(pipe, scheduler)
+    pipe = with_scheduler(pipe, scheduler)
     if not text:
         native = pipe.unet.config.sample_size
         if size != native:
@@ -97,15 +101,15 @@ def run(run_dir, prompts, n=4, size=512, seed=0, steps=None, guidance=None, nega
                 s = seed + i * n + k
                 t = time.perf_counter()
                 if text:
-                    image, _ = diffusion.generate(pipe, [p], 1, size, s, steps, guidance, negative_prompt)
+                    image, _ = generate(pipe, [p], 1, size, s, steps, guidance, negative_prompt)
                 else:
-                    image = diffusion.generate_unconditional(pipe, 1, s, steps)
+                    image = generate_unconditional(pipe, 1, s, steps)
                 name = f"p{i:02d}_{k}.png" if text else f"{k:04d}.png"
-                _save_png(image[0], os.path.join(tmp, name))
+                save_png(image[0], os.path.join(tmp, name))
                 records.append({"file": name, "prompt": p, "seed": s})
                 echo(f"image {len(records)}/{total}: {name} seed {s} ({time.perf_counter() - t:.1f} s)")
-        images = np.stack([_load_png(os.path.join(tmp, r["file"])) for r in records])
-        _save_png(diffusion.grid(images, n), os.path.join(tmp, "grid.png"))
+        images = np.stack([load_png(os.path.join(tmp, r["file"])) for r in records])
+        save_png(grid(images, n), os.path.join(tmp, "grid.png"))
         metadata = {
             "run": os.path.abspath(run_dir), "paper": paper.name, "exp": head.get("exp"),
             "checkpoint_sha256": sha, "checkpoint_step": int(meta.get("step", 0)),
@@ -127,19 +131,8 @@ def run(run_dir, prompts, n=4, size=512, seed=0, steps=None, guidance=None, nega
     return out
 
 
-def _save_png(array, path):
-    from PIL import Image
-    Image.fromarray(array).save(path)
-
-
-def _load_png(path):
-    from PIL import Image
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m repro.generate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m repro.diffusion.generate", description=__doc__.splitlines()[0])
     ap.add_argument("run", metavar="RUN_DIR")
     ap.add_argument("--prompts", metavar="FILE", help="one prompt per line (UTF-8)")
     ap.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)")
@@ -149,7 +142,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, help="sampling steps (default: the run's eval.steps)")
     ap.add_argument("--guidance", type=float, help="classifier-free guidance (default: eval.guidance_scale)")
     ap.add_argument("--negative-prompt", default="", metavar="TEXT")
-    ap.add_argument("--scheduler", default="", choices=("",) + tuple(diffusion.SCHEDULERS),
+    ap.add_argument("--scheduler", default="", choices=("",) + tuple(SCHEDULERS),
                     help="sampler (default: the run's)")
     ap.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/generated/<time>)")
     args = ap.parse_args(argv)

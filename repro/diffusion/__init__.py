@@ -1,0 +1,15 @@
+"""The text-to-image and diffusion family, on ppdiffusers: a package of small
+modules that the diffusion papers and their two commands use. The harness core
+(repro.train, repro.verify, repro.report) never imports it.
+
+  ppd         ppdiffusers, imported quietly; per-process caches
+  pretrained  local pipeline directories: checked, identified, loaded; samplers
+  tiny        the built-in tiny SD and CLIP for smoke runs
+  lora        LoRA layers on a UNet's attention
+  images      image-caption folders, built-in landscapes, PNGs and grids
+  sampling    the diffusion loss and seeded image generation
+  scoring     the FID Inception and CLIP models, and scoring with them
+  finetune    what the SD fine-tunes share (base pipeline, provenance, evaluation)
+  generate    python -m repro.diffusion.generate RUN_DIR --prompts FILE
+  submit      python -m repro.diffusion.submit RUN_DIR (weights, model card, works)
+"""

@@ -1,0 +1,69 @@
+"""Built-in tiny models for tests and smoke runs: a tiny randomly initialised
+Stable Diffusion and CLIP, written on first use into a cache folder (no hub).
+No result can rest on them; verify refuses full runs that use them."""
+import os
+import shutil
+import tempfile
+
+from repro.diffusion.ppd import ppdiffusers, quiet
+
+TINY_SD = "builtin:tiny-sd"
+TINY_SD_VERSION = "1"  # bump when write_tiny_sd changes, so caches are rebuilt
+BUILTIN_CLIP = "builtin:tiny-clip"
+
+
+def builtin_dir(name, writer):
+    """~/.cache/repro/models/<name> (or under $REPRO_DATA_DIR), written by writer(path) on
+    first use into a temporary folder and renamed into place, so a half-written one never counts."""
+    from repro.datasets.download import resolve_data_dir
+    path = os.path.join(resolve_data_dir(None, "models"), name)
+    if not os.path.isdir(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=os.path.dirname(path))
+        writer(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def write_tiny_sd(path, seed=0):
+    """A tiny Stable Diffusion (UNet 32/64 channels, an 8x VAE like SD's, a
+    5-layer CLIP text encoder with a byte-level tokenizer) saved with
+    save_pretrained. Deterministic for a seed; its images are noise until trained."""
+    import paddle
+    ppdiffusers()
+    from ppdiffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from ppdiffusers.transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from metrics.clip import write_byte_bpe_tokenizer_files
+
+    tok_dir = os.path.join(path, "_tok")
+    vocab = write_byte_bpe_tokenizer_files(tok_dir)
+    with quiet():
+        tokenizer = CLIPTokenizer(os.path.join(tok_dir, "vocab.json"), os.path.join(tok_dir, "merges.txt"),
+                                  model_max_length=77)
+        paddle.seed(seed)
+        unet = UNet2DConditionModel(
+            block_out_channels=(32, 64), layers_per_block=1, sample_size=64, in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8)
+        vae = AutoencoderKL(
+            block_out_channels=[8, 16, 16, 16], in_channels=3, out_channels=3, latent_channels=4,
+            down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+            norm_num_groups=8, layers_per_block=1, sample_size=512)
+        eos = vocab["<|endoftext|>"]
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos, vocab_size=len(vocab),
+            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=5,
+            max_position_embeddings=77, layer_norm_eps=1e-5))
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.save_pretrained(path)
+    shutil.rmtree(tok_dir)
+
+

@@ -1,0 +1,95 @@
+"""The shape of the code: layers import downwards only, one module per job, and
+the harness core stays out of the text-to-image family's way."""
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def imports(path):
+    """Modules a Python file imports (absolute names; relative ones resolved within its package)."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    package = os.path.relpath(os.path.dirname(path), REPO).replace(os.sep, ".")
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return out
+
+
+def files(folder):
+    for root, _, names in os.walk(os.path.join(REPO, folder)):
+        for name in names:
+            if name.endswith(".py"):
+                yield os.path.join(root, name)
+
+
+def test_metrics_depend_on_nothing_of_repro_but_errors_and_the_registry():
+    for path in files("metrics"):
+        bad = {m for m in imports(path) if m.startswith("repro") and
+               m not in ("repro.errors", "repro.errors.ReproError", "repro.registry", "repro.registry.Registry")}
+        assert not bad, (path, bad)
+
+
+def test_align_and_metrics_never_import_the_training_cli_or_each_other():
+    for path in files("repro/align"):
+        assert not {m for m in imports(path) if m.startswith(("repro.train", "metrics", "repro.metrics"))}, path
+    for path in files("metrics"):
+        assert not {m for m in imports(path) if m.startswith(("repro.align", "repro.train"))}, path
+
+
+def test_no_paper_imports_another_paper():
+    papers = [d for d in os.listdir(os.path.join(REPO, "papers")) if os.path.isdir(os.path.join(REPO, "papers", d))]
+    for paper in papers:
+        for path in files(f"papers/{paper}"):
+            others = {m for m in imports(path) for p in papers if p != paper
+                      and (m.startswith(f"papers.{p}") or m.startswith(f"repro.papers.{p}"))}
+            assert not others, (path, others)
+
+
+def test_the_core_never_imports_a_paper_or_the_diffusion_family():
+    core = [p for p in files("repro") if os.sep + "diffusion" + os.sep not in p]
+    for path in core:
+        bad = {m for m in imports(path) if m.startswith(("papers", "repro.papers", "repro.diffusion", "ppdiffusers"))}
+        assert not bad, (path, bad)
+
+
+def test_only_the_run_directory_module_names_a_run_file():
+    """Docstrings may describe the layout; code asks repro.rundir for it."""
+    names = {"events.jsonl", "config.yaml", "train.log", "checkpoints", "checkpoint.safetensors", "vdl"}
+    for path in files("repro"):
+        if path.endswith(os.path.join("repro", "rundir.py")):
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert node.value not in names, (path, node.lineno, node.value)
+
+
+@pytest.mark.parametrize("argv", [["-m", "repro.train", "--list"],
+                                  ["-m", "repro.verify", "logs/mnist1d/logreg/seed0"],
+                                  ["-m", "repro.report", "logs/mnist1d/logreg/seed0", "--out", "{tmp}/r.html"]])
+def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
+    code = ("import runpy, sys; sys.argv = {argv!r}; "
+            "import atexit; atexit.register(lambda: print('PPDIFFUSERS', 'ppdiffusers' in sys.modules, "
+            "'PADDLENLP', 'paddlenlp' in sys.modules, file=sys.stderr)); "
+            "runpy.run_module({mod!r}, run_name='__main__')")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    p = subprocess.run([sys.executable, "-c", code.format(argv=[args[1], *args[2:]], mod=args[1])], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert "PPDIFFUSERS False" in p.stderr and "PADDLENLP False" in p.stderr, p.stderr[-2000:]
