@@ -83,7 +83,7 @@ def peak_rss_mib(reset_ok):
 
 def load_cfg(args, extra=()):
     # the paper directly, not through repro.registry, which imports every paper
-    from papers.sd_lora import PAPER as paper
+    from repro.papers.sd_lora import PAPER as paper
     from repro.config import load_config
 
     exp = paper.experiment("lora")

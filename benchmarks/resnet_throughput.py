@@ -63,7 +63,7 @@ def bare_paddle(paper, cfg):
 def reference(paper, cfg):
     import torch
 
-    from papers.resnet_cifar.reference import build_model
+    from repro.papers.resnet_cifar.reference import build_model
 
     torch.manual_seed(0)
     model = build_model(cfg)

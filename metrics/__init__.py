@@ -1,6 +1,6 @@
 """Evaluation metrics: small pure objects (update / compute) chosen by name."""
-from metrics.classification import Accuracy
-from metrics.generative import FID, CLIPImageSimilarity, CLIPScore, InceptionScore
+from repro.metrics.classification import Accuracy
+from repro.metrics.generative import FID, CLIPImageSimilarity, CLIPScore, InceptionScore
 from repro.registry import Registry
 
 METRICS = Registry("metric")

@@ -58,12 +58,12 @@ def choose(segs, n, challenge, identity):
 def _config(run, local):
     """The registered config (lite variant for a lite run) with the run's own
     values for the keys a run may choose, and this machine's local paths."""
-    from repro.compliance import free_keys
     from repro.config import flatten, set_key, validate
+    from repro.protocol import RegisteredProtocol
     paper, exp = run.paper, run.exp
     cfg = paper.config(exp, lite=run.header["lite"])
     own = flatten(run.header["config"])
-    for key in sorted(free_keys(paper)):
+    for key in sorted(RegisteredProtocol(paper, exp).free_keys()):
         if key in own:
             set_key(cfg, key, own[key])
     for key, value in (local or {}).items():

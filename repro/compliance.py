@@ -2,25 +2,20 @@
 
 load_run() reads a run directory and never raises: a run that cannot be read
 is returned with the reason as its problem. check_run() lists every reason
-the run cannot count. What re-executes the run's code (recompute, replay) is
-repro/audit.py. The log format is described in docs/log-format.md.
+the run cannot count against its protocol (repro/protocol.py: the registered
+experiment, or a contest's entry). What re-executes the run's code (recompute,
+replay) is repro/audit.py. The log format is described in docs/log-format.md.
 """
 import math
 import os
 
 from repro import rundir
-from repro.config import config_hash, flatten, to_dict
+from repro.config import config_hash, flatten
 from repro.errors import ReproError
+from repro.protocol import RegisteredProtocol
 from repro.runlog import GENESIS, line_hash
 
 LITE = "a --lite smoke run, not the experiment"
-
-# Config keys a run may change without changing the experiment: they decide
-# what is logged and kept, and when, not what is computed. (Since every
-# update's random numbers are a function of (seed, step), how often a run
-# checkpoints does not change its numbers.)
-LOGGING_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.audit_every", "train.visualdl",
-                "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
 
 
 def load_run(path):
@@ -69,12 +64,7 @@ def check_events(run):
     return problems
 
 
-def registered_config(paper, exp, lite=False):
-    """The experiment's registered config as a dict (the lite variant for a lite run)."""
-    return to_dict(paper.config(exp, lite=lite))
-
-
-def check_protocol(run, paper, exp):
+def check_protocol(run, protocol):
     problems = []
     head = run.header
     if config_hash(head["config"]) != head["config_hash"]:
@@ -82,22 +72,27 @@ def check_protocol(run, paper, exp):
     if head["lite"]:
         problems.append(LITE)
     try:
-        run.cfg = _cfg(paper, head["config"])
+        run.cfg = protocol.parse_config(head["config"])
     except ReproError as e:
         problems.append(f"the logged config is not valid: {e}")
         return problems
-    diffs = config_differences(paper, exp, head["config"], head["lite"])
+    diffs = protocol.config_differences(head["config"], head["lite"])
     if diffs:
-        problems.append("config departs from the registered experiment: " + "; ".join(diffs))
-    registered = [t.to_dict() for t in exp.targets]
+        problems.append(f"config departs from {protocol.source}: " + "; ".join(diffs))
+    registered = [t.to_dict() for t in protocol.targets]
     if head["targets"] != registered:
-        problems.append("the log's targets differ from the registered ones: "
-                        + _diff_targets(head["targets"], registered))
-    metrics = {n: f"{type(m).__module__}.{type(m).__qualname__}" for n, m in paper.metrics(run.cfg).items()}
-    if head["metrics"] != metrics:
+        differ = _diff_targets(head["targets"], registered)
+        if protocol.owns_header:
+            problems.append("the log's targets differ from the registered ones: " + differ)
+        else:  # a contest judges by its own targets, whatever the plugin declared
+            run.warnings.append(f"the plugin's own targets are not {protocol.source}'s, which are the ones "
+                                f"judged: {differ}")
+    metrics = protocol.metric_definitions(run.cfg)
+    logged = head["metrics"] if protocol.owns_header else {k: v for k, v in head["metrics"].items() if k in metrics}
+    if logged != metrics:
         problems.append(f"metric definitions differ from the registered ones: logged {_short(head['metrics'])}, "
                         f"registered {metrics}")
-    for split, (n, sha) in ({} if head["lite"] else exp.eval_data).items():  # lite runs use smoke data
+    for split, (n, sha) in ({} if head["lite"] else protocol.eval_data).items():  # lite runs use smoke data
         got = head["data"].get(split)
         if got is None:
             problems.append(f"the log does not record its {split!r} evaluation data")
@@ -112,26 +107,21 @@ def check_protocol(run, paper, exp):
     return problems
 
 
-def _cfg(paper, config):
-    from repro.config import from_dict
-    return from_dict(paper.config_class, config)
-
-
-def check_models(run, paper):
+def check_models(run, protocol):
     """(problems, warnings) about what a full run used by path (its free keys): no
     built-in smoke model or data (random weights); a pinned model must be the pinned
     file; an unpinned one is named, so a maintainer can judge it."""
     head = run.header
-    if head["lite"] or not paper.path_keys:
+    if head["lite"] or not protocol.path_keys:
         return [], []
     config = flatten(head["config"])
     provenance = head["provenance"]
-    smoke = [f"{k}={config[k]}" for k in paper.path_keys if str(config.get(k, "")).startswith("builtin:")]
+    smoke = [f"{k}={config[k]}" for k in protocol.path_keys if str(config.get(k, "")).startswith("builtin:")]
     smoke += [f"{name}: {v}" for name, v in provenance.items() if "random-init" in str(v)]
     problems = ["built-in smoke-test models or data (random weights), on which no result can rest: "
                 + "; ".join(smoke)] if smoke else []
     warnings = []
-    for name, (key, pin) in paper.pins.items():
+    for name, (key, pin) in protocol.pins.items():
         want, used = config.get(pin), provenance.get(name)
         if want and f"sha256:{want}" not in str(used):
             problems.append(f"{key}: the run used {used!r}, not the registered file ({pin} {str(want)[:12]}…)")
@@ -173,7 +163,7 @@ def check_order(run):
     return problems
 
 
-def check_results(run, paper, exp):
+def check_results(run, protocol):
     """The final metrics must be the last evaluation's, at the final step, with a
     checkpoint there; every value must be one the metric can take on the registered data."""
     end, last_eval = run.events[-1], run.last("eval")
@@ -189,20 +179,19 @@ def check_results(run, paper, exp):
                         f"{last_eval['step']}, but the config trains {total} steps")
     if total not in run.checkpoints():
         problems.append("no checkpoint was logged at the final step")
-    counts = {} if run.header["lite"] else {split: n for split, (n, _) in exp.eval_data.items()}
+    counts = {} if run.header["lite"] else {split: n for split, (n, _) in protocol.eval_data.items()}
     for split, n in last_eval["samples"].items():
         if split in counts and n != counts[split]:
             problems.append(f"the last evaluation counted {n} {split!r} samples, the registered split has {counts[split]}")
-    problems += impossible_values(paper, run.cfg, counts, last_eval["metrics"], "logged")
+    problems += impossible_values(protocol.metric_types(run.cfg), counts, last_eval["metrics"], "logged")
     run.metrics = dict(end.get("metrics") or {})
     return problems
 
 
-def impossible_values(paper, cfg, counts, metrics, what):
+def impossible_values(classes, counts, metrics, what):
     """Values a metric cannot take on the registered data (an accuracy that is not
-    k/N of the split), and non-finite ones."""
+    k/N of the split), and non-finite ones. classes: {metric name: its class}."""
     problems = []
-    classes = {name: type(m) for name, m in paper.metrics(cfg).items()}
     for key, value in metrics.items():
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             problems.append(f"the {what} {key} is {value!r}, not a finite number")
@@ -249,29 +238,35 @@ def _kept(steps):
         "..." if len(inner) > 8 else "")
 
 
-def check_run(run, get_paper=None):
-    """Every reason this run cannot count (empty when it can); sets run.paper, exp, cfg."""
-    from repro.registry import get_paper as registered
+def registered(run):
+    """The protocol a run is judged against by default: its paper's own registration."""
+    from repro.registry import get_paper
+    paper = get_paper(run.header["paper"])
+    return RegisteredProtocol(paper, paper.experiment(run.header["exp"]))
+
+
+def check_run(run, protocol_of=registered):
+    """Every reason this run cannot count (empty when it can); sets run.protocol and run.cfg.
+    protocol_of(run) gives what the run is judged against (a ReproError: the reason it has none)."""
     if run.problems:  # unreadable
         return run
     try:
-        run.paper = (get_paper or registered)(run.header["paper"])
-        run.exp = run.paper.experiment(run.header["exp"])
+        run.protocol = protocol_of(run)
     except ReproError as e:
         run.problems.append(str(e))
         return run
-    paper, exp = run.paper, run.exp
+    protocol = run.protocol
     run.problems += check_chain(run)
     run.problems += check_events(run)
-    run.problems += check_protocol(run, paper, exp)
+    run.problems += check_protocol(run, protocol)
     if run.cfg is None:  # nothing below can be read without a valid config
         return run
-    problems, warnings = check_models(run, paper)
+    problems, warnings = check_models(run, protocol)
     run.problems += problems
     run.warnings += warnings
     run.problems += check_order(run)
-    run.problems += check_results(run, paper, exp)
-    audit = max((t.policy.audit for t in exp.targets), default=0)
+    run.problems += check_results(run, protocol)
+    audit = max((t.policy.audit for t in protocol.targets), default=0)
     run.problems += check_checkpoints(run, audit)
     code = run.header["code"]
     for part in ("paper", "harness"):
@@ -281,21 +276,6 @@ def check_run(run, get_paper=None):
 
 
 # ------------------------------------------------------------------ helpers
-
-def free_keys(paper):
-    """Keys a run may set to its own values: the logging knobs and the paper's local paths."""
-    return LOGGING_KEYS | set(paper.path_keys)
-
-
-def config_differences(paper, exp, config, lite=False):
-    """Keys where a run's config departs from the registered experiment config."""
-    registered = flatten(registered_config(paper, exp, lite))
-    used = flatten(config)
-    free = free_keys(paper)
-    return [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
-            for k in sorted(set(registered) | set(used))
-            if k not in free and registered.get(k, "<absent>") != used.get(k, "<absent>")]
-
 
 def _short(value):
     text = repr(value)

@@ -64,9 +64,10 @@ def _repository(path, folders):
     return top, commit.strip() if commit else None, dirty, changes
 
 
-def paper_code(paper):
+def paper_code(paper, exp=None):
     """The identity of a paper's own code: its package and configs, file by file,
-    relative to the repository that holds them (or the package's parent folder)."""
+    relative to the repository that holds them (or the package's parent folder),
+    and which of those files is the experiment's config."""
     package = paper.root
     configs = os.path.normpath(os.path.join(package, paper.config_dir))
     folders = [package] + ([configs] if os.path.commonpath([package, configs]) != package else [])
@@ -74,8 +75,9 @@ def paper_code(paper):
     base = top or os.path.dirname(package)
     rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in folders]
     hashes = file_hashes(base, rel)
-    return {"package": rel[0], "configs": rel[-1], "sha256": digest(hashes), "files": hashes,
-            "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+    config = os.path.relpath(paper.config_path(exp), base).replace(os.sep, "/") if exp is not None else None
+    return {"package": rel[0], "configs": rel[-1], "config_file": config, "sha256": digest(hashes),
+            "files": hashes, "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
 
 
 def harness_code():
@@ -90,9 +92,9 @@ def harness_code():
             "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
 
 
-def code_identity(paper):
+def code_identity(paper, exp=None):
     """What code ran: the paper's own (package and configs) and the harness's, apart."""
-    return {"paper": paper_code(paper), "harness": harness_code()}
+    return {"paper": paper_code(paper, exp), "harness": harness_code()}
 
 
 def command():

@@ -14,7 +14,7 @@ from repro import rundir
 from repro.dist import SINGLE
 from repro.errors import ReproError, run_cli
 from repro.paper import GenerativePaper
-from repro.registry import get_paper
+from repro.registry import add_papers_option, get_paper, use_folders
 
 
 @paddle.no_grad()
@@ -67,7 +67,9 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ap.add_argument("--data-dir", metavar="DIR",
                     help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     if args.data_dir:
         os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
 

@@ -25,6 +25,7 @@ import numpy as np
 from repro import rundir
 from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
 
 CHECK_BATCH = 2
@@ -180,7 +181,9 @@ def main(argv=None):
     ap.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (config.yaml, events.jsonl, checkpoint)")
     ap.add_argument("--out", metavar="DIR", help="where to write the export (default: RUN_DIR/export); "
                                                  "must not exist or be empty")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     export(args.run_dir, args.out)
     return 0
 

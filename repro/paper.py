@@ -155,7 +155,7 @@ class ClassificationPaper(Paper):
         return paddle.nn.functional.cross_entropy(outputs, labels)
 
     def metrics(self, cfg):
-        from metrics import build_metric
+        from repro.metrics import build_metric
         return {"acc": build_metric("accuracy")}
 
     def input_spec(self, cfg):

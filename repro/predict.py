@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 from repro.inference import Exported, fit, read_export, softmax
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -85,7 +86,9 @@ def main(argv=None):
     ap.add_argument("--onednn", action="store_true",
                     help="CPU: use oneDNN kernels (TIPC's enable_mkldnn; faster on large models, logits then "
                          "differ from the dynamic model's by float32 rounding)")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
 
     if args.batch_size <= 0:
         raise ReproError(f"--batch-size must be > 0, got {args.batch_size}")

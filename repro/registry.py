@@ -1,12 +1,23 @@
 """Strict name registries (after fairseq's registry.py), and paper discovery.
 
 Registering a name twice fails; an unknown name lists the known ones. Papers
-are discovered by importing each package listed in ``papers.PAPER_PACKAGES``
-explicitly, so whether a paper is registered never depends on an import side
-effect elsewhere. A plugin that fails to import is reported as that failure,
-and the registry is filled all at once or not at all.
+come from three places, each explicit, so whether a paper is registered never
+depends on an import side effect elsewhere:
+
+  built in     the packages listed in repro.papers.PAPER_PACKAGES
+  installed    packages that declare an entry point in the group "repro.papers"
+               (name = the paper's name, value = its package), as pytest and
+               timm plugins do
+  a folder     a plugin package folder named by --papers PATH or in REPRO_PAPERS
+               (several joined with the path separator), as fairseq's --user-dir
+
+A plugin that fails to import is reported as that failure; a name registered
+twice names both plugins; the registry is filled all at once or not at all.
 """
 import importlib
+import importlib.util
+import os
+import sys
 
 from repro.errors import ReproError
 
@@ -63,18 +74,87 @@ def _import(name):
         raise ReproError(f"paper plugin {name} failed to import: {type(e).__name__}: {e}") from None
 
 
+ENV = "REPRO_PAPERS"
+ONLY = "REPRO_PAPERS_ONLY"  # "1": only the plugin folders in REPRO_PAPERS, nothing built in or installed
+GROUP = "repro.papers"
+
+
+def _import_folder(path):
+    """A plugin package from its folder, imported under the folder's name."""
+    folder = os.path.abspath(os.path.expanduser(path))
+    name = os.path.basename(folder.rstrip(os.sep))
+    init = os.path.join(folder, "__init__.py")
+    if not os.path.isfile(init):
+        raise ReproError(f"paper plugin {path}: not a Python package folder (no __init__.py)")
+    if not name.isidentifier():
+        raise ReproError(f"paper plugin {path}: {name!r} is not a valid package name")
+    known = sys.modules.get(name)
+    if known is not None:
+        if os.path.abspath(getattr(known, "__file__", "") or "") == init:
+            return known
+        raise ReproError(f"paper plugin {path}: a module named {name!r} is already imported "
+                         f"({getattr(known, '__file__', None) or 'built in'}); rename the plugin's package")
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ReproError:
+        del sys.modules[name]
+        raise
+    except Exception as e:
+        del sys.modules[name]
+        raise ReproError(f"paper plugin {path} failed to import: {type(e).__name__}: {e}") from None
+    return module
+
+
+def _entry_points():
+    from importlib.metadata import entry_points
+    return list(entry_points(group=GROUP))
+
+
 def load_papers():
-    """Import every listed paper package and register its PAPER (once per process)."""
+    """Discover and register every paper (once per process; again after use_folders)."""
     global _loaded
     if _loaded:
         return PAPERS
-    found = Registry("paper")
-    listing = _import("papers")
-    for pkg in listing.PAPER_PACKAGES:
-        name = f"papers.{pkg}"
-        found.register(pkg, plugin_paper(_import(name), f"papers/{pkg}"))
+    found, origin = Registry("paper"), {}
+
+    def add(paper, where):
+        if paper.name in origin:
+            raise ReproError(f"paper {paper.name!r} is registered twice: by {origin[paper.name]} and by {where}")
+        found.register(paper.name, paper)
+        origin[paper.name] = where
+
+    listing = _import("repro.papers")
+    builtin = os.environ.get(ONLY) != "1"  # a contest review loads the submitted plugin alone
+    for pkg in listing.PAPER_PACKAGES if builtin else ():
+        add(plugin_paper(_import(f"repro.papers.{pkg}"), f"papers/{pkg}"), f"repro.papers.{pkg}")
+    for ep in _entry_points() if builtin else ():
+        module = _import(ep.value)
+        paper = plugin_paper(module, f"entry point {ep.name} = {ep.value}")
+        if paper.name != ep.name:
+            raise ReproError(f"entry point {ep.name} = {ep.value} registers paper {paper.name!r}; the names must match")
+        add(paper, f"the installed entry point {ep.name} = {ep.value}")
+    for path in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
+        add(plugin_paper(_import_folder(path), path), path)
     PAPERS._items, _loaded = found._items, True
     return PAPERS
+
+
+def use_folders(paths):
+    """Add plugin folders (--papers) for this process and the processes it starts."""
+    global _loaded
+    if not paths:
+        return
+    known = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    os.environ[ENV] = os.pathsep.join(known + [os.path.abspath(p) for p in paths if os.path.abspath(p) not in known])
+    _loaded = False
+
+
+def add_papers_option(ap):
+    ap.add_argument("--papers", action="append", default=[], metavar="PATH",
+                    help=f"a paper plugin's package folder to register (repeatable; also ${ENV})")
 
 
 def get_paper(name):

@@ -13,9 +13,9 @@ import io
 import math
 import os
 
-from repro.config import flatten, to_dict
+from repro.config import flatten
 from repro.errors import ReproError, run_cli
-from repro.registry import get_paper
+from repro.registry import add_papers_option, use_folders
 from repro.verify import Options, verify
 
 ENV_KEYS = ("python", "paddlepaddle", "paddlenlp", "ppdiffusers", "numpy", "cuda", "cudnn", "device", "cpu",
@@ -45,12 +45,12 @@ def run_warnings(run):
 
 def config_changes(run):
     """Every key where the run's config differs from the registered experiment config."""
+    if run.protocol is None:
+        return []
     try:
-        paper = get_paper(run.header["paper"])
-        exp = paper.experiment(run.header["exp"])
+        registered = run.protocol.registered_config(run.header["lite"])
     except ReproError:
         return []
-    registered = flatten(to_dict(paper.config(exp)))
     used = flatten(run.header["config"])
     return [(k, used.get(k), registered.get(k)) for k in sorted(set(used) | set(registered))
             if used.get(k) != registered.get(k)]
@@ -132,8 +132,15 @@ def _table(header, rows, classes=None):
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
-def build(paths, with_recompute=False):
-    rows, runs, ok = verify(paths, Options(recompute=with_recompute))
+def build(paths, options=None):
+    """(page HTML, summary Markdown, ok) for the runs under paths, verified with options."""
+    options = options or Options()
+    rows, runs, ok = verify(paths, options)
+    return render(rows, runs, ok, options)
+
+
+def render(rows, runs, ok, options):
+    with_recompute = options.recompute
     verdict = "REPRODUCED" if ok else "NOT REPRODUCED"
     title = ", ".join(sorted({f"{r.header.get('paper')}/{r.header.get('exp')}" for r in runs}))
     target_rows = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
@@ -222,10 +229,12 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", required=True, metavar="PAGE", help="the HTML page to write; PAGE.md is written beside it")
     ap.add_argument("--recompute", action="store_true", help="re-evaluate each run's checkpoint first")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     out = args.out if args.out.endswith(".html") else args.out + ".html"
     md_path = out[: -len(".html")] + ".md"
-    page, md, ok = build(args.runs, args.recompute)
+    page, md, ok = build(args.runs, Options(recompute=args.recompute))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for path, text in ((out, page), (md_path, md)):
         tmp = path + ".tmp"

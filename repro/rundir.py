@@ -62,6 +62,7 @@ class Run:
     paper: object = None
     exp: object = None
     cfg: object = None
+    protocol: object = None  # what verify judges it against (repro.protocol)
     problems: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)   # the final metrics the log reports

@@ -28,7 +28,7 @@ from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
 from repro.progress import Progress, fmt_eta
-from repro.registry import get_paper, load_papers
+from repro.registry import add_papers_option, get_paper, load_papers, use_folders
 from repro.runlog import FORMAT as LOG_FORMAT, RunLog
 
 
@@ -44,7 +44,7 @@ def run_header(paper, exp, cfg, state, lite, overrides, threads):
         "data": {split: {"n": len(xy[0]), "sha256": fingerprint(*xy)}
                  for split, xy in {"train": data.train, **data.eval}.items()},
         "init_weights_sha256": checkpoint.weights_sha256(checkpoint.state_tensors(state.net)),
-        "env": environment(threads), "code": code_identity(paper),
+        "env": environment(threads), "code": code_identity(paper, exp),
         "provenance": paper.provenance(cfg),
     }
 
@@ -104,7 +104,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
                          os.path.join(run_dir, rundir.VDL) if tc.visualdl else None,
                          echo=print_line if echo else None, lines=resume.lines if resume else ())
             if resume is not None:
-                log.event("resume", step=start, env=environment(threads), code=code_identity(paper),
+                log.event("resume", step=start, env=environment(threads), code=code_identity(paper, exp),
                           **({"note": note} if note else {}))
             else:
                 log.event("run_start", **run_header(paper, exp, cfg, state, lite, overrides, threads))
@@ -266,7 +266,9 @@ def main(argv=None):
                     help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
     ap.add_argument("--pretrained", metavar="DIR",
                     help="a local pretrained model directory (model.pretrained), for papers that fine-tune one")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     if args.data_dir:
         os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
     if args.pretrained:

@@ -19,8 +19,9 @@ import secrets
 import sys
 
 from repro import audit, rundir
-from repro.compliance import LITE, check_run, load_run
+from repro.compliance import LITE, check_run, load_run, registered
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 from repro.targets import judge
 
 def find_runs(paths):
@@ -49,13 +50,13 @@ class Options:
     """How far verify goes beyond the logs; every tolerance is verify's own choice."""
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
-                 timeout=3600, progress=None, get_paper=None):
+                 timeout=3600, progress=None, protocol_of=registered):
         if replay and replay < 2:
             raise ReproError(f"--replay {replay}: the first and the last segment are always replayed, so N >= 2")
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
-        self.get_paper = get_paper
+        self.protocol_of = protocol_of  # what each run is judged against (repro.protocol)
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
 
@@ -79,24 +80,24 @@ def _on_accelerator():
 def verify(paths, options=None):
     """Returns (rows, runs, ok). rows: one dict per (experiment, target)."""
     options = options or Options()
-    runs = [check_run(load_run(p), options.get_paper) for p in find_runs(paths)]
+    runs = [check_run(load_run(p), options.protocol_of) for p in find_runs(paths)]
     groups = {}
     for run in runs:
-        if run.exp is not None:
-            groups.setdefault((run.paper.name, run.exp.name), []).append(run)
+        if run.protocol is not None:
+            groups.setdefault((run.protocol.paper, run.protocol.exp), []).append(run)
     for group in groups.values():
         _flag_copies(group)
         for run in group:  # a run without a target's metric counts for none of them
-            for target in run.exp.targets:
+            for target in run.protocol.targets:
                 if not run.problems and target.metric not in run.metrics:
                     run.problems.append(f"final metrics have no {target.metric!r}")
     if options.recompute or options.replay:
         # a --lite run is audited too (it never counts, but its owner learns whether it would)
-        _audit([r for r in runs if r.exp is not None and all(p == LITE for p in r.problems)], options)
+        _audit([r for r in runs if r.protocol is not None and all(p == LITE for p in r.problems)], options)
     rows = []
     for (paper_name, exp_name), group in groups.items():
         good = [r for r in group if not r.problems]
-        for target in group[0].exp.targets:
+        for target in group[0].protocol.targets:
             values = [(r.seed, float(_value(r, target.metric))) for r in good]
             verdict = judge(target, values)
             why = verdict.why
@@ -136,10 +137,10 @@ def _audit(runs, options):
     """Recompute and replay in child processes; turn their results into problems and values."""
     requests, plans = [], {}
     for run in runs:
-        wrong = sorted(set(options.local) - set(run.paper.path_keys))
+        wrong = sorted(set(options.local) - set(run.protocol.path_keys))
         if wrong:
-            raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.paper.name} "
-                             f"(those are: {', '.join(run.paper.path_keys) or 'none'})")
+            raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.protocol.paper} "
+                             f"(those are: {', '.join(run.protocol.path_keys) or 'none'})")
         segs = audit.segments(run) if options.replay else []
         chosen = audit.choose(segs, options.replay, options.challenge, run.final_weights) if segs else []
         plans[run.path] = chosen
@@ -205,7 +206,7 @@ def _judge_recompute(run, rec, options):
     if "error" in rec:
         return [f"--recompute: {rec['error']}"]
     problems = []
-    for split, (n, sha) in ({} if run.header["lite"] else run.exp.eval_data).items():
+    for split, (n, sha) in ({} if run.header["lite"] else run.protocol.eval_data).items():
         got = rec["data"].get(split)
         if got is None or got["n"] != n or (sha is not None and got["sha256"] != sha):
             problems.append(f"--recompute: the evaluation data built here for {split!r} are not the registered ones")
@@ -308,6 +309,12 @@ def add_arguments(ap):
 
 def options_from(args, progress=None):
     local = parse_local(args.local)
+    protocol_of = registered
+    if getattr(args, "contest", None):
+        from repro.contest import protocol_of as contest_protocol, read_contest
+        protocol_of = contest_protocol(read_contest(args.contest), os.path.abspath(args.code) if args.code else None)
+    elif getattr(args, "code", None):
+        raise ReproError("--code only matters with --contest")
     if local and not (args.recompute or args.replay):
         raise ReproError("--local only matters with --recompute or --replay")
     if args.jobs < 1 or args.timeout < 1:
@@ -315,15 +322,21 @@ def options_from(args, progress=None):
     if args.challenge is not None and not args.replay:
         raise ReproError("--challenge only matters with --replay N")
     return Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
-                   args.timeout, progress)
+                   args.timeout, progress, protocol_of)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m repro.verify", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     add_arguments(ap)
+    ap.add_argument("--contest", metavar="FILE",
+                    help="judge against a contest file's targets (configs/contests/), not the plugins' own")
+    ap.add_argument("--code", metavar="TREE",
+                    help="with --contest: the submitted repository the runs' paper code must match, file by file")
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)
     options = options_from(args, say)
     if options.replay:

@@ -173,7 +173,7 @@ def test_a_mis_converted_linear_is_caught_and_localised():
 def test_localisation_names_the_first_diverging_conv():
     from repro.align.localize import first_divergence
     pytest.importorskip("torch", reason=TORCH_REASON)
-    from papers.mnist1d import reference
+    from repro.papers.mnist1d import reference
 
     paper = get_paper("mnist1d")
     cfg = paper.config("cnn")
@@ -189,7 +189,7 @@ def test_localisation_names_the_first_diverging_conv():
 
 def test_convert_cli_from_a_real_torch_file_then_eval(tmp_path, capsys):
     torch = pytest.importorskip("torch", reason=TORCH_REASON)
-    from papers.mnist1d import reference
+    from repro.papers.mnist1d import reference
     from repro import eval as eval_cli
 
     paper = get_paper("mnist1d")
@@ -232,7 +232,7 @@ def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
     """BatchNorm's running_mean/var -> _mean/_variance and num_batches_tracked
     dropped, on a real model: the converted port gives the reference's outputs."""
     torch = pytest.importorskip("torch", reason=TORCH_REASON)
-    from papers.resnet_cifar.reference import build_model as torch_model
+    from repro.papers.resnet_cifar.reference import build_model as torch_model
 
     paper = get_paper("resnet_cifar")
     cfg = paper.config("resnet20")

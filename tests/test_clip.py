@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from metrics.clip import CLIPEmbedder, write_byte_bpe_tokenizer_files, write_tiny_clip
-from metrics.generative import CLIPScore
+from repro.metrics.clip import CLIPEmbedder, write_byte_bpe_tokenizer_files, write_tiny_clip
+from repro.metrics.generative import CLIPScore
 from repro.errors import ReproError
 
 PROMPTS = ["a photo of a cat", "a photo of a dog", "一幅山水画"]

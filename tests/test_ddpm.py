@@ -48,7 +48,7 @@ def lite_run(tmp_path_factory):
 
 def test_unet_is_the_papers_cifar10_model():
     cfg = PAPER.config()
-    from papers.ddpm import unet_kwargs
+    from repro.papers.ddpm import unet_kwargs
     kw = unet_kwargs(cfg.model)
     assert kw["down_block_types"] == ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D")
     assert kw["up_block_types"] == ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D")
@@ -188,7 +188,7 @@ def test_generate_writes_seeded_pngs_at_the_native_size(lite_run, tmp_path, caps
 
 def test_cifar10_data_is_the_training_set_twice_scaled_to_minus_one_one(monkeypatch):
     """Train on the 50k training images; the FID reference split is the same images (as the paper)."""
-    from papers.resnet_cifar import data as cifar
+    from repro.papers.resnet_cifar import data as cifar
 
     rng = np.random.default_rng(0)
     fake = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.arange(6, dtype=np.int64)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from metrics import build_metric
-from metrics.generative import frechet_distance
+from repro.metrics import build_metric
+from repro.metrics.generative import frechet_distance
 
 
 def features(n, d, seed, shift=0.0, scale=1.0):
@@ -60,7 +60,7 @@ def test_clip_score_is_100_cosine_clipped_at_zero():
 
 
 def test_clip_image_similarity_is_the_mean_pairwise_cosine():
-    from metrics.generative import CLIPImageSimilarity
+    from repro.metrics.generative import CLIPImageSimilarity
     rng = np.random.default_rng(3)
     real, gen = rng.normal(size=(3, 8)), rng.normal(size=(5, 8))
     m = CLIPImageSimilarity(real * 7.0)  # the scale of an embedding does not matter
@@ -78,7 +78,7 @@ def test_clip_image_similarity_is_the_mean_pairwise_cosine():
 
 def test_low_rank_fid_equals_the_matrix_square_root_route():
     """Fewer samples than features: the nuclear-norm form gives the sqrtm answer."""
-    from metrics.generative import FID, frechet_distance_low_rank, gaussian_stats
+    from repro.metrics.generative import FID, frechet_distance_low_rank, gaussian_stats
     rng = np.random.default_rng(11)
     for n1, n2, d in ((12, 9, 40), (30, 30, 64), (5, 20, 32)):
         a = rng.normal(size=(n1, d)) @ rng.normal(size=(d, d))

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from metrics.inception import FID_WEIGHTS_URL, InceptionFeatures, _random_state
+from repro.metrics.inception import FID_WEIGHTS_URL, InceptionFeatures, _random_state
 from repro.diffusion.scoring import _fid_extractor, convert_fid_weights
 from repro.errors import ReproError
 

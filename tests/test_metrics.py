@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metrics import METRICS, build_metric
+from repro.metrics import METRICS, build_metric
 
 
 def test_accuracy_known_answer_over_batches():

@@ -1,7 +1,7 @@
 import numpy as np
 
 from conftest import shared_file
-from papers.mnist1d import data as mdata
+from repro.papers.mnist1d import data as mdata
 
 
 def test_generated_data_matches_the_authors_frozen_copy():

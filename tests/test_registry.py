@@ -23,7 +23,7 @@ def test_unknown_name_lists_registered():
 
 
 def test_every_paper_folder_is_listed_and_registered():
-    import papers
+    import repro.papers as papers
 
     folders = sorted(d for d in os.listdir(os.path.join(REPO, "papers"))
                      if os.path.isfile(os.path.join(REPO, "papers", d, "__init__.py")))

@@ -474,7 +474,7 @@ def test_lora_on_a_chinese_text_encoder_reloads_in_ppdiffusers(tmp_path, capsys)
 
 
 def test_dreambooth_subject_folder_refuses_a_damaged_image(tmp_path):
-    from papers.dreambooth import DataConfig, read_instances
+    from repro.papers.dreambooth import DataConfig, read_instances
     Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "a.png")
     got = read_instances(DataConfig(instance_path=str(tmp_path), resolution=16))
     assert got.shape == (1, 16, 16, 3) and got.dtype == np.uint8

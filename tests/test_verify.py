@@ -36,7 +36,7 @@ def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=F
     tag = hashlib.sha256(f"{exp}/{seed}/{acc}".encode()).hexdigest()
     log.event("run_start", format=FORMAT, paper="mnist1d", exp=exp, title="t", lite=lite, overrides=[],
               config=cfg, config_hash=config_hash(cfg), targets=[t.to_dict() for t in e.targets],
-              metrics={"acc": "metrics.classification.Accuracy"},
+              metrics={"acc": "repro.metrics.classification.Accuracy"},
               data={"test": {"n": e.eval_data["test"][0], "sha256": e.eval_data["test"][1]}},
               init_weights_sha256=tag, env={"device": "cpu", "threads": 1}, code={}, provenance={})
     tc = cfg["train"]

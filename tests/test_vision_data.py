@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from papers.resnet_cifar import data as resnet_data
+from repro.papers.resnet_cifar import data as resnet_data
 from repro.datasets import cifar10 as cifar
 from repro.datasets import mnist
 from repro.errors import ReproError

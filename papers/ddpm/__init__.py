@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
+from repro.metrics import build_metric
 from repro.config import TrainConfig, choice
 from repro.data import synthetic_images
 from repro.diffusion import images as image_io, ppd, sampling, scoring

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
+from repro.metrics import build_metric
 from repro.config import TrainConfig, choice
 from repro.diffusion import finetune, images as image_io, ppd, pretrained, sampling, scoring, tiny
 from repro.errors import ReproError
@@ -182,7 +182,7 @@ class DreamBoothPaper(GenerativePaper):
                 "clip_model": scoring.clip_embedder(cfg.eval.clip_model, cfg.eval.clip_model_sha256).identity}
 
     def evaluate(self, model, cfg, data, dist):
-        from metrics.generative import CLIPImageSimilarity, CLIPScore
+        from repro.metrics.generative import CLIPImageSimilarity, CLIPScore
         ec = cfg.eval
         pipe = self.pipeline(model, cfg)
         with sampling.keep_rng():

@@ -82,7 +82,7 @@ class Mnist1d(ClassificationPaper):
     experiments = _experiments()
     default_experiment = "cnn"
     config_dir = "../../configs/mnist1d"
-    reference = "papers.mnist1d.reference"  # PyTorch reference for `repro.align ladder`
+    reference = "repro.papers.mnist1d.reference"  # PyTorch reference for `repro.align ladder`
 
     # paddle is imported where it is used, so reading targets and configs
     # (repro.verify, repro.report) does not pay for importing it

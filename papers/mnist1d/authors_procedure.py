@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import torch  # noqa: E402
 
-from papers.mnist1d import reference  # noqa: E402
+from repro.papers.mnist1d import reference  # noqa: E402
 from repro.config import load_config  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 

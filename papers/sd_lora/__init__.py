@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics import build_metric
+from repro.metrics import build_metric
 from repro.config import TrainConfig, choice
 from repro.diffusion import finetune, images as image_io, lora, ppd, pretrained, sampling
 from repro.errors import ReproError

@@ -12,6 +12,7 @@
 import argparse
 
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 
 
 def _per_key(specs):
@@ -101,7 +102,9 @@ def main(argv=None):
         else:
             p.add_argument("--weights", required=True, help="PyTorch weights: .pt/.pth, .npz or .safetensors")
             p.add_argument("--out", required=True, help="the checkpoint to write")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     return {"diff": cmd_diff, "ladder": cmd_ladder, "convert": cmd_convert}[args.cmd](args)
 
 

@@ -31,6 +31,7 @@ from repro.diffusion.images import grid, load_png, save_png
 from repro.diffusion.pretrained import SCHEDULERS, with_scheduler
 from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 from repro.paper import GenerativePaper
 
 METADATA = "metadata.json"
@@ -145,7 +146,9 @@ def main(argv=None):
     ap.add_argument("--scheduler", default="", choices=("",) + tuple(SCHEDULERS),
                     help="sampler (default: the run's)")
     ap.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/generated/<time>)")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     if args.steps is not None and args.steps <= 0:
         raise ReproError(f"--steps must be > 0, got {args.steps}")
     prompts = (read_prompts(args.prompts) if args.prompts else []) + [p for p in args.prompt if p.strip()]

@@ -18,7 +18,7 @@ def _clip_embedder(spec, pinned_sha256=""):
     """The CLIP model for the CLIP score: a local paddlenlp CLIP / Chinese CLIP
     directory, or builtin:tiny-clip (random, smoke runs only). With
     pinned_sha256 its weights must be exactly those (CLIPEmbedder.weights_sha256)."""
-    from metrics.clip import CLIPEmbedder, write_tiny_clip
+    from repro.metrics.clip import CLIPEmbedder, write_tiny_clip
     if spec == BUILTIN_CLIP:
         spec = builtin_dir("tiny-clip-v1", write_tiny_clip)
     if not spec:
@@ -38,7 +38,7 @@ def fid_extractor(weights, pinned_sha256=""):
 def _fid_extractor(weights, pinned_sha256=""):
     """The FID Inception; weights '' is a seeded random network (smoke runs only).
     With pinned_sha256 the weights must be exactly that file (pytorch-fid's .pth)."""
-    from metrics.inception import InceptionFeatures
+    from repro.metrics.inception import InceptionFeatures
     if pinned_sha256 and not weights:
         raise ReproError("eval.fid_weights is empty, but this experiment's FID needs pytorch-fid's Inception "
                          f"weights (sha256 {pinned_sha256[:12]}...); pass -o eval.fid_weights=PATH")
@@ -56,7 +56,7 @@ def _fid_extractor(weights, pinned_sha256=""):
 def score_images(images, prompts=None, reference=None, fid=None, clip=None, inception_score=False):
     """{metric: value} for generated images: fid (against reference images),
     clip_score (plain cosine, MLPerf's scale) and inception_score."""
-    from metrics.generative import FID, CLIPScore, InceptionScore
+    from repro.metrics.generative import FID, CLIPScore, InceptionScore
     out = {}
     if fid is not None:
         gen_pool, gen_probs = fid(images)
@@ -82,7 +82,7 @@ def fid_weights(path):
     """{paddle key: float32 array} of the FID Inception from pytorch-fid's .pth (read
     without torch and without running code from the file) or from a Paddle-layout
     .safetensors (convert_fid_weights); a ReproError naming the file otherwise."""
-    from metrics.inception import FID_WEIGHTS_URL, FIDInceptionV3
+    from repro.metrics.inception import FID_WEIGHTS_URL, FIDInceptionV3
     from repro.align.convert import convert
     from repro.align.torch_load import load_state_dict
 

@@ -40,6 +40,7 @@ from repro.diffusion.generate import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
+from repro.registry import add_papers_option, use_folders
 from repro.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
 from repro.verify import Options, print_table, report_json, verify
 
@@ -288,7 +289,9 @@ def main(argv=None):
     ap.add_argument("--license", default="creativeml-openrail-m", help="the model card's license field")
     ap.add_argument("--base-name", help="how the card names the base model (default: its local path)")
     ap.add_argument("--title", help="the model card's title")
+    add_papers_option(ap)
     args = ap.parse_args(argv)
+    use_folders(args.papers)
     if not os.path.isdir(args.run):
         raise ReproError(f"{args.run}: no such run directory")
     t0 = time.perf_counter()

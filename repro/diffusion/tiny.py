@@ -37,7 +37,7 @@ def write_tiny_sd(path, seed=0):
     from ppdiffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from ppdiffusers.transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from metrics.clip import write_byte_bpe_tokenizer_files
+    from repro.metrics.clip import write_byte_bpe_tokenizer_files
 
     tok_dir = os.path.join(path, "_tok")
     vocab = write_byte_bpe_tokenizer_files(tok_dir)

@@ -1,0 +1,107 @@
+"""What a run is judged against: its experiment's registered protocol.
+
+A Protocol answers, for one (paper, experiment), every question verify's log
+checks ask: the targets, the evaluation data, the registered config, which
+config keys a run may set to its own values, the metric definitions and what
+values they can take. RegisteredProtocol asks the paper's own code (the
+registry); repro.contest's ContestProtocol answers from a maintainer's contest
+file and the submitted files, without importing the submitted code.
+"""
+from dataclasses import dataclass, field
+
+from repro.config import TrainConfig, flatten, from_dict, to_dict
+from repro.errors import ReproError
+
+# Config keys a run may change without changing the experiment: they decide
+# what is logged and kept, and when, not what is computed. (Since every
+# update's random numbers are a function of (seed, step), how often a run
+# checkpoints does not change its numbers.)
+LOGGING_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.audit_every", "train.visualdl",
+                "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
+
+
+class Protocol:
+    paper = ""         # the paper's name
+    exp = ""           # the experiment's name
+    targets = ()
+    eval_data = {}     # {split: (n, sha256 or None)}
+    path_keys = ()     # config keys naming local files (their content is in the provenance)
+    pins = {}          # {provenance name: (path key, config key of its pinned sha256)}
+    source = ""        # where the protocol comes from, for messages
+    # True: the run's header must log exactly these targets and metric definitions (its
+    # plugin is the registered one); False: the header's own are the plugin's, not judged
+    owns_header = True
+
+    def free_keys(self):
+        """Keys a run may set to its own values: the logging knobs and the local paths."""
+        return LOGGING_KEYS | set(self.path_keys)
+
+    def parse_config(self, config):
+        """The logged config as an object with at least .train (a TrainConfig); a ReproError if invalid."""
+        raise NotImplementedError
+
+    def registered_config(self, lite):
+        """{dotted key: value} the run's config must have (but for the free keys)."""
+        raise NotImplementedError
+
+    def metric_definitions(self, cfg):
+        """{metric name: 'module.Class'} the run must have logged."""
+        raise NotImplementedError
+
+    def metric_types(self, cfg):
+        """{metric name: class}, whose impossible(value, n) says what a metric cannot be."""
+        raise NotImplementedError
+
+    def config_differences(self, config, lite=False):
+        """Keys where a run's config departs from the registered one."""
+        registered = self.registered_config(lite)
+        used = flatten(config)
+        free = self.free_keys()
+        return [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
+                for k in sorted(set(registered) | set(used))
+                if k not in free and k in self.compared(registered, used)
+                and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+
+    def compared(self, registered, used):
+        """The keys config_differences compares."""
+        return set(registered) | set(used)
+
+
+class RegisteredProtocol(Protocol):
+    """The protocol a registered paper declares for one of its experiments."""
+
+    def __init__(self, paper, exp):
+        self.paper_obj, self.exp_obj = paper, exp
+        self.paper, self.exp = paper.name, exp.name
+        self.targets, self.eval_data = exp.targets, exp.eval_data
+        self.path_keys, self.pins = tuple(paper.path_keys), dict(paper.pins)
+        self.source = f"the registered experiment {paper.name}/{exp.name}"
+
+    def parse_config(self, config):
+        return from_dict(self.paper_obj.config_class, config)
+
+    def registered_config(self, lite):
+        return flatten(to_dict(self.paper_obj.config(self.exp_obj, lite=lite)))
+
+    def metric_definitions(self, cfg):
+        return {n: f"{type(m).__module__}.{type(m).__qualname__}" for n, m in self.paper_obj.metrics(cfg).items()}
+
+    def metric_types(self, cfg):
+        return {n: type(m) for n, m in self.paper_obj.metrics(cfg).items()}
+
+
+@dataclass
+class TrainOnlyConfig:
+    """A logged config read only where the harness owns its schema: the train section."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def parse_train_only(config):
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        raise ReproError("config: the logged config has no train section")
+    return from_dict(TrainOnlyConfig, {"train": config["train"]})
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

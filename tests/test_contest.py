@@ -1,0 +1,277 @@
+"""Contest mode: a paper plugin from outside this repository, logs tied to the
+submitted code, maintainer-owned targets, and repro.review's first-to-reach ledger."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import plugin_tinycell
+from conftest import REPO, cli
+from repro import registry, train, verify
+from repro.errors import ReproError
+
+CONTEST = """name: Tiny contest
+deadline: "2027-01-31T23:59:59+08:00"
+papers:
+  - plugin: tinycell
+    experiment: mlp
+    metric: test_acc
+    measure: accuracy
+    value: {value}
+    direction: higher
+    tolerance: 0.0
+    policy: mean_of_n
+    n: 2
+    seeds: [0, 1]
+    audit: 100
+    replay: 2
+    eval_data:
+      test: {{n: 1000, sha256: 5b45252af737bb954e45da270fc51c5a15b08af25eab200a3f938b6322903f33}}
+    protocol: {{train.steps: 300, train.lr: 0.01, train.batch_size: 100, train.eval_every: 100}}
+    source: the tiny contest
+"""
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def plugin_env():
+    """Plugin folders registered in a test stay in that test."""
+    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
+    yield
+    for k, v in saved.items():
+        os.environ.pop(k, None)
+        if v is not None:
+            os.environ[k] = v
+    registry._loaded = False
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A contestant's repository: README, requirements.txt, the plugin package, logs of seeds 0 and 1."""
+    root = tmp_path_factory.mktemp("contest")
+    repo = str(root / "alpha")
+    plugin = plugin_tinycell.write(os.path.join(repo, "tinycell"))
+    with open(os.path.join(repo, "README.md"), "w") as f:
+        f.write("# tinycell\n")
+    with open(os.path.join(repo, "requirements.txt"), "w") as f:
+        f.write("paddlepaddle==3.3.1\nrepro-paddle\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the plugin")
+    old = os.environ.get(registry.ENV)
+    registry.use_folders([plugin])
+    try:
+        for seed in (0, 1):
+            with pytest.raises(SystemExit) as e:
+                from repro.errors import run_cli
+                run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out",
+                                     os.path.join(repo, "logs", f"seed{seed}")])
+            assert e.value.code == 0
+    finally:
+        os.environ.pop(registry.ENV) if old is None else os.environ.__setitem__(registry.ENV, old)
+        registry._loaded = False
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the logs")
+    return root, repo, plugin
+
+
+def contest_file(root, value):
+    path = os.path.join(root, f"contest-{value}.yaml")
+    with open(path, "w") as f:
+        f.write(CONTEST.format(value=value))
+    return path
+
+
+def commit_of(repo):
+    return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def test_an_outside_plugin_trains_and_its_log_names_its_own_code(made):
+    root, repo, plugin = made
+    from conftest import events
+    code = events(os.path.join(repo, "logs", "seed0"))[0]["code"]
+    assert code["paper"]["package"] == "tinycell" and code["paper"]["config_file"] == "tinycell/configs/mlp.yaml"
+    assert sorted(code["paper"]["files"]) == ["tinycell/__init__.py", "tinycell/configs/mlp.yaml", "tinycell/models.py"]
+    assert code["paper"]["git_commit"] and code["paper"]["git_dirty"] is False
+    assert code["harness"]["version"] and code["harness"]["sha256"] != code["paper"]["sha256"]
+
+
+def test_plugin_discovery_is_strict(tmp_path, plugin_env, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("import no_such_module_here\n")
+    code, _, err = cli(train.main, ["--papers", str(broken), "--list"], capsys)
+    assert code == 2 and "paper plugin" in err and "No module named 'no_such_module_here'" in err
+    registry._loaded = False
+    os.environ.pop(registry.ENV)
+    notpaper = tmp_path / "notpaper"
+    notpaper.mkdir()
+    (notpaper / "__init__.py").write_text("PAPER = 42\n")
+    code, _, err = cli(train.main, ["--papers", str(notpaper), "--list"], capsys)
+    assert code == 2 and "defines no PAPER that is a repro.paper.Paper" in err
+    registry._loaded = False
+    os.environ.pop(registry.ENV)
+    twin = plugin_tinycell.write(str(tmp_path / "x" / "lenet5"))  # a package named like a built-in paper
+    with open(os.path.join(twin, "__init__.py")) as f:
+        text = f.read().replace('name = "tinycell"', 'name = "lenet5"')
+    with open(os.path.join(twin, "__init__.py"), "w") as f:
+        f.write(text)
+    code, _, err = cli(train.main, ["--papers", twin, "--list"], capsys)
+    assert code == 2 and "paper 'lenet5' is registered twice: by repro.papers.lenet5 and by" in err
+    registry._loaded = False
+    os.environ.pop(registry.ENV)
+    clash = plugin_tinycell.write(str(tmp_path / "y" / "json"))  # a package named like an imported module
+    code, _, err = cli(train.main, ["--papers", clash, "--list"], capsys)
+    assert code == 2 and "a module named 'json' is already imported" in err
+
+
+def test_verify_against_a_contest_ignores_the_plugins_own_bar(made, plugin_env, capsys):
+    """The plugin's own target (10%) is reached; the contest's (99%) is not: the contest's decides."""
+    root, repo, plugin = made
+    logs = os.path.join(repo, "logs")
+    code, out, _ = cli(verify.main, ["--papers", plugin, logs, "--json"], capsys)
+    assert code == 0 and json.loads(out)["ok"]  # the plugin's own, low bar
+    registry._loaded = False
+    code, out, _ = cli(verify.main, [logs, "--json", "--contest", contest_file(root, 99.0), "--code", repo], capsys)
+    report = json.loads(out)
+    assert code == 1 and not report["ok"]
+    (row,) = report["targets"]
+    assert row["paper_value"] == 99.0 and "misses >= 99.00" in row["why"]
+    assert all(r["problems"] == [] for r in report["runs"])
+    assert any("the plugin's own targets are not the contest's entry" in w for r in report["runs"]
+               for w in r["warnings"])
+
+
+def test_a_log_from_other_code_is_refused(made, tmp_path, plugin_env, capsys):
+    root, repo, plugin = made
+    other = str(tmp_path / "beta")
+    shutil.copytree(repo, other)
+    with open(os.path.join(other, "tinycell", "models.py"), "a") as f:
+        f.write("# tuned after the runs\n")
+    code, out, _ = cli(verify.main, [os.path.join(other, "logs"), "--json", "--contest", contest_file(root, 30.0),
+                                     "--code", other], capsys)
+    problems = [p for r in json.loads(out)["runs"] for p in r["problems"]]
+    assert code == 1 and any("produced by other code" in p and "tinycell/models.py" in p for p in problems)
+
+
+def _submission(root, name, base, commit=None, edit=None):
+    repo = os.path.join(root, name)
+    shutil.copytree(base, repo)
+    if edit:
+        edit(repo)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "edit")
+    return repo, commit or commit_of(repo)
+
+
+@pytest.mark.slow
+def test_review_keeps_a_first_to_reach_ledger(made, tmp_path, plugin_env, capsys):
+    from repro import review
+    root, repo, plugin = made
+
+    def other_code(r):
+        with open(os.path.join(r, "tinycell", "models.py"), "a") as f:
+            f.write("# changed after training\n")
+
+    def missing_requirements(r):
+        os.remove(os.path.join(r, "requirements.txt"))
+
+    subs = [  # (team, recorded, repository)
+        ("beta", "2027-01-02T09:00:00+08:00", _submission(str(tmp_path), "beta", repo, edit=other_code)),
+        ("alpha", "2027-01-03T09:00:00+08:00", _submission(str(tmp_path), "alpha", repo)),
+        ("gamma", "2027-01-04T09:00:00+08:00", _submission(str(tmp_path), "gamma", repo)),
+        ("delta", "2027-01-05T09:00:00+08:00", _submission(str(tmp_path), "delta", repo, edit=missing_requirements)),
+        ("eps", "2027-02-05T09:00:00+08:00", _submission(str(tmp_path), "eps", repo)),
+    ]
+    listing = tmp_path / "submissions.yaml"
+    listing.write_text("submissions:\n" + "".join(
+        f"  - {{team: {t}, paper: tinycell, repo: {r}, commit: {c}, time: \"{when}\"}}\n"
+        for t, when, (r, c) in subs))
+    out = str(tmp_path / "review")
+    code, stdout, err = cli(review.main, [contest_file(root, 30.0), str(listing), "--out", out,
+                                          "--challenge", "test"], capsys)
+    assert code == 0, err
+    data = json.loads(open(os.path.join(out, "review.json")).read())
+    status = {s["team"]: s["status"] for s in data["submissions"]}
+    assert status["beta"] == "not reproduced"  # earlier, but its logs came from other code
+    assert status["alpha"].startswith("REPRODUCED")
+    assert status["gamma"].startswith("passes, but alpha reproduced tinycell first")
+    assert status["delta"] == "not reproduced"
+    assert status["eps"].startswith("late")
+    why = {s["team"]: " ".join(review.reasons(s)) for s in data["submissions"]}
+    assert "produced by other code" in why["beta"] and "no requirements.txt" in why["delta"]
+    assert data["papers"] == [{**data["papers"][0], "paper": "tinycell", "reproduced_by": "alpha"}]
+    alpha = next(s for s in data["submissions"] if s["team"] == "alpha")
+    assert all(len(r["replay"]) == 2 and all(seg["exact"] for seg in r["replay"]) for r in alpha["runs"])
+    md = open(os.path.join(out, "status.md")).read()
+    assert "| tinycell | mlp |" in md and "reproduced | alpha |" in md
+    assert os.path.isfile(os.path.join(out, "index.html")) and os.path.isfile(os.path.join(out, alpha["page"]))
+
+
+def test_a_log_only_review_never_imports_the_submitted_code(made, tmp_path, plugin_env, capsys):
+    from repro import review
+    root, repo, plugin = made
+    marker = str(tmp_path / "imported")
+    sub = str(tmp_path / "zeta")
+    shutil.copytree(repo, sub)
+    plugin_tinycell.write(os.path.join(sub, "tinycell"), side_effect=marker)
+    git(sub, "add", "-A")
+    git(sub, "commit", "-q", "-m", "a plugin whose import writes a file")
+    listing = tmp_path / "submissions.yaml"
+    listing.write_text(f"submissions:\n  - {{team: zeta, paper: tinycell, repo: {sub}, commit: {commit_of(sub)}, "
+                       f"time: \"2027-01-02T09:00:00+08:00\"}}\n")
+    code, _, err = cli(review.main, [contest_file(root, 30.0), str(listing), "--out", str(tmp_path / "r"),
+                                     "--logs-only"], capsys)
+    assert code == 0, err
+    assert not os.path.exists(marker)
+    # and the logs do not match the code now in the tree (its __init__.py changed)
+    data = json.loads(open(tmp_path / "r" / "review.json").read())
+    assert "produced by other code" in " ".join(review.reasons(data["submissions"][0]))
+
+
+def test_bad_contest_and_submission_files_are_one_line(tmp_path, capsys):
+    from repro import review
+    from repro.contest import read_contest
+    good = CONTEST.format(value=30.0)
+    for text, message in [
+            (good.replace("value: 30.0", "value: lots"), "value must be float"),
+            (good.replace("measure: accuracy", "measure: vibes"), "measure 'vibes' is not a harness metric"),
+            (good.replace('deadline: "2027-01-31T23:59:59+08:00"', 'deadline: "2027-01-31"'), "has no time zone"),
+            (good.replace("replay: 2", "replay: 1"), "replay must be >= 2"),
+            (good + "bonus: 1\n", "unknown key 'bonus'"),
+            (good.replace("policy: mean_of_n", "policy: best_of_n"), "policy must be one of")]:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ReproError, match=message):
+            read_contest(str(path))
+    path = tmp_path / "c.yaml"
+    path.write_text(good)
+    listing = tmp_path / "s.yaml"
+    for text, message in [("submissions: 3\n", "needs a list"),
+                          ("submissions:\n  - {team: a, paper: tinycell}\n", "missing repo, commit, time"),
+                          ("submissions:\n  - {team: a, paper: other, repo: x, commit: abcdefg, time: '2027-01-01T00:00:00Z'}\n",
+                           "paper 'other' is not in the contest")]:
+        listing.write_text(text)
+        code, _, err = cli(review.main, [str(path), str(listing), "--out", str(tmp_path / "r")], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_the_example_contest_file_reads():
+    from repro.contest import read_contest
+    contest = read_contest(os.path.join(REPO, "configs", "contests", "mnist1d.yaml"))
+    assert [(e.plugin, e.experiment) for e in contest.papers] == [("mnist1d_repro", "cnn"),
+                                                                   ("mnist1d_repro", "cnn_shuffled")]
+    # the bar is the registered one: the same numbers a plugin-side verify uses
+    from repro.registry import get_paper
+    paper = get_paper("mnist1d")
+    for e in contest.papers:
+        (t,) = paper.experiment(e.experiment).targets
+        assert (e.value, e.tolerance, e.direction) == (t.paper_value, t.tolerance, t.direction)
+        assert e.eval_data == paper.experiment(e.experiment).eval_data
