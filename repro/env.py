@@ -115,6 +115,27 @@ def command():
     return head + out
 
 
+ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+
+
+def cpu():
+    """(model name, the instruction-set extensions kernels dispatch on): a run's
+    bits depend on them, so same-platform replay means the same of both."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model, ",".join(f for f in ISA if f in flags)
+
+
 def environment(threads=1):
     import paddle
 
@@ -127,7 +148,8 @@ def environment(threads=1):
         "cuda": paddle.version.cuda() if paddle.is_compiled_with_cuda() else None,
         "cudnn": paddle.version.cudnn() if paddle.is_compiled_with_cuda() else None,
         "device": paddle.device.get_device(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu()[0],
+        "cpu_isa": cpu()[1],
         "cpu_count": os.cpu_count(),
         "os": platform.platform(),
         "world_size": int(os.environ.get("PADDLE_TRAINERS_NUM", "1")),

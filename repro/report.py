@@ -1,25 +1,29 @@
-"""A review page for runs: python -m repro.report RUN_DIR [...] --out PAGE.html
+"""A review page for runs: python -m repro.report RUN_DIR [...] --out PAGE.html [--recompute] [--replay N]
 
 Writes PAGE.html (self-contained: styles inline, curves as embedded PNGs) and
-PAGE.md (a summary to paste into a pull request or issue): the verdict per
-target, paper vs achieved, loss and metric curves, the environment, config
-differences from the registered experiment config, and warnings (NaN,
-divergence, a dirty git tree, changed evaluation data, any compliance problem).
+PAGE.md (a summary to paste into a pull request or issue). The page reads top
+down as a reviewer decides: the verdict and its reasons; the targets; runs that
+do not count, with why; curves of every seed against the target's bar and
+band; what to look at (warnings, grouped); the config (permitted differences
+collapsed to one line per key, real departures highlighted); the environment
+and code; alignment results; the sources.
 """
 import argparse
 import base64
+import glob
 import html
 import io
 import math
 import os
 
+from repro import strict
 from repro.config import flatten
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
-from repro.verify import Options, verify
+from repro.verify import Options, add_arguments, options_from, verify
 
 ENV_KEYS = ("python", "paddlepaddle", "paddlenlp", "ppdiffusers", "numpy", "cuda", "cudnn", "device", "cpu",
-            "cpu_count", "os", "world_size")
+            "cpu_count", "os", "world_size", "threads")
 CODE_KEYS = ("paper.sha256", "paper.git_commit", "paper.git_dirty", "harness.version", "harness.sha256",
              "harness.git_commit", "harness.git_dirty")
 
@@ -44,7 +48,8 @@ def run_warnings(run):
 
 
 def config_changes(run):
-    """Every key where the run's config differs from the registered experiment config."""
+    """[(key, run's value, registered value, permitted)] where the run's config differs
+    from its protocol's registered config; permitted: a key a run may choose."""
     if run.protocol is None:
         return []
     try:
@@ -52,20 +57,18 @@ def config_changes(run):
     except ReproError:
         return []
     used = flatten(run.header["config"])
-    return [(k, used.get(k), registered.get(k)) for k in sorted(set(used) | set(registered))
+    free = run.protocol.free_keys()
+    keys = run.protocol.compared(registered, used)
+    return [(k, used.get(k), registered.get(k), k in free) for k in sorted(keys)
             if used.get(k) != registered.get(k)]
 
 
 def alignment_results(run_dir):
     """[(title, passed, rows)] from the JSON reports repro.align wrote into RUN_DIR/align/."""
-    import glob
-    import json
-
     out = []
     for path in sorted(glob.glob(os.path.join(run_dir, "align", "*.json"))):
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = strict.read_json(path, "alignment report")
             rows = []
             for r in data["rows"]:
                 if "checks" in r:  # a ladder rung
@@ -80,44 +83,56 @@ def alignment_results(run_dir):
                     rows.append({"key": r["key"], "passed": r["passed"],
                                  "detail": f"{r['method']} {r[r['method']]:.2e} vs {r['threshold']:.0e} {r.get('note', '')}"})
             out.append((data.get("title") or os.path.basename(path), data["passed"], rows))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (ReproError, KeyError, TypeError, ValueError) as e:
             out.append((os.path.basename(path), False, [{"key": "unreadable", "passed": False, "detail": str(e)}]))
     return out
 
 
-def curves_png(runs, title):
+def curves_png(runs, title, targets):
+    """Train loss and each target's metric over the steps: one line per seed, the
+    target's bar (paper value and the tolerance band) drawn across."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric_keys = sorted({k for r in runs for e in r.events if e["kind"] == "eval" for k in e["metrics"]})
-    panels = ["train loss"] + metric_keys
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    panels = ["train loss"] + [t.metric for t in targets]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 2.3), squeeze=False)
     for ax, panel in zip(axes[0], panels):
-        for run in runs:
+        for run in sorted(runs, key=lambda r: (r.seed is None, r.seed)):
             if panel == "train loss":
                 pts = [(e["step"], _num(e.get("loss"))) for e in run.events if e["kind"] == "train"]
             else:
                 pts = [(e["step"], _num(e["metrics"].get(panel))) for e in run.events if e["kind"] == "eval"]
             if pts:
-                ax.plot(*zip(*pts), label=f"seed {run.seed}", linewidth=1.2)
-        ax.set_title(panel)
-        ax.set_xlabel("step")
+                ax.plot(*zip(*pts), label=f"seed {run.seed}", linewidth=1.0, alpha=0.9 if not run.problems else 0.35)
+        target = next((t for t in targets if t.metric == panel), None)
+        if target is not None:
+            lo, hi = target.paper_value - target.tolerance, target.paper_value + target.tolerance
+            if target.direction == "higher":
+                hi = max(hi, ax.get_ylim()[1])
+            elif target.direction == "lower":
+                lo = min(lo, ax.get_ylim()[0])
+            ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label="accepted")
+            ax.axhline(target.paper_value, color="black", linewidth=1.0, linestyle="--", label="paper")
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
+    axes[0][-1].legend(fontsize=6, ncol=2, loc="lower right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
 
 
-CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 12px}
+table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.PASS{background:#d9f2d9;font-weight:bold}.FAIL{background:#f8d7d7;font-weight:bold}
-.verdict{font-size:20px;padding:8px 12px;display:inline-block;border-radius:4px}code{font-size:12px}
-.warn{color:#8a4b00;white-space:pre-line}img{max-width:100%;border:1px solid #ddd}"""
+.verdict{font-size:20px;padding:8px 12px;display:inline-block;border-radius:4px;margin-right:12px}
+.depart{background:#fde2c8}.muted{color:#666}.warn{color:#8a4b00}code{font-size:12px}h2{margin:22px 0 6px}
+.grid{display:flex;flex-wrap:wrap;gap:8px}.grid img{width:588px;border:1px solid #ddd}ul{margin:4px 0 12px}"""
 
 
 def _table(header, rows, classes=None):
@@ -132,6 +147,21 @@ def _table(header, rows, classes=None):
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
+def _grouped(runs, what):
+    """{text: [run paths]} of what(run) -> list of texts, so 40 runs with one warning make one line."""
+    out = {}
+    for run in runs:
+        for text in what(run):
+            out.setdefault(text, []).append(run)
+    return out
+
+
+def _who(runs, total):
+    return f"all {total} runs" if len(runs) == total and total > 1 else \
+        ", ".join(os.path.basename(r.path.rstrip(os.sep)) or r.path for r in runs[:6]) + \
+        (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
+
+
 def build(paths, options=None):
     """(page HTML, summary Markdown, ok) for the runs under paths, verified with options."""
     options = options or Options()
@@ -140,63 +170,82 @@ def build(paths, options=None):
 
 
 def render(rows, runs, ok, options):
-    with_recompute = options.recompute
     verdict = "REPRODUCED" if ok else "NOT REPRODUCED"
     title = ", ".join(sorted({f"{r.header.get('paper')}/{r.header.get('exp')}" for r in runs}))
-    target_rows = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
-                    r["bar"], r["policy"], len(r["seeds"]),
-                    "PASS" if r["passed"] else "FAIL", r["why"]] for r in rows]
-    target_header = ["experiment", "metric", "paper", "achieved (mean ± std [min, max])", "bar", "policy",
-                     "runs", "verdict", "why"]
+    counted = sum(not r.problems for r in runs)
+    reached = sum(r["passed"] for r in rows)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>repro review: {html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Review: {html.escape(title)}</h1>",
-             f"<p class='verdict {'PASS' if ok else 'FAIL'}'>{verdict}</p>",
-             f"<p>{len(runs)} run(s); {sum(not r.problems for r in runs)} count."
-             f"{' Checkpoints re-evaluated (--recompute).' if with_recompute else ''}</p>",
-             "<h2>Targets</h2>",
-             _table(target_header, target_rows,
-                    [[None] * 7 + ["PASS" if r["passed"] else "FAIL", None] for r in rows]),
-             "<p>Sources: " + "; ".join(sorted({html.escape(r["source"]) for r in rows})) + "</p>"]
+             f"<p><span class='verdict {'PASS' if ok else 'FAIL'}'>{verdict}</span>"
+             f"{reached} of {len(rows)} targets reached; {counted} of {len(runs)} runs count. "
+             f"<span class='muted'>Checked: {html.escape(options.assurance())}.</span></p>"]
+    failing = [r for r in rows if not r["passed"]]
+    if failing:
+        parts.append("<ul>" + "".join(f"<li><b>{html.escape(r['paper'])}/{html.escape(r['exp'])}</b> "
+                                      f"{html.escape(r['metric'])}: {html.escape(r['why'])}</li>" for r in failing)
+                     + "</ul>")
 
-    parts.append("<h2>Runs</h2>")
-    run_rows, run_cls = [], []
-    for run in runs:
-        end = run.events[-1]
-        warns = run_warnings(run)
-        run_rows.append([run.path, run.header.get("exp"), run.seed, end.get("status", "-"), end.get("step", "-"),
-                         ", ".join(f"{k} {v:.4g}" for k, v in (end.get("metrics") or {}).items()
-                                   if isinstance(v, (int, float))),
-                         "counts" if not run.problems else "excluded",
-                         "\n".join(warns) or "none"])
-        run_cls.append([None] * 6 + ["PASS" if not run.problems else "FAIL", "warn" if warns else None])
-    parts.append(_table(["run", "experiment", "seed", "status", "step", "final metrics", "", "warnings"],
-                        run_rows, run_cls))
+    parts.append("<h2>Targets</h2>")
+    parts.append(_table(["experiment", "metric", "paper", "achieved: mean ± std [min, max]", "bar", "policy", "runs",
+                         "verdict", "why"],
+                        [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"], r["bar"],
+                          r["policy"], len(r["seeds"]), "PASS" if r["passed"] else "FAIL", r["why"]] for r in rows],
+                        [[None] * 7 + ["PASS" if r["passed"] else "FAIL", None] for r in rows]))
 
-    parts.append("<h2>Curves</h2>")
+    excluded = [r for r in runs if r.problems]
+    if excluded:
+        parts.append("<h2>Runs that do not count</h2>")
+        parts.append(_table(["run", "seed", "why it does not count"],
+                            [[r.path, r.seed, "\n".join(r.problems)] for r in excluded]))
+
+    parts.append("<h2>Curves</h2><div class='grid'>")
     groups = {}
     for run in runs:
         groups.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
     for (paper, exp), group in groups.items():
-        png = base64.b64encode(curves_png(group, f"{paper}/{exp}")).decode()
-        parts.append(f"<h3>{html.escape(f'{paper}/{exp}')}</h3><img alt='curves {html.escape(exp)}' "
-                     f"src='data:image/png;base64,{png}'>")
+        targets = group[0].protocol.targets if group[0].protocol else ()
+        png = base64.b64encode(curves_png(group, f"{paper}/{exp}", targets)).decode()
+        parts.append(f"<img alt='curves of {html.escape(f'{paper}/{exp}')}' src='data:image/png;base64,{png}'>")
+    parts.append("</div>")
 
-    align_rows, align_cls = [], []
+    parts.append("<h2>Final values per seed</h2>")
+    seed_rows = []
+    for (paper, exp), group in groups.items():
+        metric = group[0].protocol.targets[0].metric if group[0].protocol and group[0].protocol.targets else None
+        vals = []
+        for run in sorted(group, key=lambda r: (r.seed is None, r.seed)):
+            v = (run.recomputed or run.metrics or {}).get(metric) if metric else None
+            vals.append(f"seed {run.seed}: {v:.2f}" if isinstance(v, (int, float)) else f"seed {run.seed}: -")
+        seed_rows.append([f"{paper}/{exp}", metric or "-", " · ".join(vals)])
+    parts.append(_table(["experiment", "metric", "final value of each run (recomputed where verify did)"], seed_rows))
+
+    warned = _grouped(runs, lambda r: run_warnings(r)[len(r.problems):])
+    if warned:
+        parts.append("<h2>Worth a look</h2><ul>" + "".join(
+            f"<li class='warn'>{html.escape(text)} <span class='muted'>({html.escape(_who(rs, len(runs)))})</span></li>"
+            for text, rs in warned.items()) + "</ul>")
+
+    parts.append("<h2>Config against the registered experiment</h2>")
+    permitted, departures = {}, []
     for run in runs:
-        for title, passed, rows_ in alignment_results(run.path):
-            for row in rows_:
-                align_rows.append([run.path, title, row["key"], row.get("detail", ""), "PASS" if row["passed"] else "FAIL"])
-                align_cls.append([None] * 4 + ["PASS" if row["passed"] else "FAIL"])
-    if align_rows:
-        parts.append("<h2>Alignment (repro.align)</h2>")
-        parts.append(_table(["run", "check", "rung / key", "detail", "result"], align_rows, align_cls))
+        for key, used, registered, free in config_changes(run):
+            if free:
+                permitted.setdefault(key, set()).add(repr(used))
+            else:
+                departures.append([run.path, key, repr(used), repr(registered)])
+    if departures:
+        parts.append("<p>Departures (these make a run not count):</p>")
+        parts.append(_table(["run", "key", "run's value", "registered"], departures,
+                            [[None, "depart", "depart", None] for _ in departures]))
+    if permitted:
+        parts.append("<p>Permitted differences (a run may choose these), one line per key with the values seen:</p><ul>"
+                     + "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(', '.join(sorted(v)))}</li>"
+                               for k, v in sorted(permitted.items())) + "</ul>")
+    if not departures and not permitted:
+        parts.append("<p>None: every run used the registered config.</p>")
 
-    parts.append("<h2>Config differences from the registered experiment config</h2>")
-    diff_rows = [[run.path, k, repr(u), repr(r)] for run in runs for k, u, r in config_changes(run)]
-    parts.append(_table(["run", "key", "run's value", "registered"], diff_rows) if diff_rows else "<p>none</p>")
-
-    parts.append("<h2>Environment</h2>")
+    parts.append("<h2>Environment and code</h2>")
     env_rows = []
     for key in ENV_KEYS:
         values = sorted({str(r.header.get("env", {}).get(key)) for r in runs})
@@ -204,22 +253,36 @@ def render(rows, runs, ok, options):
     for key in CODE_KEYS:
         values = sorted({str(flatten(r.header.get("code", {})).get(key)) for r in runs})
         env_rows.append([f"code.{key}", " | ".join(values)])
-    parts.append(_table(["", "value (distinct values across runs, separated by |)"], env_rows))
+    parts.append(_table(["key", "value (distinct values across the runs, separated by |)"], env_rows))
+
+    align_rows, align_cls = [], []
+    for run in runs:
+        for name, passed, rows_ in alignment_results(run.path):
+            for row in rows_:
+                align_rows.append([run.path, name, row["key"], row.get("detail", ""), "PASS" if row["passed"] else "FAIL"])
+                align_cls.append([None] * 4 + ["PASS" if row["passed"] else "FAIL"])
+    if align_rows:
+        parts.append("<h2>Alignment (repro.align)</h2>")
+        parts.append(_table(["run", "check", "rung / key", "detail", "result"], align_rows, align_cls))
+
+    sources = sorted({r["source"] for r in rows})
+    if sources:
+        parts.append("<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sources) + "</ul>")
     parts.append("</body></html>")
 
-    md = [f"## repro review: {title}", "", f"**{verdict}**: {sum(r['passed'] for r in rows)} of {len(rows)} "
-          f"targets reached; {sum(not r.problems for r in runs)} of {len(runs)} runs count"
-          f"{' (checkpoints re-evaluated)' if with_recompute else ''}.", "",
+    md = [f"## repro review: {title}", "", f"**{verdict}**: {reached} of {len(rows)} targets reached; "
+          f"{counted} of {len(runs)} runs count (checked: {options.assurance()}).", "",
           "| experiment | metric | paper | achieved | bar | policy | runs | verdict |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     md += [f"| {r['paper']}/{r['exp']} | {r['metric']} | {r['paper_value']:.2f} | {r['achieved']} | "
            f"{r['bar']} | {r['policy']} | {len(r['seeds'])} | "
            f"{'PASS' if r['passed'] else 'FAIL'} |" for r in rows]
     md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {r['why']}" for r in rows]
-    warned = [(run, run_warnings(run)) for run in runs if run_warnings(run)]
+    if excluded:
+        md += ["", "Runs that do not count:"] + [f"- `{r.path}`: {'; '.join(r.problems)}" for r in excluded]
     if warned:
-        md += ["", "Warnings:"] + [f"- `{run.path}`: {'; '.join(w)}" for run, w in warned]
-    env = runs[0].header.get("env", {})
+        md += ["", "Worth a look:"] + [f"- {text} ({_who(rs, len(runs))})" for text, rs in warned.items()]
+    env = runs[0].header.get("env", {}) if runs else {}
     md += ["", "Environment: " + ", ".join(f"{k} {env.get(k)}" for k in ENV_KEYS if env.get(k) is not None)]
     return "".join(parts), "\n".join(md) + "\n", ok
 
@@ -228,19 +291,22 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m repro.report", description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", required=True, metavar="PAGE", help="the HTML page to write; PAGE.md is written beside it")
-    ap.add_argument("--recompute", action="store_true", help="re-evaluate each run's checkpoint first")
+    add_arguments(ap)
     add_papers_option(ap)
     args = ap.parse_args(argv)
     use_folders(args.papers)
     out = args.out if args.out.endswith(".html") else args.out + ".html"
     md_path = out[: -len(".html")] + ".md"
-    page, md, ok = build(args.runs, Options(recompute=args.recompute))
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    for path, text in ((out, page), (md_path, md)):
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+    page, md, ok = build(args.runs, options_from(args))
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        for path, text in ((out, page), (md_path, md)):
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+    except OSError as e:
+        raise ReproError(f"--out {out}: cannot write ({e.strerror or e})") from None
     print(f"wrote {out} and {md_path}: {'REPRODUCED' if ok else 'NOT REPRODUCED'}")
     return 0
 

@@ -20,7 +20,7 @@ if __name__ == "__main__" and not __package__:
     # import the package from the repo root, not the modules beside this file
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from repro import checkpoint, recipe, rundir
+from repro import checkpoint, recipe, rundir, seeds
 from repro.config import config_hash, load_config, to_dict
 from repro.data import fingerprint
 from repro.dist import SINGLE, Dist
@@ -254,7 +254,12 @@ def main(argv=None):
     ap.add_argument("--exp", help="experiment (default: the paper's default)")
     ap.add_argument("--lite", action="store_true", help="the experiment's few-step smoke variant")
     ap.add_argument("--seed", type=int, help="training seed (train.seed)")
-    ap.add_argument("--out", help="run directory to create (default: ./logs/runs/<paper>/<exp>-seed<N>-<time>)")
+    ap.add_argument("--seeds", nargs="?", const=seeds.PINNED, metavar="SEEDS",
+                    help="train several seeds, each in its own process, then verify them: 0-4, 0,1,2, or "
+                         "nothing for the target's pinned seeds (see repro/seeds.py)")
+    ap.add_argument("--jobs", type=int, default=1, help="with --seeds: processes at a time (default 1)")
+    ap.add_argument("--out", help="run directory to create (default: ./logs/runs/<paper>/<exp>-seed<N>-<time>; "
+                                  "with --seeds the folder of the seed<N> runs)")
     ap.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
@@ -275,6 +280,10 @@ def main(argv=None):
         args.override.append(f"model.pretrained={os.path.abspath(args.pretrained)}")
     if not 1 <= args.threads <= 1024:
         raise ReproError(f"--threads must be between 1 and 1024, got {args.threads}")
+    if not 1 <= args.jobs <= 256:
+        raise ReproError(f"--jobs must be between 1 and 256, got {args.jobs}")
+    if args.seeds is not None and (args.seed is not None or args.resume):
+        raise ReproError("--seeds trains several seeds; drop --seed/--resume (give the same --out again to resume)")
 
     if args.list:
         print_listing()
@@ -301,6 +310,9 @@ def main(argv=None):
         from repro.config import dump_yaml
         print(dump_yaml(cfg), end="")
         return 0
+    if args.seeds is not None:
+        parent = args.out or os.path.join("logs", "runs", paper.name, f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        return seeds.train_and_verify(args, paper, exp, parent)
     dist.init()
     out = args.out or os.path.join("logs", "runs", paper.name,
                                    f"{exp.name}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}")

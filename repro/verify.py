@@ -195,11 +195,23 @@ def _judge_audit(run, result, options):
             continue
         limit = f"the cross-platform threshold {audit.REPLAY_THRESHOLD:g}" if options.cross_platform else \
             "bitwise equality (same platform; --cross-platform for runs made elsewhere)"
-        world = run.header["env"].get("world_size")
-        if world != 1 and not options.cross_platform:
-            limit += f"; the run trained on {world} processes and the replay on one"
         run.problems.append(f"{where}: re-training this segment with the registered recipe does not give the "
-                            f"logged checkpoint (distance {seg['distance']:.2e}, required: {limit})")
+                            f"logged checkpoint (distance {seg['distance']:.2e}, required: {limit}){_platform(run, options)}")
+
+
+def _platform(run, options):
+    """Why bitwise equality may not hold here: another CPU, or several processes."""
+    if options.cross_platform:
+        return ""
+    from repro.env import cpu
+    env, notes = run.header["env"], []
+    if env.get("world_size") not in (None, 1):
+        notes.append(f"the run trained on {env.get('world_size')} processes, verify replays on one")
+    here, theirs = cpu(), (env.get("cpu"), env.get("cpu_isa"))
+    if theirs != here:
+        notes.append(f"the run was made on {theirs[0]} ({theirs[1] or 'no ISA recorded'}), this machine is "
+                     f"{here[0]} ({here[1]}): results differ in the last bits across CPUs")
+    return f"; {'; '.join(notes)}" if notes else ""
 
 
 def _judge_recompute(run, rec, options):
@@ -216,7 +228,8 @@ def _judge_recompute(run, rec, options):
            if not (isinstance(logged.get(k), (int, float)) and k in got
                    and abs(got[k] - logged[k]) <= rtol * max(1.0, abs(logged[k])))]
     if bad:
-        problems.append(f"--recompute: the checkpoint does not give the logged metrics ({'; '.join(bad)})")
+        problems.append(f"--recompute: the checkpoint does not give the logged metrics ({'; '.join(bad)})"
+                        f"{_platform(run, options)}")
     run.recomputed = got
     return problems
 

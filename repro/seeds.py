@@ -1,0 +1,191 @@
+"""Several seeds of one experiment: python -m repro.train --paper P [--exp E] --seeds [0-4] [--jobs N]
+
+Each seed trains in its own process (`python -m repro.train ... --seed S`, N at
+a time, --threads each, 1 by default) into PARENT/seed<S>; one progress line
+per seed and an overall ETA are read from the runs' own logs. A seed that
+fails does not stop the others. At the end the set is verified (--recompute:
+every checkpoint evaluated again) and the verdict table printed.
+
+Given a PARENT that already holds some of the seeds (an earlier invocation
+that was interrupted), finished seeds are kept and interrupted ones resumed.
+Exit status: 0 when every seed trained and the target is reached, 1 when they
+trained and it is not, 2 when a seed failed (its error is in PARENT/seed<S>.err).
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+from repro import rundir
+from repro.errors import ReproError
+from repro.progress import fmt_eta
+
+
+def parse_seeds(text, paper, exp):
+    """'0-4', '0,2,7', '3'; None: the target's pinned seeds."""
+    if text is None:
+        pinned = sorted({s for t in exp.targets for s in t.policy.seeds})
+        if not pinned:
+            raise ReproError(f"{paper.name}/{exp.name}'s targets pin no seeds; give them, e.g. --seeds 0-4")
+        return pinned
+    seeds = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?", part)
+        if not m:
+            raise ReproError(f"--seeds {text!r}: give seeds as 0-4, 0,1,2 or 3")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo or hi - lo > 1000:
+            raise ReproError(f"--seeds {text!r}: {part.strip()} is not a range of at most 1000 seeds")
+        seeds += range(lo, hi + 1)
+    if len(set(seeds)) != len(seeds):
+        raise ReproError(f"--seeds {text!r} names a seed twice")
+    return seeds
+
+
+class _Seed:
+    def __init__(self, seed, run_dir):
+        self.seed, self.dir = seed, run_dir
+        self.proc, self.err, self.state, self.started = None, None, "waiting", None
+        self.step, self.steps, self.acc = 0, 0, None
+
+    def poll_log(self):
+        """Progress from the run's own log (the last train and eval lines)."""
+        path = os.path.join(self.dir, rundir.EVENTS)
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 8192))
+                tail = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return
+        import json
+        for line in reversed(tail):
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("kind") == "train" and not self.steps:
+                self.step, self.steps = ev.get("step", 0), ev.get("steps", 0)
+            if ev.get("kind") == "eval" and self.acc is None:
+                self.acc = next((v for k, v in (ev.get("metrics") or {}).items() if k.endswith("acc")), None)
+            if self.steps and self.acc is not None:
+                break
+
+
+def run_seeds(args, paper, exp, seeds, parent, say=print):
+    """Train the seeds into parent/seed<S>, `args.jobs` at a time; returns the seeds that failed."""
+    os.makedirs(parent, exist_ok=True)
+    todo = []
+    for seed in seeds:
+        d = os.path.join(parent, f"seed{seed}")
+        job = _Seed(seed, d)
+        if rundir.is_run(d):
+            try:
+                end = rundir.read(d, allow_partial_tail=True).events[-1]
+            except ReproError as e:  # this seed cannot go on; the others can
+                with open(os.path.join(parent, f"seed{seed}.err"), "w") as f:
+                    f.write(f"error: {e}\n")
+                job.state = "failed"
+                todo.append(job)
+                continue
+            if end["kind"] == "run_end" and end["status"] == "success":
+                job.state = "done"
+                say(f"seed {seed}: already trained in {d}")
+                todo.append(job)
+                continue
+            job.state = "resume"
+        elif os.path.exists(d) and os.listdir(d):
+            raise ReproError(f"{d} exists and holds no run; move it away or give another --out")
+        todo.append(job)
+    base = [sys.executable, "-m", "repro.train"]
+    common = ["--threads", str(args.threads)] + [x for o in args.override for x in ("-o", o)] + \
+             (["--lite"] if args.lite else []) + [x for p in args.papers for x in ("--papers", p)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    t0 = time.time()
+    tty = sys.stdout.isatty()
+    last_print, shown = 0.0, 0
+    while True:
+        running = [j for j in todo if j.state == "running"]
+        for j in todo:
+            if j.state in ("waiting", "resume") and len(running) < args.jobs:
+                cmd = base + (["--resume", j.dir] if j.state == "resume" else
+                              ["--paper", paper.name, "--exp", exp.name, "--seed", str(j.seed), "--out", j.dir, *common])
+                if j.state == "resume":
+                    cmd += [x for p in args.papers for x in ("--papers", p)]
+                j.err = open(os.path.join(parent, f"seed{j.seed}.err"), "w")
+                j.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=j.err, env=env)
+                j.state, j.started = "running", time.time()
+                running.append(j)
+        for j in running:
+            j.poll_log()
+            code = j.proc.poll()
+            if code is not None:
+                j.err.close()
+                j.state = "done" if code == 0 else "failed"
+                if code == 0:
+                    os.remove(j.err.name)
+                    j.step = j.steps or j.step
+        now = time.time()
+        if now - last_print >= (0.5 if tty else 30) or all(j.state in ("done", "failed") for j in todo):
+            lines = _status(todo, t0, now)
+            if tty and shown:
+                sys.stdout.write(f"\033[{shown}F")
+            for line in lines:
+                sys.stdout.write(("\033[K" if tty else "") + line + "\n")
+            sys.stdout.flush()
+            shown, last_print = len(lines), now
+        if all(j.state in ("done", "failed") for j in todo):
+            break
+        time.sleep(0.2)
+    failed = [j for j in todo if j.state == "failed"]
+    for j in failed:
+        msg = open(os.path.join(parent, f"seed{j.seed}.err"), encoding="utf-8", errors="replace").read().strip()
+        say(f"seed {j.seed} failed: {msg.splitlines()[-1] if msg else 'no message'} "
+            f"(all of it in {os.path.join(parent, f'seed{j.seed}.err')})")
+    return [j.seed for j in failed]
+
+
+def train_and_verify(args, paper, exp, parent):
+    """The --seeds command: train, then verify the set with --recompute; the exit status."""
+    from repro.verify import Options, print_table, verify
+    seeds = parse_seeds(None if args.seeds == PINNED else args.seeds, paper, exp)
+    print(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seeds {', '.join(map(str, seeds))}, "
+          f"{args.jobs} at a time, {args.threads} thread(s) each -> {parent}", flush=True)
+    t0 = time.time()
+    failed = run_seeds(args, paper, exp, seeds, parent)
+    trained = time.time() - t0
+    runs = [os.path.join(parent, f"seed{s}") for s in seeds if s not in failed]
+    if not runs:
+        return 2
+    print(f"\ntrained in {fmt_eta(trained)}; verifying (each checkpoint evaluated again)", flush=True)
+    options = Options(recompute=True, jobs=args.jobs)
+    rows, verified, ok = verify(runs, options)
+    print()
+    print_table(rows, verified, ok, options)
+    print(f"\nthe runs are in {parent}; the replay audit re-trains parts of them: "
+          f"python -m repro.verify {parent} --recompute --replay 2")
+    return 2 if failed else (0 if ok else 1)
+
+
+PINNED = "pinned"  # --seeds with no value: the target's pinned seeds
+
+
+def _status(jobs, t0, now):
+    lines = []
+    rates = []
+    for j in jobs:
+        if j.state == "running" and j.steps and j.step:
+            rates.append((now - j.started) / j.step)
+    per_step = sum(rates) / len(rates) if rates else None
+    parallel = max(1, sum(j.state == "running" for j in jobs))
+    left = 0.0
+    for j in jobs:
+        frac = f"{j.step}/{j.steps}" if j.steps else "-"
+        acc = f"  acc {j.acc:.1f}" if isinstance(j.acc, (int, float)) else ""
+        lines.append(f"  seed {j.seed:<4} {j.state:<8} {frac:>11}{acc}")
+        if per_step and j.state in ("waiting", "resume", "running"):
+            left += per_step * ((j.steps or (jobs[0].steps or 0)) - (j.step if j.state == "running" else 0))
+    eta = fmt_eta(left / parallel) if per_step else "?"
+    lines.append(f"  {sum(j.state == 'done' for j in jobs)} of {len(jobs)} seeds done, {fmt_eta(now - t0)} so far, "
+                 f"about {eta} left")
+    return lines
