@@ -5,6 +5,7 @@ repro.metrics, repro.papers and repro/configs (no clash-prone top-level names in
 site-packages). In a checkout those are the repository's top-level folders
 metrics/, papers/ and configs/, which the line below makes the same modules.
 """
+import logging
 import os
 import warnings
 
@@ -12,6 +13,10 @@ import warnings
 warnings.filterwarnings("ignore", message="No ccache found")
 # Some dependencies' imports say that setuptools replaces distutils; nothing here uses either.
 warnings.filterwarnings("ignore", message="Setuptools is replacing distutils")
+
+# huggingface datasets (imported by paddlenlp and ppdiffusers) logs "PyTorch version
+# ... available." at import when torch is installed
+logging.getLogger("datasets").setLevel(logging.WARNING)
 
 __version__ = "0.2.0"
 

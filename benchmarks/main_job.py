@@ -1,0 +1,106 @@
+"""The main job against the authors' procedure, timed in the same run.
+
+    python benchmarks/main_job.py [--exp cnn] [--seeds 0 1 2 3 4] [--jobs 2]
+
+1. the harness: `python -m repro.train --paper mnist1d --exp E --seeds ... --jobs J`
+   (each seed in its own process, one thread each, then verify --recompute)
+2. the authors' procedure in PyTorch (papers/mnist1d/authors_procedure.py: the
+   same data, model, Adam and batches, no logging, checkpoints or evaluation
+   until the end), one process per seed, J at a time, one thread each
+   (skipped, with the reason, where PyTorch is not installed)
+Prints both wall times and their ratio, and where one harness step's time
+goes (measured in this process: data, forward, backward, optimizer update,
+the per-step reseed, and the harness loop's own overhead against a bare loop).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def wall(cmds, jobs):
+    """Seconds to run the commands, `jobs` at a time."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0, pending, running = time.perf_counter(), list(cmds), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            running.append(subprocess.Popen(pending.pop(0), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE))
+        for p in list(running):
+            if p.poll() is not None:
+                running.remove(p)
+                if p.returncode not in (0, 1):
+                    raise SystemExit(f"{p.args} failed: {p.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
+def breakdown(exp, steps=300):
+    """Milliseconds per step of each part of one harness update (MNIST-1D, one thread)."""
+    import numpy as np  # noqa: F401
+    from repro import recipe
+    from repro.registry import get_paper
+    recipe.set_threads(1)
+    paper = get_paper("mnist1d")
+    cfg = paper.config(exp, seed=0)
+    st = recipe.build(paper, cfg)
+    x, y = st.batches(0)
+    net, opt = st.net, st.optimizer
+
+    def ms(fn):
+        for _ in range(20):
+            fn()
+        t = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        return (time.perf_counter() - t) / steps * 1e3
+
+    def fwd_bwd():
+        paper.loss(net(x), y).backward()
+        opt.clear_grad()
+
+    def full():
+        paper.loss(net(x), y).backward()
+        opt.step()
+        opt.clear_grad()
+
+    counter = iter(range(10 ** 9))
+    parts = {"batch": ms(lambda: st.batches(5)), "reseed": ms(lambda: recipe.reseed(0, 5)),
+             "forward": ms(lambda: net(x))}
+    parts["backward"] = ms(fwd_bwd) - parts["forward"]
+    parts["optimizer"] = ms(full) - parts["forward"] - parts["backward"]
+    parts["whole update (recipe.update)"] = ms(lambda: recipe.update(paper, st, cfg, next(counter) + 1))
+    return parts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exp", default="cnn")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    seeds = ",".join(map(str, args.seeds))
+    with tempfile.TemporaryDirectory() as tmp:
+        harness = wall([[sys.executable, "-m", "repro.train", "--paper", "mnist1d", "--exp", args.exp, "--seeds",
+                         seeds, "--jobs", str(args.jobs), "--out", os.path.join(tmp, "cell")]], 1)
+    print(f"harness: --seeds {seeds} --jobs {args.jobs}, train and verify: {harness:.1f} s")
+    try:
+        import torch  # noqa: F401
+        authors = wall([[sys.executable, "papers/mnist1d/authors_procedure.py", "--exp", args.exp, "--seeds", str(s)]
+                        for s in args.seeds], args.jobs)
+        print(f"authors' procedure (PyTorch {torch.__version__}), the same seeds {args.jobs} at a time: {authors:.1f} s")
+        print(f"ratio harness / authors' procedure: {harness / authors:.2f}")
+    except ImportError:
+        print("authors' procedure: skipped, PyTorch is not installed (pip install torch==2.13.0)")
+    print(f"\nwhere one harness update of mnist1d/{args.exp} goes (ms, one thread):")
+    for k, v in breakdown(args.exp).items():
+        print(f"  {k:<30} {v:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
