@@ -115,7 +115,7 @@ def worker_harness(args, extra):
     def step(i):
         batch = batches(i)
         optimizer.set_lr(lr_at(tc, i))
-        return paper.train_step(net, optimizer, batch, amp)
+        return paper.train_step(net, optimizer, batch, amp, cfg)
 
     return step
 

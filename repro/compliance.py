@@ -268,6 +268,10 @@ def check_run(run, protocol_of=registered):
     run.problems += check_results(run, protocol)
     audit = max((t.policy.audit for t in protocol.targets), default=0)
     run.problems += check_checkpoints(run, audit)
+    try:
+        rundir.read_artifact(run)  # present, with the logged sha256, when the header names one
+    except ReproError as e:
+        run.problems.append(str(e))
     code = run.header["code"]
     for part in ("paper", "harness"):
         if isinstance(code.get(part), dict) and code[part].get("git_dirty"):

@@ -37,10 +37,15 @@ class TrainConfig:
     batch_size: int = 100
     batch_order: str = choice("sequential", ("sequential", "shuffle"),
                               "sequential: batch i is rows [i*bs % N, +bs), as the MNIST-1D authors train")
-    optimizer: str = choice("adam", ("adam", "adamw", "sgd", "momentum"))
+    optimizer: str = choice("adam", ("adam", "adamw", "sgd", "momentum", "adadelta", "adagrad", "rmsprop", "lamb"),
+                            "a Paddle optimizer by name (repro.recipe.build_optimizer)")
     lr: float = 1e-3
-    momentum: float = 0.9
+    momentum: float = 0.9  # momentum, rmsprop
     weight_decay: float = 0.0
+    beta1: float = 0.9  # adam, adamw, lamb
+    beta2: float = 0.999  # adam, adamw, lamb
+    rho: float = 0.95  # adadelta, rmsprop
+    epsilon: float = 0.0  # 0: the optimizer's own default (1e-8 for the Adams, 1e-6 for the others)
     lr_schedule: str = choice("constant", ("constant", "cosine", "step"))
     lr_milestones: typing.List[int] = field(default_factory=list)
     lr_gamma: float = 0.1
@@ -61,6 +66,11 @@ class TrainConfig:
                 raise ReproError(f"config: train.{name} must be > 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ReproError(f"config: train.lr must be > 0, got {self.lr}")
+        for name in ("beta1", "beta2", "rho"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ReproError(f"config: train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.epsilon < 0 or self.momentum < 0 or self.weight_decay < 0:
+            raise ReproError("config: train.epsilon, train.momentum and train.weight_decay must be >= 0")
         if self.warmup_steps < 0:
             raise ReproError(f"config: train.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.audit_every < 0:

@@ -79,9 +79,17 @@ class Batches:
 
 
 def fingerprint(*arrays):
-    """sha256 over dtype, shape and bytes of each array, in order."""
+    """sha256 over dtype, shape and bytes of each array, in order. An object array
+    (rows of different lengths, e.g. token ids) is hashed row by row, by value:
+    its bytes would be pointers, different in every process."""
     h = hashlib.sha256()
     for a in arrays:
+        a = np.asarray(a)
+        if a.dtype == object:
+            h.update(f"object{a.shape}".encode())
+            for row in a.reshape(-1):
+                h.update(bytes.fromhex(fingerprint(np.asarray(row))))
+            continue
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
@@ -96,3 +104,28 @@ def synthetic_images(n, shape, classes=10, seed=0):
     y = np.arange(n, dtype=np.int64) % classes
     noise = rng.normal(0, 40, size=(n, *shape))
     return np.clip(templates[y] + noise, 0, 255).astype(np.uint8), y
+
+
+# class-specific and neutral words for synthetic_texts: class c's sentences mostly use its own words
+_EN = (("good", "great", "fine", "lovely", "superb", "charming", "moving", "clever"),
+       ("bad", "dull", "awful", "boring", "weak", "clumsy", "tedious", "flat"))
+_ZH = (("很好", "干净", "舒服", "方便", "满意", "不错", "热情", "推荐"),
+       ("很差", "脏乱", "吵闹", "失望", "糟糕", "陈旧", "冷淡", "后悔"))
+_NEUTRAL_EN = ("the", "film", "a", "story", "is", "and", "of", "it", "this", "movie", "with", "an", "plot")
+_NEUTRAL_ZH = ("酒店", "房间", "服务", "我们", "这个", "早餐", "位置", "价格", "前台", "感觉", "环境", "设施")
+
+
+def synthetic_texts(n, classes=2, seed=0, chinese=False, length=(4, 16)):
+    """Labelled made-up sentences for smoke runs (no download): words of sentence i
+    are drawn from its class's list (half of them) and a neutral list, so the
+    classes are learnable. Chinese sentences join words without spaces, as reviews
+    are written. Returns (texts, labels int64)."""
+    rng = np.random.default_rng(seed)
+    own, neutral = (_ZH, _NEUTRAL_ZH) if chinese else (_EN, _NEUTRAL_EN)
+    y = np.arange(n, dtype=np.int64) % classes
+    texts = []
+    for label in y:
+        words = [rng.choice(own[label % len(own)]) if rng.random() < 0.5 else rng.choice(neutral)
+                 for _ in range(int(rng.integers(*length)))]
+        texts.append(("" if chinese else " ").join(words))
+    return texts, y

@@ -76,18 +76,20 @@ def main(argv=None):
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
     cfg = paper.config(exp, lite=args.lite, overrides=args.override)
+    artifact = None
     if rundir.is_run(args.checkpoint):  # a run directory: its last logged checkpoint, checked against its log
         run = rundir.open_run(args.checkpoint)
         if (run.paper.name, run.exp.name) != (paper.name, exp.name):
             raise ReproError(f"{args.checkpoint} is a run of {run.paper.name}/{run.exp.name}, "
                              f"not {paper.name}/{exp.name}")
         model, _, meta, _ = rundir.load_trained(run)
+        artifact = rundir.read_artifact(run)
     else:
         model, _, meta = rundir.load_weights(paper, cfg, args.checkpoint)
         if meta.get("paper", paper.name) != paper.name or meta.get("exp", exp.name) != exp.name:
             raise ReproError(f"checkpoint {args.checkpoint} is from {meta.get('paper')}/{meta.get('exp')}, "
                              f"not {paper.name}/{exp.name}")
-    results, _ = evaluate(paper, model, cfg, paper.build_data(cfg))
+    results, _ = evaluate(paper, model, cfg, paper.data(cfg, artifact, train=False))
     if args.json:
         print(json.dumps(results))
     else:

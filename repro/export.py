@@ -100,6 +100,7 @@ def export(run_dir, out=None, echo=print):
     paper, exp, cfg = run.paper, run.exp, run.cfg
     specs = _input_spec(paper, cfg)
     model, _, meta, ev = rundir.load_trained(run)
+    artifact = rundir.read_artifact(run)
 
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -107,7 +108,7 @@ def export(run_dir, out=None, echo=print):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        info = _write(paper, exp, cfg, model, specs, meta, run, ev, tmp)
+        info = _write(paper, exp, cfg, model, specs, meta, run, ev, tmp, artifact)
         if os.path.isdir(out):
             os.rmdir(out)  # empty (checked above); the rename puts the export in its place
         os.rename(tmp, out)
@@ -123,7 +124,7 @@ def export(run_dir, out=None, echo=print):
     return info
 
 
-def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp):
+def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp, artifact):
     import paddle
 
     # the dynamic model's outputs on random inputs, taken before jit.save traces it
@@ -135,6 +136,8 @@ def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp):
         dynamic = y.numpy() if isinstance(y, paddle.Tensor) else None
 
     paddle.jit.save(model, os.path.join(tmp, PREFIX), input_spec=specs)
+    if artifact is not None:  # what turns raw input (text) into the model's input goes with the model
+        rundir.write_artifact(tmp, artifact)
     written = sorted(os.listdir(tmp))
     model_file = next((f for f in (f"{PREFIX}.json", f"{PREFIX}.pdmodel") if f in written), None)
     params_file = f"{PREFIX}.pdiparams"
@@ -165,6 +168,7 @@ def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp):
         "config_hash": config_hash(cfg),
         "inputs": [_spec_dict(s, n) for s, n in zip(specs, names)],
         "outputs": list(predictor.get_output_names()),
+        "artifact": rundir.ARTIFACT if artifact is not None else None,
         "files": {"model": model_file, "params": params_file, "written": written,
                   "sha256": {f: sha256_file(os.path.join(tmp, f)) for f in written}},
         "paddle": paddle.__version__,

@@ -40,6 +40,15 @@ def read_export(export_dir):
             raise ReproError(f"{path}: the {role} file {str(name)[:40]!r} is not a file name in the export")
         strict.regular_file(os.path.join(export_dir, name), f"the {role} file")
         strict.inside(export_dir, os.path.join(export_dir, name), f"the {role} file")
+    artifact = info.get("artifact")
+    if artifact is not None:
+        if artifact not in (files.get("written") or []) or not isinstance(files.get("sha256"), dict):
+            raise ReproError(f"{path} names an artifact it did not write")
+        from repro.checkpoint import sha256_file
+        file = os.path.join(export_dir, artifact)
+        strict.regular_file(file, "the export's artifact")
+        if sha256_file(file) != files["sha256"].get(artifact):
+            raise ReproError(f"{file} is not the artifact the export wrote (sha256 differs)")
     inputs = info.get("inputs")
     if not isinstance(inputs, list) or not inputs or not all(
             isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("dtype"), str)
@@ -132,6 +141,13 @@ def run_predictor(predictor, input_names, batches, batch_size=None):
         for k, name in enumerate(output_names):
             parts[k].append(predictor.get_output_handle(name).copy_to_cpu())
     return [np.concatenate(p) for p in parts]
+
+
+def read_artifact(export_dir, info):
+    """The artifact an export carries (a vocabulary), or None."""
+    if not info.get("artifact"):
+        return None
+    return strict.read_json(os.path.join(export_dir, info["artifact"]), "artifact", max_bytes=256 << 20)
 
 
 class Exported:

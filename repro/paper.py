@@ -4,6 +4,9 @@ A plugin is a Python package whose ``PAPER`` is an instance of one of:
 
   ClassificationPaper  the model scores labelled rows: logits, cross-entropy,
                        accuracy by default; exported for Paddle Inference
+  TextClassificationPaper  a ClassificationPaper of labelled texts: the harness
+                       fits a vocabulary on the training split (the run's
+                       artifact), maps tokens to ids and pads batches
   GenerativePaper      evaluation samples from the model (images) and scores the
                        samples; it brings evaluate() and pipeline()
 
@@ -44,6 +47,9 @@ class Data:
     # training-time augmentation augment(x, rng) chosen by the config; when None
     # the paper's own ``augment`` (if any) is used
     augment: object = None
+    # what the paper fitted on the training split (a vocabulary) and the model needs:
+    # JSON-able, stored in the run directory (repro.rundir.ARTIFACT) and exported with the model
+    artifact: dict = None
 
     def prepare(self, x):
         return x if self.preprocess is None else self.preprocess(x)
@@ -120,7 +126,17 @@ class Paper:
         """A scalar paddle Tensor."""
         raise NotImplementedError
 
-    def train_step(self, model, optimizer, batch, amp):
+    def data(self, cfg, artifact=None, train=True):
+        """How the harness asks for the data: build_data(cfg). A paper whose data and model
+        depend on something fitted on the training split (TextClassificationPaper's vocabulary)
+        extends this: given the run's artifact it reuses it, and train=False needs no training split."""
+        return self.build_data(cfg)
+
+    def model(self, cfg, artifact=None):
+        """How the harness asks for the model: build_model(cfg) (see data())."""
+        return self.build_model(cfg)
+
+    def train_step(self, model, optimizer, batch, amp, cfg):
         """One optimisation step; returns the loss tensor. amp is a repro.amp.Amp."""
         x, y = batch
         with amp.autocast():
@@ -176,11 +192,96 @@ class ClassificationPaper(Paper):
         return preprocess(rows[None])[0]
 
 
+class TextClassificationPaper(ClassificationPaper):
+    """Labelled texts. The paper reads raw texts (read_texts) and cuts them into
+    tokens (tokenize); the harness fits a vocabulary on the training split
+    (paddlenlp.data.Vocab: [PAD] = 0, [UNK] = 1, then by frequency), which is the
+    run's artifact (stored in the run directory and exported with the model), maps
+    tokens to ids (at most data.max_len of them, when the config has it) and pads
+    each batch to its longest row with paddlenlp.data.Pad. The model gets int64 ids
+    [B, L] with 0 for padding; build_model(cfg, vocab_size) makes it.
+
+    The paper's config may set data.min_freq (tokens seen fewer times are [UNK])
+    and data.max_len (0: no limit)."""
+
+    train_split = "train"      # the paper's own split names
+    eval_splits = ("dev",)
+    class_names = ()           # e.g. ("negative", "positive"), for repro.predict
+
+    def read_texts(self, cfg, split):
+        """(list of texts, int64 labels) of one split."""
+        raise NotImplementedError
+
+    def tokenize(self, cfg, texts, vocab=None):
+        """Token lists of the texts (vocab: the fitted Vocab, None while fitting it);
+        by default lower-cased and split on white space."""
+        return [t.lower().split() for t in texts]
+
+    def build_model(self, cfg, vocab_size):
+        raise NotImplementedError
+
+    def model(self, cfg, artifact=None):
+        if artifact is None:
+            from repro.errors import ReproError
+            raise ReproError(f"{self.name}'s model needs the vocabulary a run fitted: give the run directory")
+        return self.build_model(cfg, len(artifact["tokens"]))
+
+    def data(self, cfg, artifact=None, train=True):
+        import numpy as np
+        from paddlenlp.data import Pad, Vocab
+
+        from repro.data import fingerprint  # noqa: F401  (object arrays hash by value there)
+        dc = cfg.data
+        max_len, min_freq = getattr(dc, "max_len", 0), getattr(dc, "min_freq", 1)
+        vocab = None if artifact is None else vocab_from(artifact)
+        need_train = train or vocab is None
+        train_texts, train_y = self.read_texts(cfg, self.train_split) if need_train else ([], np.zeros(0, np.int64))
+        if vocab is None:
+            vocab = Vocab.build_vocab(self.tokenize(cfg, train_texts), min_freq=min_freq, unk_token="[UNK]",
+                                      pad_token="[PAD]")
+            artifact = {"kind": "vocabulary", "tokens": [vocab.idx_to_token[i] for i in range(len(vocab))],
+                        "unk": "[UNK]", "pad": "[PAD]"}
+
+        def ids(texts):
+            rows = np.empty(len(texts), dtype=object)
+            for i, tokens in enumerate(self.tokenize(cfg, texts, vocab)):
+                rows[i] = np.asarray(vocab.to_indices(tokens[:max_len] if max_len else tokens) or [0], np.int64)
+            return rows
+
+        pad = Pad(pad_val=0, axis=0, dtype="int64")
+        evals = {s: (ids(t), y) for s in self.eval_splits for t, y in [self.read_texts(cfg, s)]}
+        return Data(train=(ids(train_texts), train_y) if train else (np.empty(0, object), train_y),
+                    eval=evals, preprocess=lambda rows: pad(list(rows)), artifact=artifact)
+
+    def encode_text(self, text, cfg, artifact):
+        """One text as the model's input ids (for repro.predict)."""
+        import numpy as np
+        vocab = vocab_from(artifact)
+        tokens = self.tokenize(cfg, [text], vocab)[0]
+        max_len = getattr(cfg.data, "max_len", 0)
+        return np.asarray(vocab.to_indices(tokens[:max_len] if max_len else tokens) or [0], np.int64)
+
+    def input_spec(self, cfg):
+        import paddle
+        return [paddle.static.InputSpec([None, None], "int64", "ids")]
+
+
+def vocab_from(artifact):
+    """A paddlenlp Vocab from a run's vocabulary artifact."""
+    from paddlenlp.data import Vocab
+    from repro.errors import ReproError
+    tokens = artifact.get("tokens") if isinstance(artifact, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens) \
+            or tokens[:2] != [artifact.get("pad"), artifact.get("unk")]:
+        raise ReproError("the vocabulary artifact is not a list of distinct tokens starting [PAD], [UNK]")
+    return Vocab.from_dict({t: i for i, t in enumerate(tokens)}, unk_token=artifact["unk"], pad_token=artifact["pad"])
+
+
 class GenerativePaper(Paper):
     """A model whose evaluation generates samples (images) and scores them; its
     train_step gets the loss from the model itself (forward(*batch) is the loss)."""
 
-    def train_step(self, model, optimizer, batch, amp):
+    def train_step(self, model, optimizer, batch, amp, cfg):
         with amp.autocast():
             loss = model(*batch)
         amp.backward_step(loss, optimizer)

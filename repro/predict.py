@@ -42,16 +42,12 @@ def _read_npy(path):
 
 
 def _read_image(path, info):
-    from repro.config import from_dict
-    from repro.registry import get_paper
-
-    paper = get_paper(info["paper"])
+    paper, cfg = _paper_and_cfg(info)
     fn = getattr(paper, "preprocess_image", None)
     no_images = (f"{path}: paper {paper.name} does not define preprocess_image, so it cannot take images; "
                  f"give a .npy array")
     if fn is None:
         raise ReproError(no_images)
-    cfg = from_dict(paper.config_class, info["config"])
     try:
         sample = fn(path, cfg)
     except NotImplementedError:
@@ -61,8 +57,21 @@ def _read_image(path, info):
     return np.asarray(sample)
 
 
-def read_input(path, info):
-    """One INPUT of the CLI as an array (not yet fitted to the model)."""
+def _paper_and_cfg(info):
+    from repro.config import from_dict
+    from repro.registry import get_paper
+    paper = get_paper(info["paper"])
+    return paper, from_dict(paper.config_class, info["config"])
+
+
+def read_input(path, info, export_dir):
+    """One INPUT of the CLI as an array (not yet fitted to the model): a .npy file, an
+    image for a paper that reads images, or for a text paper, the text itself."""
+    from repro.paper import TextClassificationPaper
+    paper, cfg = _paper_and_cfg(info)
+    if isinstance(paper, TextClassificationPaper) and not path.endswith(".npy"):
+        from repro.inference import read_artifact
+        return paper.encode_text(path, cfg, read_artifact(export_dir, info))
     if not os.path.isfile(path):
         raise ReproError(f"{path}: no such input file")
     suffix = os.path.splitext(path)[1].lower()
@@ -78,7 +87,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m repro.predict", description=__doc__.splitlines()[0])
     ap.add_argument("export_dir", metavar="EXPORT_DIR", help="a directory written by python -m repro.export")
     ap.add_argument("inputs", metavar="INPUT", nargs="+",
-                    help=".npy array (a batch or one sample), or .png/.jpg for a paper with preprocess_image")
+                    help=".npy array (a batch or one sample), .png/.jpg for a paper that reads images, or the text "
+                         "itself for a text paper")
     ap.add_argument("--json", action="store_true", help="print one JSON object with the logits too")
     ap.add_argument("--batch-size", type=int, default=256, help="samples per predictor run (default 256)")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
@@ -98,7 +108,7 @@ def main(argv=None):
                          f"(call repro.inference.predict_arrays with one array per input)")
     spec = info["inputs"][0]
     # every input is read and checked before the predictor is built
-    batches = [(path, fit(read_input(path, info), spec, path)) for path in args.inputs]
+    batches = [(path, fit(read_input(path, info, args.export_dir), spec, path)) for path in args.inputs]
     model = Exported(args.export_dir, args.device, args.onednn)
     results = []
     for path, batch in batches:
@@ -123,10 +133,12 @@ def main(argv=None):
         if logits.ndim != 2:
             raise ReproError(f"the model's output has shape {tuple(logits.shape)}, not [batch, classes]; "
                              f"use --json for the raw outputs")
+    names = getattr(_paper_and_cfg(info)[0], "class_names", ()) or ()
     for path, _, logits in results:
         probs = softmax(logits)
         for i, c in enumerate(probs.argmax(axis=1)):
-            print(f"{path}[{i}]: class {int(c)} (p={probs[i, c]:.3f})")
+            name = f" {names[c]}" if c < len(names) else ""
+            print(f"{path}[{i}]: class {int(c)}{name} (p={probs[i, c]:.3f})")
     return 0
 
 

@@ -31,16 +31,30 @@ def lr_at(tc, step):
 
 
 def build_optimizer(tc, model):
+    """Paddle's optimizer named by train.optimizer, with its arguments from the config."""
     import paddle
+    opt = paddle.optimizer
     params = [p for p in model.parameters() if not p.stop_gradient]  # frozen weights get no optimizer state
     wd = tc.weight_decay or None
-    if tc.optimizer == "adam":
-        return paddle.optimizer.Adam(learning_rate=tc.lr, parameters=params, weight_decay=wd)
-    if tc.optimizer == "adamw":
-        return paddle.optimizer.AdamW(learning_rate=tc.lr, parameters=params, weight_decay=tc.weight_decay)
-    if tc.optimizer == "momentum":
-        return paddle.optimizer.Momentum(learning_rate=tc.lr, momentum=tc.momentum, parameters=params, weight_decay=wd)
-    return paddle.optimizer.SGD(learning_rate=tc.lr, parameters=params, weight_decay=wd)
+    eps = lambda default: tc.epsilon or default
+    common = {"learning_rate": tc.lr, "parameters": params}
+    name = tc.optimizer
+    if name == "adam":
+        return opt.Adam(**common, beta1=tc.beta1, beta2=tc.beta2, epsilon=eps(1e-8), weight_decay=wd)
+    if name == "adamw":
+        return opt.AdamW(**common, beta1=tc.beta1, beta2=tc.beta2, epsilon=eps(1e-8), weight_decay=tc.weight_decay)
+    if name == "lamb":
+        return opt.Lamb(**common, lamb_weight_decay=tc.weight_decay, beta1=tc.beta1, beta2=tc.beta2,
+                        epsilon=eps(1e-6))
+    if name == "momentum":
+        return opt.Momentum(**common, momentum=tc.momentum, weight_decay=wd)
+    if name == "adadelta":
+        return opt.Adadelta(**common, epsilon=eps(1e-6), rho=tc.rho, weight_decay=wd)
+    if name == "adagrad":
+        return opt.Adagrad(**common, epsilon=eps(1e-6), weight_decay=wd)
+    if name == "rmsprop":
+        return opt.RMSProp(**common, rho=tc.rho, epsilon=eps(1e-6), momentum=tc.momentum, weight_decay=wd)
+    return opt.SGD(**common, weight_decay=wd)
 
 
 def reseed(seed, step, rank=0):
@@ -74,17 +88,18 @@ class State:
     batches: object
 
 
-def build(paper, cfg, dist=SINGLE, init=True):
+def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
     """The state before update 1: data, the initial weights drawn from the seed,
     the optimizer. init=False skips the paper's data-dependent initialisation
-    (the state is about to be overwritten from a checkpoint)."""
+    (the state is about to be overwritten from a checkpoint). artifact: the run's
+    data-derived artifact (a vocabulary) where it has one; None fits it anew."""
     from repro.amp import Amp
     from repro.data import Batches
 
     tc = cfg.train
     reseed(tc.seed, 0)  # the same initial weights on every rank
-    data = paper.build_data(cfg)
-    net = paper.build_model(cfg)
+    data = paper.data(cfg, artifact)
+    net = paper.model(cfg, data.artifact)
     optimizer = build_optimizer(tc, net)
     amp = Amp(tc.amp)
     net, optimizer = amp.decorate(net, optimizer)
@@ -108,4 +123,4 @@ def update(paper, state, cfg, step, dist=SINGLE):
     reader = time.perf_counter() - t0
     if tc.lr_schedule != "constant" or tc.warmup_steps:
         state.optimizer.set_lr(lr_at(tc, step - 1))
-    return paper.train_step(state.model, state.optimizer, batch, state.amp), reader
+    return paper.train_step(state.model, state.optimizer, batch, state.amp, cfg), reader

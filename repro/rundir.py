@@ -6,11 +6,15 @@
       train.log                            the log as text
       vdl/                                 VisualDL scalars
       checkpoints/step-00001000.safetensors   model + optimizer state after that update
+                                           (the last step's: the model's weights alone)
+      artifact.json                        what the paper fitted on the training split (a
+                                           vocabulary), for papers that have one
 
 A checkpoint is written at every train.checkpoint_every and train.audit_every
 step and at the last step. Those at audit steps and the last one are kept (the
 replay audit re-trains the stretches between them); any other is deleted once
-a newer one is logged, since resume only needs the newest.
+a newer one is logged, since resume only needs the newest. The last one holds
+the weights alone: it is scored and compared with a replay, never trained on from.
 
 This is the only module that names a run's files or builds a model and loads
 trained weights into it. Everything read from a run directory is checked
@@ -31,6 +35,7 @@ CONFIG = "config.yaml"
 TEXT = "train.log"
 VDL = "vdl"
 CHECKPOINTS = "checkpoints"
+ARTIFACT = "artifact.json"
 # a folder holding this file holds copies of runs (a repro.diffusion.submit bundle), not runs: verify skips it
 COPIES = "submission.json"
 
@@ -146,6 +151,31 @@ def check_config_file(run):
         raise ReproError(f"{path} is not the config its log was started with (config_hash differs)")
 
 
+def write_artifact(folder, artifact):
+    """artifact.json, written atomically; returns its sha256."""
+    import hashlib
+    import json
+    raw = json.dumps(artifact, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    path = os.path.join(folder, ARTIFACT)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(raw)
+    os.replace(tmp, path)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def read_artifact(run):
+    """The run's artifact (None when its paper has none), checked against the sha256 its header logged."""
+    from repro.checkpoint import sha256_file
+    want = run.header.get("artifact_sha256")
+    if want is None:
+        return None
+    path = file_in(run.path, ARTIFACT, "artifact")
+    if sha256_file(path) != want:
+        raise ReproError(f"{path} is not the artifact the log names (sha256 differs)")
+    return strict.read_json(path, "artifact", max_bytes=256 << 20)
+
+
 def write_config(run_dir, cfg):
     from repro.config import dump_yaml
     path = os.path.join(run_dir, CONFIG)
@@ -185,13 +215,13 @@ def check_meta(run, ev, meta, path):
         raise ReproError(f"{path} was not written after this log's line {seq[:10]}: the log before it was rewritten")
 
 
-def load_weights(paper, cfg, path):
+def load_weights(paper, cfg, path, artifact=None):
     """A model built from cfg with the weights of a checkpoint file that belongs to
     no run directory (e.g. one `repro.align convert` made). Returns (model, tensors, metadata)."""
     import paddle
     from repro import checkpoint
     paddle.seed(0)
-    model = paper.build_model(cfg)
+    model = paper.model(cfg, artifact)
     tensors, meta = checkpoint.read(path, model)
     checkpoint.load_model(model, tensors)
     model.eval()
@@ -224,7 +254,7 @@ def load_trained(run, step=None, into=None, optimizer=None, cfg=None):
     model = into
     if model is None:
         paddle.seed(0)
-        model = run.paper.build_model(cfg or run.cfg)
+        model = run.paper.model(cfg or run.cfg, read_artifact(run))
     tensors, meta, ev = read_checkpoint(run, max(done) if step is None else step, model, optimizer is not None)
     checkpoint.load_model(model, tensors)
     if optimizer is not None:

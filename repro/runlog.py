@@ -100,7 +100,8 @@ COMMON = {"seq": _int, "time": _num, "kind": _str, "prev": _hex}
 SCHEMA = {
     "run_start": ({"format": _str, "paper": _str, "exp": _str, "title": _str, "lite": bool, "overrides": _strs,
                    "config": _dict, "config_hash": _hex, "targets": _targets, "metrics": _str_map, "data": _data,
-                   "init_weights_sha256": _hex, "env": _dict, "code": _dict, "provenance": _str_map}, {}),
+                   "init_weights_sha256": _hex, "env": _dict, "code": _dict, "provenance": _str_map},
+                  {"artifact_sha256": _hex}),
     "train": ({"step": _int, "steps": _int, "epoch": _int, "loss": _num_or_nonfinite, "lr": _num,
                "reader_cost": _num, "batch_cost": _num, "ips": _num, "eta": _str}, {}),
     "eval": ({"step": _int, "metrics": _metrics, "samples": _counts}, {}),

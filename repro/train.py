@@ -32,10 +32,10 @@ from repro.registry import add_papers_option, get_paper, load_papers, use_folder
 from repro.runlog import FORMAT as LOG_FORMAT, RunLog
 
 
-def run_header(paper, exp, cfg, state, lite, overrides, threads):
+def run_header(paper, exp, cfg, state, lite, overrides, threads, artifact_sha):
     """What the run is: the run_start event's payload (docs/log-format.md)."""
     data = state.data
-    return {
+    return {**({"artifact_sha256": artifact_sha} if artifact_sha else {}),
         "format": LOG_FORMAT, "paper": paper.name, "exp": exp.name, "title": paper.title,
         "lite": lite, "overrides": list(overrides),
         "config": to_dict(cfg), "config_hash": config_hash(cfg),
@@ -70,7 +70,8 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
     or from step 0 when it logged none). echo=False keeps the console quiet."""
     tc = cfg.train
     recipe.set_threads(threads)
-    state = recipe.build(paper, cfg, dist, init=resume is None)
+    state = recipe.build(paper, cfg, dist, init=resume is None,
+                         artifact=rundir.read_artifact(resume) if resume is not None else None)
     if tc.amp.enabled and echo and dist.main and state.amp.cpu_noop:
         print("note: train.amp is on, but Paddle's auto_cast/decorate do nothing on the CPU; "
               "this run computes in float32", flush=True)
@@ -81,7 +82,10 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
         done = resume.checkpoints()
         if done:
             start = max(done)
-            _, _, ckpt_meta, _ = rundir.load_trained(resume, start, into=state.net, optimizer=state.optimizer)
+            # the final checkpoint holds the weights alone: nothing trains on from it
+            final = start == tc.steps
+            _, _, ckpt_meta, _ = rundir.load_trained(resume, start, into=state.net,
+                                                     optimizer=None if final else state.optimizer)
             state.amp.load_state(ckpt_meta.get("amp_scaler"))
             previous = None if _is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
         else:
@@ -107,10 +111,14 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
                 log.event("resume", step=start, env=environment(threads), code=code_identity(paper, exp),
                           **({"note": note} if note else {}))
             else:
-                log.event("run_start", **run_header(paper, exp, cfg, state, lite, overrides, threads))
+                artifact_sha = rundir.write_artifact(run_dir, state.data.artifact) if state.data.artifact else None
+                log.event("run_start", **run_header(paper, exp, cfg, state, lite, overrides, threads, artifact_sha))
             rundir.write_config(run_dir, cfg)
             os.makedirs(os.path.join(run_dir, rundir.CHECKPOINTS), exist_ok=True)
         metrics = _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta, pos)
+        if start == tc.steps:  # killed after its final checkpoint: the final evaluation is logged before it
+            final_eval = resume.last("eval")
+            metrics = final_eval["metrics"] if final_eval and final_eval["step"] == start else metrics
     except KeyboardInterrupt:
         progress.clear()
         log.event("run_end", status="interrupted", step=pos["step"],
@@ -170,7 +178,10 @@ def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta
             # is deleted after: a kill at any instant leaves the last logged one on disk
             name = rundir.checkpoint_name(step)
             extra = {"amp_scaler": state.amp.state()} if state.amp.state() else {}
-            sha, weights = checkpoint.save(os.path.join(run_dir, name), state.net, state.optimizer,
+            # the final checkpoint keeps the weights alone (a third of an Adam state): it is
+            # scored and compared, never trained on from (docs/log-format.md, "Checkpoints")
+            sha, weights = checkpoint.save(os.path.join(run_dir, name), state.net,
+                                           None if step == tc.steps else state.optimizer,
                                            {**meta, **extra, "step": str(step), "log_seq": str(log.seq),
                                             "log_head": log.prev})
             log.event("checkpoint", step=step, path=name, sha256=sha, weights_sha256=weights)
@@ -266,6 +277,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads for Paddle's kernels (default 1; recorded: the result depends on it)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    ap.add_argument("--print-eval-data", action="store_true",
+                    help="print the experiment's evaluation data as Experiment(eval_data=...) registers it, and exit")
     ap.add_argument("--list", action="store_true", help="list papers, experiments and targets")
     ap.add_argument("--data-dir", metavar="DIR",
                     help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
@@ -309,6 +322,11 @@ def main(argv=None):
     if args.print_config:
         from repro.config import dump_yaml
         print(dump_yaml(cfg), end="")
+        return 0
+    if args.print_eval_data:
+        data = paper.data(cfg)
+        print("eval_data={" + ", ".join(f'"{s}": ({len(xy[0])}, "{fingerprint(*xy)}")' for s, xy in data.eval.items())
+              + "}")
         return 0
     if args.seeds is not None:
         parent = args.out or os.path.join("logs", "runs", paper.name, f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -48,11 +48,12 @@ def events(run_dir):
     return rundir.read(run_dir).events
 
 
-def final_checkpoint(run_dir):
-    """(tensors with optimizer state, metadata) of the run's last logged checkpoint."""
+def final_checkpoint(run_dir, first=False):
+    """(tensors with any optimizer state, metadata) of the run's last logged checkpoint
+    (the weights alone), or with first=True of its first (weights and optimizer state)."""
     from repro import checkpoint, rundir
     run = rundir.read(run_dir)
-    ev = run.checkpoints()[max(run.checkpoints())]
+    ev = run.checkpoints()[(min if first else max)(run.checkpoints())]
     return checkpoint.read(rundir.checkpoint_file(run, ev), want_optimizer=True)
 
 

@@ -75,7 +75,8 @@ def test_lite_run_verifies_with_only_lite_reasons_and_recomputes(lite_run, capsy
 
 
 def test_checkpoint_holds_unet_and_ema_and_optimizer_state_for_the_unet_only(lite_run):
-    tensors, _ = final_checkpoint(lite_run)
+    assert not any(k.startswith("optim/") for k in final_checkpoint(lite_run)[0])  # weights alone
+    tensors, _ = final_checkpoint(lite_run, first=True)
     unet = {k for k in tensors if k.startswith("model/unet.")}
     ema = {k for k in tensors if k.startswith("model/ema.")}
     assert unet and {k.replace("model/ema.", "model/unet.") for k in ema} == unet
@@ -103,7 +104,7 @@ def test_ema_update_and_gradient_clipping():
     before = {n: p.numpy().copy() for n, p in model.unet.named_parameters()}
     ema_before = {n: p.numpy().copy() for n, p in model.ema.named_parameters()}
     from repro.amp import Amp
-    PAPER.train_step(model, optimizer, (x, y), Amp(cfg.train.amp))
+    PAPER.train_step(model, optimizer, (x, y), Amp(cfg.train.amp), cfg)
 
     assert isinstance(optimizer._grad_clip, paddle.nn.ClipGradByGlobalNorm)
     after = {n: p.numpy() for n, p in model.unet.named_parameters()}
@@ -188,7 +189,7 @@ def test_generate_writes_seeded_pngs_at_the_native_size(lite_run, tmp_path, caps
 
 def test_cifar10_data_is_the_training_set_twice_scaled_to_minus_one_one(monkeypatch):
     """Train on the 50k training images; the FID reference split is the same images (as the paper)."""
-    from repro.papers.resnet_cifar import data as cifar
+    from repro.datasets import cifar10 as cifar
 
     rng = np.random.default_rng(0)
     fake = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), np.arange(6, dtype=np.int64)

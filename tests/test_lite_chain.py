@@ -51,8 +51,10 @@ def _export_and_predict(paper, exp, run, capsys):
     assert code == 0, err
     import paddle
     opened = rundir.open_run(run)
-    data = paper.build_data(opened.cfg)
-    x = data.prepare(data.eval["test"][0][:8])
+    # the paper's own evaluation splits (not necessarily "test"), with the run's artifact
+    data = paper.data(opened.cfg, rundir.read_artifact(opened), train=False)
+    split = next(iter(data.eval))
+    x = data.prepare(data.eval[split][0][:8])
     model = rundir.load_trained(opened)[0]
     with paddle.no_grad():
         dynamic = model(paddle.to_tensor(x)).numpy()

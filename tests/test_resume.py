@@ -68,3 +68,25 @@ def test_a_line_cut_off_by_a_kill_is_dropped_on_resume(tmp_path, capsys, monkeyp
     assert code == 0, err
     assert "dropped an incomplete last log line" in out
     assert_same_checkpoints(whole, parts)
+
+
+def test_killed_after_the_final_checkpoint_ends_with_the_final_evaluation(tmp_path, capsys):
+    """The final checkpoint holds the weights alone; a run killed after writing it
+    (before its run_end line) resumes with nothing left to train and ends successfully
+    with the metrics of its logged final evaluation."""
+    import json
+    base = ["--paper", "mnist1d", "--exp", "cnn", "--lite", "-o", "train.visualdl=false"]
+    run_dir = str(tmp_path / "run")
+    assert run(base + ["--out", run_dir], capsys)[0] == 0
+    whole = read_events(run_dir)
+    log = f"{run_dir}/events.jsonl"
+    with open(log, encoding="utf-8") as f:
+        lines = f.readlines()
+    assert json.loads(lines[-1])["kind"] == "run_end" and json.loads(lines[-2])["kind"] == "checkpoint"
+    with open(log, "w", encoding="utf-8") as f:  # the kill came before the run_end line
+        f.writelines(lines[:-1])
+    code, err = run(["--resume", run_dir], capsys)
+    assert code == 0, err
+    resumed = read_events(run_dir)
+    assert resumed[-2]["kind"] == "resume" and resumed[-2]["step"] == whole[-1]["step"]
+    assert resumed[-1]["status"] == "success" and resumed[-1]["metrics"] == whole[-1]["metrics"]

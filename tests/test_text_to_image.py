@@ -52,7 +52,10 @@ def test_lora_run_logs_its_base_model_and_metric_models(lora_run):
     tensors, _ = final_checkpoint(lora_run)
     keys = [k for k in tensors if k.startswith("model/")]
     assert keys and all(".down.weight" in k or ".up.weight" in k for k in keys), keys[:3]
-    assert any(k.startswith("optim/") for k in tensors)
+    assert not any(k.startswith("optim/") for k in tensors)  # the final checkpoint: weights alone
+    first, _ = final_checkpoint(lora_run, first=True)
+    assert {k for k in first if k.startswith("model/")} == set(keys)
+    assert any(k.startswith("optim/") for k in first)
 
 
 def test_lora_to_four_512_works_to_bundle_that_reloads_in_ppdiffusers(lora_run, tmp_path, capsys):

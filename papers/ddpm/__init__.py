@@ -235,7 +235,7 @@ class DDPMPaper(GenerativePaper):
         return Data(train=(x, y), eval={REFERENCE: (x, y)}, info={"description": what},
                     preprocess=to_model_input, augment=image_io.random_flip if dc.random_flip else None)
 
-    def train_step(self, model, optimizer, batch, amp):
+    def train_step(self, model, optimizer, batch, amp, cfg):
         import paddle
         net = getattr(model, "_layers", model)  # under paddle.DataParallel
         if net.grad_clip_norm and optimizer._grad_clip is None:

@@ -1,10 +1,13 @@
-"""Dataset files: where they live, md5 checks, atomic downloads.
+"""Dataset files: where they live, md5 checks, atomic downloads, archive members.
 
-Used by the paper plugins that read official dataset files (MNIST, CIFAR-10):
-a file that is present must have the official md5; a missing one is downloaded
-into a temporary file next to its place, checked, and only then renamed into
-place, so a failed or interrupted download never leaves a partial file. Every
-failure is one ReproError line naming the file.
+Used by the readers of official dataset files (MNIST, CIFAR-10, SST-2,
+ChnSentiCorp): a file that is present must have the official md5; a missing
+one is downloaded into a temporary file next to its place, checked, and only
+then renamed into place, so a failed or interrupted download never leaves a
+partial file. A file inside a .zip or .tar.gz is read from the archive by its
+exact name (no extraction onto disk, so no path in an archive can point
+anywhere), within a size limit, and checked against its own md5. Every failure
+is one ReproError line naming the file.
 """
 import hashlib
 import os
@@ -45,6 +48,42 @@ def ensure_file(path, url, md5, what, download, verify_md5, subdir):
     failure = _download(url, path, md5)
     if failure:
         raise ReproError(f"{what} not found: {path}, and downloading {url} failed ({failure}); {hint}")
+
+
+MAX_MEMBER = 1 << 30  # bytes: far more than any member these readers ask for
+
+
+def read_member(archive, member, md5=None):
+    """The bytes of `member` (its exact name) in a .zip or .tar.gz, checked against md5."""
+    import tarfile
+    import zipfile
+    import zlib
+    try:
+        if archive.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                try:
+                    info = z.getinfo(member)
+                except KeyError:
+                    raise ReproError(f"{archive}: no {member} in the archive") from None
+                if info.file_size > MAX_MEMBER:
+                    raise ReproError(f"{archive}: {member} is {info.file_size:,} bytes, over {MAX_MEMBER:,}")
+                data = z.read(member)
+        else:
+            with tarfile.open(archive, mode="r:*") as tar:
+                try:
+                    info = tar.getmember(member)
+                except KeyError:
+                    raise ReproError(f"{archive}: no {member} in the archive") from None
+                if not info.isfile() or info.size > MAX_MEMBER:
+                    raise ReproError(f"{archive}: {member} is not a regular file of at most {MAX_MEMBER:,} bytes")
+                data = tar.extractfile(info).read()
+    except ReproError:
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, zlib.error, RuntimeError) as e:
+        raise ReproError(f"{archive}: not a readable archive ({one_line(e)})") from None
+    if md5 and hashlib.md5(data).hexdigest() != md5:
+        raise ReproError(f"{archive}: {member} has md5 {hashlib.md5(data).hexdigest()}, not the official {md5}")
+    return data
 
 
 def md5_file(path):

@@ -1,0 +1,49 @@
+"""ChnSentiCorp (Tan Songbo, ICT CAS) as PaddleNLP distributes it: train (9,600
+reviews), dev (1,200) and test (1,200, labels not included in this release).
+
+The archive ChnSentiCorp.zip is looked for in the ``data_dir`` argument, else
+``$REPRO_DATA_DIR/chnsenticorp/``, else ``~/.cache/repro/chnsenticorp``, and
+downloaded from PaddleNLP's URL when missing; every file is md5-checked (the
+values paddlenlp/datasets/chnsenticorp.py 2.8.1 checks) and read straight from
+the archive.
+"""
+import os
+
+import numpy as np
+
+from repro.datasets.download import ensure_file, read_member, resolve_data_dir
+from repro.errors import ReproError
+
+URL = "https://bj.bcebos.com/paddlenlp/datasets/ChnSentiCorp.zip"
+ARCHIVE, ARCHIVE_MD5 = "ChnSentiCorp.zip", "7ef61b08ad10fbddf2ba97613f071561"
+FILES = {"train": ("ChnSentiCorp/train.tsv", "689360c4a4a9ce8d8719ed500ae80907"),
+         "dev": ("ChnSentiCorp/dev.tsv", "20c77cc2371634731a367996b097ec0a"),
+         "test": ("ChnSentiCorp/test.tsv", "9b4dc7d1e4ada48c645b7e938592f49c")}
+SUBDIR = "chnsenticorp"
+
+
+def read_split(split, data_dir=None, download=True):
+    """(texts, labels int64) of a split; the test split's labels are -1 (this release has none)."""
+    if split not in FILES:
+        raise ReproError(f"ChnSentiCorp split must be one of {', '.join(FILES)}, not {split!r}")
+    archive = os.path.join(resolve_data_dir(data_dir, SUBDIR), ARCHIVE)
+    ensure_file(archive, URL, ARCHIVE_MD5, "the ChnSentiCorp archive", download, True, SUBDIR)
+    member, md5 = FILES[split]
+    raw = read_member(archive, member, md5)
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ReproError(f"{archive}: {member} is not UTF-8 text") from None
+    rows = [ln.split("\t") for ln in lines[1:] if ln]
+    where = f"{archive}: {member}"
+    if split == "train":  # label, text_a
+        if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
+            raise ReproError(f"{where}: not label<TAB>text rows")
+        return [r[1] for r in rows], np.array([int(r[0]) for r in rows], np.int64)
+    if split == "dev":  # qid, label, text_a
+        if any(len(r) != 3 or r[1] not in ("0", "1") for r in rows):
+            raise ReproError(f"{where}: not qid<TAB>label<TAB>text rows")
+        return [r[2] for r in rows], np.array([int(r[1]) for r in rows], np.int64)
+    if any(len(r) != 2 for r in rows):  # qid, text_a
+        raise ReproError(f"{where}: not qid<TAB>text rows")
+    return [r[1] for r in rows], np.full(len(rows), -1, np.int64)
