@@ -22,10 +22,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+from repro import rundir  # noqa: E402
 from repro.config import load_config  # noqa: E402
 from repro.data import Batches  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
-from repro.runlog import read_events  # noqa: E402
 from repro.train import train  # noqa: E402
 
 WARMUP = 3
@@ -33,8 +33,8 @@ WARMUP = 3
 
 def harness(paper, exp, cfg):
     with tempfile.TemporaryDirectory() as tmp:
-        train(paper, exp, cfg, os.path.join(tmp, "run"), echo=False)
-        events = [e for e in read_events(os.path.join(tmp, "run")) if e["kind"] == "train"]
+        train(paper, exp, cfg, tmp, echo=False)
+        events = [e for e in rundir.read(tmp).events if e["kind"] == "train"]
     return statistics.median(e["ips"] for e in events[WARMUP:])
 
 

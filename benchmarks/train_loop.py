@@ -25,7 +25,8 @@ import paddle  # noqa: E402
 
 from repro.config import load_config  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
-from repro.train import reseed, train  # noqa: E402
+from repro.recipe import reseed  # noqa: E402
+from repro.train import train  # noqa: E402
 
 
 def bare(paper, cfg):
@@ -75,7 +76,7 @@ def main():
                 results[name] = bare(paper, cfg)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
-                    results[name] = train(paper, exp, cfg, os.path.join(tmp, "run"), echo=False)["test_acc"]
+                    results[name] = train(paper, exp, cfg, tmp, echo=False)["test_acc"]
             times[name].append(time.perf_counter() - t0)
             print(f"repeat {r + 1} {name:<8} {times[name][-1]:7.2f} s  test_acc {results[name]:.2f}", flush=True)
     if not np.isclose(results["bare"], results["harness"], rtol=0, atol=1e-9):

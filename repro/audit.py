@@ -92,10 +92,17 @@ def _recompute(run, cfg):
     if differ:
         raise ReproError(f"this machine's files are not the ones the run used ({'; '.join(differ)}); "
                          "point --local KEY=PATH at copies of them")
-    data = run.paper.data(cfg, rundir.read_artifact(run), train=False)
+    artifact, refit = rundir.read_artifact(run), None
+    if artifact is not None:
+        # what the run fitted on the training split (a vocabulary) is fitted again here from
+        # the registered config, so a run cannot bring its own (one fitted on the test split)
+        data = run.paper.data(cfg, None, train=True)
+        refit = rundir.artifact_sha256(data.artifact) == run.header["artifact_sha256"]
+    if refit is not True:
+        data = run.paper.data(cfg, artifact, train=False)
     model, _, _, _ = rundir.load_trained(run, cfg=cfg)
     metrics, samples = evaluate(run.paper, model, cfg, data)
-    return {"metrics": metrics, "samples": samples,
+    return {"metrics": metrics, "samples": samples, "artifact_refit": refit,
             "data": {s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}}
 
 

@@ -151,17 +151,26 @@ def check_config_file(run):
         raise ReproError(f"{path} is not the config its log was started with (config_hash differs)")
 
 
+def _artifact_bytes(artifact):
+    import json
+    return json.dumps(artifact, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def artifact_sha256(artifact):
+    """The sha256 artifact.json has when it holds this artifact."""
+    import hashlib
+    return hashlib.sha256(_artifact_bytes(artifact)).hexdigest()
+
+
 def write_artifact(folder, artifact):
     """artifact.json, written atomically; returns its sha256."""
-    import hashlib
-    import json
-    raw = json.dumps(artifact, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    raw = _artifact_bytes(artifact)
     path = os.path.join(folder, ARTIFACT)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(raw)
     os.replace(tmp, path)
-    return hashlib.sha256(raw).hexdigest()
+    return artifact_sha256(artifact)
 
 
 def read_artifact(run):

@@ -222,6 +222,9 @@ def _judge_recompute(run, rec, options):
         got = rec["data"].get(split)
         if got is None or got["n"] != n or (sha is not None and got["sha256"] != sha):
             problems.append(f"--recompute: the evaluation data built here for {split!r} are not the registered ones")
+    if rec.get("artifact_refit") is False:
+        problems.append(f"--recompute: {rundir.ARTIFACT} is not what the registered config fits on the training "
+                        f"split (fitted again here, its sha256 differs)")
     got, logged = rec["metrics"], run.metrics
     rtol = audit.RECOMPUTE_RTOL if options.cross_platform else 0.0
     bad = [f"{k} logged {logged.get(k)!r}, recomputed {got.get(k)!r}" for k in sorted(set(got) | set(logged))

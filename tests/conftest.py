@@ -19,8 +19,8 @@ def cli(main, argv, capsys):
     return e.value.code, out, err
 
 
-def subprocess_cli(*args, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def subprocess_cli(*args, timeout=300, env=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr
 
