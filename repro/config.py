@@ -207,7 +207,10 @@ def validate(cfg):
     for section in dataclasses.fields(cfg):
         check = getattr(getattr(cfg, section.name), "validate", None)
         if check:
-            check()
+            try:
+                check()
+            except ValueError as e:  # a plugin's own check may raise the plain kind
+                raise ReproError(str(e) if str(e).startswith("config:") else f"config: {e}") from None
     return cfg
 
 

@@ -34,22 +34,11 @@ from repro.papers.mnist1d import reference  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 
 
-def notebook_permutation(data):
-    """The 2024 notebook's spatial shuffle: np.random.seed(42), one permutation of the 40 positions."""
-    rng = np.random.RandomState(42)
-    perm = rng.permutation(40)
-    return {k: (v[:, perm] if k in ("x", "x_test") else v) for k, v in data.items()}
-
-
 def arrays(exp, permutation):
     paper = get_paper("mnist1d")
-    cfg = paper.config(exp)
-    if permutation == "notebook" and cfg.data.shuffle_seq:
-        from repro.papers.mnist1d.data import generate
-        d = notebook_permutation(generate(cfg.data.seed, False))
-    else:
-        data = paper.build_data(cfg)
-        d = {"x": data.train[0], "y": data.train[1], "x_test": data.eval["test"][0], "y_test": data.eval["test"][1]}
+    cfg = paper.config(exp, overrides=[f"data.permutation={permutation}"] if exp.endswith("_shuffled") else ())
+    data = paper.build_data(cfg)  # the harness's arrays, so both sides train on the same numbers
+    d = {"x": data.train[0], "y": data.train[1], "x_test": data.eval["test"][0], "y_test": data.eval["test"][1]}
     return cfg, d
 
 

@@ -29,6 +29,13 @@ def generate(seed=42, shuffle_seq=False):
     return arrays
 
 
+def notebook_permutation(data):
+    """The 2024 classification notebook's spatial shuffle of unshuffled arrays:
+    np.random.seed(42), then one permutation of the 40 positions for train and test."""
+    perm = np.random.RandomState(42).permutation(40)
+    return {k: (v[:, perm] if k in ("x", "x_test") else v) for k, v in data.items()}
+
+
 def load_frozen(path):
     """The authors' frozen mnist1d_data.pkl, read without executing code."""
     try:
