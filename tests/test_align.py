@@ -251,3 +251,35 @@ def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
         ref = tmodel(torch.from_numpy(x)).numpy()
     out = pmodel(paddle.to_tensor(x)).numpy()
     assert np.abs(out - ref).mean() <= 1e-6, np.abs(out - ref).mean()
+
+
+def test_drift_from_the_same_initial_weights_agrees_early_and_reports_the_difference(tmp_path, capsys):
+    """repro.align drift: both frameworks start from the reference's weights and train on
+    the harness's batches; early on they agree on every test prediction, and the summary
+    is the paired difference with its t interval."""
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    import json
+    out = str(tmp_path / "drift.jsonl")
+    code, stdout, err = cli(align_main, ["drift", "--paper", "mnist1d", "--exp", "gru", "--seeds", "0-1",
+                                         "--steps", "20", "--every", "10", "--json", out], capsys)
+    assert code == 0, err
+    lines = [json.loads(ln) for ln in open(out, encoding="utf-8")]
+    records, summary = lines[:2], lines[2]["summary"]
+    for rec in records:
+        assert [c["step"] for c in rec["curve"]] == [10, 20]
+        assert all(c["agree"] == 100.0 and c["weight_distance"] < 1e-4 for c in rec["curve"]), rec["curve"]
+        assert rec["paddle_acc"] == rec["reference_acc"]
+    assert summary["n"] == 2 and summary["difference_mean"] == 0.0
+    assert "paddle − reference (paired, n=2): +0.00" in stdout
+
+
+def test_drift_summary_is_a_paired_t_interval():
+    from repro.align.drift import summarize
+    recs = [{"seed": s, "paddle_acc": p, "reference_acc": r} for s, p, r in
+            [(0, 51.0, 53.0), (1, 52.0, 53.5), (2, 50.0, 53.0)]]
+    s = summarize(recs)
+    d = np.array([-2.0, -1.5, -3.0])
+    half = 4.302652729911275 * d.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert s["difference_mean"] == pytest.approx(d.mean())
+    assert s["ci95"] == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-6)
+    assert s["paddle_sd"] == pytest.approx(1.0) and s["reference_mean"] == pytest.approx(53.1666666, rel=1e-6)

@@ -1,4 +1,4 @@
-"""python -m repro.align {diff,ladder,convert} ...
+"""python -m repro.align {diff,ladder,convert,drift} ...
 
   diff A.npy B.npy [--method mean|max|relative] [--threshold 1e-6]
                    [--key KEY=METHOD:THRESHOLD ...] [--report diff.txt]
@@ -8,6 +8,9 @@
   convert --paper P [--exp E] --weights model.pt --out checkpoint.safetensors
       convert PyTorch weights (.pt/.pth, .npz, .safetensors) into a checkpoint
       that repro.eval reads; every unmatched, unused or mis-shaped key is listed
+  drift --paper P [--exp E] --seeds 0-9 [--steps N] [--every K] [--json FILE]
+      train the port and the reference side by side over the whole schedule from
+      the same initial weights; the paired accuracy difference with its 95% interval
 """
 import argparse
 
@@ -102,9 +105,22 @@ def main(argv=None):
         else:
             p.add_argument("--weights", required=True, help="PyTorch weights: .pt/.pth, .npz or .safetensors")
             p.add_argument("--out", required=True, help="the checkpoint to write")
+    p = sub.add_parser("drift", help="train the port and the reference side by side from the same initial "
+                                      "weights over the whole schedule (repro/align/drift.py)")
+    p.add_argument("--paper", required=True)
+    p.add_argument("--exp")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seeds", default="0-9", help="training seeds, e.g. 0-9 (default)")
+    p.add_argument("--steps", type=int, help="updates (default: the config's train.steps)")
+    p.add_argument("--every", type=int, help="evaluate every K updates (default: train.eval_every)")
+    p.add_argument("--json", metavar="FILE", help="append one JSON line per seed and a summary line to FILE")
+    p.add_argument("--verbose", action="store_true", help="print every evaluation")
     add_papers_option(ap)
     args = ap.parse_args(argv)
     use_folders(args.papers)
+    if args.cmd == "drift":
+        from repro.align import drift
+        return drift.main(args)
     return {"diff": cmd_diff, "ladder": cmd_ladder, "convert": cmd_convert}[args.cmd](args)
 
 
