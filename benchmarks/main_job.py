@@ -1,12 +1,13 @@
 """The main job against the authors' procedure, timed in the same run.
 
-    python benchmarks/main_job.py [--exp cnn] [--seeds 0 1 2 3 4] [--jobs 2]
+    python benchmarks/main_job.py [--exp cnn] [--seeds 0 1 2 3 4] [--jobs 2] [--steps N]
 
 1. the harness: `python -m repro.train --paper mnist1d --exp E --seeds ... --jobs J`
    (each seed in its own process, one thread each, then verify --recompute)
 2. the authors' procedure in PyTorch (papers/mnist1d/authors_procedure.py: the
-   same data, model, Adam and batches, no logging, checkpoints or evaluation
-   until the end), one process per seed, J at a time, one thread each
+   same data, model, Adam and batches, an evaluation every 250 steps as their
+   train.py does, no logs or checkpoints), one process per seed, J at a time,
+   one thread each
    (skipped, with the reason, where PyTorch is not installed)
 Prints both wall times and their ratio, and where one harness step's time
 goes (measured in this process: data, forward, backward, optimizer update,
@@ -83,22 +84,25 @@ def main():
     ap.add_argument("--exp", default="cnn")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--steps", type=int, help="fewer updates than the registered 8,000 (a quick look; the "
+                                              "harness's verify then says the config departs)")
     args = ap.parse_args()
     seeds = ",".join(map(str, args.seeds))
+    short = ["-o", f"train.steps={args.steps}"] if args.steps else []
     with tempfile.TemporaryDirectory() as tmp:
         harness = wall([[sys.executable, "-m", "repro.train", "--paper", "mnist1d", "--exp", args.exp, "--seeds",
-                         seeds, "--jobs", str(args.jobs), "--out", os.path.join(tmp, "cell")]], 1)
+                         seeds, "--jobs", str(args.jobs), "--out", os.path.join(tmp, "cell"), *short]], 1)
     print(f"harness: --seeds {seeds} --jobs {args.jobs}, train and verify: {harness:.1f} s")
     try:
         import torch  # noqa: F401
-        authors = wall([[sys.executable, "papers/mnist1d/authors_procedure.py", "--exp", args.exp, "--seeds", str(s)]
-                        for s in args.seeds], args.jobs)
+        authors = wall([[sys.executable, "papers/mnist1d/authors_procedure.py", "--exp", args.exp, "--seeds", str(s),
+                         *(["--steps", str(args.steps)] if args.steps else [])] for s in args.seeds], args.jobs)
         print(f"authors' procedure (PyTorch {torch.__version__}), the same seeds {args.jobs} at a time: {authors:.1f} s")
         print(f"ratio harness / authors' procedure: {harness / authors:.2f}")
     except ImportError:
         print("authors' procedure: skipped, PyTorch is not installed (pip install torch==2.13.0)")
     print(f"\nwhere one harness update of mnist1d/{args.exp} goes (ms, one thread):")
-    for k, v in breakdown(args.exp).items():
+    for k, v in breakdown(args.exp, 300 if not args.steps else 20).items():
         print(f"  {k:<30} {v:7.3f}")
 
 

@@ -16,6 +16,7 @@ package folder, so the same plugin works inside this repository and outside it.
 Nothing else in the training loop is pluggable on purpose: a paper that needs
 a different step overrides ``train_step``.
 """
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -227,6 +228,20 @@ class TextClassificationPaper(ClassificationPaper):
         return self.build_model(cfg, len(artifact["tokens"]))
 
     def data(self, cfg, artifact=None, train=True):
+        """Segmenting thousands of texts takes tens of seconds (jieba), so the result is
+        kept per process for the same data config, artifact and split choice: an audit
+        child that recomputes several runs of one paper segments once."""
+        import json
+        key = (json.dumps(dataclasses.asdict(cfg.data), sort_keys=True, default=str),
+               None if artifact is None else json.dumps(artifact, sort_keys=True), train)
+        cache = self.__dict__.setdefault("_data_cache", {})
+        if key not in cache:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[key] = self._text_data(cfg, artifact, train)
+        return cache[key]
+
+    def _text_data(self, cfg, artifact, train):
         import numpy as np
         from paddlenlp.data import Pad, Vocab
 

@@ -321,9 +321,14 @@ def add_arguments(ap):
                     help="with --recompute/--replay: where this machine keeps a file the run used by path, e.g. "
                          "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
                          "have the sha256 the run logged)")
+    ap.add_argument("--data-dir", metavar="DIR",
+                    help="with --recompute/--replay: where this machine keeps the datasets (sets REPRO_DATA_DIR: "
+                         "DIR/sst2, DIR/chnsenticorp, ...)")
 
 
 def options_from(args, progress=None):
+    if getattr(args, "data_dir", None):
+        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)  # the audit's child processes inherit it
     local = parse_local(args.local)
     protocol_of = registered
     if getattr(args, "contest", None):

@@ -106,6 +106,7 @@ def test_eval_and_predict_read_no_training_split(chn_run, monkeypatch, capsys):
         return real(self, cfg, split)
 
     monkeypatch.setattr(type(paper), "read_texts", no_train)
+    monkeypatch.setattr(paper, "_data_cache", {})  # nothing segmented earlier in this process is reused
     code, out, err = cli(eval_cli.main, [chn_run, "--json", "--lite"], capsys)
     assert code == 0, err
     assert json.loads(out) == events(chn_run)[-1]["metrics"]

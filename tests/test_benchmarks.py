@@ -1,0 +1,31 @@
+"""Every benchmark runs end to end at its smallest size, so none rots between
+measurements (their numbers are in the README, measured at full size)."""
+import os
+
+import pytest
+
+from conftest import REPO, subprocess_cli
+
+SMOKE = [
+    ("train_loop.py", "--steps", "20", "--repeats", "1"),
+    ("nlp_loop.py", "--paper", "kim_cnn", "--synthetic", "--steps", "4", "--repeats", "1"),
+    ("nlp_loop.py", "--paper", "chnsenticorp_rnn", "--exp", "bow", "--synthetic", "--steps", "4", "--repeats", "1"),
+    ("verify_log.py", "--events", "2000"),
+    ("resnet_throughput.py", "--steps", "4", "--batch", "8", "--threads", "1"),
+    ("diffusion_throughput.py", "--steps", "2", "--repeats", "1", "--size", "64", "--only", "train"),
+    ("main_job.py", "--seeds", "0", "--jobs", "1", "--steps", "30"),
+]
+
+
+def test_every_benchmark_has_a_smoke_run():
+    scripts = {f for f in os.listdir(os.path.join(REPO, "benchmarks")) if f.endswith(".py")}
+    # replay_audit.py measures shipped runs with audit checkpoints: tests/test_shipped_logs.py runs it
+    assert scripts - {"replay_audit.py"} == {s[0] for s in SMOKE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args", [(s[0], s[1:]) for s in SMOKE], ids=[" ".join(s) for s in SMOKE])
+def test_benchmark_runs(script, args):
+    code, out, err = subprocess_cli(os.path.join("benchmarks", script), *args, timeout=900)
+    assert code == 0, (out[-2000:], err[-2000:])
+    assert out.strip(), "a benchmark prints its measurements"
