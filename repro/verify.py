@@ -288,7 +288,8 @@ def print_table(rows, runs, ok, options=None):
 def report_json(rows, runs, ok, options):
     return {"ok": ok, "checked": options.assurance(), "challenge": options.challenge, "targets": rows,
             "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
-                      "warnings": r.warnings, "recomputed": r.recomputed, "replay": r.replayed}
+                      "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
+                      "replay": r.replayed}
                      for r in runs]}
 
 

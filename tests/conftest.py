@@ -94,3 +94,12 @@ def lite_run(tmp_path_factory):
         run_cli(main, ["--paper", "mnist1d", "--lite", "--out", out, "-o", "train.visualdl=false"])
     assert e.value.code == 0
     return out
+
+
+def same_platform(run_dir):
+    """Whether this machine is the platform a run was made on (CPU model and the
+    instruction sets kernels dispatch on): only then is a replay bitwise."""
+    from repro import rundir
+    from repro.env import cpu
+    env = rundir.read(run_dir).header["env"]
+    return (env.get("cpu"), env.get("cpu_isa")) == cpu()

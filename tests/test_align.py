@@ -138,6 +138,7 @@ def ladder(exp, planted=None, steps=3, out=None, overrides=()):
 
 
 @pytest.mark.parametrize("exp", ["cnn", "mlp", "gru"])
+@pytest.mark.slow
 def test_the_port_passes_the_ladder(exp, tmp_path):
     lad = ladder(exp, out=str(tmp_path))
     results = {name: res for name, res, _ in lad.results}
@@ -253,6 +254,7 @@ def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
     assert np.abs(out - ref).mean() <= 1e-6, np.abs(out - ref).mean()
 
 
+@pytest.mark.slow
 def test_drift_from_the_same_initial_weights_agrees_early_and_reports_the_difference(tmp_path, capsys):
     """repro.align drift: both frameworks start from the reference's weights and train on
     the harness's batches; early on they agree on every test prediction, and the summary

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_train_step
 
+pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
+
 from repro import checkpoint, recipe, train, verify
 from repro.compliance import LITE
 from repro.diffusion import generate, scoring

@@ -10,6 +10,8 @@ from conftest import REPO, cli
 from repro import eval as eval_cli
 from repro.compliance import LITE, check_run, load_run
 
+pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
+
 
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from conftest import cli, subprocess_cli
 from repro import eval as eval_cli
 from repro import verify
@@ -44,6 +46,7 @@ def test_verify_refuses_a_lite_run_and_says_why(lite_run, capsys):
     assert "NOT REPRODUCED" in out
 
 
+@pytest.mark.slow
 def test_visualdl_scalars_and_real_cli(tmp_path):
     out = str(tmp_path / "run")
     code, stdout, err = subprocess_cli("-m", "repro.train", "--paper", "mnist1d", "--exp", "mlp_shuffled",

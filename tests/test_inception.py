@@ -16,6 +16,7 @@ def _images(n, h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow
 def test_random_init_shapes_and_determinism():
     images = _images(3, 32, 32)
     a, b = InceptionFeatures(seed=0), InceptionFeatures(seed=0)
@@ -205,6 +206,7 @@ def _torch_fid_inception():
     return torch, model.eval()
 
 
+@pytest.mark.slow
 def test_matches_pytorch_fid_on_shared_weights(tmp_path):
     torch, ref = _torch_fid_inception()
     pth = tmp_path / "fid_inception_random.pth"

@@ -19,6 +19,7 @@ CASES = [(p, e.name) for p in load_papers().names() for e in get_paper(p).experi
 
 
 @pytest.mark.lite
+@pytest.mark.slow
 @pytest.mark.parametrize("paper_name, exp", CASES, ids=[f"{p}/{e}" for p, e in CASES])
 def test_lite_chain(paper_name, exp, tmp_path, capsys):
     run = str(tmp_path / "run")

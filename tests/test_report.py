@@ -66,6 +66,7 @@ def chromium_page_height(page, tmp_path, width=1280):
     return (int(rows[-1]) + 1 if len(rows) else 0), colors
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(lite_run, tmp_path):
     page = str(tmp_path / "review.html")
     html, md, _ = report.build([lite_run])

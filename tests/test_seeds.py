@@ -23,6 +23,7 @@ def test_seed_lists():
         parse_seeds(None, lenet, lenet.experiment())
 
 
+@pytest.mark.slow
 def test_seeds_train_in_their_own_processes_then_verify(tmp_path):
     parent = str(tmp_path / "set")
     code, out, err = subprocess_cli("-m", "repro.train", "--paper", "mnist1d", "--exp", "mlp", "--lite",
@@ -37,6 +38,7 @@ def test_seeds_train_in_their_own_processes_then_verify(tmp_path):
     assert code == 1 and "seed 0: already trained" in out and os.path.isdir(os.path.join(parent, "seed3"))
 
 
+@pytest.mark.slow
 def test_a_failing_seed_does_not_stop_the_others(tmp_path):
     parent = str(tmp_path / "set")
     os.makedirs(os.path.join(parent, "seed1"))

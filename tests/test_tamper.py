@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO, cli
+from conftest import REPO, cli, same_platform
 from repro import checkpoint, rundir, verify
 from repro.config import config_hash
 from repro.runlog import GENESIS, line_hash
@@ -26,11 +26,26 @@ FINAL = rundir.checkpoint_name(8000)
 
 
 @pytest.fixture(scope="module")
-def genuine():
+def genuine(tmp_path_factory):
     for path in GENUINE:
         if not os.path.isfile(os.path.join(path, "events.jsonl")):
             pytest.fail(f"the shipped run {path} is missing")
-    return GENUINE
+    if all(same_platform(p) for p in GENUINE):
+        return GENUINE
+    # another CPU: its replays of the shipped runs are not bitwise, so the genuine runs are
+    # made here, with the same registered recipe and seeds (about 20 s for the five)
+    from repro import train
+    from repro.errors import run_cli
+    parent = tmp_path_factory.mktemp("genuine")
+    made = []
+    for s in range(5):
+        out = str(parent / f"seed{s}")
+        with pytest.raises(SystemExit) as e:
+            run_cli(train.main, ["--paper", "mnist1d", "--exp", "logreg", "--seed", str(s), "--out", out,
+                                 "-o", "train.visualdl=false"])
+        assert e.value.code == 0
+        made.append(out)
+    return made
 
 
 def copy(src, dst):
@@ -96,7 +111,8 @@ def trained_further(path, step, how):
     from repro import recipe
     run = rundir.open_run(path)
     state = recipe.build(run.paper, run.cfg, init=False)
-    rundir.load_trained(run, step, into=state.net, optimizer=state.optimizer)
+    final = step == run.cfg.train.steps  # the final checkpoint holds the weights alone: a fresh Adam goes on
+    rundir.load_trained(run, step, into=state.net, optimizer=None if final else state.optimizer)
     if how == "test":
         x, y = state.data.eval["test"]
         for i in range(20):
@@ -107,7 +123,7 @@ def trained_further(path, step, how):
     else:
         for s in range(step + 1, step + 501):
             recipe.update(run.paper, state, run.cfg, s)
-    return checkpoint.state_tensors(state.net, state.optimizer)
+    return checkpoint.state_tensors(state.net, None if final else state.optimizer)
 
 
 def evaluate(path, tensors):
@@ -455,7 +471,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("tamper, reason, what", CASES, ids=[c[0].__name__ for c in CASES])
+@pytest.mark.parametrize("tamper, reason, what", [
+    pytest.param(*c, marks=() if c[2] == "log" else pytest.mark.slow) for c in CASES], ids=[c[0].__name__ for c in CASES])
 def test_tampering_is_rejected_with_its_reason(genuine, tmp_path, tamper, reason, what):
     p = copy(genuine[0], tmp_path / "run")
     tamper(p, genuine[1])
@@ -469,6 +486,7 @@ def test_tampering_is_rejected_with_its_reason(genuine, tmp_path, tamper, reason
     assert all("\n" not in x for x in found)  # one line each
 
 
+@pytest.mark.slow
 def test_the_forgeries_move_the_number_they_claim(genuine, tmp_path):
     """The replay-only forgeries are real: fine-tuning on the test split raises the
     test accuracy verify would otherwise accept."""

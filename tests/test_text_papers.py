@@ -29,6 +29,7 @@ for name in ("kim_cnn", "chnsenticorp_rnn"):
 """
 
 
+@pytest.mark.slow
 def test_token_data_fingerprint_the_same_in_two_processes():
     """Object arrays of token ids hash by value: two interpreters with different
     hash seeds (and so different dict orders and object addresses) agree."""
@@ -135,6 +136,7 @@ def test_predict_takes_a_sentence_and_prints_its_class_and_probability(chn_run, 
     assert re.fullmatch(rf"{REVIEW}\[0\]: class [01] ({names}) \(p=[01]\.\d{{3}}\)\n", out), out
 
 
+@pytest.mark.slow
 def test_a_moved_run_evaluates_and_predicts_in_a_fresh_process(chn_run, tmp_path):
     """Only the run directory travels: eval and predict in new interpreters, from another folder."""
     moved = str(tmp_path / "elsewhere")
@@ -147,6 +149,7 @@ def test_a_moved_run_evaluates_and_predicts_in_a_fresh_process(chn_run, tmp_path
     assert out.startswith(f"{REVIEW}[0]: class "), out
 
 
+@pytest.mark.slow
 def test_a_vocabulary_fitted_elsewhere_is_caught_by_recompute(chn_run, tmp_path, capsys):
     """A forger who swaps in another vocabulary (and re-chains the log to name its
     sha256) is caught: --recompute fits the vocabulary again from the registered

@@ -19,6 +19,8 @@ from repro.diffusion import images as image_io
 from repro.errors import ReproError
 from conftest import events as read_events
 
+pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
+
 CHINESE = "一幅山水画，橙色的天空，绿色的山"
 SHIPPED_MNIST1D_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "logs", "mnist1d", "logreg", "seed0")
 
