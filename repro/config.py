@@ -202,6 +202,21 @@ def load_config(config_class, path, lite=False, overrides=(), seed=None):
     return validate(cfg)
 
 
+@dataclass
+class TextDataConfig:
+    """The data knobs every TextClassificationPaper has (a paper subclasses it to add
+    its `source` choice and to change the defaults)."""
+    min_freq: int = 1         # tokens seen fewer times in the training split are [UNK]
+    max_len: int = 0          # tokens kept per text (0: all)
+    synthetic_train: int = 400  # sizes of the made-up splits of --lite runs
+    synthetic_dev: int = 100
+
+    def validate(self):
+        if self.min_freq < 1 or self.max_len < 0 or self.synthetic_train < 1 or self.synthetic_dev < 1:
+            raise ReproError("config: data.min_freq, data.synthetic_train and data.synthetic_dev must be >= 1, "
+                             "data.max_len >= 0")
+
+
 def validate(cfg):
     """Each section's own checks (e.g. TrainConfig.validate); returns cfg."""
     for section in dataclasses.fields(cfg):

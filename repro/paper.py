@@ -202,8 +202,9 @@ class TextClassificationPaper(ClassificationPaper):
     each batch to its longest row with paddlenlp.data.Pad. The model gets int64 ids
     [B, L] with 0 for padding; build_model(cfg, vocab_size) makes it.
 
-    The paper's config may set data.min_freq (tokens seen fewer times are [UNK])
-    and data.max_len (0: no limit)."""
+    The paper's data config subclasses repro.config.TextDataConfig: data.min_freq
+    (tokens seen fewer times are [UNK]), data.max_len (0: no limit) and the sizes
+    of the made-up splits of --lite runs (repro.data.synthetic_texts)."""
 
     train_split = "train"      # the paper's own split names
     eval_splits = ("dev",)
@@ -247,7 +248,7 @@ class TextClassificationPaper(ClassificationPaper):
 
         from repro.data import fingerprint  # noqa: F401  (object arrays hash by value there)
         dc = cfg.data
-        max_len, min_freq = getattr(dc, "max_len", 0), getattr(dc, "min_freq", 1)
+        max_len, min_freq = dc.max_len, dc.min_freq
         vocab = None if artifact is None else vocab_from(artifact)
         need_train = train or vocab is None
         train_texts, train_y = self.read_texts(cfg, self.train_split) if need_train else ([], np.zeros(0, np.int64))
@@ -273,7 +274,7 @@ class TextClassificationPaper(ClassificationPaper):
         import numpy as np
         vocab = vocab_from(artifact)
         tokens = self.tokenize(cfg, [text], vocab)[0]
-        max_len = getattr(cfg.data, "max_len", 0)
+        max_len = cfg.data.max_len
         return np.asarray(vocab.to_indices(tokens[:max_len] if max_len else tokens) or [0], np.int64)
 
     def input_spec(self, cfg):

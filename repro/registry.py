@@ -52,7 +52,7 @@ _loaded = False
 
 def plugin_paper(module, where):
     """The PAPER of an imported plugin module, checked."""
-    from repro.paper import ClassificationPaper, GenerativePaper, Paper
+    from repro.paper import ClassificationPaper, GenerativePaper, Paper, TextClassificationPaper
     paper = getattr(module, "PAPER", None)
     if not isinstance(paper, Paper):
         raise ReproError(f"{where} defines no PAPER that is a repro.paper.Paper (got {type(paper).__name__})")
@@ -60,6 +60,15 @@ def plugin_paper(module, where):
         raise ReproError(f"{where}: PAPER must be a ClassificationPaper or a GenerativePaper")
     if paper.name != module.__name__.rpartition(".")[2]:
         raise ReproError(f"{where} declares paper name {paper.name!r}; it must match its package name")
+    if isinstance(paper, TextClassificationPaper):
+        import dataclasses
+        from repro.config import TextDataConfig
+        data = next((f for f in dataclasses.fields(paper.config_class or object) if f.name == "data"), None) \
+            if dataclasses.is_dataclass(paper.config_class) else None
+        made = data.default_factory() if data is not None and data.default_factory is not dataclasses.MISSING else None
+        if not isinstance(made, TextDataConfig):
+            raise ReproError(f"{where}: a TextClassificationPaper's config needs a `data` section that subclasses "
+                             f"repro.config.TextDataConfig")
     if paper.default_experiment and paper.default_experiment not in [e.name for e in paper.experiments]:
         raise ReproError(f"{where}: default_experiment {paper.default_experiment!r} is not one of its experiments")
     return paper

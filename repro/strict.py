@@ -110,16 +110,20 @@ def loads_json(text, where):
     return value
 
 
-def read_json(path, what, max_bytes=16 << 20):
-    """A whole JSON file (a dict at the top), read strictly."""
+def read_text(path, what, max_bytes):
+    """A regular file of at most max_bytes, as UTF-8 text; a ReproError otherwise."""
     regular_file(path, what, max_bytes)
     with open(path, "rb") as f:
         raw = f.read(max_bytes + 1)
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ReproError(f"{what} {path} is not UTF-8 text") from None
-    value = loads_json(text, f"{what} {path}")
+
+
+def read_json(path, what, max_bytes=16 << 20):
+    """A whole JSON file (a dict at the top), read strictly."""
+    value = loads_json(read_text(path, what, max_bytes), f"{what} {path}")
     if not isinstance(value, dict):
         raise ReproError(f"{what} {path}: the top level must be an object, got {type(value).__name__}")
     return value
@@ -203,11 +207,4 @@ def loads_yaml(text, where):
 
 
 def read_yaml(path, what="config file", max_bytes=MAX_YAML_BYTES):
-    regular_file(path, what, max_bytes)
-    with open(path, "rb") as f:
-        raw = f.read(max_bytes + 1)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} {path} is not UTF-8 text") from None
-    return loads_yaml(text, path)
+    return loads_yaml(read_text(path, what, max_bytes), path)

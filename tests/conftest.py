@@ -103,3 +103,20 @@ def same_platform(run_dir):
     from repro.env import cpu
     env = rundir.read(run_dir).header["env"]
     return (env.get("cpu"), env.get("cpu_isa")) == cpu()
+
+
+@pytest.fixture
+def plugin_env():
+    """Plugin folders registered in a test stay in that test."""
+    saved = {k: os.environ.pop(k, None) for k in (_registry().ENV, _registry().ONLY)}
+    yield
+    for k, v in saved.items():
+        os.environ.pop(k, None)
+        if v is not None:
+            os.environ[k] = v
+    _registry()._loaded = False
+
+
+def _registry():
+    from repro import registry
+    return registry

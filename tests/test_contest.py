@@ -40,18 +40,6 @@ def git(repo, *args):
                    capture_output=True)
 
 
-@pytest.fixture
-def plugin_env():
-    """Plugin folders registered in a test stay in that test."""
-    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
-    yield
-    for k, v in saved.items():
-        os.environ.pop(k, None)
-        if v is not None:
-            os.environ[k] = v
-    registry._loaded = False
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A contestant's repository: README, requirements.txt, the plugin package, logs of seeds 0 and 1."""

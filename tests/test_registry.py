@@ -56,3 +56,22 @@ def test_every_experiment_has_config_targets_and_lite():
 def test_unknown_experiment_lists_experiments():
     with pytest.raises(ReproError, match="no experiment 'nope'; experiments: logreg, logreg_shuffled, mlp"):
         get_paper("mnist1d").experiment("nope")
+
+
+def test_a_text_plugin_needs_the_text_data_section(tmp_path, capsys, plugin_env):
+    """A TextClassificationPaper whose config has no TextDataConfig is refused when it registers, in one line."""
+    from conftest import cli
+    from repro import train
+    pkg = tmp_path / "wordy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from dataclasses import dataclass, field\n"
+        "from repro.config import TrainConfig\n"
+        "from repro.paper import TextClassificationPaper\n"
+        "@dataclass\nclass Data:\n    min_freq: int = 1\n"
+        "@dataclass\nclass Cfg:\n    data: Data = field(default_factory=Data)\n"
+        "    train: TrainConfig = field(default_factory=TrainConfig)\n"
+        "class Wordy(TextClassificationPaper):\n    name = 'wordy'\n    config_class = Cfg\n"
+        "PAPER = Wordy()\n")
+    code, _, err = cli(train.main, ["--papers", str(pkg), "--list"], capsys)
+    assert code == 2 and "subclasses repro.config.TextDataConfig" in err and len(err.strip().splitlines()) == 1, err

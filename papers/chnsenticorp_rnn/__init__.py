@@ -8,7 +8,7 @@ own, senta_word_dict.txt). See README.md here.
 """
 from dataclasses import dataclass, field
 
-from repro.config import TrainConfig, choice
+from repro.config import TextDataConfig, TrainConfig, choice
 from repro.paper import Experiment, TextClassificationPaper
 from repro.targets import Policy, Target
 
@@ -32,12 +32,10 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(TextDataConfig):
     source: str = choice("chnsenticorp", ("chnsenticorp", "synthetic"),
                          "chnsenticorp: PaddleNLP's ChnSentiCorp.zip (REPRO_DATA_DIR or --data-dir); synthetic: made-up "
                          "reviews for smoke runs")
-    min_freq: int = 1
-    max_len: int = 0  # words kept per review (0: all)
     synthetic_train: int = 384
     synthetic_dev: int = 96
 

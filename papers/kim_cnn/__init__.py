@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from repro.config import TrainConfig, choice
+from repro.config import TextDataConfig, TrainConfig, choice
 from repro.paper import Experiment, TextClassificationPaper
 from repro.targets import Policy, Target
 
@@ -33,13 +33,9 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(TextDataConfig):
     source: str = choice("sst2", ("sst2", "synthetic"), "sst2: GLUE SST-2 (REPRO_DATA_DIR or --data-dir); "
                                                         "synthetic: made-up sentences for smoke runs")
-    min_freq: int = 1
-    max_len: int = 0  # tokens kept per sentence (0: all)
-    synthetic_train: int = 400
-    synthetic_dev: int = 100
 
 
 @dataclass
