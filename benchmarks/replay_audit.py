@@ -9,14 +9,20 @@ For each run (RUNS/<exp>/seed<N>, made with train.audit_every 1000):
             those steps (the log's batch_cost), as a ratio
   storage   bytes of the checkpoints kept for the audit against the bytes of the
             run without them (the final checkpoint, the log, the config)
-  distance  every segment replayed on "another platform" (2 CPU threads instead
-            of 1: the same arithmetic, summed in another order), and forged final
-            segments (the final weights fine-tuned on the test split for 1 step at
-            lr 1e-4, for 10 steps at lr 1e-3; 100 more steps of the recipe), and a
-            clone's first segment (the same recipe from another seed's initial
-            weights): |replayed - logged| / |logged - start|, L2 over the weights.
-Prints one table per part and the largest genuine and smallest forged distance
-per experiment, side by side with verify's REPLAY_THRESHOLD.
+  verdicts  verify --cross-platform as it would run on another platform,
+            simulated by thread counts (another summation order, the same
+            mechanism as another CPU or a GPU): every segment replayed with 2
+            threads (the "other platform") and with 3 (verify's second replay
+            there, whose distance to the first is the segment's rounding spread);
+            the logged checkpoint, forged end states of the final segment (the
+            final weights fine-tuned on the test split for 1 step at lr 1e-4, for
+            10 steps at lr 1e-3; 100 more steps of the recipe) and a clone's first
+            segment (another seed's weights at its end) judged against them by
+            repro.audit.judge_segment: consistent, inconclusive (a chaotic
+            segment) or rejected. Distances are |x - y| / |logged - start|, L2.
+Prints one table per part: per experiment, how many genuine segments are
+consistent / inconclusive / rejected, their distances and spreads, and what
+becomes of each forgery.
 """
 import argparse
 import os
@@ -32,49 +38,45 @@ import numpy as np  # noqa: E402
 from repro import audit, checkpoint, recipe, rundir  # noqa: E402
 
 
-def vec(tensors):
-    return np.concatenate([np.asarray(tensors[k], np.float64).ravel() for k in sorted(tensors) if k.startswith("model/")])
-
-
-def distance(got, want, start):
-    moved = np.linalg.norm(vec(want) - vec(start))
-    return float(np.linalg.norm(vec(got) - vec(want)) / moved)
-
-
-def state_at(run, cfg, step):
-    state = recipe.build(run.paper, cfg, init=step == 0)
-    if step:
-        rundir.load_trained(run, step, into=state.net, optimizer=state.optimizer, cfg=cfg)
-    return state
-
-
-def forged_distances(run, cfg, a, b):
-    """Distances of forged end states of segment (a, b) from its logged end state."""
+def forged_states(run, cfg, b):
+    """Forged end states of the segment ending at b (the final one), as a forger makes them."""
     import paddle
-    start = rundir.read_checkpoint(run, a)[0] if a else checkpoint.state_tensors(state_at(run, cfg, 0).net)
-    want = rundir.read_checkpoint(run, b)[0]
     out = {}
     for name, steps, lr in (("test 1x1e-4", 1, 1e-4), ("test 10x1e-3", 10, 1e-3)):
-        state = state_at(run, cfg, b)
+        state = recipe.build(run.paper, cfg, init=False)
+        rundir.load_trained(run, b, into=state.net, cfg=cfg)
         opt = paddle.optimizer.Adam(learning_rate=lr, parameters=state.net.parameters())
-        x, y = state.data.eval["test"]
+        x, y = next(iter(state.data.eval.values()))
         for i in range(steps):
             xb, yb = x[i * 100:(i + 1) * 100], y[i * 100:(i + 1) * 100]
             run.paper.loss(state.net(paddle.to_tensor(state.data.prepare(xb))), paddle.to_tensor(yb)).backward()
             opt.step()
             opt.clear_grad()
-        out[name] = distance(checkpoint.state_tensors(state.net), want, start)
-    state = state_at(run, cfg, b)
-    for s in range(b + 1, b + 101):
+        out[name] = checkpoint.state_tensors(state.net)
+    # 100 more steps of the recipe, from the last full state before b
+    a = audit.segments(run)[-1][0]
+    state = recipe.build(run.paper, cfg, init=a == 0)
+    if a:
+        rundir.load_trained(run, a, into=state.net, optimizer=state.optimizer, cfg=cfg)
+    for s in range(a + 1, b + 101):
         recipe.update(run.paper, state, cfg, s)
-    out["100 more steps"] = distance(checkpoint.state_tensors(state.net), want, start)
+    out["100 more steps"] = checkpoint.state_tensors(state.net)
     return out
 
 
-def clone_distance(run, other, cfg):
-    """The first segment of `run` as a clone of `other` would present it: other's weights at 1000."""
-    start = checkpoint.state_tensors(state_at(run, cfg, 0).net)
-    return distance(rundir.read_checkpoint(other, 1000)[0], rundir.read_checkpoint(run, 1000)[0], start)
+def other_platform(run, cfg, a, b):
+    """(start, the replay with 2 threads, the jittered replay with 2 threads): verify
+    --cross-platform on a machine that sums in another order than the run's."""
+    recipe.set_threads(2)
+    start, r2, _ = audit._train_segment(run, cfg, a, b)
+    _, jittered, _ = audit._train_segment(run, cfg, a, b, jitter=audit.JITTER)
+    recipe.set_threads(1)
+    return start, r2, jittered
+
+
+def verdict(distance, spread):
+    why = audit.judge_segment({"exact": False, "distance": distance, "spread": spread}, True)
+    return "consistent" if why is None else ("inconclusive" if why.startswith("inconclusive") else "rejected")
 
 
 def main():
@@ -84,33 +86,40 @@ def main():
                                                    "cnn_shuffled", "gru_shuffled"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     args = ap.parse_args()
-    cost_rows, storage_rows, dist_rows = [], [], []
+    cost_rows, storage_rows, genuine_rows, forged_rows = [], [], [], []
     for exp in args.exps:
-        genuine, forged = [], {}
         for seed in args.seeds:
             run = rundir.open_run(os.path.join(args.runs, exp, f"seed{seed}"))
             cfg = audit._config(run, {})
             batch_cost = statistics.mean(e["batch_cost"] for e in run.events if e["kind"] == "train")
-            for a, b in audit.segments(run):
+            segs = audit.segments(run)
+            for a, b in segs:
                 recipe.set_threads(1)
                 t0 = time.perf_counter()
                 seg = audit._replay(run, cfg, a, b)
                 replay_s = time.perf_counter() - t0
                 assert seg["exact"], (run.path, a, b)
                 cost_rows.append((exp, seed, f"{a}->{b}", replay_s, batch_cost * (b - a)))
-                recipe.set_threads(2)
-                genuine.append(audit._replay(run, cfg, a, b)["distance"])
-            recipe.set_threads(1)
-            segs = audit.segments(run)
-            for name, d in forged_distances(run, cfg, *segs[-1]).items():
-                forged.setdefault(name, []).append(d)
-            other = rundir.open_run(os.path.join(args.runs, exp, f"seed{args.seeds[(args.seeds.index(seed) + 1) % len(args.seeds)]}"))
-            forged.setdefault("clone (first segment)", []).append(clone_distance(run, other, cfg))
+                start, r2, r3 = other_platform(run, cfg, a, b)
+                want = rundir.read_checkpoint(run, b)[0]
+                spread = audit._distance(r3, r2, start, want)
+                d = audit._distance(r2, want, start, want)
+                genuine_rows.append((exp, d, spread, verdict(d, spread)))
+                if b == segs[-1][1]:
+                    for name, forged in forged_states(run, cfg, b).items():
+                        fd = audit._distance(r2, forged, start, forged)
+                        forged_rows.append((exp, name, fd, spread, verdict(fd, spread)))
+                if a == 0:
+                    other = rundir.open_run(os.path.join(
+                        args.runs, exp, f"seed{args.seeds[(args.seeds.index(seed) + 1) % len(args.seeds)]}"))
+                    if other.path != run.path:
+                        cloned = rundir.read_checkpoint(other, b)[0]
+                        fd = audit._distance(r2, cloned, start, cloned)
+                        forged_rows.append((exp, "clone (first segment)", fd, spread, verdict(fd, spread)))
             kept = sum(os.path.getsize(os.path.join(run.path, rundir.checkpoint_name(s))) for s in run.kept_steps()[:-1])
             rest = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(run.path) for f in fs) - kept
             storage_rows.append((exp, seed, kept, rest))
             print(f"{exp} seed {seed}: done", file=sys.stderr, flush=True)
-        dist_rows.append((exp, genuine, forged))
 
     print("\ncost: replaying a segment vs training it (same steps, same thread count)")
     print(f"{'experiment':<16} {'replay s/segment':>17} {'training s/segment':>19} {'ratio':>6}")
@@ -128,13 +137,27 @@ def main():
         k, r = statistics.mean(x[2] for x in rows), statistics.mean(x[3] for x in rows)
         print(f"{exp:<16} {k:>12,.0f} {r:>11,.0f} {k / r:>6.2f}")
 
-    print(f"\ndistance |replayed - logged| / |logged - start|; verify's threshold {audit.REPLAY_THRESHOLD:g}")
-    print(f"{'experiment':<16} {'genuine, 2 threads: median':>27} {'max':>9} {'> threshold':>12}   forged (min over seeds)")
-    for exp, genuine, forged in dist_rows:
-        over = sum(d > audit.REPLAY_THRESHOLD for d in genuine)
-        fs = "  ".join(f"{k} {min(v):.1e}" for k, v in forged.items())
-        print(f"{exp:<16} {statistics.median(genuine):>27.1e} {max(genuine):>9.1e} {over:>5}/{len(genuine):<6}   {fs}")
-
+    print(f"\nverify --cross-platform, simulated (2 threads vs the run's 1; spread: jittered vs plain); "
+          f"consistent when distance <= {audit.MARGIN:g} x spread and spread <= {audit.CHAOS_LIMIT:g}")
+    print(f"{'experiment':<16} {'genuine: consistent/inconclusive/rejected':>42} {'distance median':>16} "
+          f"{'spread median':>14} {'max distance/spread':>20}")
+    for exp in args.exps:
+        rows = [r for r in genuine_rows if r[0] == exp]
+        n = {v: sum(r[3] == v for r in rows) for v in ("consistent", "inconclusive", "rejected")}
+        ratio = max((r[1] / r[2] if r[2] > 0 else float("inf")) for r in rows)
+        print(f"{exp:<16} {n['consistent']:>28}/{n['inconclusive']}/{n['rejected']:<11} "
+              f"{statistics.median(r[1] for r in rows):>16.1e} {statistics.median(r[2] for r in rows):>14.1e} "
+              f"{ratio:>20.1f}")
+    print(f"\nforgeries judged the same way (per experiment and kind: verdicts, smallest distance)")
+    kinds = sorted({r[1] for r in forged_rows})
+    print(f"{'experiment':<16} " + "  ".join(f"{k:>30}" for k in kinds))
+    for exp in args.exps:
+        cells = []
+        for k in kinds:
+            rows = [r for r in forged_rows if r[0] == exp and r[1] == k]
+            tags = ",".join(r[4][:4] for r in rows)
+            cells.append(f"{tags} {min(r[2] for r in rows):.1e}" if rows else "-")
+        print(f"{exp:<16} " + "  ".join(f"{c:>30}" for c in cells))
 
 if __name__ == "__main__":
     main()

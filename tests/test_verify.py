@@ -144,3 +144,43 @@ def test_table_output(tmp_path, capsys):
     assert code == 0
     assert "mnist1d/cnn" in out and "94.00 ± 0.00 [94.00, 94.00]" in out and "PASS" in out
     assert "1 of 1 targets reached, 5 of 5 runs count (checked: logs): REPRODUCED" in out
+
+
+def test_cross_platform_replay_is_judged_against_its_own_rounding_spread():
+    """Same platform: bitwise or nothing. Across platforms: the logged end within MARGIN
+    times what rounding alone does to the segment here, and only on a calm segment;
+    a chaotic segment is inconclusive, never a pass."""
+    from repro.audit import CHAOS_LIMIT, MARGIN, judge_segment
+    calm = CHAOS_LIMIT / 100
+    assert judge_segment({"exact": True, "distance": 0.0}, False) is None
+    assert "bitwise equality" in judge_segment({"exact": False, "distance": 1e-9}, False)
+    assert judge_segment({"exact": False, "distance": calm * MARGIN * 0.9, "spread": calm}, True) is None
+    assert "does not give the logged checkpoint" in judge_segment(
+        {"exact": False, "distance": calm * MARGIN * 1.1, "spread": calm}, True)
+    assert judge_segment({"exact": False, "distance": 1e-3, "spread": CHAOS_LIMIT * 2}, True).startswith("inconclusive")
+    assert judge_segment({"exact": False, "distance": 1e-3}, True).startswith("inconclusive")  # no spread measured
+
+
+@pytest.mark.slow
+def test_cross_platform_replay_rejects_a_forgery_on_a_calm_segment(tmp_path, capsys):
+    """A lite logistic regression whose final weights were nudged toward the test split
+    (and the log re-chained): on the same platform the replay is not bitwise; with
+    --cross-platform the replay here, its jittered twin and the forged end are compared,
+    and the forgery stands far outside the rounding spread."""
+    import numpy as np
+    from repro import rundir, train
+    from test_tamper import forge
+    run = str(tmp_path / "run")
+    assert cli(train.main, ["--paper", "mnist1d", "--exp", "logreg", "--lite", "--out", run,
+                            "-o", "train.visualdl=false"], capsys)[0] == 0
+    r = rundir.open_run(run)
+    final = max(r.checkpoints())
+    tensors = rundir.read_checkpoint(r, final)[0]
+    nudged = {k: (v * np.float32(1.01) if k.startswith("model/") else v) for k, v in tensors.items()}
+    forge(run, r.events, {final: nudged})
+    code, out, _ = cli(verify.main, [run, "--json", "--replay", "9", "--cross-platform"], capsys)
+    (res,) = json.loads(out)["runs"]
+    last = [p for p in res["problems"] if p.startswith(f"replay ") and f"->{final}:" in p]
+    assert last and "does not give the logged checkpoint" in last[0], res["problems"]
+    others = [s for s in res["replay"] if s["b"] != final]
+    assert others and all(s["exact"] for s in others)  # the untouched segments replay bitwise here
