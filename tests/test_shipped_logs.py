@@ -64,11 +64,14 @@ def verdicts(report):
 
 @pytest.mark.slow
 def test_mnist1d_recompute_and_replay_give_the_readme_verdicts(capsys):
-    """verify --recompute --replay 2 (the first and the last segment of every run); bitwise on
-    the machine the runs were made on, within verify's tolerances elsewhere."""
+    """verify --recompute --replay 2 (the first and the last segment of every run), bitwise,
+    on the machine the runs were made on; elsewhere --recompute --cross-platform."""
     here = all(same_platform(p) for p in MNIST1D)
-    args = [os.path.join(LOGS, "mnist1d"), "--json", "--recompute", "--replay", "2", "--jobs", "2", "--challenge", "ci"]
-    code, out, _ = cli(verify.main, args + ([] if here else ["--cross-platform"]), capsys)
+    args = [os.path.join(LOGS, "mnist1d"), "--json", "--recompute", "--jobs", "2"]
+    # elsewhere the CNN's and MLP's 1,000-step segments are chaotic: a cross-platform replay
+    # of them is inconclusive by design (README), so only the recompute is checked there
+    args += ["--replay", "2", "--challenge", "ci"] if here else ["--cross-platform"]
+    code, out, _ = cli(verify.main, args, capsys)
     report = json.loads(out)
     want = {k: v for k, v in readme_verdicts().items() if k.startswith("mnist1d/")}
     assert verdicts(report) == want
