@@ -10,12 +10,12 @@ from repro import train, verify
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--paper", "nope"], "unknown paper 'nope'; registered: ddpm, dreambooth, lenet5, mnist1d, resnet_cifar, sd_lora"),
+    (["--paper", "nope"], "unknown paper 'nope'; registered: chnsenticorp_rnn, ddpm, dreambooth, kim_cnn, lenet5, mnist1d, resnet_cifar, sd_lora"),
     (["--paper", "mnist1d", "--exp", "resnet"], "no experiment 'resnet'; experiments: logreg"),
     (["--paper", "mnist1d", "-o", "train.lrr=1"], "unknown key 'train.lrr'"),
     (["--paper", "mnist1d", "-o", "train.lr=fast"], "train.lr must be float, got str 'fast'"),
     (["--paper", "mnist1d", "-o", "model.arch=vit"], "model.arch must be one of logreg, mlp, cnn, gru"),
-    ([], "--paper is required; registered: ddpm, dreambooth, lenet5, mnist1d, resnet_cifar, sd_lora"),
+    ([], "--paper is required; registered: chnsenticorp_rnn, ddpm, dreambooth, kim_cnn, lenet5, mnist1d, resnet_cifar, sd_lora"),
     (["--resume", "/nonexistent/run"], "no such run directory"),
 ])
 def test_train_bad_input(argv, message, capsys):

@@ -22,16 +22,15 @@ def under(*folders):
 MNIST1D, MNIST1D_CALIBRATION = under("mnist1d"), under("mnist1d_calibration")
 NLP = under("kim_cnn", "chnsenticorp_rnn")
 NLP_CALIBRATION = under("kim_cnn_calibration", "chnsenticorp_rnn_calibration")
-PROTOCOL = under("mnist1d_protocol")  # the 2024 notebook's permutation, measured with the harness (issue 17)
 CELLS = {"mnist1d": 8, "kim_cnn": 1, "chnsenticorp_rnn": 3}
 
 
 def test_there_are_shipped_runs():
     assert len(MNIST1D) == 40 and len(MNIST1D_CALIBRATION) == 40  # 8 cells x seeds 0-4 / 100-104
-    assert len(under("kim_cnn")) == 3 and len(under("chnsenticorp_rnn")) == 9  # seeds 0-2 of each cell
-    assert len(under("kim_cnn_calibration")) == 2 and len(under("chnsenticorp_rnn_calibration")) == 8
-    assert len(PROTOCOL) == 20  # 4 shuffled cells x seeds 0-4
-    assert set(SHIPPED) == set(MNIST1D + MNIST1D_CALIBRATION + NLP + NLP_CALIBRATION + PROTOCOL)
+    # seeds 0-2 of each NLP cell but the Bi-LSTM, not yet run (papers/chnsenticorp_rnn/README.md)
+    assert len(under("kim_cnn")) == 3 and len(under("chnsenticorp_rnn")) == 6
+    assert len(under("kim_cnn_calibration")) == 2 and len(under("chnsenticorp_rnn_calibration")) == 6
+    assert set(SHIPPED) == set(MNIST1D + MNIST1D_CALIBRATION + NLP + NLP_CALIBRATION)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[os.path.relpath(p, LOGS) for p in SHIPPED])
@@ -42,11 +41,11 @@ def test_shipped_run_passes_every_log_check(path):
         # are not judged), so the audit the targets require is all they lack
         assert len(run.problems) == 1 and "requires the replay audit" in run.problems[0], run.problems
     elif path in NLP_CALIBRATION:
-        # the NLP calibration runs ship their logs without checkpoints (10-19 MB each)
-        assert len(run.problems) == 1 and "checkpoint not found" in run.problems[0], run.problems
-    elif path in PROTOCOL:
-        assert any("data.permutation=notebook (registered shuffle_seq)" in p for p in run.problems), run.problems
-        assert all("data.permutation" in p or "requires the replay audit" in p for p in run.problems), run.problems
+        # the NLP calibration runs ship their logs without checkpoints (10-19 MB each); ChnSentiCorp's
+        # were made before the tolerance they set existed, so their headers hold the old one
+        assert any("checkpoint not found" in p for p in run.problems), run.problems
+        assert all("checkpoint not found" in p or "dev_acc tolerance 1.0 (registered" in p
+                   for p in run.problems), run.problems
     else:
         assert run.problems == []
 
