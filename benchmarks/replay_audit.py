@@ -69,7 +69,7 @@ def other_platform(run, cfg, a, b):
     --cross-platform on a machine that sums in another order than the run's."""
     recipe.set_threads(2)
     start, r2, _ = audit._train_segment(run, cfg, a, b)
-    _, jittered, _ = audit._train_segment(run, cfg, a, b, jitter=audit.JITTER)
+    _, jittered, _ = audit._train_segment(run, cfg, a, b, jitter=True)
     recipe.set_threads(1)
     return start, r2, jittered
 

@@ -21,6 +21,7 @@ sys.path.insert(0, REPO)
 
 from repro.compliance import check_run, load_run  # noqa: E402
 from repro.config import config_hash  # noqa: E402
+from repro import rundir  # noqa: E402
 from repro.runlog import RunLog  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def make_log(run_dir, n_events):
     head["lite"] = False
     run = os.path.join(run_dir, "big")
     os.makedirs(run)
-    log = RunLog(run, echo=None)
+    log = RunLog(os.path.join(run, rundir.EVENTS), os.path.join(run, rundir.TEXT), echo=None)
     log.event("run_start", **{k: v for k, v in head.items() if k not in ("seq", "time", "kind", "prev")})
     metrics = {"test_loss": 1.5, "test_acc": 31.5}
     for step in range(1, n_events - 3):
@@ -57,8 +58,8 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = make_log(tmp, args.events)
-        n = sum(1 for _ in open(os.path.join(run, "events.jsonl")))
-        size = os.path.getsize(os.path.join(run, "events.jsonl")) / 1e6
+        n = sum(1 for _ in open(os.path.join(run, rundir.EVENTS)))
+        size = os.path.getsize(os.path.join(run, rundir.EVENTS)) / 1e6
         t0 = time.perf_counter()
         r = check_run(load_run(run))
         t_checks = time.perf_counter() - t0

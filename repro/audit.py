@@ -13,8 +13,9 @@ bitwise. Across platforms it cannot be: rounding differs, and training amplifies
 it, by how much depends on the segment (measured in benchmarks/replay_audit.py:
 a 1,000-step MNIST-1D CNN segment replayed with two threads instead of one ends
 a whole segment's movement away; a logistic regression 1e-5). So --cross-platform
-replays each segment twice here, once as the recipe says and once with every
-update jittered by float32 rounding's relative size (JITTER), and judges the
+replays each segment twice here, once as the recipe says and once with each
+update's result rounded the other way at random (a float32 step, half the
+weights the update changed, every step), and judges the
 logged checkpoint against the spread of the two: within MARGIN times it, on a
 segment calm enough for a forgery to stand out (spread at most CHAOS_LIMIT), it
 is consistent; on a chaotic segment the audit is inconclusive and says so, since
@@ -45,7 +46,6 @@ from repro.errors import ReproError
 # benchmarks/replay_audit.py (fine-tuning on the test split for 10 steps: 2.7e-2 and more).
 MARGIN = 10.0
 CHAOS_LIMIT = 1e-4
-JITTER = 2.0 ** -24  # the second replay's deliberate rounding noise, relative to each update
 # --cross-platform: recomputed metrics within this relative difference of the logged ones.
 RECOMPUTE_RTOL = 1e-3
 
@@ -119,11 +119,13 @@ def _recompute(run, cfg):
             "data": {s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}}
 
 
-def _train_segment(run, cfg, a, b, jitter=0.0):
+def _train_segment(run, cfg, a, b, jitter=False):
     """(start tensors, end tensors, model) of re-training steps a+1..b with the registered
-    recipe. jitter > 0 rounds differently on purpose: every update of every weight is
-    scaled by 1 + u, u uniform in [-jitter, jitter] (drawn after the update's own random
-    numbers), as if its sums had been rounded in another order."""
+    recipe. jitter=True rounds differently on purpose: after every update, each weight the
+    update changed is stored one float32 step (ulp) up or down, at random, half of the time,
+    as another summation order would have rounded it. The draws come from their own
+    generator (seeded by the segment), never from Paddle's."""
+    import numpy as np
     import paddle
     from repro import checkpoint, recipe, rundir
     state = recipe.build(run.paper, cfg, init=a == 0, artifact=rundir.read_artifact(run))
@@ -132,14 +134,18 @@ def _train_segment(run, cfg, a, b, jitter=0.0):
     else:
         _, start, meta, _ = rundir.load_trained(run, a, into=state.net, optimizer=state.optimizer, cfg=cfg)
         state.amp.load_state(meta.get("amp_scaler"))
-    params = [p for p in state.net.parameters() if not p.stop_gradient]
+    params = [p for p in state.net.parameters() if not p.stop_gradient and p.dtype == paddle.float32]
+    rng = np.random.default_rng([a, b])
     for step in range(a + 1, b + 1):
-        before = [p.clone() for p in params] if jitter else None
+        before = [p.numpy() for p in params] if jitter else None
         recipe.update(run.paper, state, cfg, step)
         if jitter:
             with paddle.no_grad():
                 for p, p0 in zip(params, before):
-                    p.set_value(p0 + (p - p0) * (1 + jitter * (2 * paddle.rand(p.shape, dtype=p.dtype) - 1)))
+                    x = p.numpy()
+                    toward = np.where(rng.random(x.shape) < 0.5, np.float32(np.inf), np.float32(-np.inf))
+                    flip = (x != p0) & (rng.random(x.shape) < 0.5)
+                    p.set_value(np.where(flip, np.nextafter(x, toward), x))
     got = checkpoint.state_tensors(state.net, state.optimizer)
     if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
         got = {k: v for k, v in got.items() if k.startswith("model/")}
@@ -171,7 +177,7 @@ def _replay(run, cfg, a, b, cross_platform=False, threads=1):
     out["distance"] = _distance(got, want, start, want)
     if cross_platform and not out["exact"]:
         # the same segment rounded differently on purpose: how far rounding alone carries it
-        _, other, _ = _train_segment(run, cfg, a, b, jitter=JITTER)
+        _, other, _ = _train_segment(run, cfg, a, b, jitter=True)
         out["spread"] = _distance(other, got, start, want)
     out["seconds"] = round(time.perf_counter() - t0, 3)
     return out

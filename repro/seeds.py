@@ -59,16 +59,18 @@ class _Seed:
         except OSError:
             return
         import json
+        train = evaluated = False  # the newest of each in the tail
         for line in reversed(tail):
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if ev.get("kind") == "train" and not self.steps:
-                self.step, self.steps = ev.get("step", 0), ev.get("steps", 0)
-            if ev.get("kind") == "eval" and self.acc is None:
-                self.acc = next((v for k, v in (ev.get("metrics") or {}).items() if k.endswith("acc")), None)
-            if self.steps and self.acc is not None:
+            if ev.get("kind") == "train" and not train:
+                self.step, self.steps, train = ev.get("step", 0), ev.get("steps", 0), True
+            if ev.get("kind") == "eval" and not evaluated:
+                acc = next((v for k, v in (ev.get("metrics") or {}).items() if k.endswith("acc")), None)
+                self.acc, evaluated = (acc, True) if acc is not None else (self.acc, evaluated)
+            if train and evaluated:
                 break
 
 
@@ -120,6 +122,7 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
             j.poll_log()
             code = j.proc.poll()
             if code is not None:
+                j.poll_log()  # the run's last lines, written after the poll above
                 j.err.close()
                 j.state = "done" if code == 0 else "failed"
                 if code == 0:

@@ -7,7 +7,7 @@ from conftest import cli, events, subprocess_cli
 from repro import train
 from repro.errors import ReproError
 from repro.registry import get_paper
-from repro.seeds import parse_seeds
+from repro.seeds import _Seed, _status, parse_seeds
 
 
 def test_seed_lists():
@@ -21,6 +21,28 @@ def test_seed_lists():
     lenet = get_paper("lenet5")
     with pytest.raises(ReproError, match="pin no seeds"):
         parse_seeds(None, lenet, lenet.experiment())
+
+
+def test_progress_follows_the_log(tmp_path):
+    """Each poll shows the newest step and accuracy the run has logged, not the first ones."""
+    import json
+    job = _Seed(0, str(tmp_path))
+    log = tmp_path / "events.jsonl"
+
+    def add(step, acc):
+        with open(log, "a") as f:
+            f.write(json.dumps({"kind": "train", "step": step, "steps": 1000}) + "\n")
+            f.write(json.dumps({"kind": "eval", "step": step, "metrics": {"test_loss": 1.0, "test_acc": acc}}) + "\n")
+    add(250, 71.0)
+    job.poll_log()
+    assert (job.step, job.steps, job.acc) == (250, 1000, 71.0)
+    for step in range(260, 760, 10):
+        add(step, step / 10)
+    job.poll_log()
+    assert (job.step, job.acc) == (750, 75.0)
+    job.state, job.started = "running", 0.0
+    lines = _status([job], 0.0, 75.0)  # 750 steps in 75 s: 250 left, about 25 s
+    assert "750/1000  acc 75.0" in lines[0] and "0:00:25 left" in lines[-1], lines
 
 
 @pytest.mark.slow

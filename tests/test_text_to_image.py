@@ -177,9 +177,9 @@ def test_submit_refuses_images_of_another_checkpoint(lora_run, tmp_path, capsys)
 
 
 def test_pretrained_directory_checks(tmp_path, capsys):
-    tiny = pretrained.resolve_pretrained(tiny.TINY_SD)
+    source = pretrained.resolve_pretrained(tiny.TINY_SD)
     broken = tmp_path / "sd"
-    shutil.copytree(tiny, broken)
+    shutil.copytree(source, broken)
     os.remove(broken / "unet" / "diffusion_paddle_model.safetensors")
     os.remove(broken / "tokenizer" / "merges.txt")
     code, _, err = cli(train.main, ["--paper", "sd_lora", "--lite", "--pretrained", str(broken),
