@@ -123,8 +123,9 @@ def _train_segment(run, cfg, a, b, jitter=False):
     """(start tensors, end tensors, model) of re-training steps a+1..b with the registered
     recipe. jitter=True rounds differently on purpose: after every update, each weight the
     update changed is stored one float32 step (ulp) up or down, at random, half of the time,
-    as another summation order would have rounded it. The draws come from their own
-    generator (seeded by the segment), never from Paddle's."""
+    as another summation order would have rounded it (float32 weights; others, as under
+    AMP O2, are replayed as the recipe says). The draws come from their own generator
+    (seeded by the segment), never from Paddle's."""
     import numpy as np
     import paddle
     from repro import checkpoint, recipe, rundir

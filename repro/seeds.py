@@ -69,7 +69,8 @@ class _Seed:
                 self.step, self.steps, train = ev.get("step", 0), ev.get("steps", 0), True
             if ev.get("kind") == "eval" and not evaluated:
                 acc = next((v for k, v in (ev.get("metrics") or {}).items() if k.endswith("acc")), None)
-                self.acc, evaluated = (acc, True) if acc is not None else (self.acc, evaluated)
+                if acc is not None:
+                    self.acc, evaluated = acc, True
             if train and evaluated:
                 break
 

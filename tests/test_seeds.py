@@ -4,7 +4,7 @@ import os
 import pytest
 
 from conftest import cli, events, subprocess_cli
-from repro import train
+from repro import rundir, train
 from repro.errors import ReproError
 from repro.registry import get_paper
 from repro.seeds import _Seed, _status, parse_seeds
@@ -27,7 +27,7 @@ def test_progress_follows_the_log(tmp_path):
     """Each poll shows the newest step and accuracy the run has logged, not the first ones."""
     import json
     job = _Seed(0, str(tmp_path))
-    log = tmp_path / "events.jsonl"
+    log = tmp_path / rundir.EVENTS
 
     def add(step, acc):
         with open(log, "a") as f:

@@ -24,17 +24,20 @@ import argparse
 import json
 import os
 import statistics
+import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+from repro import rundir  # noqa: E402  (reads logs only; imports no Paddle)
+from repro.errors import ReproError  # noqa: E402
 SEEDS = range(5)
 STEPS = (6000, 8000)
 
 
 def harness_curve(run_dir):
-    """{step: test_acc} of a run's evaluations, from its events.jsonl."""
-    with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
-        events = [json.loads(line) for line in f]
-    return {e["step"]: e["metrics"]["test_acc"] for e in events if e["kind"] == "eval"}
+    """{step: test_acc} of a run's evaluations, from its log (read as verify reads it)."""
+    return {e["step"]: e["metrics"]["test_acc"] for e in rundir.read(run_dir).events if e["kind"] == "eval"}
 
 
 def authors_curves(path, exp):
@@ -64,16 +67,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--logs", default=os.path.join(REPO, "logs"))
     args = ap.parse_args()
-    authors = os.path.join(args.logs, "mnist1d_authors")
+    try:
+        table(args.logs)
+    except (ReproError, OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"error: {args.logs}: cannot read the shipped runs or results ({type(e).__name__}: {e})")
+
+
+def table(logs):
+    authors = os.path.join(logs, "mnist1d_authors")
     print(f"{'cell':<14} {'permutation':<12} {'framework':<22} " + " ".join(f"{'step ' + str(s):>15}" for s in STEPS))
     for exp in ("cnn_shuffled", "gru_shuffled"):
         for perm in ("shuffle_seq", "notebook"):
             if perm == "shuffle_seq":
-                ours = os.path.join(args.logs, "mnist1d", exp)
+                ours = os.path.join(logs, "mnist1d", exp)
                 theirs = (os.path.join(authors, "drift_gru_shuffled.jsonl") if exp == "gru_shuffled"
                           else os.path.join(authors, f"results_{exp}.jsonl"))
             else:
-                ours = os.path.join(args.logs, "mnist1d_protocol", f"{exp}-notebook")
+                ours = os.path.join(logs, "mnist1d_protocol", f"{exp}-notebook")
                 theirs = os.path.join(authors, f"results_{exp}-notebook.jsonl")
             rows = [("this harness (Paddle)", [harness_curve(os.path.join(ours, f"seed{s}")) for s in SEEDS])]
             by_seed = authors_curves(theirs, exp)
