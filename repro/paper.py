@@ -210,9 +210,21 @@ class TextClassificationPaper(ClassificationPaper):
     eval_splits = ("dev",)
     class_names = ()           # e.g. ("negative", "positive"), for repro.predict
 
+    synthetic_chinese = False  # made-up texts of --lite runs in Chinese (no spaces between words)
+
     def read_texts(self, cfg, split):
-        """(list of texts, int64 labels) of one split."""
+        """(list of texts, int64 labels) of one split; for made-up data (a --lite run),
+        return self.synthetic_split(cfg, split)."""
         raise NotImplementedError
+
+    def synthetic_split(self, cfg, split):
+        """Made-up labelled texts for one split (repro.data.synthetic_texts): the training
+        split has data.synthetic_train of them, any other data.synthetic_dev, each
+        split its own fixed sentences."""
+        from repro.data import synthetic_texts
+        train = split == self.train_split
+        n = cfg.data.synthetic_train if train else cfg.data.synthetic_dev
+        return synthetic_texts(n, seed=1 if train else 2, chinese=self.synthetic_chinese)
 
     def tokenize(self, cfg, texts, vocab=None):
         """Token lists of the texts (vocab: the fitted Vocab, None while fitting it);

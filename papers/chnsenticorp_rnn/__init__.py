@@ -68,13 +68,11 @@ class ChnSentiCorpRNN(TextClassificationPaper):
     config_dir = "../../configs/chnsenticorp_rnn"
     train_split, eval_splits = "train", ("dev",)
     class_names = ("negative", "positive")
+    synthetic_chinese = True
 
     def read_texts(self, cfg, split):
-        dc = cfg.data
-        if dc.source == "synthetic":
-            from repro.data import synthetic_texts
-            n = dc.synthetic_train if split == "train" else dc.synthetic_dev
-            return synthetic_texts(n, seed=1 if split == "train" else 2, chinese=True)
+        if cfg.data.source == "synthetic":
+            return self.synthetic_split(cfg, split)
         from repro.datasets import chnsenticorp
         return chnsenticorp.read_split(split)
 

@@ -61,11 +61,8 @@ class KimCNN(TextClassificationPaper):
     class_names = ("negative", "positive")
 
     def read_texts(self, cfg, split):
-        dc = cfg.data
-        if dc.source == "synthetic":
-            from repro.data import synthetic_texts
-            n = dc.synthetic_train if split == "train" else dc.synthetic_dev
-            return synthetic_texts(n, seed=1 if split == "train" else 2)
+        if cfg.data.source == "synthetic":
+            return self.synthetic_split(cfg, split)
         from repro.datasets import sst2
         return sst2.read_split(split)
 
