@@ -219,8 +219,8 @@ class TextClassificationPaper(ClassificationPaper):
 
     def synthetic_split(self, cfg, split):
         """Made-up labelled texts for one split (repro.data.synthetic_texts): the training
-        split has data.synthetic_train of them, any other data.synthetic_dev, each
-        split its own fixed sentences."""
+        split has data.synthetic_train of them, any other data.synthetic_dev; the same
+        sentences every time (evaluation splits share theirs)."""
         from repro.data import synthetic_texts
         train = split == self.train_split
         n = cfg.data.synthetic_train if train else cfg.data.synthetic_dev
