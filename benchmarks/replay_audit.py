@@ -98,8 +98,7 @@ def main():
                 t0 = time.perf_counter()
                 seg = audit._replay(run, cfg, a, b)
                 replay_s = time.perf_counter() - t0
-                # bitwise only on the platform the run was made on (CPU model and instruction sets)
-                if (run.header["env"].get("cpu"), run.header["env"].get("cpu_isa")) == env.cpu():
+                if env.same_cpu(run.header["env"]):  # bitwise only on the CPU the run was made on
                     assert seg["exact"], (run.path, a, b)
                 cost_rows.append((exp, seed, f"{a}->{b}", replay_s, batch_cost * (b - a)))
                 start, r2, r3 = other_platform(run, cfg, a, b)

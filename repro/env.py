@@ -135,6 +135,15 @@ def cpu():
         pass
     return model, ",".join(f for f in ISA if f in flags)
 
+def run_cpu(run_env):
+    """(model name, instruction sets) a run's header env records."""
+    return run_env.get("cpu"), run_env.get("cpu_isa")
+
+
+def same_cpu(run_env):
+    """Whether this machine is the CPU a run was made on: only then is a replay bitwise."""
+    return run_cpu(run_env) == cpu()
+
 
 def environment(threads=1):
     import paddle

@@ -199,11 +199,11 @@ def _platform(run, options):
     """Why bitwise equality may not hold here: another CPU, or several processes."""
     if options.cross_platform:
         return ""
-    from repro.env import cpu
+    from repro.env import cpu, run_cpu
     env, notes = run.header["env"], []
     if env.get("world_size") not in (None, 1):
         notes.append(f"the run trained on {env.get('world_size')} processes, verify replays on one")
-    here, theirs = cpu(), (env.get("cpu"), env.get("cpu_isa"))
+    here, theirs = cpu(), run_cpu(env)
     if theirs != here:
         notes.append(f"the run was made on {theirs[0]} ({theirs[1] or 'no ISA recorded'}), this machine is "
                      f"{here[0]} ({here[1]}): results differ in the last bits across CPUs")

@@ -100,9 +100,8 @@ def same_platform(run_dir):
     """Whether this machine is the platform a run was made on (CPU model and the
     instruction sets kernels dispatch on): only then is a replay bitwise."""
     from repro import rundir
-    from repro.env import cpu
-    env = rundir.read(run_dir).header["env"]
-    return (env.get("cpu"), env.get("cpu_isa")) == cpu()
+    from repro.env import same_cpu
+    return same_cpu(rundir.read(run_dir).header["env"])
 
 
 @pytest.fixture
