@@ -23,13 +23,12 @@ MNIST1D, MNIST1D_CALIBRATION = under("mnist1d"), under("mnist1d_calibration")
 MNIST1D_PROTOCOL = under("mnist1d_protocol")  # the notebook-permutation runs (papers/mnist1d/protocol.py)
 NLP = under("kim_cnn", "chnsenticorp_rnn")
 NLP_CALIBRATION = under("kim_cnn_calibration", "chnsenticorp_rnn_calibration")
-CELLS = {"mnist1d": 8, "kim_cnn": 1, "chnsenticorp_rnn": 2}  # the Bi-LSTM has no judged runs yet
+CELLS = {"mnist1d": 8, "kim_cnn": 1, "chnsenticorp_rnn": 3}
 
 
 def test_there_are_shipped_runs():
     assert len(MNIST1D) == 40 and len(MNIST1D_CALIBRATION) == 40  # 8 cells x seeds 0-4 / 100-104
-    # seeds 0-2 of each NLP cell but the Bi-LSTM, calibrated only (papers/chnsenticorp_rnn/README.md)
-    assert len(under("kim_cnn")) == 3 and len(under("chnsenticorp_rnn")) == 6
+    assert len(under("kim_cnn")) == 3 and len(under("chnsenticorp_rnn")) == 9  # seeds 0-2 of each NLP cell
     assert len(under("kim_cnn_calibration")) == 2 and len(under("chnsenticorp_rnn_calibration")) == 8  # Bi-LSTM: 100, 101
     assert len(MNIST1D_PROTOCOL) == 10  # the two shuffled cells x seeds 0-4, data.permutation=notebook
     assert set(SHIPPED) == set(MNIST1D + MNIST1D_CALIBRATION + MNIST1D_PROTOCOL + NLP + NLP_CALIBRATION)
@@ -115,8 +114,11 @@ def test_nlp_recompute_gives_the_readme_verdicts(capsys):
     want = {k: v for k, v in readme_verdicts().items() if not k.startswith("mnist1d/")}
     assert verdicts(report) == want
     assert all(not r["problems"] for r in report["runs"]), [r["problems"] for r in report["runs"] if r["problems"]]
-    if here:
-        assert all(r["recomputed"] == r["metrics"] for r in report["runs"])
+    # the shipped NLP runs were made on two kinds of CPU (their headers say which): those made
+    # on this one must recompute exactly, even when the others need --cross-platform
+    mine = [r for r in report["runs"] if same_platform(r["path"])]
+    assert all(r["recomputed"] == r["metrics"] for r in mine), [r["path"] for r in mine if r["recomputed"] != r["metrics"]]
+    assert len(report["runs"]) == 12
 
 
 @pytest.mark.slow
