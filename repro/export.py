@@ -120,7 +120,9 @@ def export(run_dir, out=None, echo=print):
                 if check else "")
         echo(f"exported {paper.name}/{exp.name} step {info['checkpoint']['step']} -> {out}: "
              f"{', '.join(info['files']['written'])}{diff}")
-        echo(f"predict with: python -m repro.predict {out} INPUT.npy")
+        from repro.paper import TextClassificationPaper
+        example = '"a sentence"' if isinstance(paper, TextClassificationPaper) else "INPUT.npy"
+        echo(f"predict with: python -m repro.predict {out} {example}")
     return info
 
 

@@ -98,6 +98,12 @@ def test_the_vocabulary_is_the_runs_artifact_with_its_sha256_in_the_header(chn_r
     assert json.load(open(os.path.join(chn_run, "export", rundir.ARTIFACT), encoding="utf-8")) == artifact
 
 
+def test_export_says_how_to_predict_from_a_sentence(chn_run, tmp_path):
+    lines = []
+    export.export(chn_run, out=str(tmp_path / "exp"), echo=lines.append)
+    assert lines[-1] == f'predict with: python -m repro.predict {tmp_path / "exp"} "a sentence"', lines
+
+
 def test_eval_and_predict_read_no_training_split(chn_run, monkeypatch, capsys):
     paper = get_paper("chnsenticorp_rnn")
     real = type(paper).read_texts
