@@ -5,10 +5,10 @@ The genuine runs are copies of the shipped MNIST-1D logistic-regression runs
 every 1,000); on another CPU than theirs, the cases that need a bitwise replay
 use the same recipe and seeds trained here instead. Each case changes a copy
 the way a cheater with our source code might, and names the reason verify must
-give. The forger here re-chains the
-log and reseals every checkpoint (metadata pointing at the forged chain, its
-new sha256 and weights_sha256 logged), so only what verify computes itself
-can catch them: the log checks, --recompute, or the replay audit.
+give. The forger here re-chains the log and reseals every checkpoint (metadata
+pointing at the forged chain, its new sha256 and weights_sha256 logged), so
+only what verify computes itself can catch them: the log checks, --recompute,
+or the replay audit.
 """
 import hashlib
 import json
