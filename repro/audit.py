@@ -1,59 +1,81 @@
-"""What verify re-executes: recompute (evaluate the final checkpoint again) and
-the replay audit (re-train stretches of the run and compare with its checkpoints).
+"""The judge's side of recompute and the replay audit: what to re-execute, the
+workers that do it, and every comparison that decides.
+
+Trust boundary: this module never imports paper code. Workers (repro.worker)
+import it, inside the sandbox (repro.sandbox), and hand back tensors: the
+evaluation splits they built, the model's outputs on inputs the judge gives
+(never the labels), the weights a replayed segment ends in (never having seen
+the checkpoint it must reach). The judge checks the splits' fingerprints
+against the registered ones, computes the metrics itself from the labels it
+holds, and compares the replayed weights with the run's checkpoints with its
+own safetensors reader. A worker that fails, times out or writes something
+malformed fails that run, with one line.
 
 The replay audit follows Proof-of-Learning (Jia et al., IEEE S&P 2021): a run
 keeps checkpoints every train.audit_every steps; the verifier re-trains
-segments between them, chosen from a challenge the submitter cannot predict,
-with the *registered* recipe, and compares the weights it gets with the next
-kept checkpoint. The first segment starts from the initial weights rebuilt
-from the seed (a cloned or relabelled run has someone else's) and the last
-one ends in the scored weights (they must come out of the recipe). On the
-same platform (CPU, the run's thread count, this Paddle) the comparison is
-bitwise. Across platforms it cannot be: rounding differs, and training amplifies
-it, by how much depends on the segment (measured in benchmarks/replay_audit.py:
-a 1,000-step MNIST-1D CNN segment replayed with two threads instead of one ends
-a whole segment's movement away; a logistic regression 1e-5). So --cross-platform
-replays each segment twice here, once as the recipe says and once with each
-update's result rounded the other way at random (a float32 step, half the
-weights the update changed, every step), and judges the
-logged checkpoint against the spread of the two: within MARGIN times it, on a
-segment calm enough for a forgery to stand out (spread at most CHAOS_LIMIT), it
-is consistent; on a chaotic segment the audit is inconclusive and says so, since
-a forgery there hides in the rounding.
+segments between them with the *registered* recipe and compares the weights it
+gets with the next kept checkpoint. The first segment starts from the initial
+weights rebuilt from the seed and the last one ends in the scored weights.
+Which segments (the coverage): every one (`all`); N of them (always the first
+and the last, the rest drawn from a challenge the submitter cannot predict); or
+the default: every segment of a run whose logged training took at most
+FULL_REPLAY_SECONDS (the audit then costs at most the run's own training time),
+else the first, the last and a DEFAULT_SHARE of the middle ones, drawn. Each
+run's coverage says the probability that one forged segment escapes the draw.
 
-Both run in child processes (`python -m repro.audit`, one per job), which
-import the paper's code; the parent (verify) never does for them, gives each
-run a time limit and collects one JSON line per run.
+On the same platform (CPU, the run's thread count, this Paddle) the comparison
+is bitwise. Across platforms (--cross-platform) each segment is replayed twice,
+once as the recipe says and once rounded the other way on purpose, and the
+logged checkpoint is judged against the spread of the two: within MARGIN times
+it on a segment calm enough for a forgery to stand out (spread at most
+CHAOS_LIMIT); inconclusive on a chaotic segment.
 """
 import hashlib
-import json
+import math
 import os
 import queue
 import random
-import resource
-import signal
-import subprocess
-import sys
+import shutil
+import tempfile
 import threading
 import time
 
-from repro.errors import ReproError
+import numpy as np
 
-# --cross-platform, with distances |x - y| / |logged - start| (L2 over the weights): a segment
-# is consistent when its replay here is within MARGIN times the spread of two replays here
-# (the run's thread count and one more), and conclusive only when that spread is at most
-# CHAOS_LIMIT, so that MARGIN * CHAOS_LIMIT (1e-3) stays under the forgeries measured in
-# benchmarks/replay_audit.py (fine-tuning on the test split for 10 steps: 2.7e-2 and more).
+from repro import checkpoint, exchange, rundir
+from repro.data import fingerprint
+from repro.errors import ReproError
+from repro.sandbox import Sandbox, worker_argv
+
 MARGIN = 10.0
 CHAOS_LIMIT = 1e-4
-# --cross-platform: recomputed metrics within this relative difference of the logged ones.
 RECOMPUTE_RTOL = 1e-3
+# the default coverage: every segment of a run that trained for at most this long (so the
+# audit costs at most the run's own training time); longer runs: the first, the last and
+# this share of the middle segments, drawn with the challenge
+FULL_REPLAY_SECONDS = 900
+DEFAULT_SHARE = 0.25
 
+
+# ------------------------------------------------------------------ planning
 
 def segments(run):
     """[(a, b)] between the kept checkpoints, from 0 (the initial state) to the last step."""
     steps = [0] + run.kept_steps()
     return list(zip(steps, steps[1:]))
+
+
+def count(run, coverage, segs=None):
+    """How many segments of this run the coverage replays (first and last included)."""
+    k = len(segs if segs is not None else segments(run))
+    if coverage == "all":
+        return k
+    if coverage == "default":
+        seconds = float(run.events[-1].get("seconds") or 0) if run.events else 0.0
+        if seconds <= FULL_REPLAY_SECONDS:
+            return k
+        return min(k, 2 + math.ceil(DEFAULT_SHARE * max(0, k - 2)))
+    return min(k, int(coverage))
 
 
 def choose(segs, n, challenge, identity):
@@ -66,122 +88,321 @@ def choose(segs, n, challenge, identity):
     return [segs[i] for i in sorted(picked)]
 
 
-# ------------------------------------------------------------------ the child
-
-def _config(run, local):
-    """The registered config (lite variant for a lite run) with the run's own
-    values for the keys a run may choose, and this machine's local paths."""
-    from repro.config import flatten, set_key, validate
-    from repro.protocol import RegisteredProtocol
-    paper, exp = run.paper, run.exp
-    cfg = paper.config(exp, lite=run.header["lite"])
-    own = flatten(run.header["config"])
-    for key in sorted(RegisteredProtocol(paper, exp).free_keys()):
-        if key in own:
-            set_key(cfg, key, own[key])
-    for key, value in (local or {}).items():
-        if key not in paper.path_keys:
-            raise ReproError(f"--local {key}: not a local-path key of {paper.name} "
-                             f"(those are: {', '.join(paper.path_keys) or 'none'})")
-        set_key(cfg, key, value)
-    return validate(cfg)
+def escape(k, n):
+    """The probability that one forged segment of k escapes a draw of n (first and last
+    always replayed, the rest uniformly): the worst case is a middle segment."""
+    if n >= k or k <= 2:
+        return 0.0
+    return 1.0 - (n - 2) / (k - 2)
 
 
-def _identities(text):
-    """The sha256 digests in a provenance entry (its path part may differ between
-    machines), or the whole text when it names no digest."""
-    import re
-    found = re.findall(r"sha256:([0-9a-f]{64})", str(text))
-    return sorted(found) if found else str(text)
+def coverage_of(run, chosen, segs):
+    total = run.cfg.train.steps
+    steps = sum(b - a for a, b in chosen)
+    return {"replayed": len(chosen), "segments": len(segs), "steps": steps, "total_steps": total,
+            "escape": escape(len(segs), len(chosen))}
 
 
-def _recompute(run, cfg):
-    from repro import rundir
-    from repro.data import fingerprint
-    from repro.eval import evaluate
-    mine = run.paper.provenance(cfg)
-    differ = [f"{k}: logged {v!r}, here {mine.get(k)!r}" for k, v in run.header["provenance"].items()
-              if _identities(v) != _identities(mine.get(k))]
-    if differ:
-        raise ReproError(f"this machine's files are not the ones the run used ({'; '.join(differ)}); "
-                         "point --local KEY=PATH at copies of them")
-    artifact, refit = rundir.read_artifact(run), None
-    if artifact is not None:
-        # what the run fitted on the training split (a vocabulary) is fitted again here from
-        # the registered config, so a run cannot bring its own (one fitted on the test split)
-        data = run.paper.data(cfg, None, train=True)
-        refit = rundir.artifact_sha256(data.artifact) == run.header["artifact_sha256"]
-    if refit is not True:
-        data = run.paper.data(cfg, artifact, train=False)
-    model, _, _, _ = rundir.load_trained(run, cfg=cfg)
-    metrics, samples = evaluate(run.paper, model, cfg, data)
-    return {"metrics": metrics, "samples": samples, "artifact_refit": refit,
-            "data": {s: {"n": len(xy[0]), "sha256": fingerprint(*xy)} for s, xy in data.eval.items()}}
+def describe_coverage(cov):
+    """'replayed 3 of 8 segments, 38% of steps; one forged segment escapes with probability at most 62%'."""
+    share = cov["steps"] / max(1, cov["total_steps"])
+    text = f"replayed {cov['replayed']} of {cov['segments']} segments, {share:.0%} of steps"
+    if cov["escape"] > 0:
+        return text + f"; one forged segment escapes with probability at most {cov['escape']:.0%}"
+    return text + "; every segment replayed"
 
 
-def _train_segment(run, cfg, a, b, jitter=False):
-    """(start tensors, end tensors, model) of re-training steps a+1..b with the registered
-    recipe. jitter=True rounds differently on purpose: after every update, each weight the
-    update changed is stored one float32 step (ulp) up or down, at random, half of the time,
-    as another summation order would have rounded it (float32 weights; others, as under
-    AMP O2, are replayed as the recipe says). The draws come from their own generator
-    (seeded by the segment), never from Paddle's."""
-    import numpy as np
-    import paddle
-    from repro import checkpoint, recipe, rundir
-    state = recipe.build(run.paper, cfg, init=a == 0, artifact=rundir.read_artifact(run))
-    if a == 0:
-        start = checkpoint.state_tensors(state.net)
-    else:
-        _, start, meta, _ = rundir.load_trained(run, a, into=state.net, optimizer=state.optimizer, cfg=cfg)
-        state.amp.load_state(meta.get("amp_scaler"))
-    params = [p for p in state.net.parameters() if not p.stop_gradient and p.dtype == paddle.float32]
-    rng = np.random.default_rng([a, b])
-    for step in range(a + 1, b + 1):
-        before = [p.numpy() for p in params] if jitter else None
-        recipe.update(run.paper, state, cfg, step)
-        if jitter:
-            with paddle.no_grad():
-                for p, p0 in zip(params, before):
-                    x = p.numpy()
-                    toward = np.where(rng.random(x.shape) < 0.5, np.float32(np.inf), np.float32(-np.inf))
-                    flip = (x != p0) & (rng.random(x.shape) < 0.5)
-                    p.set_value(np.where(flip, np.nextafter(x, toward), x))
-    got = checkpoint.state_tensors(state.net, state.optimizer)
-    if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
-        got = {k: v for k, v in got.items() if k.startswith("model/")}
-    return start, got, state.net
+# ------------------------------------------------------------------ the worker, as the judge sees it
+
+class Worker:
+    """What a run's workers need to import its paper: environment and read-only folders.
+    trusted: the paper is the harness's own or the user's (not a submission under review),
+    so a generative paper's own scores may be taken."""
+
+    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None):
+        self.sandbox, self.env, self.readonly, self.trusted = sandbox, dict(env or {}), list(readonly), trusted
+        data_dir = data_dir or os.environ.get("REPRO_DATA_DIR")
+        cache = os.path.expanduser("~/.cache/repro")
+        for folder in filter(None, (data_dir, cache if os.path.isdir(cache) else None)):
+            folder = os.path.abspath(folder)
+            if os.path.isdir(folder):
+                self.readonly.append((folder, folder))
+        if data_dir:
+            self.env["REPRO_DATA_DIR"] = os.path.abspath(data_dir)
+
+
+def _last_words(out_dir, err, code):
+    path = os.path.join(out_dir, "error.txt")
+    text = ""
+    if os.path.isfile(path) and not os.path.islink(path) and os.lstat(path).st_size < 4096:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    if not text:
+        err.seek(0, os.SEEK_END)
+        err.seek(max(0, err.tell() - 4096))
+        lines = [ln.strip() for ln in err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        text = lines[-1] if lines else ""
+    text = "".join(c if c.isprintable() else " " for c in text)[:300]
+    return f"the worker ended with status {code}" + (f": {text}" if text else "")
+
+
+# ------------------------------------------------------------------ one run
+
+class Plan:
+    """One run's audit: what to recompute and which segments to replay."""
+
+    def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads):
+        self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
+        self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
+
+    @property
+    def path(self):
+        return self.run.path
+
+    def request(self, task, **extra):
+        head = self.run.header
+        return {"task": task, "paper": head["paper"], "exp": head["exp"], "lite": bool(head["lite"]),
+                "set": self.config_set, "threads": self.threads, **extra}
+
+
+class DataCache:
+    """Evaluation splits built by data workers, checked once per distinct request."""
+
+    def __init__(self):
+        self.lock, self.items = threading.Lock(), {}
+
+    def get(self, plan, timeout):
+        artifact = plan.run.header.get("artifact_sha256")
+        key = repr((plan.worker.env.get("REPRO_PAPERS"), sorted(plan.request("data").items()), artifact))
+        with self.lock:
+            slot = self.items.setdefault(key, {"lock": threading.Lock()})
+        with slot["lock"]:
+            if "value" not in slot:
+                slot["value"] = _build_data(plan, timeout)
+            return slot["value"]
+
+
+def _build_data(plan, timeout):
+    """({split: (x, y)}, refit artifact or None) from a data worker; or a ReproError."""
+    inputs, req = {}, plan.request("data")
+    artifact = rundir.read_artifact(plan.run)
+    with tempfile.TemporaryDirectory() as tmp:
+        if artifact is not None:
+            rundir.write_artifact(tmp, artifact)
+            inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
+        answer, out = _Staged(plan.worker, req, inputs, timeout).run()
+    try:
+        arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the built evaluation data")
+        splits = {}
+        for name in answer.get("splits", []) if isinstance(answer.get("splits"), list) else []:
+            x, y = arrays.get(f"{name}/x"), arrays.get(f"{name}/y")
+            if x is None or y is None or len(x) != len(y) or y.ndim != 1 or y.dtype.kind not in "iu":
+                raise ReproError(f"the built evaluation split {str(name)[:40]!r} is malformed")
+            splits[str(name)] = (x, y)
+        refit = None
+        if artifact is not None:
+            from repro import strict
+            path = os.path.join(out, rundir.ARTIFACT)
+            strict.regular_file(path, "the refitted artifact")
+            refit = strict.read_json(path, "the refitted artifact", max_bytes=256 << 20)
+        return splits, refit
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+class _Staged:
+    """One worker task: its inputs copied into a fresh input folder (named there in the
+    request), a fresh output folder, the sandbox; (answer, output folder) or a ReproError."""
+
+    def __init__(self, worker, req, inputs, timeout):
+        self.worker, self.req, self.inputs, self.timeout = worker, req, inputs, timeout
+
+    def run(self):
+        in_dir = tempfile.mkdtemp(prefix="repro-in-")
+        out_dir = tempfile.mkdtemp(prefix="repro-out-")
+        req = dict(self.req)
+        try:
+            for name, src in self.inputs.items():
+                shutil.copyfile(src, os.path.join(in_dir, name))
+            if "artifact.json" in self.inputs:
+                req["artifact_file"] = os.path.join(in_dir, "artifact.json")
+            if req.get("outputs"):
+                req["outputs"] = {k: os.path.join(in_dir, v) if k in ("weights", "inputs") else v
+                                  for k, v in req["outputs"].items()}
+            req["segments"] = [{**s, "start": os.path.join(in_dir, s["start"]) if s.get("start") else None}
+                               for s in req.get("segments") or []]
+            exchange.write_request(os.path.join(in_dir, "request.json"), req)
+            with tempfile.TemporaryFile() as err:
+                code = self.worker.sandbox.run(worker_argv(in_dir, out_dir),
+                                               readonly=self.worker.readonly + [(in_dir, in_dir)], out_dir=out_dir,
+                                               env=self.worker.env, timeout=self.timeout, stderr=err)
+                if code == -9:
+                    raise ReproError(f"the worker took longer than {self.timeout} s")
+                if code != 0:
+                    raise ReproError(_last_words(out_dir, err, code))
+            answer = exchange.read_result(os.path.join(out_dir, "result.json"), "the worker's answer")
+            if not isinstance(answer, dict):
+                raise ReproError("the worker's answer is not a mapping")
+            return answer, out_dir
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(in_dir, ignore_errors=True)
+
+
+def audit_run(plan, data_cache, timeout):
+    """One run's recompute and replay, judged here: {'recompute': ..., 'replay': [...]}."""
+    run = plan.run
+    out = {}
+    inputs, req_outputs, labels = {}, None, None
+    tmp = tempfile.mkdtemp(prefix="repro-judge-")
+    try:
+        artifact = rundir.read_artifact(run)
+        if artifact is not None:
+            rundir.write_artifact(tmp, artifact)
+            inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
+        if plan.recompute:
+            try:
+                splits, refit = data_cache.get(plan, timeout)
+                labels = {s: y for s, (x, y) in splits.items()}
+                out["recompute"] = {"data": {s: {"n": len(x), "sha256": fingerprint(x, y)}
+                                             for s, (x, y) in splits.items()},
+                                    "artifact_refit": None if refit is None else
+                                    rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
+                final = max(run.checkpoints())
+                inputs["final.safetensors"] = _checked_copy(run, final, tmp)
+                exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {s: x for s, (x, y) in splits.items()})
+                inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
+                req_outputs = {"weights": "final.safetensors", "inputs": "inputs.safetensors"}
+            except ReproError as e:
+                out["recompute"] = {"error": str(e)}
+        segs = []
+        for a, b in plan.chosen:
+            seg = {"a": a, "b": b, "jitter": plan.cross_platform}
+            if a > 0:
+                name = f"start-{a}.safetensors"
+                try:
+                    inputs[name] = _checked_copy(run, a, tmp, name)
+                except ReproError as e:
+                    seg["error"] = str(e)
+                seg["start"] = name
+            segs.append(seg)
+        runnable = [s for s in segs if "error" not in s]
+        if req_outputs is None and not runnable:
+            out["replay"] = [{"a": s["a"], "b": s["b"], "steps": s["b"] - s["a"], "error": s["error"]} for s in segs]
+            return out
+        t0 = time.perf_counter()
+        req = plan.request("model", outputs=req_outputs, segments=runnable)
+        try:
+            answer, wout = _Staged(plan.worker, req, inputs, timeout).run()
+        except ReproError as e:
+            if req_outputs is not None:
+                out["recompute"] = {"error": str(e)}
+            out["replay"] = [{"a": s["a"], "b": s["b"], "steps": s["b"] - s["a"], "error": s.get("error", str(e))}
+                             for s in segs]
+            return out
+        try:
+            seconds = answer.get("seconds") if isinstance(answer.get("seconds"), dict) else {}
+            if req_outputs is not None:
+                out["recompute"].update(_judge_outputs(plan, wout, labels, answer))
+            out["replay"] = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds) for s in segs]
+            for s in out["replay"]:
+                s.pop("jitter", None), s.pop("start", None)
+        finally:
+            shutil.rmtree(wout, ignore_errors=True)
+        out["seconds"] = round(time.perf_counter() - t0, 3)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checked_copy(run, step, tmp, name=None):
+    """A copy of the run's checkpoint at step, checked against the log after copying."""
+    ev = run.checkpoints().get(step)
+    if ev is None:
+        raise ReproError(f"the run logged no checkpoint at step {step}")
+    src = rundir.checkpoint_file(run, ev)
+    dst = os.path.join(tmp, name or f"step-{step}.safetensors")
+    shutil.copyfile(src, dst)
+    if checkpoint.sha256_file(dst) != ev["sha256"]:
+        raise ReproError(f"{ev['path']} changed while it was read")
+    tensors, meta = checkpoint.read(dst, tensors=False)
+    rundir.check_meta(run, ev, meta, ev["path"])
+    return dst
+
+
+def _judge_outputs(plan, wout, labels, answer):
+    """The metrics, computed here from the worker's outputs and the labels the judge holds."""
+    run = plan.run
+    if "generative" in answer:
+        gen = answer["generative"]
+        if not plan.worker.trusted:
+            return {"error": "a generative paper's recompute needs its own scoring code, which is not run for "
+                             "a submission under review"}
+        if not isinstance(gen, dict) or not isinstance(gen.get("metrics"), dict):
+            return {"error": "the worker's generative scores are malformed"}
+        return {"metrics": {str(k): float(v) for k, v in gen["metrics"].items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                "samples": gen.get("samples") if isinstance(gen.get("samples"), dict) else {}}
+    try:
+        outputs, _ = exchange.read_arrays(os.path.join(wout, "outputs.safetensors"), "the model's outputs")
+    except ReproError as e:
+        return {"error": str(e)}
+    metrics, samples = {}, {}
+    bs = run.cfg.train.eval_batch_size
+    for split, y in labels.items():
+        logits = outputs.get(split)
+        if logits is None or logits.ndim != 2 or len(logits) != len(y) or logits.dtype.kind != "f" \
+                or not np.all(np.isfinite(logits)):
+            return {"error": f"the worker's outputs on {split!r} are not {len(y)} rows of finite class scores"}
+        for name, metric in run.protocol.metric_objects(run.cfg).items():
+            for i in range(0, len(y), bs):
+                metric.update(logits[i:i + bs], y[i:i + bs])
+            metrics[f"{split}_{name}"] = float(metric.compute())
+        samples[split] = len(y)
+    return {"metrics": metrics, "samples": samples}
+
+
+def _judge_segment(plan, seg, wout, tmp, seconds):
+    run, a, b = plan.run, seg["a"], seg["b"]
+    name = f"{a}-{b}"
+    out = {"a": a, "b": b, "steps": b - a}
+    try:
+        got, _ = exchange.read_arrays(os.path.join(wout, f"seg-{name}.safetensors"), f"the replay of {a}->{b}")
+        if a == 0:
+            start, _ = exchange.read_arrays(os.path.join(wout, f"init-{name}.safetensors"),
+                                            "the rebuilt initial weights")
+            out["init_weights_sha256"] = checkpoint.weights_sha256(start)
+        else:
+            start, _ = checkpoint.read(os.path.join(tmp, f"start-{a}.safetensors"), want_optimizer=True)
+        want, _, _ = rundir.read_checkpoint(run, b, want_optimizer=True)
+        out["exact"] = got.keys() == want.keys() and all(
+            got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and np.array_equal(got[k], want[k])
+            for k in got)
+        out["distance"] = _distance(got, want, start, want)
+        if plan.cross_platform and not out["exact"]:
+            other, _ = exchange.read_arrays(os.path.join(wout, f"jitter-{name}.safetensors"),
+                                            f"the second replay of {a}->{b}")
+            out["spread"] = _distance(other, got, start, want)
+        if isinstance(seconds.get(name), (int, float)):
+            out["seconds"] = float(seconds[name])
+    except ReproError as e:
+        out["error"] = str(e)
+    return out
 
 
 def _distance(x, y, start, scale_to):
     """|x - y| / |scale_to - start|, L2 over the model's weights."""
-    import numpy as np
-    if not {k for k in scale_to if k.startswith("model/")} <= set(x) or not set(y) >= set(x) & set(scale_to):
+    keys = sorted(k for k in scale_to if k.startswith("model/"))
+    if not all(k in x and k in y and k in start and x[k].shape == scale_to[k].shape == y[k].shape == start[k].shape
+               and x[k].dtype.kind == "f" and y[k].dtype.kind == "f" for k in keys):
         return float("inf")
-    vec = lambda t: np.concatenate([np.asarray(t[k], np.float64).ravel() for k in sorted(scale_to)
-                                    if k.startswith("model/")])
+    vec = lambda t: np.concatenate([np.asarray(t[k], np.float64).ravel() for k in keys]) if keys else np.zeros(0)
     moved, diff = np.linalg.norm(vec(scale_to) - vec(start)), np.linalg.norm(vec(x) - vec(y))
+    if not np.isfinite(diff):
+        return float("inf")
     return float(diff / moved) if moved > 0 else (0.0 if diff == 0 else float("inf"))
-
-
-def _replay(run, cfg, a, b, cross_platform=False, threads=1):
-    import numpy as np
-    from repro import checkpoint, recipe, rundir
-    t0 = time.perf_counter()
-    out = {"a": a, "b": b, "steps": b - a}
-    start, got, net = _train_segment(run, cfg, a, b)
-    if a == 0:
-        out["init_weights_sha256"] = checkpoint.weights_sha256(start)
-    want, _, _ = rundir.read_checkpoint(run, b, net, want_optimizer=True)
-    out["exact"] = got.keys() == want.keys() and all(
-        got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]) for k in got)
-    out["distance"] = _distance(got, want, start, want)
-    if cross_platform and not out["exact"]:
-        # the same segment rounded differently on purpose: how far rounding alone carries it
-        _, other, _ = _train_segment(run, cfg, a, b, jitter=True)
-        out["spread"] = _distance(other, got, start, want)
-    out["seconds"] = round(time.perf_counter() - t0, 3)
-    return out
 
 
 def judge_segment(seg, cross_platform):
@@ -206,149 +427,33 @@ def judge_segment(seg, cross_platform):
     return None
 
 
-def audit_one(req):
-    """One run's recompute and replay, as a JSON-able dict; errors as {'error': ...}."""
-    from repro import recipe, rundir
-    run = rundir.open_run(req["path"])
-    threads = run.header["env"].get("threads", 1)
-    threads = threads if type(threads) is int and 1 <= threads <= 1024 else 1
-    recipe.set_threads(threads)
-    cfg = _config(run, req.get("local"))
-    out = {"path": req["path"]}
-    if req.get("recompute"):
-        out["recompute"] = _guard(lambda: _recompute(run, cfg))
-    out["replay"] = [_guard(lambda a=a, b=b: _replay(run, cfg, a, b, bool(req.get("cross_platform")), threads),
-                            {"a": a, "b": b})
-                     for a, b in req.get("segments", [])]
-    return out
+# ------------------------------------------------------------------ the pool
 
+def run_audits(plans, jobs=1, timeout=3600, progress=None):
+    """{path: result} for each plan, `jobs` runs at a time (each in its own workers)."""
+    results, work, cache = {}, queue.Queue(), DataCache()
+    for plan in plans:
+        work.put(plan)
 
-def _guard(fn, base=None):
-    try:
-        return fn()
-    except ReproError as e:
-        return {**(base or {}), "error": str(e)}
-    except Exception as e:  # the paper's code failed on this run: that is the run's problem, not verify's
-        return {**(base or {}), "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
+    def lane():
+        while True:
+            try:
+                plan = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = audit_run(plan, cache, timeout)
+            except ReproError as e:
+                result = {"error": str(e)}
+            except Exception as e:  # a failure of the judge on this run's files: this run's problem
+                result = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            results[plan.path] = result
+            if progress:
+                progress(plan.path, result)
 
-
-def worker_main():
-    """Read {"runs": [request, ...]} on stdin; write one JSON line per run to the
-    file descriptor REPRO_AUDIT_FD (not stdout, where a paper's code may print)."""
-    import warnings
-    warnings.filterwarnings("ignore")
-    out = os.fdopen(int(os.environ["REPRO_AUDIT_FD"]), "w")
-    requests = json.loads(sys.stdin.read())["runs"]
-    for req in requests:
-        print(f"audit: {req['path']}", file=sys.stderr, flush=True)
-        try:
-            result = audit_one(req)
-        except ReproError as e:
-            result = {"path": req["path"], "error": str(e)}
-        except Exception as e:
-            result = {"path": req["path"], "error": f"{type(e).__name__}: {e}"[:300]}
-        out.write(json.dumps(result) + "\n")
-        out.flush()
-
-
-# ------------------------------------------------------------------ the parent
-
-def _limits():
-    """In the child: no core files; files it writes are capped (it should write none)."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 30, 1 << 30))
-    os.setsid()
-
-
-def _child_env():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-class _Worker:
-    def __init__(self, requests):
-        import tempfile
-        read_fd, write_fd = os.pipe()
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "repro.audit"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, stderr=self.stderr,
-                                     env={**_child_env(), "REPRO_AUDIT_FD": str(write_fd)},
-                                     pass_fds=(write_fd,), preexec_fn=_limits, text=True)
-        os.close(write_fd)
-        self.results = os.fdopen(read_fd)
-        self.lines = queue.Queue()
-        self.proc.stdin.write(json.dumps({"runs": requests}))
-        self.proc.stdin.close()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.results:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def last_words(self):
-        """The last line the child wrote to stderr (its error, when it died)."""
-        self.stderr.seek(0)
-        text = [ln.strip() for ln in self.stderr.read().splitlines() if ln.strip()]
-        return text[-1][:300] if text else ""
-
-    def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-
-
-def run_audits(requests, jobs=1, timeout=3600, progress=None):
-    """{path: result} for each request, `jobs` child processes at a time; a run
-    that takes longer than timeout seconds, or whose child dies, gets an error."""
-    results = {}
-    lanes = [requests[i::max(1, jobs)] for i in range(max(1, jobs))]
-    threads = [threading.Thread(target=_lane, args=(lane, timeout, results, progress)) for lane in lanes if lane]
+    threads = [threading.Thread(target=lane, daemon=True) for _ in range(max(1, min(jobs, len(plans))))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return results
-
-
-def _lane(requests, timeout, results, progress):
-    pending = list(requests)
-    while pending:
-        worker = _Worker(pending)
-        while pending:
-            try:
-                line = worker.lines.get(timeout=timeout)
-            except queue.Empty:
-                results[pending[0]["path"]] = {"error": f"timed out after {timeout} s"}
-                pending.pop(0)
-                worker.kill()
-                break
-            if line is None:  # the child died before answering for this run
-                code = worker.proc.wait()
-                words = worker.last_words()
-                results[pending[0]["path"]] = {"error": f"the audit process ended with status {code} on this run"
-                                                        + (f" ({words})" if words else "")}
-                pending.pop(0)
-                break
-            try:
-                result = json.loads(line)
-                path = result.pop("path")
-            except (ValueError, KeyError, AttributeError, TypeError):
-                continue  # not a result line (a plugin printed to stdout)
-            if path != pending[0]["path"]:
-                continue
-            results[path] = result
-            pending.pop(0)
-            if progress:
-                progress(path, result)
-        else:
-            worker.proc.wait()
-
-
-if __name__ == "__main__":
-    worker_main()

@@ -215,12 +215,15 @@ def check_checkpoints(run, policy_audit=0):
     total = run.cfg.train.steps
     for step in run.kept_steps():
         try:
-            # file, sha256 and metadata against the log; the final one's weights too
-            tensors, _, ev = rundir.read_checkpoint(run, step, tensors=step == total)
+            # file, sha256 and metadata against the log, and the weights themselves: verify
+            # compares every kept checkpoint's weights across runs (a spliced run shares them)
+            tensors, _, ev = rundir.read_checkpoint(run, step)
+            weights = weights_sha256(tensors)
+            run.kept_weights[step] = weights
             if step == total:
-                run.final_weights = weights_sha256(tensors)
-                if run.final_weights != ev["weights_sha256"]:
-                    problems.append(f"{ev['path']}: its weights are not the ones the log names (weights_sha256)")
+                run.final_weights = weights
+            if weights != ev["weights_sha256"]:
+                problems.append(f"{ev['path']}: its weights are not the ones the log names (weights_sha256)")
         except ReproError as e:
             problems.append(str(e))
     if policy_audit:

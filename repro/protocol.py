@@ -52,6 +52,11 @@ class Protocol:
         """{metric name: class}, whose impossible(value, n) says what a metric cannot be."""
         raise NotImplementedError
 
+    def metric_objects(self, cfg):
+        """{metric name: a fresh metric object} the judge computes a recompute with
+        (harness metrics: update(outputs, labels) / compute())."""
+        return {n: cls() for n, cls in self.metric_types(cfg).items()}
+
     def config_differences(self, config, lite=False):
         """Keys where a run's config departs from the registered one."""
         registered = self.registered_config(lite)
@@ -88,6 +93,9 @@ class RegisteredProtocol(Protocol):
 
     def metric_types(self, cfg):
         return {n: type(m) for n, m in self.paper_obj.metrics(cfg).items()}
+
+    def metric_objects(self, cfg):
+        return self.paper_obj.metrics(cfg)
 
 
 @dataclass

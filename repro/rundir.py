@@ -72,6 +72,8 @@ class Run:
     warnings: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)   # the final metrics the log reports
     final_weights: str = ""                       # weights_sha256 of the final checkpoint, as read
+    kept_weights: dict = field(default_factory=dict)  # {step: weights_sha256} of every kept checkpoint, as read
+    coverage: dict = None                         # what the replay audit covered (repro.audit.coverage_of)
     recomputed: dict = None                       # metrics verify computed itself (--recompute)
     replayed: list = field(default_factory=list)  # replay audit results, one per segment
 

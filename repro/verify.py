@@ -17,11 +17,14 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 
 from repro import audit, rundir
 from repro.compliance import LITE, check_run, load_run, registered
+from repro.config import flatten
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
+from repro.registry import ENV, ONLY, add_papers_option, use_folders
+from repro.sandbox import Sandbox
 from repro.targets import judge
 
 def find_runs(paths):
@@ -47,26 +50,88 @@ def find_runs(paths):
 
 
 class Options:
-    """How far verify goes beyond the logs; every tolerance is verify's own choice."""
+    """How far verify goes beyond the logs; every tolerance is verify's own choice.
+
+    replay: 0 (none), "default" (the default coverage, repro.audit), "all", or N segments a run.
+    sandbox: "required" (bubblewrap or refuse), "auto" (bubblewrap where it works), "off".
+    tree/plugin: a submitted repository and its plugin package folder: workers then see a
+    read-only snapshot of the tree's identified files alone, and nothing they report is
+    trusted beyond tensors."""
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
-                 timeout=3600, progress=None, protocol_of=registered):
-        if replay and replay < 2:
-            raise ReproError(f"--replay {replay}: the first and the last segment are always replayed, so N >= 2")
+                 timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None):
+        replay = parse_replay(replay)
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
         self.protocol_of = protocol_of  # what each run is judged against (repro.protocol)
+        self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
+        self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
 
+    def sandbox(self):
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.sandbox_mode)
+        return self._sandbox
+
+    def snapshot(self):
+        """A read-only copy of exactly the submitted tree's identified files (made once),
+        which is all of the submission a worker sees."""
+        if self._snapshot is None:
+            from repro import identity
+            files, problems = identity.scan(self.tree)
+            if problems:
+                raise ReproError(f"the submitted code cannot be run: {problems[0]}"
+                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            self._snapshot_dir = tempfile.TemporaryDirectory(prefix="repro-snapshot-")
+            self._snapshot = identity.snapshot(self.tree, files, os.path.join(self._snapshot_dir.name, "tree"))
+        return self._snapshot
+
+    def sandbox_text(self):
+        if not (self.recompute or self.replay):
+            return "no code run"
+        return self.sandbox().describe()
+
+    def checks(self):
+        """The checks verify makes of every run, in words (the page and review.json say them)."""
+        parts = ["logs"]
+        if self.tree:
+            parts.append("code identity")
+        if self.recompute:
+            parts.append("recompute")
+        if self.replay:
+            parts.append("replay")
+        return parts
+
     def assurance(self):
         parts = ["logs"]
+        if self.tree:
+            parts.append("code identity")
         if self.recompute:
             parts.append("recomputed metrics")
         if self.replay:
-            parts.append(f"replay audit of {self.replay} segments per run (challenge {self.challenge})")
-        return ", ".join(parts) + (" [cross-platform tolerances]" if self.cross_platform else "")
+            what = {"default": "the default coverage", "all": "every segment"}.get(self.replay,
+                                                                                 f"{self.replay} segments")
+            parts.append(f"replay audit of {what} per run (challenge {self.challenge})")
+        text = ", ".join(parts) + (" [cross-platform tolerances]" if self.cross_platform else "")
+        if self.recompute or self.replay:
+            text += f"; paper code ran with the sandbox {self.sandbox_text()}"
+        return text
+
+
+def parse_replay(value):
+    """0, an int N >= 2, 'default' or 'all' (a ReproError otherwise)."""
+    if value in (None, 0, False):
+        return 0
+    if value in ("default", "all"):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if type(value) is not int or value < 2:
+        raise ReproError(f"--replay {str(value)[:20]}: give N >= 2 (the first and the last segment are always "
+                         f"replayed), 'all', or nothing for the default coverage")
+    return value
 
 
 def _on_accelerator():
@@ -85,8 +150,8 @@ def verify(paths, options=None):
     for run in runs:
         if run.protocol is not None:
             groups.setdefault((run.protocol.paper, run.protocol.exp), []).append(run)
+    _flag_copies(runs)
     for group in groups.values():
-        _flag_copies(group)
         for run in group:  # a run without a target's metric counts for none of them
             for target in run.protocol.targets:
                 if not run.problems and target.metric not in run.metrics:
@@ -119,33 +184,73 @@ def _value(run, metric):
     return run.recomputed[metric] if run.recomputed is not None else run.metrics[metric]
 
 
-def _flag_copies(group):
-    """Runs of one set whose initial or final weights are the same are one run relabelled."""
-    for what, key in (("final weights", lambda r: r.final_weights),
-                      ("initial weights (as logged)", lambda r: r.header.get("init_weights_sha256"))):
+def _flag_copies(runs):
+    """Runs whose initial, final or any kept checkpoint's weights are the same as another run's
+    (in any cell verify sees): one run relabelled, or stretches of one spliced into another."""
+    for what, keys in (("initial weights (as logged)", lambda r: [r.header.get("init_weights_sha256")]),
+                       ("weights", lambda r: [r.final_weights] + list(r.kept_weights.values()))):
         by = {}
-        for run in group:
-            if key(run):
-                by.setdefault(key(run), []).append(run)
+        for run in runs:
+            if not run.events:
+                continue
+            for key in dict.fromkeys(k for k in keys(run) if k):
+                by.setdefault(key, []).append(run)
+        flagged = set()
         for copies in by.values():
             for run in copies if len(copies) > 1 else ():
+                if (id(run), what) in flagged:
+                    continue
+                flagged.add((id(run), what))
                 others = ", ".join(r.path for r in copies if r is not run)
-                run.problems.append(f"its {what} are identical to those of {others} (a copied run)")
+                where = what if what.startswith("initial") else \
+                    ("final weights" if run.final_weights in {r.final_weights for r in copies if r is not run}
+                     else "weights at a kept checkpoint")
+                run.problems.append(f"its {where} are identical to those of {others} (a copied or spliced run)")
+
+
+def worker_for(options):
+    """How the workers of this verify import the paper: a submission's snapshot (contest), or
+    the plugin folders and built-in papers of this process (a user's own runs)."""
+    sandbox = options.sandbox()
+    if options.tree:
+        snap = options.snapshot()
+        rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
+        return audit.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"}, readonly=[(snap, snap)],
+                            trusted=False)
+    folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
+    parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
+    env = {ENV: os.pathsep.join(folders)} if folders else {}
+    if os.environ.get(ONLY):
+        env[ONLY] = os.environ[ONLY]
+    return audit.Worker(sandbox, env=env, readonly=[(p, p) for p in parents], trusted=True)
 
 
 def _audit(runs, options):
-    """Recompute and replay in child processes; turn their results into problems and values."""
-    requests, plans = [], {}
+    """Recompute and replay, through sandboxed workers; turn the judged results into problems and values."""
+    plans = []
+    worker = worker_for(options) if runs else None
     for run in runs:
         wrong = sorted(set(options.local) - set(run.protocol.path_keys))
         if wrong:
             raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.protocol.paper} "
                              f"(those are: {', '.join(run.protocol.path_keys) or 'none'})")
         segs = audit.segments(run) if options.replay else []
-        chosen = audit.choose(segs, options.replay, options.challenge, run.final_weights) if segs else []
-        plans[run.path] = chosen
-        requests.append({"path": run.path, "recompute": options.recompute, "segments": chosen,
-                         "local": options.local, "cross_platform": options.cross_platform})
+        n = audit.count(run, options.replay, segs) if segs else 0
+        chosen = audit.choose(segs, n, options.challenge, run.final_weights) if segs else []
+        if segs:
+            run.coverage = audit.coverage_of(run, chosen, segs)
+            if isinstance(options.replay, int) and len(segs) > 2 and n == 2:
+                run.warnings.append(f"--replay 2 of {len(segs)} segments never replays a middle one: a forgery "
+                                    f"there always escapes (use --replay with no count, or 'all')")
+        own = flatten(run.header["config"])
+        config_set = {k: own[k] for k in sorted(run.protocol.free_keys()) if k in own}
+        entry = getattr(run.protocol, "entry", None)  # a contest's protocol values are enforced, not trusted
+        config_set.update(entry.protocol if entry is not None else {})
+        config_set.update(options.local)
+        threads = run.header["env"].get("threads", 1)
+        threads = threads if type(threads) is int and 1 <= threads <= 1024 else 1
+        plans.append(audit.Plan(run, options.recompute, segs, chosen, config_set, worker, options.cross_platform,
+                                threads))
     done = {"n": 0}
 
     def progress(path, result):
@@ -153,7 +258,7 @@ def _audit(runs, options):
         if options.progress:
             options.progress(f"[{done['n']}/{len(runs)}] {path}: {_summary(result)}")
 
-    results = audit.run_audits(requests, options.jobs, options.timeout, progress)
+    results = audit.run_audits(plans, options.jobs, options.timeout, progress)
     for run in runs:
         _judge_audit(run, results.get(run.path, {"error": "no result"}), options)
 
@@ -223,12 +328,20 @@ def _judge_recompute(run, rec, options):
                         f"split (fitted again here, its sha256 differs)")
     got, logged = rec["metrics"], run.metrics
     rtol = audit.RECOMPUTE_RTOL if options.cross_platform else 0.0
-    bad = [f"{k} logged {logged.get(k)!r}, recomputed {got.get(k)!r}" for k in sorted(set(got) | set(logged))
-           if not (isinstance(logged.get(k), (int, float)) and k in got
+    # every metric the judge computed (the protocol's, from the labels it holds) must be the
+    # logged one; a loss is the paper's own function and is not recomputed by the judge
+    bad = [f"{k} logged {logged.get(k)!r}, recomputed {got.get(k)!r}" for k in sorted(got)
+           if not (isinstance(logged.get(k), (int, float)) and not isinstance(logged.get(k), bool)
                    and abs(got[k] - logged[k]) <= rtol * max(1.0, abs(logged[k])))]
+    if not got:
+        bad.append("nothing was recomputed")
     if bad:
         problems.append(f"--recompute: the checkpoint does not give the logged metrics ({'; '.join(bad)})"
                         f"{_platform(run, options)}")
+    missing = [t.metric for t in run.protocol.targets if t.metric not in got]
+    if missing and not run.header["lite"]:
+        problems.append(f"--recompute: the judge cannot compute {', '.join(missing)} (not a harness metric of "
+                        f"{run.protocol.source}), so it is not taken from the log")
     run.recomputed = got
     return problems
 
@@ -262,7 +375,8 @@ def print_table(rows, runs, ok, options=None):
         for run in audited:
             segs = ", ".join(f"{s['a']}->{s['b']} " + ("error" if "error" in s else "exact" if s["exact"]
                                                         else f"{s['distance']:.1e}") for s in run.replayed)
-            print(f"  {run.path}: {segs}")
+            cov = f" ({audit.describe_coverage(run.coverage)})" if run.coverage else ""
+            print(f"  {run.path}: {segs}{cov}")
     excluded = [r for r in runs if r.problems]
     if excluded:
         print("\nexcluded runs (they do not count):")
@@ -282,10 +396,17 @@ def print_table(rows, runs, ok, options=None):
 
 
 def report_json(rows, runs, ok, options):
-    return {"ok": ok, "checked": options.assurance(), "challenge": options.challenge, "targets": rows,
+    checks = options.checks()
+    return {"ok": ok, "checked": options.assurance(), "checks": checks, "sandbox": options.sandbox_text(),
+            "challenge": options.challenge, "targets": rows,
             "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
                       "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
-                      "replay": r.replayed}
+                      "replay": r.replayed, "coverage": r.coverage,
+                      "coverage_text": audit.describe_coverage(r.coverage) if r.coverage else None,
+                      "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
+                                 and (c != "replay" or r.replayed)],
+                      "final_weights": r.final_weights or None,
+                      "kept_weights": sorted(set(r.kept_weights.values()))}
                      for r in runs]}
 
 
@@ -302,9 +423,12 @@ def parse_local(items):
 def add_arguments(ap):
     ap.add_argument("--recompute", action="store_true",
                     help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
-    ap.add_argument("--replay", type=int, default=0, metavar="N",
-                    help="replay audit: re-train N segments of each run (the first and the last always, the "
-                         "rest chosen from the challenge) and compare with its kept checkpoints")
+    ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
+                    help="replay audit: re-train segments of each run with the registered recipe and compare with "
+                         "its kept checkpoints. With no value, the default coverage: every segment of a run that "
+                         f"trained for at most {audit.FULL_REPLAY_SECONDS} s, else the first, the last and "
+                         f"{audit.DEFAULT_SHARE:.0%} of the others drawn from the challenge; 'all': every segment; "
+                         "N: N segments (the first and the last always)")
     ap.add_argument("--challenge", metavar="SECRET",
                     help="what chooses the replayed segments (default: fresh randomness, printed so the audit "
                          "can be repeated)")
@@ -314,6 +438,9 @@ def add_arguments(ap):
                          f"twice here in different summation orders, within {audit.MARGIN:g} times their spread "
                          f"where that spread is at most {audit.CHAOS_LIMIT:g} (inconclusive where it is larger)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
+    ap.add_argument("--no-sandbox", action="store_true",
+                    help="run the paper code of recompute and replay without the bubblewrap sandbox (a contest "
+                         "review refuses to run submitted code unconfined otherwise; every page then says so)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds one run's audit may take (default 3600)")
     ap.add_argument("--local", action="append", default=[], metavar="KEY=PATH",
                     help="with --recompute/--replay: where this machine keeps a file the run used by path, e.g. "
@@ -326,22 +453,38 @@ def add_arguments(ap):
 
 def options_from(args, progress=None):
     if getattr(args, "data_dir", None):
-        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)  # the audit's child processes inherit it
+        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)  # the audit's workers get it
     local = parse_local(args.local)
-    protocol_of = registered
+    protocol_of, tree, plugin, sandbox = registered, None, None, "auto"
+    runs_code = args.recompute or args.replay
     if getattr(args, "contest", None):
         from repro.contest import protocol_of as contest_protocol, read_contest
-        protocol_of = contest_protocol(read_contest(args.contest), os.path.abspath(args.code) if args.code else None)
+        tree = os.path.abspath(args.code) if args.code else None
+        protocol_of = contest_protocol(read_contest(args.contest), tree)
+        sandbox = "required"  # the submitted code is a stranger's
+        if runs_code:
+            folders = getattr(args, "papers", None) or []
+            if tree is None or len(folders) != 1:
+                raise ReproError("--contest with --recompute/--replay runs submitted code: give the submitted "
+                                 "repository as --code TREE and its plugin package as --papers TREE/PACKAGE")
+            plugin = os.path.abspath(folders[0])
+            if os.path.commonpath([os.path.realpath(plugin), os.path.realpath(tree)]) != os.path.realpath(tree):
+                raise ReproError(f"--papers {folders[0]}: the plugin must be inside the submitted tree --code {args.code}")
     elif getattr(args, "code", None):
         raise ReproError("--code only matters with --contest")
-    if local and not (args.recompute or args.replay):
+    if getattr(args, "no_sandbox", False):
+        sandbox = "off"
+    if local and not runs_code:
         raise ReproError("--local only matters with --recompute or --replay")
     if args.jobs < 1 or args.timeout < 1:
         raise ReproError("--jobs and --timeout must be >= 1")
     if args.challenge is not None and not args.replay:
-        raise ReproError("--challenge only matters with --replay N")
-    return Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
-                   args.timeout, progress, protocol_of)
+        raise ReproError("--challenge only matters with --replay")
+    options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
+                      args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin)
+    if runs_code:
+        options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
+    return options
 
 
 def main(argv=None):

@@ -57,6 +57,12 @@ def final_checkpoint(run_dir, first=False):
     return checkpoint.read(rundir.checkpoint_file(run, ev), want_optimizer=True)
 
 
+def recomputes(recomputed, logged):
+    """The judge recomputed something, and every metric it computed is the logged one exactly
+    (it computes the protocol's metrics from the labels it holds; a loss is the paper's own)."""
+    return bool(recomputed) and all(k in logged and logged[k] == v for k, v in recomputed.items())
+
+
 def audited(path, **options):
     """The run at path as verify judges it (rundir.Run with problems, recomputed, replayed),
     e.g. audited(path, recompute=True, replay=2)."""

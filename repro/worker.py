@@ -1,0 +1,190 @@
+"""The worker: the only code of the audit that imports paper code, and it runs in
+the sandbox (repro.sandbox). It is handed inputs and writes tensors; it never
+sees a run's logs or the checkpoint a replay must reach, and it decides nothing.
+
+    python -B -m repro.worker IN_DIR OUT_DIR
+
+IN_DIR/request.json says what to do:
+
+  task "data":  build the experiment's evaluation splits (and, for a paper that
+                fits something on its training split, fit it again from the
+                registered config); writes OUT_DIR/data.safetensors with
+                <split>/x and <split>/y, and OUT_DIR/artifact.json.
+  task "model": with the final weights, the model's outputs on the inputs the
+                judge gives (never the labels): OUT_DIR/outputs.safetensors,
+                one array of logits per split; and for each segment a..b, the
+                state after re-training it from the start checkpoint it is given
+                (or, from step 0, from the initial weights its seed gives):
+                OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B).
+
+Failures end with one line in OUT_DIR/error.txt. The judge (repro.audit)
+checks every file here before it uses it.
+"""
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _config(paper, req):
+    from repro.config import set_key, validate
+    exp = paper.experiment(req["exp"])
+    cfg = paper.config(exp, lite=bool(req.get("lite")))
+    for key, value in sorted((req.get("set") or {}).items()):
+        set_key(cfg, key, value)
+    return validate(cfg)
+
+
+def _paper(req):
+    from repro.registry import get_paper
+    from repro import recipe
+    recipe.set_threads(int(req.get("threads") or 1))
+    paper = get_paper(req["paper"])
+    return paper, _config(paper, req)
+
+
+def _artifact(path):
+    if not path:
+        return None
+    from repro import strict
+    return strict.read_json(path, "artifact", max_bytes=256 << 20)
+
+
+def data_task(req, out):
+    from repro import exchange, rundir
+    paper, cfg = _paper(req)
+    given = _artifact(req.get("artifact_file"))
+    arrays, refit = {}, None
+    if given is not None:
+        fitted = paper.data(cfg, None, train=True)
+        refit = fitted.artifact
+        rundir.write_artifact(out, refit)
+        same = rundir.artifact_sha256(refit) == rundir.artifact_sha256(given)
+        data = fitted if same else paper.data(cfg, given, train=False)
+    else:
+        data = paper.data(cfg, None, train=False)
+    for split, (x, y) in data.eval.items():
+        arrays[f"{split}/x"], arrays[f"{split}/y"] = x, y
+    exchange.write_arrays(os.path.join(out, "data.safetensors"), arrays)
+    return {"splits": list(data.eval), "refit": refit is not None}
+
+
+def _outputs(paper, cfg, artifact, weights, inputs):
+    """{split: logits} of the model with these weights, in the chunks evaluation uses."""
+    import numpy as np
+    import paddle
+    from repro import checkpoint
+    paddle.seed(0)
+    model = paper.model(cfg, artifact)
+    tensors, _ = checkpoint.read(weights, model)
+    checkpoint.load_model(model, tensors)
+    model.eval()
+    prepare = paper.data(cfg, artifact, train=False).prepare
+    bs = cfg.train.eval_batch_size
+    out = {}
+    with paddle.no_grad():
+        for split, x in inputs.items():
+            chunks = [model(paddle.to_tensor(prepare(x[i:i + bs]))).numpy() for i in range(0, len(x), bs)]
+            out[split] = np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
+    return out
+
+
+def _segment(paper, cfg, artifact, seg, jitter):
+    """(start tensors, end tensors) of re-training steps a+1..b with the registered recipe.
+    jitter=True rounds differently on purpose (--cross-platform): after every update, each
+    float32 weight the update changed is stored one float32 step up or down, at random, half
+    of the time, from a generator of its own (seeded by the segment), never Paddle's."""
+    import numpy as np
+    import paddle
+    from repro import checkpoint, recipe
+    a, b = seg["a"], seg["b"]
+    state = recipe.build(paper, cfg, init=a == 0, artifact=artifact)
+    if a == 0:
+        start = checkpoint.state_tensors(state.net)
+    else:
+        start, meta = checkpoint.read(seg["start"], state.net, want_optimizer=True)
+        checkpoint.load_model(state.net, start)
+        checkpoint.load_optimizer(state.optimizer, state.net, start)
+        state.amp.load_state(meta.get("amp_scaler"))
+    params = [p for p in state.net.parameters() if not p.stop_gradient and p.dtype == paddle.float32]
+    rng = np.random.default_rng([a, b])
+    for step in range(a + 1, b + 1):
+        before = [p.numpy() for p in params] if jitter else None
+        recipe.update(paper, state, cfg, step)
+        if jitter:
+            with paddle.no_grad():
+                for p, p0 in zip(params, before):
+                    x = p.numpy()
+                    toward = np.where(rng.random(x.shape) < 0.5, np.float32(np.inf), np.float32(-np.inf))
+                    flip = (x != p0) & (rng.random(x.shape) < 0.5)
+                    p.set_value(np.where(flip, np.nextafter(x, toward), x))
+    got = checkpoint.state_tensors(state.net, state.optimizer)
+    if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
+        got = {k: v for k, v in got.items() if k.startswith("model/")}
+    return start, got
+
+
+def model_task(req, out):
+    from repro import exchange
+    from repro.paper import GenerativePaper
+    paper, cfg = _paper(req)
+    artifact = _artifact(req.get("artifact_file"))
+    answer = {"seconds": {}}
+    job = req.get("outputs")
+    if job:
+        t0 = time.perf_counter()
+        if isinstance(paper, GenerativePaper):  # scored by the paper's own code: only believed for built-in papers
+            from repro import checkpoint
+            from repro.eval import evaluate
+            import paddle
+            paddle.seed(0)
+            model = paper.model(cfg, artifact)
+            tensors, _ = checkpoint.read(job["weights"], model)
+            checkpoint.load_model(model, tensors)
+            metrics, samples = evaluate(paper, model, cfg, paper.data(cfg, artifact, train=False))
+            answer["generative"] = {"metrics": metrics, "samples": samples}
+        else:
+            inputs, _ = exchange.read_arrays(job["inputs"], "the evaluation inputs")
+            exchange.write_arrays(os.path.join(out, "outputs.safetensors"),
+                                  _outputs(paper, cfg, artifact, job["weights"], inputs))
+        answer["seconds"]["outputs"] = round(time.perf_counter() - t0, 3)
+    for seg in req.get("segments") or []:
+        t0 = time.perf_counter()
+        start, got = _segment(paper, cfg, artifact, seg, jitter=False)
+        name = f"{seg['a']}-{seg['b']}"
+        if seg["a"] == 0:
+            exchange.write_arrays(os.path.join(out, f"init-{name}.safetensors"),
+                                  {k: v for k, v in start.items() if k.startswith("model/")})
+        exchange.write_arrays(os.path.join(out, f"seg-{name}.safetensors"), got)
+        if seg.get("jitter"):
+            _, other = _segment(paper, cfg, artifact, seg, jitter=True)
+            exchange.write_arrays(os.path.join(out, f"jitter-{name}.safetensors"), other)
+        answer["seconds"][name] = round(time.perf_counter() - t0, 3)
+    return answer
+
+
+TASKS = {"data": data_task, "model": model_task}
+
+
+def main(argv):
+    import warnings
+    warnings.filterwarnings("ignore")
+    in_dir, out = argv
+    try:
+        from repro import exchange
+        req = exchange.read_request(os.path.join(in_dir, "request.json"))
+        answer = TASKS[req["task"]](req, out)
+        with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as f:
+            json.dump(answer, f)
+        return 0
+    except BaseException as e:  # the paper's code failed: one line for the judge, the rest to stderr
+        traceback.print_exc(file=sys.stderr)
+        text = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        with open(os.path.join(out, "error.txt"), "w", encoding="utf-8") as f:
+            f.write(text[:300])
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
