@@ -1,0 +1,239 @@
+"""Untrusted code, trusted judge: hostile paper code in the workers of recompute and
+replay (repro/worker.py, run in repro/sandbox.py) is contained, and nothing it says
+is believed (repro/audit.py judges tensors).
+
+Runs are made with an honest plugin; then its code is swapped for a hostile one
+that behaves only inside a worker (as a cheater's would during a review), and
+verify --recompute --replay audits them. Each hostile plugin ends its worker
+with its findings (the only channel it has is failing), so the run's problem
+shows what it could and could not reach."""
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+
+import pytest
+
+import plugin_tinycell
+from conftest import cli
+from repro import audit, registry, sandbox, train, verify
+from repro.errors import ReproError, run_cli
+
+needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here: "
+                                 "apt-get install bubblewrap")
+
+IN_WORKER = "import sys as _s\n_w = _s.argv[0].endswith('worker.py')\n"
+
+
+def _train(plugin, out, seed, *over):
+    with pytest.raises(SystemExit) as e:
+        run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out", out, *over])
+    assert e.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two honest runs (seeds 0, 1) of the tiny plugin, 6 segments each; the plugin folder."""
+    root = tmp_path_factory.mktemp("sandbox")
+    plugin = plugin_tinycell.write(str(root / "repo" / "tinycell"))
+    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
+    registry.use_folders([plugin])
+    try:
+        out = [str(root / "logs" / f"seed{s}") for s in (0, 1)]
+        for s, o in zip((0, 1), out):
+            _train(plugin, o, s, "-o", "train.audit_every=50", "-o", "train.checkpoint_every=50")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        registry._loaded = False
+    return root, plugin, out
+
+
+@pytest.fixture
+def hostile(runs, plugin_env):
+    """hostile(payload): the plugin's __init__ runs payload first, inside workers only."""
+    root, plugin, out = runs
+    with open(os.path.join(plugin, "__init__.py")) as f:
+        honest = f.read()
+
+    def make(payload):
+        with open(os.path.join(plugin, "__init__.py"), "w") as f:
+            f.write(IN_WORKER + "if _w:\n" + "".join(f"    {ln}\n" for ln in payload.strip().splitlines()) + honest)
+        registry.use_folders([plugin])
+        return out
+
+    yield make
+    with open(os.path.join(plugin, "__init__.py"), "w") as f:
+        f.write(honest)
+
+
+def _verify(paths, **options):
+    options = {"recompute": True, "replay": "all", "challenge": "fixed", **options}
+    rows, runs, ok = verify.verify(paths, verify.Options(**options))
+    return runs, ok
+
+
+def test_honest_runs_pass_with_every_segment_replayed_in_the_sandbox(runs, plugin_env):
+    _, plugin, out = runs
+    registry.use_folders([plugin])
+    got, _ = _verify(out)
+    for run in got:
+        assert run.problems == [], run.problems
+        assert len(run.replayed) == 6 and all(s["exact"] for s in run.replayed)
+        assert run.coverage == {"replayed": 6, "segments": 6, "steps": 300, "total_steps": 300, "escape": 0.0}
+        assert run.recomputed and set(run.recomputed) == {"test_acc"} and run.recomputed["test_acc"] == run.metrics["test_acc"]
+
+
+@needs_bwrap
+def test_a_worker_sees_no_secret_no_network_no_home_and_cannot_write_outside(runs, hostile, tmp_path, monkeypatch):
+    root, plugin, out = runs
+    monkeypatch.setenv("REPRO_TEST_SECRET", "token-123")
+    secret = tmp_path / "maintainer-secret.txt"
+    secret.write_text("secret")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    other_log = os.path.join(out[1], "events.jsonl")
+    before = open(other_log, "rb").read()
+    payload = f"""
+import os, socket
+found = []
+found.append("env=" + str(os.environ.get("REPRO_TEST_SECRET")))
+home = {os.path.expanduser('~')!r}
+found.append("home=" + (",".join(sorted(os.listdir(home))) if os.path.isdir(home) else "absent"))
+try:
+    open({str(secret)!r}).read(); found.append("secret=read")
+except OSError:
+    found.append("secret=unreachable")
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2); found.append("net=connected")
+except OSError:
+    found.append("net=refused")
+try:
+    open({other_log!r}, "a").write("forged\\n"); found.append("other=written")
+except OSError:
+    found.append("other=unwritable")
+try:
+    open(os.path.join(os.path.dirname(__file__), "x.py"), "w").write("1"); found.append("own=written")
+except OSError:
+    found.append("own=read-only")
+raise RuntimeError("PROBE " + " ".join(found))
+"""
+    try:
+        got, ok = _verify(hostile(payload)[:1], replay=2)
+    finally:
+        server.close()
+    (run,) = got
+    probe = next(p for p in run.problems if "PROBE" in p)
+    # of the maintainer's home, at most the folders the Python installation itself lives in
+    home = probe.split("home=")[1].split()[0]
+    python_dirs = {os.path.relpath(sys.base_prefix, os.path.expanduser("~")).split(os.sep)[0]}
+    assert home == "absent" or set(home.split(",")) <= python_dirs, home
+    assert "env=None" in probe and "secret=unreachable" in probe, probe
+    assert "net=refused" in probe and "other=unwritable" in probe and "own=read-only" in probe, probe
+    assert not ok and open(other_log, "rb").read() == before
+    assert not os.path.exists(os.path.join(plugin, "x.py"))
+
+
+def test_a_plugin_that_patches_the_worker_or_writes_its_own_results_is_not_believed(runs, hostile):
+    payload = """
+import json, os, repro.exchange as x
+def fake(path, arrays, metadata=None):
+    for fd in range(3, 20):
+        try:
+            os.write(fd, b'{"path": "x", "recompute": {"metrics": {"test_acc": 99.0}}, "verdict": "REPRODUCED"}\\n')
+        except OSError:
+            pass
+    print(json.dumps({"ok": True, "metrics": {"test_acc": 99.0}, "exact": True}))
+x.write_arrays = fake
+"""
+    got, ok = _verify(hostile(payload)[:1])
+    (run,) = got
+    assert not ok
+    assert any("the built evaluation data" in p for p in run.problems), run.problems
+    assert any("replay 0->50" in p and "the replay of 0->50" in p for p in run.problems), run.problems
+    assert run.recomputed is None or "test_acc" not in (run.recomputed or {})
+
+
+def test_a_worker_that_returns_the_start_state_or_malformed_outputs_fails_that_run_only(runs, hostile):
+    payload = """
+import sys, numpy as np
+w = sys.modules["__main__"]  # the running worker
+w._segment = lambda paper, cfg, artifact, seg, jitter: (lambda s: (s, s))(
+    {k: v for k, v in __import__("repro.checkpoint", fromlist=["x"]).read(seg["start"], want_optimizer=True)[0].items()}
+    if seg["a"] else {"model/0.weight": np.zeros((40, 32), np.float32)})
+w._outputs = lambda paper, cfg, artifact, weights, inputs: {s: np.full((3, 10), np.nan, np.float32) for s in inputs}
+"""
+    out = hostile(payload)
+    got, ok = _verify(out[:1])
+    (run,) = got
+    assert any("not 1000 rows of finite class scores" in p for p in run.problems), run.problems
+    bad = [p for p in run.problems if p.startswith("replay ")]
+    # every segment fails (0->50 twice: other initial weights, and not the logged checkpoint)
+    assert {p.split(":")[0] for p in bad} == {f"replay {a}->{a + 50}" for a in range(0, 300, 50)}, bad
+    assert all("does not give the logged checkpoint" in p or "initial weights" in p for p in bad), bad
+
+
+def test_a_worker_over_its_time_is_killed_with_one_line(runs, hostile):
+    got, ok = verify.verify(hostile("import time\ntime.sleep(600)")[:1],
+                            verify.Options(recompute=True, timeout=5))[1:]
+    (run,) = got
+    assert any("took longer than 5 s" in p for p in run.problems), run.problems
+
+
+def test_the_required_sandbox_refuses_without_bwrap_and_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(ReproError, match="apt-get install bubblewrap.*--no-sandbox"):
+        sandbox.Sandbox("required")
+    assert sandbox.Sandbox("off").describe() == "off (--no-sandbox)"
+    assert sandbox.Sandbox("auto").describe() == "off (bubblewrap not available)"
+
+
+# ------------------------------------------------------------------ the replay coverage (issue 29)
+
+def test_the_printed_escape_probability_is_the_draws(monkeypatch):
+    """For k segments and n replayed, the chance that one forged middle segment is never drawn,
+    measured over many challenges, is the probability verify prints."""
+    import random
+    for k, n in ((8, 2), (8, 3), (8, 5), (12, 4), (3, 2), (6, 6)):
+        segs = [(i, i + 1) for i in range(k)]
+        p = audit.escape(k, n)
+        for forged in range(k):
+            trials = 3000
+            missed = sum(segs[forged] not in audit.choose(segs, n, f"c{t}", "run") for t in range(trials))
+            rate = missed / trials
+            want = 0.0 if forged in (0, k - 1) else p
+            assert abs(rate - want) < 0.04, (k, n, forged, rate, want)
+        text = audit.describe_coverage({"replayed": n, "segments": k, "steps": n, "total_steps": k, "escape": p})
+        assert (f"at most {p:.0%}" in text) if p else ("every segment replayed" in text)
+
+
+def test_the_default_coverage_replays_every_segment_of_a_short_run_and_a_drawn_share_of_a_long_one():
+    class R:
+        def __init__(self, seconds):
+            self.events = [{}, {"seconds": seconds}]
+    assert audit.count(R(60), "default", list(range(8))) == 8
+    assert audit.count(R(audit.FULL_REPLAY_SECONDS + 1), "default", list(range(10))) == 2 + 2
+    assert audit.count(R(10_000), "all", list(range(10))) == 10
+    assert audit.count(R(10), 3, list(range(10))) == 3
+    assert audit.escape(10, 4) == pytest.approx(0.75)
+
+
+def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):
+    _, plugin, out = runs
+    registry.use_folders([plugin])
+    got, _ = verify.verify(out[:1], verify.Options(replay=2, challenge="x"))[1:]
+    assert any("never replays a middle one" in w for w in got[0].warnings), got[0].warnings
+    assert got[0].coverage["escape"] == 1.0
+
+
+def test_replay_counts_are_checked(capsys):
+    for bad in ("1", "0x", "-3", "some"):
+        with pytest.raises(ReproError, match="--replay"):
+            verify.parse_replay(bad)
+    assert verify.parse_replay(None) == 0 and verify.parse_replay("all") == "all" and verify.parse_replay("4") == 4
