@@ -103,3 +103,23 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
     p = subprocess.run([sys.executable, "-c", code.format(argv=[args[1], *args[2:]], mod=args[1])], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert "PPDIFFUSERS False" in p.stderr and "PADDLENLP False" in p.stderr, p.stderr[-2000:]
+
+
+JUDGE = ("repro/audit.py", "repro/verify.py", "repro/compliance.py", "repro/contest.py", "repro/review.py",
+         "repro/exchange.py", "repro/sandbox.py", "repro/targets.py", "repro/runlog.py", "repro/checkpoint.py")
+RUNS_PAPER_CODE = ("repro.worker", "repro.recipe", "repro.train", "repro.paper", "repro.eval", "repro.papers",
+                   "repro.inference", "repro.export", "repro.registry.get_paper", "repro.registry.load_papers")
+
+
+def test_the_judge_never_imports_what_runs_paper_code():
+    """The trust boundary (issue 22): the judge reads files, compares and decides; only the
+    sandboxed worker (repro/worker.py) imports a paper. The one door to a paper's own code in
+    the judge is the registered protocol of a paper this harness or its user registered
+    (compliance.registered), never used against a contest's submission."""
+    for rel in JUDGE:
+        bad = {m for m in imports(os.path.join(REPO, rel)) if m.startswith(RUNS_PAPER_CODE)}
+        if rel == "repro/compliance.py":
+            bad -= {"repro.registry.get_paper"}
+        assert not bad, (rel, bad)
+    worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.worker" in imports(p)]
+    assert worker_users == [], worker_users  # started as a program by the sandbox, never imported
