@@ -54,6 +54,7 @@ RECOMPUTE_RTOL = 1e-3
 # audit costs at most the run's own training time); longer runs: the first, the last and
 # this share of the middle segments, drawn with the challenge
 FULL_REPLAY_SECONDS = 900
+PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
 DEFAULT_SHARE = 0.25
 
 
@@ -151,9 +152,10 @@ def _last_words(out_dir, err, code):
 class Plan:
     """One run's audit: what to recompute and which segments to replay."""
 
-    def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads):
+    def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads, private=None):
         self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
         self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
+        self.private = private  # (x, y) of a private split the submitter never had (repro.private), or None
 
     @property
     def path(self):
@@ -190,7 +192,7 @@ def _build_data(plan, timeout):
         if artifact is not None:
             rundir.write_artifact(tmp, artifact)
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
-        answer, out = _Staged(plan.worker, req, inputs, timeout).run()
+        answer, out = Staged(plan.worker, req, inputs, timeout).run()
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the built evaluation data")
         splits = {}
@@ -210,7 +212,7 @@ def _build_data(plan, timeout):
         shutil.rmtree(out, ignore_errors=True)
 
 
-class _Staged:
+class Staged:
     """One worker task: its inputs copied into a fresh input folder (named there in the
     request), a fresh output folder, the sandbox; (answer, output folder) or a ReproError."""
 
@@ -265,9 +267,11 @@ def audit_run(plan, data_cache, timeout):
         if plan.recompute:
             try:
                 splits, refit = data_cache.get(plan, timeout)
+                if plan.private is not None:
+                    splits = {**splits, PRIVATE: plan.private}
                 labels = {s: y for s, (x, y) in splits.items()}
                 out["recompute"] = {"data": {s: {"n": len(x), "sha256": fingerprint(x, y)}
-                                             for s, (x, y) in splits.items()},
+                                             for s, (x, y) in splits.items() if s != PRIVATE},
                                     "artifact_refit": None if refit is None else
                                     rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
                 final = max(run.checkpoints())
@@ -295,7 +299,7 @@ def audit_run(plan, data_cache, timeout):
         t0 = time.perf_counter()
         req = plan.request("model", outputs=req_outputs, segments=runnable)
         try:
-            answer, wout = _Staged(plan.worker, req, inputs, timeout).run()
+            answer, wout = Staged(plan.worker, req, inputs, timeout).run()
         except ReproError as e:
             if req_outputs is not None:
                 out["recompute"] = {"error": str(e)}
@@ -305,7 +309,13 @@ def audit_run(plan, data_cache, timeout):
         try:
             seconds = answer.get("seconds") if isinstance(answer.get("seconds"), dict) else {}
             if req_outputs is not None:
-                out["recompute"].update(_judge_outputs(plan, wout, labels, answer))
+                scored = _judge_outputs(plan, wout, labels, answer)
+                private = {k[len(PRIVATE) + 1:]: v for k, v in scored.get("metrics", {}).items()
+                           if k.startswith(PRIVATE + "_")}
+                if private:
+                    scored["metrics"] = {k: v for k, v in scored["metrics"].items() if not k.startswith(PRIVATE + "_")}
+                    scored["private"] = {"metrics": private, "n": int(scored["samples"].pop(PRIVATE))}
+                out["recompute"].update(scored)
             out["replay"] = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds) for s in segs]
             for s in out["replay"]:
                 s.pop("jitter", None), s.pop("start", None)

@@ -150,6 +150,14 @@ class Paper:
         """Data-dependent initialisation before the first step (not on resume),
         e.g. a per-pixel mean kept as a model buffer so checkpoints carry it."""
 
+    def fresh_split(self, cfg, n, seed):
+        """(x, y): n new evaluation samples from the distribution of the registered evaluation
+        split, drawn from `seed` (a generated dataset can; a contest's private evaluation uses it
+        with a seed only the maintainers hold). A paper whose data are fixed files has none."""
+        from repro.errors import ReproError
+        raise ReproError(f"paper {self.name!r} cannot generate a fresh split (its data are fixed files): "
+                         f"give the private evaluation as a file the maintainers hold")
+
     def provenance(self, cfg):
         """{name: identity} of what a run used besides its code, config and data
         (e.g. a pretrained model's sha256); logged in the run header."""

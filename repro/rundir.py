@@ -74,6 +74,7 @@ class Run:
     final_weights: str = ""                       # weights_sha256 of the final checkpoint, as read
     kept_weights: dict = field(default_factory=dict)  # {step: weights_sha256} of every kept checkpoint, as read
     coverage: dict = None                         # what the replay audit covered (repro.audit.coverage_of)
+    private: dict = None                          # the private evaluation's result (repro.private)
     recomputed: dict = None                       # metrics verify computed itself (--recompute)
     replayed: list = field(default_factory=list)  # replay audit results, one per segment
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 
 from repro import audit, rundir
+from repro import private as private_eval
 from repro.compliance import LITE, check_run, load_run, registered
 from repro.config import flatten
 from repro.errors import ReproError, run_cli
@@ -59,13 +60,15 @@ class Options:
     trusted beyond tensors."""
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
-                 timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None):
+                 timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None,
+                 private=None):
         replay = parse_replay(replay)
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
         self.protocol_of = protocol_of  # what each run is judged against (repro.protocol)
         self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
+        self.private = private or {}  # {(paper, exp): repro.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
@@ -100,6 +103,8 @@ class Options:
             parts.append("code identity")
         if self.recompute:
             parts.append("recompute")
+        if self.recompute and self.private:
+            parts.append("private evaluation")
         if self.replay:
             parts.append("replay")
         return parts
@@ -110,6 +115,8 @@ class Options:
             parts.append("code identity")
         if self.recompute:
             parts.append("recomputed metrics")
+        if self.recompute and self.private:
+            parts.append("private evaluation")
         if self.replay:
             what = {"default": "the default coverage", "all": "every segment"}.get(self.replay,
                                                                                  f"{self.replay} segments")
@@ -249,8 +256,16 @@ def _audit(runs, options):
         config_set.update(options.local)
         threads = run.header["env"].get("threads", 1)
         threads = threads if type(threads) is int and 1 <= threads <= 1024 else 1
+        private = None
+        spec = options.private.get((run.protocol.paper, run.protocol.exp)) if options.recompute else None
+        if spec is not None and not run.header["lite"]:
+            try:
+                private = spec.data(options.sandbox(), options.timeout)
+            except ReproError as e:
+                run.problems.append(f"private evaluation: {e}")
+                continue
         plans.append(audit.Plan(run, options.recompute, segs, chosen, config_set, worker, options.cross_platform,
-                                threads))
+                                threads, private))
     done = {"n": 0}
 
     def progress(path, result):
@@ -343,6 +358,29 @@ def _judge_recompute(run, rec, options):
         problems.append(f"--recompute: the judge cannot compute {', '.join(missing)} (not a harness metric of "
                         f"{run.protocol.source}), so it is not taken from the log")
     run.recomputed = got
+    if rec.get("private"):
+        problems += _judge_private(run, rec)
+    return problems
+
+
+def _judge_private(run, rec):
+    """Each target's metric on the private split must agree with the public one (repro.private)."""
+    problems, private = [], rec["private"]
+    run.private = {"n": private["n"], "metrics": private["metrics"], "agrees": True}
+    for target in run.protocol.targets:
+        split, _, name = target.metric.partition("_")
+        mine, public = private["metrics"].get(name), run.recomputed.get(target.metric)
+        n_public = rec.get("samples", {}).get(split)
+        if mine is None or public is None or not n_public:
+            problems.append(f"private evaluation: {target.metric} could not be compared on the private split")
+            run.private["agrees"] = False
+            continue
+        agrees, z = private_eval.agreement(public, n_public, mine, private["n"])
+        run.private.update({"public": public, "private": mine, "z": z})
+        if not agrees:
+            run.private["agrees"] = False
+            problems.append("private evaluation: " + private_eval.why_not(target.metric, public, n_public, mine,
+                                                                            private["n"], z))
     return problems
 
 
@@ -405,6 +443,7 @@ def report_json(rows, runs, ok, options):
                       "coverage_text": audit.describe_coverage(r.coverage) if r.coverage else None,
                       "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
                                  and (c != "replay" or r.replayed)],
+                      "private": r.private,
                       "final_weights": r.final_weights or None,
                       "kept_weights": sorted(set(r.kept_weights.values()))}
                      for r in runs]}

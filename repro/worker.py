@@ -10,6 +10,8 @@ IN_DIR/request.json says what to do:
                 fits something on its training split, fit it again from the
                 registered config); writes OUT_DIR/data.safetensors with
                 <split>/x and <split>/y, and OUT_DIR/artifact.json.
+  task "fresh": n new evaluation samples from a seed, by a paper the maintainers
+                trust (a contest's private evaluation): OUT_DIR/data.safetensors.
   task "model": with the final weights, the model's outputs on the inputs the
                 judge gives (never the labels): OUT_DIR/outputs.safetensors,
                 one array of logits per split; and for each segment a..b, the
@@ -68,6 +70,16 @@ def data_task(req, out):
         arrays[f"{split}/x"], arrays[f"{split}/y"] = x, y
     exchange.write_arrays(os.path.join(out, "data.safetensors"), arrays)
     return {"splits": list(data.eval), "refit": refit is not None}
+
+
+def fresh_task(req, out):
+    """A fresh evaluation split from a paper the maintainers trust (never a submission's):
+    n samples from the seed they hold."""
+    from repro import exchange
+    paper, cfg = _paper(req)
+    x, y = paper.fresh_split(cfg, int(req["n"]), int(req["seed"]))
+    exchange.write_arrays(os.path.join(out, "data.safetensors"), {"private/x": x, "private/y": y})
+    return {"splits": ["private"]}
 
 
 def _outputs(paper, cfg, artifact, weights, inputs):
@@ -164,7 +176,7 @@ def model_task(req, out):
     return answer
 
 
-TASKS = {"data": data_task, "model": model_task}
+TASKS = {"data": data_task, "model": model_task, "fresh": fresh_task}
 
 
 def main(argv):

@@ -109,6 +109,10 @@ class Mnist1d(ClassificationPaper):
         return Data(train=(as_x(d["x"]), as_y(d["y"])),
                     eval={"test": (as_x(d["x_test"]), as_y(d["y_test"]))})
 
+    def fresh_split(self, cfg, n, seed):
+        dc = cfg.data
+        return mdata.fresh(n, seed, dc.shuffle_seq, dc.permutation)
+
     def input_spec(self, cfg):
         import paddle
         return [paddle.static.InputSpec([None, 40], "float32", "x")]
