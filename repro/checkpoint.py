@@ -21,17 +21,10 @@ import re
 import numpy as np
 
 from repro.errors import ReproError
+from repro.identity import sha256_file  # noqa: F401 (checkpoint.sha256_file: one implementation of file hashing)
 
 FORMAT = "repro-checkpoint/2"
 MAX_META = 64 << 10  # bytes of metadata: a handful of short strings
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_sha256(tensors):

@@ -258,25 +258,7 @@ def protocol_of(contest, tree=None):
 
 
 def check_code(header, tree):
-    """Whether the paper code the log names is the code in tree (file by file)."""
-    from repro.env import file_hashes
-    code = header.get("code", {}).get("paper")
-    if not isinstance(code, dict) or not isinstance(code.get("files"), dict):
-        return ["the log does not record its paper's code, so it cannot be tied to the submitted code"]
-    folders = [f for f in {code.get("package"), code.get("configs")} if isinstance(f, str)]
-    for f in folders:
-        try:
-            strict.inside(tree, os.path.join(tree, f), "the paper's code folder")
-        except ReproError as e:
-            return [str(e)]
-    here = file_hashes(tree, folders)
-    logged = code["files"]
-    differ = sorted(k for k in set(here) & set(logged) if here[k] != logged[k])
-    missing = sorted(set(logged) - set(here))
-    extra = sorted(set(here) - set(logged))
-    if not (differ or missing or extra):
-        return []
-    parts = [f"{what}: {', '.join(names[:4])}{'...' if len(names) > 4 else ''}"
-             for what, names in (("differ", differ), ("missing here", missing), ("not in the run's code", extra))
-             if names]
-    return [f"the log was produced by other code than the submitted tree ({'; '.join(parts)})"]
+    """Whether the code the log names is the code in tree: the run's recorded
+    repository identity must be exactly the tree's (repro.identity.check_tree)."""
+    from repro.identity import check_tree
+    return check_tree(header, tree)

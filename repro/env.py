@@ -6,6 +6,10 @@ import platform
 import subprocess
 import sys
 
+from repro import identity
+from repro.errors import ReproError
+from repro.identity import digest, sha256_file  # noqa: F401 (env.digest: one implementation, in repro.identity)
+
 HARNESS = os.path.dirname(os.path.abspath(__file__))  # the repro package
 
 
@@ -25,7 +29,7 @@ def _git(where, *args):
 
 
 def _files(folder):
-    """Every file under folder, caches excluded, as sorted absolute paths."""
+    """Every file under folder, caches and dot-folders excluded, as sorted absolute paths."""
     paths = []
     for dirpath, dirnames, files in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
@@ -38,14 +42,8 @@ def file_hashes(base, folders):
     out = {}
     for folder in folders:
         for path in _files(os.path.join(base, folder)):
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, base).replace(os.sep, "/")] = hashlib.sha256(f.read()).hexdigest()
+            out[os.path.relpath(path, base).replace(os.sep, "/")] = sha256_file(path)
     return out
-
-
-def digest(hashes):
-    """One sha256 for a {path: sha256} map."""
-    return hashlib.sha256("".join(f"{k}\0{v}\n" for k, v in sorted(hashes.items())).encode()).hexdigest()
 
 
 def _repository(path, folders):
@@ -64,36 +62,149 @@ def _repository(path, folders):
     return top, commit.strip() if commit else None, dirty, changes
 
 
+def _git_state(top):
+    """(commit, dirty, sha256 of the changes) of the repository at top, where dirty
+    means the files its identity covers differ from the commit: edited, added,
+    deleted, untracked or git-ignored, leaving out what identity.EXCLUDED excludes."""
+    commit = _git(top, "rev-parse", "HEAD")
+    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--",
+                  ".", ":(top,exclude)logs")
+    if status is None:
+        return (commit.strip() if commit else None), None, None
+    entries, tokens = [], iter(status.split("\0"))
+    for token in tokens:
+        if len(token) < 4:
+            continue
+        xy, path = token[:2], token[3:]
+        if "R" in xy or "C" in xy:
+            next(tokens, None)  # the path it was renamed or copied from
+        if not identity.excluded(path.rstrip("/"), path.endswith("/")):
+            entries.append((xy, path))
+    if not entries:
+        return (commit.strip() if commit else None), False, None
+    tracked = sorted({p for xy, p in entries if xy not in ("??", "!!")})
+    diff = _git(top, "diff", "HEAD", "--", *tracked) if tracked else ""
+    text = "".join(f"{xy} {p}\n" for xy, p in sorted(entries, key=lambda e: e[1])) + (diff or "")
+    return (commit.strip() if commit else None), True, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _under(path, folder):
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _builtin(package):
+    """Whether a paper's package is the harness's own (papers/ of this checkout, or
+    installed beside the harness, as an entry-point plugin installed with pip is):
+    such code is identified by its package and configs; anything else by its repository."""
+    return _under(os.path.realpath(package), os.path.realpath(os.path.dirname(HARNESS)))
+
+
 def paper_code(paper, exp=None):
-    """The identity of a paper's own code: its package and configs, file by file,
-    relative to the repository that holds them (or the package's parent folder),
-    and which of those files is the experiment's config."""
-    package = paper.root
+    """The identity of a paper's own code (docs/log-format.md, `code`).
+
+    A built-in paper: its package and configs folders, file by file, relative to
+    the repository that holds them. A plugin from elsewhere: the whole repository
+    holding it (its git top level; without git, the package's parent folder) as
+    repro.identity identifies it, under "repository"; a ReproError (one line)
+    if that repository holds what cannot be identified, so no run starts from code
+    that cannot be checked. Both name the package, the configs folder and the
+    experiment's config file relative to that repository."""
+    package = os.path.realpath(paper.root)
     configs = os.path.normpath(os.path.join(package, paper.config_dir))
-    folders = [package] + ([configs] if os.path.commonpath([package, configs]) != package else [])
-    top, commit, dirty, changes = _repository(package, folders)
-    base = top or os.path.dirname(package)
-    rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in folders]
-    hashes = file_hashes(base, rel)
-    config = os.path.relpath(paper.config_path(exp), base).replace(os.sep, "/") if exp is not None else None
-    return {"package": rel[0], "configs": rel[-1], "config_file": config, "sha256": digest(hashes),
-            "files": hashes, "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+    if _builtin(package):
+        folders = [package] + ([configs] if os.path.commonpath([package, configs]) != package else [])
+        top, commit, dirty, changes = _repository(package, folders)
+        base = top or os.path.dirname(package)
+        rel = [os.path.relpath(f, base).replace(os.sep, "/") for f in folders]
+        hashes = file_hashes(base, rel)
+        config = (os.path.relpath(os.path.realpath(paper.config_path(exp)), base).replace(os.sep, "/")
+                  if exp is not None else None)
+        return {"package": rel[0], "configs": rel[-1], "config_file": config, "sha256": digest(hashes),
+                "files": hashes, "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+    top = _git(package, "rev-parse", "--show-toplevel")
+    base = os.path.realpath(top.strip()) if top else os.path.dirname(package)
+    where = f"paper {paper.name}: the repository {base}"
+    config = os.path.realpath(paper.config_path(exp)) if exp is not None else None
+    for what, path in (("its package", package), ("its configs folder", os.path.realpath(configs)),
+                       ("the experiment's config", config)):
+        if path is not None and not _under(path, base):
+            raise ReproError(f"{where} does not hold {what} {path}, so the code of a run could not be identified")
+    rel = lambda p: os.path.relpath(p, base).replace(os.sep, "/") if p is not None else None  # noqa: E731
+    repo, problems = identity.identify(base)
+    if problems:
+        raise ReproError(f"{where} holds what cannot be identified as code, so no run starts from it: "
+                         f"{identity.summary(problems)} (repro.identity.self_check lists every problem)")
+    for what, name in (("package", f"{rel(package)}/__init__.py"), ("experiment's config", rel(config))):
+        if name is not None and name not in repo["files"]:
+            raise ReproError(f"{where}: the plugin's {what} {name} is excluded from the code identity "
+                             f"({', '.join(identity.EXCLUDED)})")
+    commit, dirty, changes = _git_state(base) if top else (None, None, None)
+    return {"package": rel(package), "configs": rel(os.path.realpath(configs)), "config_file": rel(config),
+            "sha256": repo["sha256"], "repository": repo,
+            "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
+
+
+# the checkout's folders and the names a wheel installs them under (pyproject.toml's package-dir)
+INSTALLED_AS = (("repro", "repro"), ("metrics", "repro/metrics"), ("papers", "repro/papers"),
+                ("configs", "repro/configs"))
+
+
+def _shipped(name):
+    """Whether a wheel ships the file it installs as name (pyproject.toml: the .py
+    files of its packages, and its package-data papers/*/README.md and configs/*/*.yaml)."""
+    parts = name.split("/")
+    return (name.endswith(".py")
+            or (len(parts) == 4 and parts[:2] == ["repro", "papers"] and parts[3] == "README.md")
+            or (len(parts) == 4 and parts[:2] == ["repro", "configs"] and parts[3].endswith(".yaml")))
+
+
+def _installed(root):
+    """Whether root (the folder holding the repro package) is an installation
+    rather than a checkout: installed, metrics/ is inside the package."""
+    return os.path.isdir(os.path.join(root, "repro", "metrics"))
+
+
+def harness_files(root):
+    """{name as installed: sha256} of the files a wheel of the harness ships, found
+    under root: site-packages (or an unpacked wheel) holding repro/, or a checkout
+    holding repro/, metrics/, papers/ and configs/, whose files are named as the
+    wheel installs them (metrics/x.py is repro/metrics/x.py). The same commit gives
+    the same map either way."""
+    sources = [("repro", "repro")] if _installed(root) else INSTALLED_AS
+    out = {}
+    for folder, prefix in sources:
+        start = os.path.join(root, folder)
+        for path in _files(start) if os.path.isdir(start) else ():
+            if os.path.islink(path):
+                continue
+            name = f"{prefix}/{os.path.relpath(path, start).replace(os.sep, '/')}"
+            if _shipped(name):
+                out[name] = sha256_file(path)
+    return dict(sorted(out.items()))
+
+
+def harness_sha256(root):
+    """One sha256 of harness_files(root)."""
+    return digest(harness_files(root))
 
 
 def harness_code():
-    """The identity of the harness that ran: its version, a hash of its files, and
-    where it is a checkout, its commit."""
+    """The identity of the harness that ran: its version, the sha256 of the files a
+    wheel of it ships (the same for a checkout and an installation of one commit),
+    and where it is a checkout, its commit and whether those files differ from it."""
     from repro import __version__
-    metrics = os.path.join(os.path.dirname(HARNESS), "metrics")
-    folders = [HARNESS] + ([metrics] if os.path.isfile(os.path.join(metrics, "__init__.py")) else [])
-    base = os.path.dirname(HARNESS)
-    _, commit, dirty, changes = _repository(HARNESS, folders)
-    return {"version": __version__, "sha256": digest(file_hashes(base, [os.path.relpath(f, base) for f in folders])),
+    root = os.path.dirname(HARNESS)
+    commit = dirty = changes = None
+    if not _installed(root):  # an installation's git (a venv inside a repository) is not the harness's
+        folders = [os.path.join(root, f) for f, _ in INSTALLED_AS if os.path.isdir(os.path.join(root, f))]
+        _, commit, dirty, changes = _repository(HARNESS, folders)
+    return {"version": __version__, "sha256": harness_sha256(root),
             "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
 
 
 def code_identity(paper, exp=None):
-    """What code ran: the paper's own (package and configs) and the harness's, apart."""
+    """What code ran: the paper's own (its repository, or a built-in paper's package
+    and configs) and the harness's, apart."""
     return {"paper": paper_code(paper, exp), "harness": harness_code()}
 
 

@@ -84,11 +84,29 @@ def commit_of(repo):
 def test_an_outside_plugin_trains_and_its_log_names_its_own_code(made):
     root, repo, plugin = made
     from conftest import events
+    import hashlib
+
+    import repro
+    from repro import identity
     code = events(os.path.join(repo, "logs", "seed0"))[0]["code"]
-    assert code["paper"]["package"] == "tinycell" and code["paper"]["config_file"] == "tinycell/configs/mlp.yaml"
-    assert sorted(code["paper"]["files"]) == ["tinycell/__init__.py", "tinycell/configs/mlp.yaml", "tinycell/models.py"]
-    assert code["paper"]["git_commit"] and code["paper"]["git_dirty"] is False
-    assert code["harness"]["version"] and code["harness"]["sha256"] != code["paper"]["sha256"]
+    paper = code["paper"]
+    assert (paper["package"], paper["configs"], paper["config_file"]) == ("tinycell", "tinycell/configs",
+                                                                         "tinycell/configs/mlp.yaml")
+    # the whole repository, as repro.identity identifies it: README.md, logs/ and .git are left out
+    files = paper["repository"]["files"]
+    assert sorted(files) == ["requirements.txt", "tinycell/__init__.py", "tinycell/configs/mlp.yaml",
+                             "tinycell/models.py"]
+    assert files["tinycell/models.py"] == hashlib.sha256(plugin_tinycell.MODELS.encode()).hexdigest()
+    assert files == identity.scan(repo)[0] and identity.check_tree(events(os.path.join(repo, "logs", "seed1"))[0],
+                                                                   repo) == []
+    assert paper["sha256"] == paper["repository"]["sha256"] == identity.digest(files)
+    assert paper["repository"]["excluded"] == list(identity.EXCLUDED) and "files" not in paper
+    assert paper["git_commit"] == subprocess.run(["git", "-C", repo, "rev-parse", "HEAD~1"], capture_output=True,
+                                                 text=True).stdout.strip()  # the commit before the logs'
+    assert paper["git_dirty"] is False and paper["git_changes_sha256"] is None
+    harness = code["harness"]
+    assert harness["version"] == repro.__version__ and len(harness["sha256"]) == 64
+    assert harness["sha256"] != paper["sha256"] and harness["git_commit"]
 
 
 def test_plugin_discovery_is_strict(tmp_path, plugin_env, capsys):
@@ -189,11 +207,11 @@ def test_review_keeps_a_first_to_reach_ledger(made, tmp_path, plugin_env, capsys
     data = json.loads(open(os.path.join(out, "review.json")).read())
     status = {s["team"]: s["status"] for s in data["submissions"]}
     assert status["beta"] == "not reproduced"  # earlier, but its logs came from other code
-    assert status["alpha"].startswith("REPRODUCED")
+    why = {s["team"]: " ".join(review.reasons(s)) for s in data["submissions"]}
+    assert status["alpha"].startswith("REPRODUCED"), why["alpha"]
     assert status["gamma"].startswith("passes, but alpha reproduced tinycell first")
     assert status["delta"] == "not reproduced"
     assert status["eps"].startswith("late")
-    why = {s["team"]: " ".join(review.reasons(s)) for s in data["submissions"]}
     assert "produced by other code" in why["beta"] and "no requirements.txt" in why["delta"]
     assert data["papers"] == [{**data["papers"][0], "paper": "tinycell", "reproduced_by": "alpha"}]
     alpha = next(s for s in data["submissions"] if s["team"] == "alpha")
