@@ -279,9 +279,19 @@ def test_self_check_runs_the_reviews_check_on_every_logged_run(repo):
                         f"(differ: tinycell/models.py)" for s in (0, 1)]
 
 
-def test_training_an_unidentifiable_repository_stops_before_the_first_update(repo, plugin_env, capsys, monkeypatch):
-    for name in [m for m in sys.modules if m == "tinycell" or m.startswith("tinycell.")]:
-        monkeypatch.delitem(sys.modules, name)  # another module's tinycell, imported from its own folder
+@pytest.fixture
+def own_tinycell():
+    """This test's tinycell in sys.modules, and afterwards whatever was there before
+    (another module's, imported from its own folder)."""
+    def ours():
+        return {m: sys.modules.pop(m) for m in list(sys.modules) if m == "tinycell" or m.startswith("tinycell.")}
+    saved = ours()
+    yield
+    ours()
+    sys.modules.update(saved)
+
+
+def test_training_an_unidentifiable_repository_stops_before_the_first_update(repo, plugin_env, own_tinycell, capsys):
     cache = os.path.join(repo, "tinycell", "__pycache__")
     os.makedirs(cache)
     with open(os.path.join(cache, "__init__.cpython-311.pyc"), "wb") as f:
