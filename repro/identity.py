@@ -8,6 +8,10 @@ folders included, except what EXCLUDED declares:
 
     /.git       git's own data (at the top)
     /logs       the runs (at the top): a run cannot be part of the code that made it
+    /.venv, /venv
+                a virtual environment at the top: the sandbox runs the harness's own
+                Python and packages, never the submission's, so nothing in it can take
+                part in a review's run (and a venv is full of links, which are refused)
     *.md, *.rst, README*, LICENSE*, LICENCE*, COPYING*, CHANGELOG*
                 documentation, at any depth, so a README written after training
                 does not change the identity
@@ -50,7 +54,7 @@ MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 256 << 20
 MAX_DEPTH = 32
 
-EXCLUDED = ("/.git", "/logs", "*.md", "*.rst", "README*", "LICENSE*", "LICENCE*", "COPYING*", "CHANGELOG*",
+EXCLUDED = ("/.git", "/logs", "/.venv", "/venv", "*.md", "*.rst", "README*", "LICENSE*", "LICENCE*", "COPYING*", "CHANGELOG*",
             ".gitignore", ".gitattributes", "!*.py")
 
 BYTECODE = "bytecode is not reviewed source (delete it; PYTHONDONTWRITEBYTECODE=1 keeps Python from writing it)"

@@ -177,11 +177,17 @@ def _system_binds():
 
 
 def _python_binds():
-    """The interpreter, its standard library and the virtual environment, read-only."""
+    """The interpreter, its standard library, the virtual environment and every folder on
+    this Python's import path (a .pth file may add one), read-only; never the current
+    folder, which may be a checkout holding runs (the harness's own folders are bound apart)."""
     paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
     paths |= {sys.base_prefix, sys.prefix}
     exe = os.path.abspath(sys.executable)
     paths.add(os.path.dirname(exe))
+    here = {os.path.realpath(os.getcwd()), os.path.realpath(harness_roots()[1] or os.sep)}
+    for entry in sys.path:
+        if entry and os.path.isdir(entry) and os.path.realpath(entry) not in here and os.path.realpath(entry) != os.sep:
+            paths.add(os.path.abspath(entry))
     out = []
     for p in sorted(paths):
         if os.path.isdir(p) and not any(p != q and p.startswith(q + os.sep) for q in paths):

@@ -19,7 +19,7 @@ import secrets
 import sys
 import tempfile
 
-from repro import audit, rundir
+from repro import audit, identity, rundir
 from repro import private as private_eval
 from repro.compliance import LITE, check_run, load_run, registered
 from repro.config import flatten
@@ -82,7 +82,6 @@ class Options:
         """A read-only copy of exactly the submitted tree's identified files (made once),
         which is all of the submission a worker sees."""
         if self._snapshot is None:
-            from repro import identity
             files, problems = identity.scan(self.tree)
             if problems:
                 raise ReproError(f"the submitted code cannot be run: {problems[0]}"
