@@ -13,10 +13,13 @@
         policy: mean_of_n
         n: 5
         seeds: [0, 1, 2, 3, 4]
-        audit: 1000                  # checkpoints kept at most this far apart; the review replays ...
-        replay: 2                    # ... this many segments of every run
+        audit: 1000                  # checkpoints kept at most this far apart (1..10**7; 0: none)
+        replay: default              # what the review replays of every run: "default" (the default
+                                     # coverage, repro.audit), "all", or N segments (2..10**4)
         eval_data: {test: {n: 1000, sha256: 5b45...}}   # the registered evaluation data
-        protocol: {train.steps: 8000, train.lr: 0.01}    # logged config values every run must have
+        protocol: {train.steps: 8000, train.lr: 0.01}    # logged config values every run must have:
+                                     # flat dotted keys under train., model., data., eval., optim. or
+                                     # diffusion.; scalars only
         path_keys: []                # config keys that may hold a machine's local paths
         source: "Greydanus & Kobak 2024, results table"
 
@@ -27,6 +30,7 @@ contest uses the contest's targets and nothing the submitted plugin declares
 """
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,7 +53,7 @@ class ContestPaper:
     n: int = 1
     seeds: tuple = ()
     audit: int = 0
-    replay: int = 2
+    replay: object = "default"       # "default", "all" or an int N >= 2 (repro.verify.parse_replay)
     eval_data: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
     path_keys: tuple = ()
@@ -86,7 +90,7 @@ class Contest:
 FIELDS = {  # key: (type, required)
     "plugin": (str, True), "experiment": (str, True), "metric": (str, True), "measure": (str, True),
     "value": (float, True), "direction": (str, False), "tolerance": (float, False), "policy": (str, False),
-    "n": (int, False), "seeds": (list, False), "audit": (int, False), "replay": (int, False),
+    "n": (int, False), "seeds": (list, False), "audit": (int, False), "replay": ((int, str), False),
     "eval_data": (dict, False), "protocol": (dict, False), "path_keys": (list, False), "source": (str, False),
 }
 
@@ -118,13 +122,85 @@ def _typed(data, key, tp, where, required=False):
             raise ReproError(f"{where}: {key} is required")
         return None
     value = data[key]
-    ok = isinstance(value, tp) and not isinstance(value, bool) if tp in (int, float, str, list, dict) else False
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+    types = tp if isinstance(tp, tuple) else (tp,)
+    ok = isinstance(value, types) and not isinstance(value, bool)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:
-        raise ReproError(f"{where}: {key} must be {tp.__name__}, got {type(value).__name__} {str(value)[:40]!r}")
-    if tp is float and not math.isfinite(value):
+        raise ReproError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, "
+                         f"got {type(value).__name__} {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise ReproError(f"{where}: {key} must be a finite number")
+    return value
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# bounds of a contest entry's numbers: anything outside is a typo or an attack on the reviewer
+MAX_N = 1000                  # runs a policy may judge
+MAX_SEED = 2**32 - 1
+MAX_AUDIT = 10**7             # steps between kept checkpoints
+MAX_REPLAY = 10**4            # segments replayed per run
+MAX_EVAL_N = 10**9            # samples of an evaluation split
+MAX_TEXT = 1000               # characters of a protocol string value
+SHA256 = re.compile(r"[0-9a-f]{64}")
+# the top sections of the harness's configs (configs/*/*.yaml): a protocol key names one of them
+SECTIONS = ("train", "model", "data", "eval", "optim", "diffusion")
+REPLAY_WORDS = ("default", "all")
+
+
+def _bounded(values, key, lo, hi, where, what=""):
+    v = values.get(key)
+    if v is not None and not lo <= v <= hi:
+        raise ReproError(f"{where}: {key} must be between {lo} and {hi:,}{what}, got {_short(v)}")
+
+
+def _dotted(key, where, what):
+    """A flat config key (train.lr): dotted identifiers under a known top section."""
+    if not isinstance(key, str) or not 0 < len(key) <= 200:
+        raise ReproError(f"{where}: {what} key {_short(key)} must be a dotted name such as train.lr")
+    parts = key.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() and p.isascii() for p in parts):
+        raise ReproError(f"{where}: {what} key {_short(key)} must be a dotted name such as train.lr")
+    if parts[0] not in SECTIONS:
+        raise ReproError(f"{where}: {what} key {key!r} is not under a known section "
+                         f"({', '.join(s + '.' for s in SECTIONS)})")
+    return key
+
+
+def _scalar(key, value, where):
+    """A protocol value: a flat scalar (a nested mapping or list would compare by its repr)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= 2**63:
+            raise ReproError(f"{where}: protocol.{key} {_short(value)} is out of range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ReproError(f"{where}: protocol.{key} must be a finite number")
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT or not value.isprintable():
+            raise ReproError(f"{where}: protocol.{key} must be printable text of at most {MAX_TEXT} characters")
+        return value
+    raise ReproError(f"{where}: protocol.{key} must be a scalar (number, string, true/false or null), "
+                     f"got {type(value).__name__}: give nested keys flat, e.g. train.lr: 0.01")
+
+
+def _replay(value, where):
+    if value is None:
+        return "default"
+    if isinstance(value, str):
+        if value not in REPLAY_WORDS:
+            raise ReproError(f"{where}: replay must be 'default', 'all' or a number of segments, got {_short(value)}")
+        return value
+    if not 2 <= value <= MAX_REPLAY:
+        raise ReproError(f"{where}: replay must be >= 2 and <= {MAX_REPLAY:,} segments (the first and the last "
+                         f"segment are always replayed), or 'default' or 'all'; got {_short(value)}")
     return value
 
 
@@ -147,20 +223,44 @@ def _entry(data, where):
         raise ReproError(f"{where}: direction must be one of {', '.join(DIRECTIONS)}")
     if values.get("policy", "single") not in POLICIES:
         raise ReproError(f"{where}: policy must be one of {', '.join(POLICIES)}")
+    if not values["metric"].isidentifier():
+        raise ReproError(f"{where}: metric {values['metric']!r} is not a valid name")
+    if values.get("tolerance", 0.0) < 0:
+        raise ReproError(f"{where}: tolerance must be >= 0")
+    _bounded(values, "n", 1, MAX_N, where)
+    _bounded(values, "audit", 0, MAX_AUDIT, where, " steps (0: no audit)")
     seeds = values.get("seeds", [])
-    if not all(type(s) is int for s in seeds):
-        raise ReproError(f"{where}: seeds must be integers")
+    if len(seeds) > MAX_N or not all(type(s) is int for s in seeds):
+        raise ReproError(f"{where}: seeds must be at most {MAX_N} integers")
+    bad = next((s for s in seeds if not 0 <= s <= MAX_SEED), None)
+    if bad is not None:
+        raise ReproError(f"{where}: seeds: {_short(bad)} is not between 0 and {MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise ReproError(f"{where}: seeds: {sorted(s for s in seeds if seeds.count(s) > 1)[0]} is listed twice")
     values["seeds"] = tuple(seeds)
-    values["path_keys"] = tuple(str(k) for k in values.get("path_keys", []))
+    path_keys = values.get("path_keys", [])
+    values["path_keys"] = tuple(_dotted(k, where, "path_keys") for k in path_keys)
     eval_data = {}
     for split, d in values.get("eval_data", {}).items():
-        if not isinstance(d, dict) or set(d) - {"n", "sha256"} or type(d.get("n")) is not int:
-            raise ReproError(f"{where}: eval_data.{split} must be {{n: int, sha256: hex or null}}")
-        eval_data[str(split)] = (d["n"], d.get("sha256"))
+        if not isinstance(split, str) or not split.isidentifier() or not split.isascii() or len(split) > 64:
+            raise ReproError(f"{where}: eval_data: split name {_short(split)} must be a name such as test or dev")
+        at = f"eval_data.{split}"
+        if not isinstance(d, dict) or set(d) - {"n", "sha256"} or "n" not in d:
+            raise ReproError(f"{where}: {at} must be {{n: int, sha256: 64 hex digits or null}}")
+        if type(d["n"]) is not int or not 1 <= d["n"] <= MAX_EVAL_N:
+            raise ReproError(f"{where}: {at}.n must be an integer between 1 and {MAX_EVAL_N:,}, got {_short(d['n'])}")
+        sha = d.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
+            raise ReproError(f"{where}: {at}.sha256 must be 64 lowercase hex digits (a sha256) or null, "
+                             f"got {type(sha).__name__} {_short(sha)}")
+        eval_data[split] = (d["n"], sha)
     values["eval_data"] = eval_data
-    values["protocol"] = {str(k): v for k, v in values.get("protocol", {}).items()}
-    if values.get("replay", 2) < 2:
-        raise ReproError(f"{where}: replay must be >= 2 (the first and the last segment are always replayed)")
+    protocol = {}
+    for key, value in values.get("protocol", {}).items():
+        key = _dotted(key, where, "protocol")
+        protocol[key] = _scalar(key, value, where)
+    values["protocol"] = protocol
+    values["replay"] = _replay(values.get("replay"), where)
     if not values["metric"].startswith(tuple(f"{s}_" for s in eval_data)) and eval_data:
         raise ReproError(f"{where}: metric {values['metric']!r} is not <split>_<name> for a split in eval_data")
     entry = ContestPaper(**values)

@@ -10,6 +10,7 @@ import pytest
 
 import plugin_tinycell
 from conftest import REPO, cli
+from contest_repo import make_repo
 from repro import registry, train, verify
 from repro.errors import ReproError
 
@@ -27,7 +28,7 @@ papers:
     n: 2
     seeds: [0, 1]
     audit: 100
-    replay: 2
+    replay: default
     eval_data:
       test: {{n: 1000, sha256: 5b45252af737bb954e45da270fc51c5a15b08af25eab200a3f938b6322903f33}}
     protocol: {{train.steps: 300, train.lr: 0.01, train.batch_size: 100, train.eval_every: 100}}
@@ -189,10 +190,16 @@ def test_review_keeps_a_first_to_reach_ledger(made, tmp_path, plugin_env, capsys
     def missing_requirements(r):
         os.remove(os.path.join(r, "requirements.txt"))
 
+    # runs of their own (a submission whose weights are an earlier one's is a copy of it): beta's
+    # a smoke run, gamma's a wider MLP
+    beta = str(tmp_path / "beta")
+    make_repo(beta, seeds=(0,), lite=True)
+    gamma = str(tmp_path / "gamma")
+    make_repo(gamma, hidden=33)
     subs = [  # (team, recorded, repository)
-        ("beta", "2027-01-02T09:00:00+08:00", _submission(str(tmp_path), "beta", repo, edit=other_code)),
+        ("beta", "2027-01-02T09:00:00+08:00", _submission(str(tmp_path), "beta-sub", beta, edit=other_code)),
         ("alpha", "2027-01-03T09:00:00+08:00", _submission(str(tmp_path), "alpha", repo)),
-        ("gamma", "2027-01-04T09:00:00+08:00", _submission(str(tmp_path), "gamma", repo)),
+        ("gamma", "2027-01-04T09:00:00+08:00", _submission(str(tmp_path), "gamma-sub", gamma)),
         ("delta", "2027-01-05T09:00:00+08:00", _submission(str(tmp_path), "delta", repo, edit=missing_requirements)),
         ("eps", "2027-02-05T09:00:00+08:00", _submission(str(tmp_path), "eps", repo)),
     ]
@@ -213,9 +220,13 @@ def test_review_keeps_a_first_to_reach_ledger(made, tmp_path, plugin_env, capsys
     assert status["delta"] == "not reproduced"
     assert status["eps"].startswith("late")
     assert "produced by other code" in why["beta"] and "no requirements.txt" in why["delta"]
+    assert "a copy of that submission" in why["delta"] and "a copy" not in why["gamma"]  # delta's runs are alpha's
     assert data["papers"] == [{**data["papers"][0], "paper": "tinycell", "reproduced_by": "alpha"}]
     alpha = next(s for s in data["submissions"] if s["team"] == "alpha")
-    assert all(len(r["replay"]) == 2 and all(seg["exact"] for seg in r["replay"]) for r in alpha["runs"])
+    # the contest's replay: default replays every segment of a run this short
+    assert all(len(r["replay"]) == 3 and all(seg["exact"] for seg in r["replay"]) for r in alpha["runs"])
+    assert all(r["checks"][-2:] == ["recompute", "replay"] and r["coverage_text"].endswith("every segment replayed")
+               for r in alpha["runs"]) and alpha["full_review"]
     md = open(os.path.join(out, "status.md")).read()
     assert "| tinycell | mlp |" in md and "reproduced | alpha |" in md
     assert os.path.isfile(os.path.join(out, "index.html")) and os.path.isfile(os.path.join(out, alpha["page"]))
@@ -250,7 +261,7 @@ def test_bad_contest_and_submission_files_are_one_line(tmp_path, capsys):
             (good.replace("value: 30.0", "value: lots"), "value must be float"),
             (good.replace("measure: accuracy", "measure: vibes"), "measure 'vibes' is not a harness metric"),
             (good.replace('deadline: "2027-01-31T23:59:59+08:00"', 'deadline: "2027-01-31"'), "has no time zone"),
-            (good.replace("replay: 2", "replay: 1"), "replay must be >= 2"),
+            (good.replace("replay: default", "replay: 1"), "replay must be >= 2"),
             (good + "bonus: 1\n", "unknown key 'bonus'"),
             (good.replace("policy: mean_of_n", "policy: best_of_n"), "policy must be one of")]:
         path = tmp_path / "c.yaml"
