@@ -10,11 +10,36 @@ class ReproError(Exception):
     """
 
 
+# the harness declares Paddle as its extra [paddle], not as a dependency (pyproject.toml says why)
+NO_PADDLE = ("Paddle is not installed in this Python environment: install the harness with its extra, "
+             "pip install \"repro-paddle[paddle] @ git+https://github.com/repro-paddle/repro\" (Paddle's CPU build, "
+             "paddlepaddle), or for a GPU install paddlepaddle-gpu (https://www.paddlepaddle.org.cn/install)")
+
+
+def require_paddle():
+    """A CLI that needs Paddle, started where it is missing: one line and exit status 2,
+    not a traceback from the first import of paddle. Call it before importing anything
+    that imports paddle."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("paddle") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        print(f"error: {NO_PADDLE}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_cli(main, argv=None):
     try:
         code = main(argv)
     except ReproError as e:
         print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "paddle":
+            raise
+        print(f"error: {NO_PADDLE}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,6 +7,10 @@ import argparse
 import json
 import os
 
+if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
+    from repro.errors import require_paddle
+    require_paddle()
+
 import numpy as np
 import paddle
 

@@ -20,9 +20,13 @@ import json
 import os
 import shutil
 
+if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
+    from repro.errors import require_paddle
+    require_paddle()
+
 import numpy as np
 
-from repro import rundir
+from repro import hints, rundir
 from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
@@ -122,7 +126,7 @@ def export(run_dir, out=None, echo=print):
              f"{', '.join(info['files']['written'])}{diff}")
         from repro.paper import TextClassificationPaper
         example = '"a sentence"' if isinstance(paper, TextClassificationPaper) else "INPUT.npy"
-        echo(f"predict with: python -m repro.predict {out} {example}")
+        echo(f"predict with: {hints.command('repro.predict', out, paper=paper.name, placeholder=example)}")
     return info
 
 

@@ -21,6 +21,10 @@ import argparse
 import json
 import os
 
+if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
+    from repro.errors import require_paddle
+    require_paddle()
+
 import numpy as np
 
 from repro.errors import ReproError, run_cli

@@ -48,6 +48,7 @@ class Registry:
 
 PAPERS = Registry("paper")
 _loaded = False
+_folders = {}  # paper name -> the plugin folder (absolute) it was loaded from, for papers from a folder
 
 
 def plugin_paper(module, where):
@@ -127,10 +128,10 @@ def _entry_points():
 
 def load_papers():
     """Discover and register every paper (once per process; again after use_folders)."""
-    global _loaded
+    global _loaded, _folders
     if _loaded:
         return PAPERS
-    found, origin = Registry("paper"), {}
+    found, origin, folders = Registry("paper"), {}, {}
 
     def add(paper, where):
         if paper.name in origin:
@@ -149,9 +150,18 @@ def load_papers():
             raise ReproError(f"entry point {ep.name} = {ep.value} registers paper {paper.name!r}; the names must match")
         add(paper, f"the installed entry point {ep.name} = {ep.value}")
     for path in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
-        add(plugin_paper(_import_folder(path), path), path)
-    PAPERS._items, _loaded = found._items, True
+        paper = plugin_paper(_import_folder(path), path)
+        add(paper, path)
+        folders[paper.name] = os.path.abspath(os.path.expanduser(path))
+    PAPERS._items, _folders, _loaded = found._items, folders, True
     return PAPERS
+
+
+def paper_folder(name):
+    """The plugin folder paper `name` was loaded from (--papers, REPRO_PAPERS), or None
+    for a built-in or installed paper: a printed command needs --papers for it."""
+    load_papers()
+    return _folders.get(name)
 
 
 def use_folders(paths):

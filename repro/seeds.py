@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from repro import rundir
+from repro import hints, rundir
 from repro.errors import ReproError
 from repro.progress import fmt_eta
 
@@ -107,6 +107,7 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
     t0 = time.time()
     tty = sys.stdout.isatty()
     last_print, shown = 0.0, 0
+    said = {}  # without a terminal: what each seed's last line said
     while True:
         running = [j for j in todo if j.state == "running"]
         for j in todo:
@@ -130,15 +131,18 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
                     os.remove(j.err.name)
                     j.step = j.steps or j.step
         now = time.time()
-        if now - last_print >= (0.5 if tty else 30) or all(j.state in ("done", "failed") for j in todo):
+        finished = all(j.state in ("done", "failed") for j in todo)
+        if tty and (now - last_print >= 0.5 or finished):  # the table, redrawn in place
             lines = _status(todo, t0, now)
-            if tty and shown:
+            if shown:
                 sys.stdout.write(f"\033[{shown}F")
             for line in lines:
-                sys.stdout.write(("\033[K" if tty else "") + line + "\n")
+                sys.stdout.write("\033[K" + line + "\n")
             sys.stdout.flush()
             shown, last_print = len(lines), now
-        if all(j.state in ("done", "failed") for j in todo):
+        elif not tty:  # a file or a pipe (CI, nohup): one line per change, nothing redrawn
+            _changes(todo, said, t0, now, finished)
+        if finished:
             break
         time.sleep(0.2)
     failed = [j for j in todo if j.state == "failed"]
@@ -167,11 +171,26 @@ def train_and_verify(args, paper, exp, parent):
     print()
     print_table(rows, verified, ok, options)
     print(f"\nthe runs are in {parent}; the replay audit re-trains parts of them: "
-          f"python -m repro.verify {parent} --recompute --replay 2")
+          f"{hints.command('repro.verify', parent, '--recompute', '--replay', '2', paper=paper.name, data=True)}")
     return 2 if failed else (0 if ok else 1)
 
 
 PINNED = "pinned"  # --seeds with no value: the target's pinned seeds
+
+
+def _changes(jobs, said, t0, now, finished):
+    """Without a terminal: a line for each seed whose state, step or accuracy changed
+    since its last line (with the overall count and ETA), and when all are finished
+    the summary line once."""
+    lines = _status(jobs, t0, now)
+    for j, line in zip(jobs, lines):
+        key = (j.state, j.step, j.steps, j.acc)
+        if j.state == "waiting" or said.get(j.seed) == key:
+            continue
+        said[j.seed] = key
+        print(f"{line.strip()}  ({lines[-1].strip()})" if not finished else line.strip(), flush=True)
+    if finished:
+        print(lines[-1].strip(), flush=True)
 
 
 def _status(jobs, t0, now):

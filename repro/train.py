@@ -20,7 +20,11 @@ if __name__ == "__main__" and not __package__:
     # import the package from the repo root, not the modules beside this file
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from repro import checkpoint, recipe, rundir, seeds
+if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
+    from repro.errors import require_paddle
+    require_paddle()
+
+from repro import checkpoint, hints, recipe, rundir, seeds
 from repro.config import config_hash, load_config, to_dict
 from repro.data import fingerprint
 from repro.dist import SINGLE, Dist
@@ -49,6 +53,11 @@ def run_header(paper, exp, cfg, state, lite, overrides, threads, artifact_sha):
     }
 
 
+def resume_command(paper, run_dir):
+    """The command that continues the run in run_dir, as the user can type it here."""
+    return hints.command("repro.train", "--resume", run_dir, paper=paper.name, data=True)
+
+
 class _NoLog:
     """What ranks other than 0 log: nothing."""
     seq, prev = 0, ""
@@ -64,14 +73,50 @@ def _is_kept(tc, step):
     return step == tc.steps or bool(tc.audit_every and step % tc.audit_every == 0)
 
 
-def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=True, dist=SINGLE, threads=1):
+class EvalDataMismatch(ReproError):
+    """The evaluation splits the plugin built are not the registered ones."""
+
+
+def check_eval_data(paper, exp, data, lite):
+    """Before the first update: the evaluation splits the plugin's build_data gave must be
+    the ones the experiment registers (Experiment.eval_data): every registered split by
+    name, its sample count, and its repro.data.fingerprint where one is registered. A
+    --lite run is exempt (its data are smoke data, and verify never counts it). Raises
+    EvalDataMismatch with one line naming each split and what differs."""
+    if lite or not exp.eval_data:
+        return
+    problems = []
+    for split, (n, sha) in exp.eval_data.items():
+        xy = data.eval.get(split)
+        if xy is None:
+            built = ", ".join(repr(s) for s in data.eval) or "none"
+            problems.append(f"split {split!r} is registered but build_data gives no such split (it gives {built})")
+            continue
+        got_n = len(xy[0])
+        if got_n != n:
+            problems.append(f"split {split!r} has {got_n} samples, the registered {n}")
+        elif sha is not None:
+            got = fingerprint(*xy)
+            if got != sha:
+                problems.append(f"split {split!r} has fingerprint {got[:12]}…, the registered {str(sha)[:12]}…")
+    if problems:
+        raise EvalDataMismatch(f"{paper.name}/{exp.name}: the evaluation data are not the registered ones "
+                               f"(Experiment eval_data): {'; '.join(problems)}; nothing was trained "
+                               f"(`--print-eval-data` prints what build_data gives)")
+
+
+def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=True, dist=SINGLE, threads=1,
+          check_data=False):
     """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
     resume: the opened rundir.Run to continue (from its last logged checkpoint,
-    or from step 0 when it logged none). echo=False keeps the console quiet."""
+    or from step 0 when it logged none). echo=False keeps the console quiet.
+    check_data=True (the CLI's): check_eval_data before anything is written."""
     tc = cfg.train
     recipe.set_threads(threads)
     state = recipe.build(paper, cfg, dist, init=resume is None,
                          artifact=rundir.read_artifact(resume) if resume is not None else None)
+    if check_data:
+        check_eval_data(paper, exp, state.data, lite)
     if tc.amp.enabled and echo and dist.main and state.amp.cpu_noop:
         print("note: train.amp is on, but Paddle's auto_cast/decorate do nothing on the CPU; "
               "this run computes in float32", flush=True)
@@ -122,7 +167,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
     except KeyboardInterrupt:
         progress.clear()
         log.event("run_end", status="interrupted", step=pos["step"],
-                  reason=f"interrupted; `python -m repro.train --resume {run_dir}` continues from the last checkpoint")
+                  reason=f"interrupted; `{resume_command(paper, run_dir)}` continues from the last checkpoint")
         log.close()
         raise
     except OSError as e:  # a full disk, a folder made read-only under us
@@ -134,7 +179,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
         log.close()
         where = f": {e.filename}" if e.filename else ""
         raise ReproError(f"{run_dir}: cannot write ({e.strerror or e}{where}); free space or fix permissions, "
-                         f"then `python -m repro.train --resume {run_dir}`") from None
+                         f"then `{resume_command(paper, run_dir)}`") from None
     log.event("run_end", status="success", step=tc.steps, metrics=metrics,
               seconds=round(time.perf_counter() - t_start, 2))
     log.close()
@@ -312,7 +357,7 @@ def main(argv=None):
             _drop_partial_tail(run)
         say(f"resuming {run.paper.name}/{run.exp.name} in {run.path}")
         train(run.paper, run.exp, run.cfg, run.path, run.header["lite"], run.header["overrides"], resume=run,
-              dist=dist, threads=threads)
+              dist=dist, threads=threads, check_data=True)
         return 0
     if not args.paper:
         raise ReproError(f"--paper is required; registered: {', '.join(load_papers().names())}")
@@ -335,12 +380,21 @@ def main(argv=None):
     out = args.out or os.path.join("logs", "runs", paper.name,
                                    f"{exp.name}-seed{cfg.train.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = dist.gather(out)[0]  # every rank writes (or not) under rank 0's name
+    made = dist.main and not os.path.exists(out)
     run_dir = _prepare_out(out) if dist.main else out
     dist.gather(None)  # ranks wait until rank 0 has checked and made the directory
     world = f" on {dist.world} processes" if dist.world > 1 else ""
     say(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seed {cfg.train.seed}{world} -> {run_dir}")
-    train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist, threads=args.threads)
-    say(f"done: {run_dir}\nverify with: python -m repro.verify {run_dir}")
+    try:
+        train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist, threads=args.threads, check_data=True)
+    except EvalDataMismatch:
+        if made:  # the folder this command made, still empty: no trace of a run that never started
+            try:
+                os.rmdir(run_dir)
+            except OSError:
+                pass
+        raise
+    say(f"done: {run_dir}\nverify with: {hints.command('repro.verify', run_dir, paper=paper.name, data=True)}")
     return 0
 
 

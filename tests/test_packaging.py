@@ -11,6 +11,8 @@ import pytest
 import plugin_tinycell
 from conftest import REPO
 
+NAME = "repro-paddle"  # the distribution (pyproject.toml); test_one_version checks it
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
@@ -40,31 +42,66 @@ def test_the_wheel_holds_every_module_and_config_under_repro(wheel):
     assert want - names == set()
 
 
-@pytest.mark.slow
-def test_installed_elsewhere_a_plugin_trains_verifies_and_is_reviewed(wheel, tmp_path):
-    """A fresh virtual environment with the wheel installed (its dependencies come from
-    this environment's site-packages), used from a folder that is not this checkout."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    py = str(venv / "bin" / "python")
+def fresh_venv(path):
+    """A new virtual environment with nothing installed, not even pip (the host's pip
+    installs into it with --python): this environment's site-packages come after its own
+    on its path (a .pth file), so Paddle and the other dependencies are found offline
+    and pip sees them as installed. The checkout is not on its path."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300)
+    py = str(path / "bin" / "python")
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     ours = [p for p in sys.path if p.endswith("site-packages")]
+    assert ours and not any(os.path.samefile(p, REPO) for p in ours if os.path.exists(p))
     with open(os.path.join(site, "deps.pth"), "w") as f:
         f.write("\n".join(ours) + "\n")
-    p = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    work = tmp_path / "elsewhere"
-    plugin = plugin_tinycell.write(str(work / "tinycell"))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REPRO_PAPERS")}
+    return py, site
+
+
+def pip_install(py, requirement):
+    """pip install REQUIREMENT into the environment of interpreter py, offline: the
+    dependencies, the extra [paddle] included, are resolved against what is installed."""
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-index",
+                        "--no-build-isolation", requirement], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def runner(py, work):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REPRO_PAPERS", "REPRO_PAPERS_ONLY")}
     env["OMP_NUM_THREADS"] = "1"
 
     def run(*args):
         return subprocess.run([py, *args], cwd=str(work), capture_output=True, text=True, timeout=600, env=env)
+    return run
 
-    where = run("-c", "import repro, repro.metrics, repro.papers; print(repro.__file__, repro.metrics.__file__)")
-    assert where.returncode == 0 and REPO not in where.stdout and site in where.stdout, where.stdout + where.stderr
+
+def check_installed(py, site, work):
+    """The harness in the new environment is the installed one, declares Paddle as its
+    extra [paddle], and trains and verifies an outside plugin (--lite) from a folder that
+    is not this checkout; returns run(*args) for more."""
+    run = runner(py, work)
+    where = run("-c", "import repro, repro.metrics, repro.papers, paddle; print(repro.__file__)")
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert where.stdout.startswith(site) and REPO not in where.stdout, where.stdout
+    requires = run("-c", "from importlib.metadata import requires; print(requires('repro-paddle'))").stdout
+    assert "paddlepaddle==3.3.1; extra == \"paddle\"" in requires, requires
+    plugin = plugin_tinycell.write(str(work / "tinycell"))
+    r = run("-m", "repro.train", "--papers", plugin, "--paper", "tinycell", "--lite", "--out", "lite")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("-m", "repro.verify", "--papers", plugin, "lite")
+    assert r.returncode == 1 and "a --lite smoke run" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    return run, plugin
+
+
+@pytest.mark.slow
+def test_installed_elsewhere_a_plugin_trains_verifies_and_is_reviewed(wheel, tmp_path):
+    """pip install WHEEL[paddle] into a fresh virtual environment, used from a folder that
+    is not this checkout."""
+    py, site = fresh_venv(tmp_path / "venv")
+    pip_install(py, wheel + "[paddle]")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    run, plugin = check_installed(py, site, work)
     for seed in (0, 1):
         r = run("-m", "repro.train", "--papers", plugin, "--paper", "tinycell", "--seed", str(seed),
                 "--out", f"logs/seed{seed}")
@@ -78,9 +115,42 @@ def test_installed_elsewhere_a_plugin_trains_verifies_and_is_reviewed(wheel, tmp
     assert r.returncode == 0, r.stderr[-2000:]  # the built-in papers and their configs came along
 
 
+@pytest.mark.slow
+def test_installed_from_a_git_url_under_its_distribution_name(tmp_path):
+    """pip install "repro-paddle[paddle] @ git+URL", the README's contestant command, from a
+    clone of this tree (file://localhost: pip 23 refuses git+file:/// with an empty host)."""
+    src = tmp_path / "clone"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "logs", "__pycache__", "build"))
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the harness"]):
+        subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True, timeout=120)
+    py, site = fresh_venv(tmp_path / "venv")
+    pip_install(py, f"{NAME}[paddle] @ git+file://localhost{src}")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    check_installed(py, site, work)
+
+
+def test_the_readme_installs_the_harness_by_its_distribution_name():
+    """The name is this project's alone (the PyPI project "repro" is another one), and every
+    install line in the README and the template names it, with the extra [paddle] where
+    the harness comes from a git URL."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    installs = [ln for ln in readme.splitlines() if "pip install" in ln and "git+" in ln]
+    assert installs and all(f'"{NAME}[paddle] @ git+' in ln for ln in installs), installs
+    assert '"repro @' not in readme and "pip install repro " not in readme
+    with open(os.path.join(REPO, "templates", "contestant", "requirements.txt"), encoding="utf-8") as f:
+        req = [ln.split("#")[0].strip() for ln in f]
+    assert any(ln.startswith(f"{NAME} @ git+") for ln in req) and any(ln.startswith("paddlepaddle") for ln in req)
+    assert not any(ln.split("@")[0].split("[")[0].strip() == "repro" for ln in req)
+
+
 def test_one_version():
     import tomllib
 
     import repro
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
-        assert tomllib.load(f)["project"]["version"] == repro.__version__
+        project = tomllib.load(f)["project"]
+    assert project["version"] == repro.__version__ and project["name"] == NAME
+    assert project["optional-dependencies"]["paddle"] == ["paddlepaddle==3.3.1"]

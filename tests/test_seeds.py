@@ -78,3 +78,61 @@ def test_seeds_refuse_what_they_cannot_do(capsys):
     assert code == 2 and "drop --seed" in err
     code, _, err = cli(train.main, ["--paper", "mnist1d", "--seeds", "0-1", "--jobs", "0"], capsys)
     assert code == 2 and "--jobs must be" in err
+
+
+def test_without_a_terminal_each_change_is_one_line_and_nothing_is_redrawn(capsys):
+    """Output to a file (CI, nohup): a line when a seed starts, reaches a new step or accuracy,
+    or finishes, and the summary once at the end; polls that find nothing new print nothing."""
+    from repro.seeds import _changes
+    jobs = [_Seed(0, "a"), _Seed(1, "b")]
+    said = {}
+    for _ in range(50):  # both waiting: nothing to say, however often it polls
+        _changes(jobs, said, 0.0, 1.0, False)
+    assert capsys.readouterr().out == ""
+    jobs[0].state, jobs[0].started = "running", 0.0
+    for step in (100, 100, 100, 200, 200):
+        jobs[0].step, jobs[0].steps = step, 300
+        _changes(jobs, said, 0.0, step / 10, False)
+    jobs[0].acc = 81.5
+    _changes(jobs, said, 0.0, 21.0, False)
+    jobs[0].state, jobs[0].step = "done", 300
+    jobs[1].state, jobs[1].started, jobs[1].step, jobs[1].steps = "failed", 1.0, 0, 0
+    _changes(jobs, said, 0.0, 30.0, True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(set(lines)) == 6, lines
+    assert [ln.split()[:3] for ln in lines[:-1]] == [["seed", "0", "running"]] * 3 + [["seed", "0", "done"],
+                                                                                       ["seed", "1", "failed"]]
+    assert "100/300" in lines[0] and "200/300" in lines[1] and "acc 81.5" in lines[2]
+    assert "of 2 seeds done" in lines[0] and lines[-1].startswith("1 of 2 seeds done")
+
+
+@pytest.mark.slow
+def test_seeds_into_a_file_print_changes_only_and_a_verify_hint_that_works(tmp_path):
+    """--seeds of an outside plugin, from its own folder, with the output going to a file:
+    no table printed again and again, and the closing verify command runs as printed."""
+    import shlex
+    import subprocess
+    import sys
+
+    import plugin_tinycell
+    from conftest import REPO
+    work = tmp_path / "work"
+    plugin_tinycell.write(str(work / "plug" / "tinycell"))
+    env = {k: v for k, v in os.environ.items() if k not in ("REPRO_PAPERS", "REPRO_PAPERS_ONLY")}
+    env.update(PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    with open(tmp_path / "out.txt", "w") as f:
+        p = subprocess.run([sys.executable, "-m", "repro.train", "--papers", "plug/tinycell", "--paper", "tinycell",
+                            "--lite", "--seeds", "0-1", "--jobs", "2", "--out", "runs"],
+                           cwd=work, stdout=f, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+    assert p.returncode == 1, p.stderr  # lite runs never count
+    out = (tmp_path / "out.txt").read_text()
+    assert "\033[" not in out  # no cursor movement in a file
+    progress = [ln for ln in out.splitlines() if ln.startswith("seed ")]
+    assert len(progress) == len(set(progress)) and progress, out
+    assert out.count("seeds done") == len([ln for ln in progress if "seeds done" in ln]) + 1  # the summary once
+    hint = out.split("the replay audit re-trains parts of them: ")[1].splitlines()[0]
+    words = shlex.split(hint)
+    assert words[words.index("--papers") + 1] == os.path.join("plug", "tinycell")
+    p = subprocess.run(words, cwd=work, capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 1 and "unknown paper" not in p.stderr and "a --lite smoke run" in p.stdout, \
+        p.stdout + p.stderr

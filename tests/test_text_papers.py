@@ -101,7 +101,8 @@ def test_the_vocabulary_is_the_runs_artifact_with_its_sha256_in_the_header(chn_r
 def test_export_says_how_to_predict_from_a_sentence(chn_run, tmp_path):
     lines = []
     export.export(chn_run, out=str(tmp_path / "exp"), echo=lines.append)
-    assert lines[-1] == f'predict with: python -m repro.predict {tmp_path / "exp"} "a sentence"', lines
+    from repro.hints import python
+    assert lines[-1] == f'predict with: {python()} -m repro.predict {tmp_path / "exp"} "a sentence"', lines
 
 
 def test_eval_and_predict_read_no_training_split(chn_run, monkeypatch, capsys):

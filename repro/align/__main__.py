@@ -14,6 +14,7 @@
 """
 import argparse
 
+from repro import hints
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
 
@@ -79,8 +80,10 @@ def cmd_convert(args):
     report = convert.load_into(model, load_state_dict(args.weights))
     sha = checkpoint.save(args.out, model, None, {"paper": paper.name, "exp": exp.name, "step": "0",
                                                   "config_hash": config_hash(cfg), "source": args.weights})
+    evaluate = hints.command("repro.eval", "--paper", paper.name, "--exp", exp.name, "--checkpoint", args.out,
+                             paper=paper.name, data=True)
     print(f"converted {args.weights}: {report.summary()}\nwrote {args.out} (sha256 {sha[:16]}); "
-          f"evaluate it with: python -m repro.eval --paper {paper.name} --exp {exp.name} --checkpoint {args.out}")
+          f"evaluate it with: {evaluate}")
     return 0
 
 

@@ -35,6 +35,7 @@ import os
 import shutil
 import time
 
+from repro import hints
 from repro.checkpoint import sha256_file
 from repro.diffusion.generate import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
@@ -47,12 +48,21 @@ from repro.verify import Options, print_table, report_json, verify
 LOG_FILES = (EVENTS, TEXT, CONFIG)
 
 
+def _paper_of(run_dir):
+    """The paper a run's header names, or None where it cannot be read (for a hint only)."""
+    try:
+        return read_run(run_dir).header["paper"]
+    except (ReproError, KeyError, TypeError):
+        return None
+
+
 def newest_generation(run_dir):
     root = os.path.join(run_dir, "generated")
     found = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, METADATA))) \
         if os.path.isdir(root) else []
     if not found:
-        raise ReproError(f"{run_dir} has no generated works; run `python -m repro.diffusion.generate {run_dir} "
+        generate = hints.command("repro.diffusion.generate", run_dir, paper=_paper_of(run_dir))
+        raise ReproError(f"{run_dir} has no generated works; run `{generate} "
                          "--prompts FILE` first or pass --images DIR")
     return os.path.join(root, found[-1])
 
