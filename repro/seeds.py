@@ -190,7 +190,9 @@ def _changes(jobs, said, t0, now, finished):
         said[j.seed] = key
         print(f"{line.strip()}  ({lines[-1].strip()})" if not finished else line.strip(), flush=True)
     if finished:
-        print(lines[-1].strip(), flush=True)
+        failed = sum(j.state == "failed" for j in jobs)
+        print(f"{sum(j.state == 'done' for j in jobs)} of {len(jobs)} seeds done"
+              f"{f', {failed} failed,' if failed else ''} in {fmt_eta(now - t0)}", flush=True)
 
 
 def _status(jobs, t0, now):

@@ -88,12 +88,13 @@ def test_an_interrupted_run_says_how_to_resume_it_and_that_works(tmp_path, monke
     monkeypatch.delenv("REPRO_DATA_DIR", raising=False)  # --data-dir sets it; it is put back after the test
     registry.use_folders(["plug/hintcell"])
     interrupt_train_step(monkeypatch, registry.get_paper("hintcell"), 15)
-    code, _, err = cli(train.main, ["--papers", "plug/hintcell", "--paper", "hintcell", "--lite",
-                                    "--out", "runs/r", "--data-dir", "data"], capsys)
+    code, out, err = cli(train.main, ["--papers", "plug/hintcell", "--paper", "hintcell", "--lite",
+                                      "--out", "runs/r", "--data-dir", "data"], capsys)
     assert code == 130, err
     end = events(str(work / "runs" / "r"))[-1]
     assert end["status"] == "interrupted"
     command = end["reason"].split("`")[1]
+    assert f"`{command}` continues from the last checkpoint" in out  # on the console too
     words = shlex.split(command)
     assert words[1:] == ["-m", "repro.train", "--resume", "runs/r", "--papers", os.path.join("plug", "hintcell"),
                          "--data-dir", "data"], command
