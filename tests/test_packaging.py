@@ -154,3 +154,21 @@ def test_one_version():
         project = tomllib.load(f)["project"]
     assert project["version"] == repro.__version__ and project["name"] == NAME
     assert project["optional-dependencies"]["paddle"] == ["paddlepaddle==3.3.1"]
+
+
+def test_without_paddle_the_commands_say_how_to_install_it_in_one_line(tmp_path):
+    """Paddle is the extra [paddle], so an install without it is possible: each command
+    that needs Paddle says so, with the install command, instead of a traceback."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoPaddle:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'paddle':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoPaddle())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO])}
+    for module in ("repro.train", "repro.eval", "repro.export", "repro.predict"):
+        p = subprocess.run([sys.executable, "-m", module, "--help"], cwd=str(tmp_path), capture_output=True,
+                           text=True, timeout=120, env=env)
+        assert p.returncode == 2 and p.stdout == "", (module, p.stdout, p.stderr)
+        assert p.stderr.count("\n") == 1 and f'"{NAME}[paddle] @ git+' in p.stderr and "paddlepaddle-gpu" in p.stderr
