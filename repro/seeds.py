@@ -165,13 +165,14 @@ def train_and_verify(args, paper, exp, parent):
     runs = [os.path.join(parent, f"seed{s}") for s in seeds if s not in failed]
     if not runs:
         return 2
-    print(f"\ntrained in {fmt_eta(trained)}; verifying (each checkpoint evaluated again)", flush=True)
-    options = Options(recompute=True, jobs=args.jobs)
+    print(f"\ntrained in {fmt_eta(trained)}; verifying (each final checkpoint evaluated again, and the replay "
+          f"audit's default coverage trained again)", flush=True)
+    options = Options(recompute=True, replay="default", jobs=args.jobs)
     rows, verified, ok = verify(runs, options)
     print()
     print_table(rows, verified, ok, options)
-    print(f"\nthe runs are in {parent}; the replay audit re-trains parts of them: "
-          f"{hints.command('repro.verify', parent, '--recompute', '--replay', '2', paper=paper.name, data=True)}")
+    print(f"\nthe runs are in {parent}; to verify them again: "
+          f"{hints.command('repro.verify', parent, '--recompute', '--replay', paper=paper.name, data=True)}")
     return 2 if failed else (0 if ok else 1)
 
 

@@ -130,7 +130,7 @@ def test_seeds_into_a_file_print_changes_only_and_a_verify_hint_that_works(tmp_p
     progress = [ln for ln in out.splitlines() if ln.startswith("seed ")]
     assert len(progress) == len(set(progress)) and progress, out
     assert out.count("seeds done") == len([ln for ln in progress if "seeds done" in ln]) + 1  # the summary once
-    hint = out.split("the replay audit re-trains parts of them: ")[1].splitlines()[0]
+    hint = out.split("to verify them again: ")[1].splitlines()[0]
     words = shlex.split(hint)
     assert words[words.index("--papers") + 1] == os.path.join("plug", "tinycell")
     p = subprocess.run(words, cwd=work, capture_output=True, text=True, env=env, timeout=600)
