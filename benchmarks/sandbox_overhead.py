@@ -1,0 +1,115 @@
+"""What the bubblewrap sandbox adds to a contest review: `repro.review` of the same
+contest, with the sandbox and with --no-sandbox, interleaved, in one run.
+
+    python benchmarks/sandbox_overhead.py [--steps 2000] [--repeats 3]
+
+The contest is built here from templates/contestant (the MNIST-1D CNN cell; its
+YAML's train.steps set to --steps, checkpoints every steps/4): one submission
+with seeds 0 and 1, recompute and the default replay coverage (every segment).
+The sandbox's cost is per worker process (starting bwrap, the snapshot of the
+submission), so a short cell is the worst case for the ratio. Prints each
+repeat's two times and the median ratio sandbox / no sandbox (the issue's bar:
+at most 1.10).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONTEST = """name: sandbox overhead
+deadline: "2099-01-01T00:00:00+00:00"
+papers:
+  - plugin: my_paper
+    experiment: cnn
+    metric: test_acc
+    measure: accuracy
+    value: 10.0
+    policy: mean_of_n
+    n: 2
+    seeds: [0, 1]
+    audit: {audit}
+    replay: default
+    protocol: {{train.steps: {steps}}}
+"""
+
+SUBMISSIONS = """submissions:
+  - team: alpha
+    paper: my_paper
+    repo: alpha
+    commit: {commit}
+    time: "2027-01-05T10:00:00+08:00"
+"""
+
+
+def sh(*args, cwd=None, ok=(0,)):
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}  # this checkout's harness
+    p = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
+    if p.returncode not in ok:
+        sys.exit(f"failed: {' '.join(args)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return p.stdout
+
+
+def git(repo, *args):
+    return sh("git", "-C", repo, "-c", "user.name=b", "-c", "user.email=b@b", *args)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000, help="train.steps of the cell (default 2000)")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    audit = max(1, args.steps // 4)
+    root = tempfile.mkdtemp(prefix="sandbox-bench-")
+    try:
+        repo = os.path.join(root, "alpha")
+        shutil.copytree(os.path.join(REPO, "templates", "contestant"), repo)
+        cfg = os.path.join(repo, "my_paper", "configs", "cnn.yaml")
+        text = open(cfg).read()
+        for key, value in (("steps", args.steps), ("checkpoint_every", audit), ("audit_every", audit),
+                           ("eval_every", audit), ("log_every", audit)):
+            text = text.replace(f"  {key}: ", f"  {key}: {value}  # was: ", 1)
+        open(cfg, "w").write(text)
+        git(repo, "init", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "plugin")
+        t0 = time.time()
+        sh(sys.executable, "-m", "repro.train", "--papers", "my_paper", "--paper", "my_paper", "--exp", "cnn",
+           "--seeds", "0-1", "--jobs", "2", "--out", "logs/my_paper/cnn", cwd=repo, ok=(0, 1))  # 1: the
+        # plugin's own target pins five seeds; the contest here judges two
+        print(f"trained seeds 0 and 1 of {args.steps} steps in {time.time() - t0:.1f} s")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "logs")
+        commit = git(repo, "rev-parse", "HEAD").strip()
+        contest = os.path.join(root, "contest.yaml")
+        open(contest, "w").write(CONTEST.format(audit=audit, steps=args.steps))
+        subs = os.path.join(root, "submissions.yaml")
+        open(subs, "w").write(SUBMISSIONS.format(commit=commit))
+        times = {"sandbox": [], "no sandbox": []}
+        for r in range(args.repeats):
+            for mode in (("sandbox", []), ("no sandbox", ["--no-sandbox"])) if r % 2 == 0 else \
+                    (("no sandbox", ["--no-sandbox"]), ("sandbox", [])):
+                out = os.path.join(root, f"review-{r}-{mode[0].replace(' ', '')}")
+                t = time.perf_counter()
+                text = sh(sys.executable, "-m", "repro.review", contest, subs, "--out", out, "--challenge", "bench",
+                          *mode[1], cwd=root)
+                times[mode[0]].append(time.perf_counter() - t)
+                status = open(os.path.join(out, "status.md"), encoding="utf-8").read()
+                if "REPRODUCED" not in status:
+                    sys.exit(f"the honest submission was not reproduced ({mode[0]}):\n{text[-3000:]}")
+            print(f"repeat {r}: sandbox {times['sandbox'][-1]:.1f} s, no sandbox {times['no sandbox'][-1]:.1f} s")
+        ratios = [a / b for a, b in zip(times["sandbox"], times["no sandbox"])]
+        print(f"review with the sandbox / without: {', '.join(f'{x:.3f}' for x in ratios)}, "
+              f"median {statistics.median(ratios):.3f} (bar: 1.10)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
