@@ -68,7 +68,7 @@ COMMIT = re.compile(r"[0-9a-fA-F]{7,40}|[0-9a-fA-F]{64}")
 MAX_REQUIREMENTS_BYTES = 64 << 10
 MAX_ENTRIES = 200_000          # files and folders a submission may hold
 MAX_FILE_BYTES = 16 << 30      # any one file of a submission (from its size: never read to find out)
-GIT_TIMEOUT = 120
+GIT_TIMEOUT = 60
 MAX_WHY = 700                  # characters of reasons in one status.md cell (whole reasons, never cut paths)
 RECEIPTS = "receipts.json"
 READMES = ("README.md", "README.rst", "README.txt", "README")
@@ -130,6 +130,11 @@ def read_submissions(path, contest):
         out.append({"team": team, "paper": item["paper"], "commit": item["commit"], "time": recorded.isoformat(),
                     "repo": os.path.normpath(os.path.join(base, item["repo"])), "recorded": recorded,
                     "listed": i, "invalid": invalid})
+    keys = [(s["team"], s["paper"], s["time"]) for s in out]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice:
+        raise ReproError(f"{where}: {_short(twice[0])} / {twice[1]} at {twice[2]} is listed twice (a receipt "
+                         f"names one submission by team, paper and time)")
     return sorted(out, key=lambda s: (s["recorded"], s["listed"]))  # the maintainers' order, never the logs'
 
 
@@ -298,6 +303,11 @@ def git_state(repo):
         return {}, ["it is not a git checkout (no .git folder), so its commit cannot be checked"]
     if not stat.S_ISDIR(st.st_mode):
         return {}, [".git is not a folder (a link, or a file naming another repository): review a plain clone"]
+    entries, problems = scan_tree(gitdir)
+    special = sorted(p for p, (kind, _) in entries.items() if kind not in ("file", "dir"))
+    if special or "." in problems:
+        what = (f".git/{printable(special[0])} is {entries[special[0]][0]}" if special else problems["."])
+        return {}, [f"{what}: git is not run on this repository (it could hang or read outside it)"]
     fmt = git(gitdir, "rev-parse", "--show-object-format") or "sha1"
     head = git(gitdir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     tree = git(gitdir, "rev-parse", "--verify", "--quiet", "HEAD^{tree}") if head else None
@@ -614,8 +624,8 @@ def audit_summary(result):
 # ------------------------------------------------------------------ across submissions
 
 def flag_copies(results):
-    """A run whose final or kept weights are a run's of an earlier-recorded submission is a copy
-    of that one: the later submission fails with that reason, the earlier is unaffected."""
+    """A run whose final or kept weights are a run's of another team's earlier-recorded submission
+    is a copy of that one: the later submission fails with that reason, the earlier is unaffected."""
     seen = {}
     for r in results:  # in the maintainers' time order
         found = []
@@ -624,7 +634,8 @@ def flag_copies(results):
                       [("weights at a kept checkpoint", w) for w in run.get("kept_weights") or []]
             for what, w in weights:
                 first = seen.get(w) if w else None
-                if first is not None and first[0] is not r:
+                if first is not None and first[0] is not r and first[0]["team"] != r["team"]:  # a team's own
+                    # earlier submission (resubmitted with its layout fixed) is not a copy of another's
                     other, orun = first
                     why = (f"its {what} are identical to those of {other['team']}'s run {orun['path']} "
                            f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission")
@@ -768,14 +779,16 @@ def _ran(r):
     return [c for c in runs[0]["checks"] if all(c in x["checks"] for x in runs)]
 
 
-def _header_html(r, options):
-    """The top of a submission's page: who, what, which commit and tree, when, and where it stands."""
+def _header_html(r, options, sandbox_banner=True):
+    """The top of a submission's page: who, what, which commit and tree, when, and where it stands
+    (sandbox_banner: say --no-sandbox here; repro.report.render says it on a page it writes)."""
     e = lambda v: html.escape(str(v if v is not None else "-"))
     rows = [("team", r["team"]), ("paper", r["paper"]), ("announced commit", r["commit"]),
             ("checked-out commit", r.get("head")), ("git tree", r.get("tree")), ("recorded", r["time"]),
             ("ledger", r["status"]), ("checks that ran", ", ".join(_ran(r)) or "none"),
             ("audit", audit_summary(r)), ("submitted code ran", r.get("sandbox") or "no code run")]
-    banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r]))
+    banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r])
+                     if sandbox_banner or not options.runs_code)
     return (banner + "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
             + ("<ul>" + "".join(f"<li>{e(p)}</li>" for p in r["problems"]) + "</ul>" if r["problems"] else ""))
 
@@ -788,7 +801,8 @@ def write_page(r, out_dir, options):
     title = f"{r['team']} / {r['paper']}"
     if r.get("_render"):
         rows, runs, opts, scrub = r["_render"]
-        body, _, _ = render(rows, runs, r["ok"], opts, preamble=_header_html(r, options), title=title,
+        body, _, _ = render(rows, runs, r["ok"], opts, preamble=_header_html(r, options, sandbox_banner=False),
+                            title=title,
                             verdict=verdict, show=scrub)
     else:
         body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -47,12 +47,14 @@ def submission(root, name, base_repo, edit=None, commit=True):
     """A copy of the base repository as submission `name`: (repo, announced commit)."""
     repo = os.path.join(root, name)
     shutil.copytree(base_repo, repo, symlinks=True)
+    announced = commit_of(repo)  # before the edit: git itself may hang on what it leaves
     if edit:
-        edit(repo)
+        announced = edit(repo) or announced  # an edit that commits itself says its commit
         if commit:
             git(repo, "add", "-A")
             git(repo, "commit", "-q", "-m", "edit")
-    return repo, commit_of(repo)
+            announced = commit_of(repo)
+    return repo, announced
 
 
 def listing(path, subs):
@@ -99,6 +101,7 @@ def hostile_git_config(marker_dir):
             f.write("* filter=x diff=x\n")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "attributes (no filter configured yet)")
+        announced = commit_of(repo)
         cmd = lambda what: f"touch {os.path.join(marker_dir, what)}"
         with open(os.path.join(repo, ".git", "config"), "a") as f:
             f.write(f'[core]\n\tfsmonitor = "{cmd("fsmonitor")}; true"\n\tpager = "{cmd("pager")}; cat"\n'
@@ -116,6 +119,7 @@ def hostile_git_config(marker_dir):
             for name in files:
                 if ".git" not in dirpath.split(os.sep):
                     os.utime(os.path.join(dirpath, name))
+        return announced
     return edit
 
 
@@ -162,6 +166,8 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
          "requirements.txt is a FIFO (named pipe), not a regular file"),
         ("fifo-logs", submission(root, "fifo-logs", base_repo, fifo_at("logs/seed1/events.jsonl"), commit=False),
          "logs/seed1/events.jsonl is a FIFO (named pipe): a submission holds regular files and folders only"),
+        ("fifo-git", submission(root, "fifo-git", base_repo, fifo_at(".git/HEAD"), commit=False),
+         ".git/HEAD is a FIFO (named pipe): git is not run on this repository"),
         ("sparse", submission(root, "sparse", base_repo, sparse, commit=False),
          "logs/huge.bin is 100,000,000,000 bytes, over the 16 GiB a file of a submission may have (not read)"),
         ("bad\nteam | x <!-- y", submission(root, "badname", base_repo),
@@ -181,7 +187,10 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
         assert any(reason in w for w in why), (team, why)
         assert all("\n" not in w for w in why) and not by_team[team]["ok"], (team, why)
         assert by_team[team]["status"] == "not reproduced"
+    # the hostile config's checkout was read and compared (it is clean: only its runs are alpha's), yet
     # nothing the git config names ran, though `git status` there runs it (the trap works)
+    assert by_team["gitconfig"]["tree"] and all("a copy of that submission" in w
+                                                for w in review.reasons(by_team["gitconfig"]))
     assert sorted(os.listdir(markers)) == []
     subprocess.run(["git", "-C", os.path.join(root, "gitconfig"), "status", "--porcelain"], capture_output=True,
                    timeout=60)
@@ -204,7 +213,7 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
             assert secret not in text, (name, secret)
         assert "<!-- y" not in text, name
     page = files[by_team["copycat"]["page"]]
-    for shown in ("copycat", "tinycell", by_team["copycat"]["commit"], by_team["copycat"]["tree"], when(12),
+    for shown in ("copycat", "tinycell", by_team["copycat"]["commit"], by_team["copycat"]["tree"], when(13),
                   "not reproduced", "a copy of that submission"):
         assert shown in page, shown
 
@@ -264,6 +273,22 @@ def test_a_copy_is_flagged_on_the_later_submission_only(base, tmp_path, capsys):
     runs = {r["path"]: r for r in by_team["second"]["runs"]}
     assert runs["logs/seed0"]["copy_of"] == {"team": "first", "time": when(3), "run": "logs/seed0"}
     assert not by_team["second"]["ok"]
+
+
+def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
+    """A team's second submission (its layout fixed) carries its own runs: not another team's copy."""
+    root, base_repo = str(tmp_path), base[1]
+    broken = submission(root, "first", base_repo, lambda r: os.remove(os.path.join(r, "requirements.txt")))
+    fixed = submission(root, "second", base_repo)
+    data, _, _ = run_review(root, str(tmp_path / "r"), [("alpha", *broken, when(2)), ("alpha", *fixed, when(3))],
+                            capsys)
+    first, second = data["submissions"]
+    assert not first["ok"] and "no requirements.txt" in first["problems"]
+    assert second["ok"] and second["status"].startswith("pending full review"), review.reasons(second)
+    path = listing(os.path.join(root, "twice.yaml"), [("alpha", *fixed, when(3))] * 2)
+    code, _, err = cli(review.main, [contest_file(root, 30.0), path, "--out", str(tmp_path / "r2"), "--logs-only"],
+                       capsys)
+    assert code == 2 and "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice" in err
 
 
 def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, monkeypatch):
