@@ -706,7 +706,7 @@ def reasons(r):
 
 # ------------------------------------------------------------------ the outputs
 
-_MD = {ord(c): f"&#{ord(c)};" for c in "&<>|`@[]*_#\\"}
+_MD = {ord(c): f"&#{ord(c)};" for c in "&<>|`@[]\\"}  # links, HTML, code, mentions, cells
 
 
 def md(text):
