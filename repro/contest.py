@@ -58,6 +58,8 @@ class ContestPaper:
     protocol: dict = field(default_factory=dict)
     path_keys: tuple = ()
     source: str = ""
+    private_eval: dict = field(default_factory=dict)  # {"fresh": {n, source}} or {"file": {path, sha256}}
+    train_data: tuple = None                          # (n, sha256): the training split every run must use
 
     def target(self):
         return Target(self.metric, self.value, self.direction, self.tolerance, self.source,
@@ -92,6 +94,7 @@ FIELDS = {  # key: (type, required)
     "value": (float, True), "direction": (str, False), "tolerance": (float, False), "policy": (str, False),
     "n": (int, False), "seeds": (list, False), "audit": (int, False), "replay": ((int, str), False),
     "eval_data": (dict, False), "protocol": (dict, False), "path_keys": (list, False), "source": (str, False),
+    "private_eval": (dict, False), "train_data": (dict, False),
 }
 
 
@@ -113,6 +116,8 @@ def read_contest(path):
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ReproError(f"{where}: {dup[0][0]}/{dup[0][1]} is listed twice")
+    base = os.path.dirname(os.path.abspath(path))
+    entries = tuple(_with_base(e, base) for e in entries)
     return Contest(name, deadline, entries, os.path.abspath(path))
 
 
@@ -145,6 +150,7 @@ MAX_SEED = 2**32 - 1
 MAX_AUDIT = 10**7             # steps between kept checkpoints
 MAX_REPLAY = 10**4            # segments replayed per run
 MAX_EVAL_N = 10**9            # samples of an evaluation split
+MAX_FRESH = 10**6             # samples of a fresh private split (generated at every review)
 MAX_TEXT = 1000               # characters of a protocol string value
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # the top sections of the harness's configs (configs/*/*.yaml): a protocol key names one of them
@@ -261,6 +267,14 @@ def _entry(data, where):
         protocol[key] = _scalar(key, value, where)
     values["protocol"] = protocol
     values["replay"] = _replay(values.get("replay"), where)
+    if "private_eval" in values:
+        values["private_eval"] = _private_eval(values["private_eval"], values, where)
+    if "train_data" in values:
+        d = values["train_data"]
+        if set(d) != {"n", "sha256"} or type(d["n"]) is not int or not 1 <= d["n"] <= MAX_EVAL_N \
+                or not (isinstance(d["sha256"], str) and SHA256.fullmatch(d["sha256"])):
+            raise ReproError(f"{where}: train_data must be {{n: int, sha256: 64 lowercase hex digits}}")
+        values["train_data"] = (d["n"], d["sha256"])
     if not values["metric"].startswith(tuple(f"{s}_" for s in eval_data)) and eval_data:
         raise ReproError(f"{where}: metric {values['metric']!r} is not <split>_<name> for a split in eval_data")
     entry = ContestPaper(**values)
@@ -269,6 +283,39 @@ def _entry(data, where):
     except ValueError as e:
         raise ReproError(f"{where}: {e}") from None
     return entry
+
+
+def _with_base(entry, base):
+    """A private file named relative to the contest file, made absolute."""
+    body = entry.private_eval.get("file")
+    if body is None or os.path.isabs(body["path"]):
+        return entry
+    import dataclasses
+    return dataclasses.replace(entry, private_eval={"file": {**body, "path": os.path.join(base, body["path"])}})
+
+
+def _private_eval(spec, values, where):
+    """{"fresh": {n, source: paper/experiment}} or {"file": {path, sha256}} (repro/private.py)."""
+    at = f"{where}: private_eval"
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("fresh", "file") \
+            or not isinstance(next(iter(spec.values())), dict):
+        raise ReproError(f"{at} must be {{fresh: {{n, source}}}} or {{file: {{path, sha256}}}}")
+    if values["measure"] != "accuracy":
+        raise ReproError(f"{at}: the agreement rule is for accuracy; this entry's measure is {values['measure']!r}")
+    kind, body = next(iter(spec.items()))
+    if kind == "fresh":
+        source = body.get("source")
+        if set(body) != {"n", "source"} or type(body["n"]) is not int or not 1 <= body["n"] <= MAX_FRESH \
+                or not isinstance(source, str) or source.count("/") != 1 \
+                or not all(part.isidentifier() for part in source.split("/")):
+            raise ReproError(f"{at}.fresh must be {{n: 1..{MAX_FRESH:,}, source: paper/experiment}} (a paper "
+                             f"of this harness that generates its data, e.g. mnist1d/cnn)")
+        return {"fresh": {"n": body["n"], "source": source}}
+    path, sha = body.get("path"), body.get("sha256")
+    if set(body) != {"path", "sha256"} or not isinstance(path, str) or not path \
+            or not (isinstance(sha, str) and SHA256.fullmatch(sha)):
+        raise ReproError(f"{at}.file must be {{path: the maintainers' file, sha256: 64 lowercase hex digits}}")
+    return {"file": {"path": path, "sha256": sha}}
 
 
 def parse_time(text, where):
@@ -299,6 +346,7 @@ class ContestProtocol(Protocol):
         self.paper, self.exp = entry.plugin, entry.experiment
         self.targets = (entry.target(),)
         self.eval_data = entry.eval_data
+        self.train_data = entry.train_data
         self.path_keys, self.pins = entry.path_keys, {}
         self.source = f"the contest's entry {entry.plugin}/{entry.experiment}"
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from repro import strict
 from repro.contest import parse_time, protocol_of, read_contest
 from repro.errors import ReproError, run_cli
-from repro.verify import Options, report_json, verify
+from repro.verify import Options, private_of, report_json, verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
 
@@ -88,6 +88,7 @@ class ReviewOptions:
     timeout: int = 3600
     progress: object = None
     sandbox: str = "required"
+    private: dict = None  # {(paper, experiment): repro.private.PrivateEval}, built once for every submission
 
     @property
     def runs_code(self):
@@ -527,7 +528,7 @@ def _review(sub, contest, options, receipts, result, scrub):
     opts = Options(recompute=options.recompute, replay=_replay_of(entries) if options.replay else 0,
                    challenge=options.challenge, jobs=options.jobs, timeout=options.timeout,
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
-                   tree=repo, plugin=package)
+                   tree=repo, plugin=package, private=options.private if options.recompute else None)
     try:
         rows, runs, ok = verify([logs], opts)
     except ReproError as e:
@@ -580,7 +581,7 @@ def _run_result(run, got, opts, repo, scrub):
             "warnings": [scrub(w) for w in run.warnings],
             "metrics": run.metrics, "recomputed": run.recomputed, "replay": replay, "checks": list(checks),
             "coverage": coverage, "coverage_text": got.get("coverage_text") or coverage_text(coverage),
-            "final_weights": final or None, "kept_weights": list(kept)}
+            "final_weights": final or None, "kept_weights": list(kept), "private": got.get("private")}
 
 
 def _logged_final(run):
@@ -602,6 +603,19 @@ def coverage_text(cov):
     escape = cov.get("escape") or 0.0
     return text + (f"; one forged segment escapes with probability at most {escape:.0%}" if escape > 0
                    else "; every segment replayed")
+
+
+def private_summary(result):
+    """The judged metric on the public split and on the contest's private one, mean over the runs
+    evaluated on both ('-' where the contest names no private evaluation or nothing was run)."""
+    both = [r["private"] for r in result.get("runs") or [] if isinstance(r.get("private"), dict)
+            and isinstance(r["private"].get("public"), (int, float)) and isinstance(r["private"].get("private"), (int, float))]
+    if not both:
+        return "-"
+    pub = sum(p["public"] for p in both) / len(both)
+    priv = sum(p["private"] for p in both) / len(both)
+    bad = sum(not p.get("agrees") for p in both)
+    return f"{pub:.2f} / {priv:.2f} over {len(both)} runs" + (f"; {bad} disagree" if bad else "")
 
 
 def audit_summary(result):
@@ -762,12 +776,12 @@ def status_markdown(contest, papers, results, options):
         lines.append(f"| {md(p['paper'])} | {md(p['experiment'])} | {md(p['bar'])} | {md(p['policy'])} | "
                      f"{md(p['replay'])} | {md(p['status'])} | {md(p['reproduced_by'] or '-')} | {md(p['at'] or '-')} |")
     lines += ["", "### Submissions, in the order they were recorded", "",
-              "| # | recorded | team | paper | commit | tree | checks | audit | result | why |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| # | recorded | team | paper | commit | tree | checks | audit | public / private | result | why |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in enumerate(results, 1):
         lines.append(f"| {i} | {md(r['time'])} | {md(r['team'])} | {md(r['paper'])} | {md(r['commit'][:12])} | "
                      f"{md((r.get('tree') or '-')[:12])} | {md(', '.join(_ran(r)) or '-')} | {md(audit_summary(r))} | "
-                     f"{md(r['status'])} | {md(_why_cell(r))} |")
+                     f"{md(private_summary(r))} | {md(r['status'])} | {md(_why_cell(r))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -786,7 +800,8 @@ def _header_html(r, options, sandbox_banner=True):
     rows = [("team", r["team"]), ("paper", r["paper"]), ("announced commit", r["commit"]),
             ("checked-out commit", r.get("head")), ("git tree", r.get("tree")), ("recorded", r["time"]),
             ("ledger", r["status"]), ("checks that ran", ", ".join(_ran(r)) or "none"),
-            ("audit", audit_summary(r)), ("submitted code ran", r.get("sandbox") or "no code run")]
+            ("audit", audit_summary(r)), ("public / private", private_summary(r)),
+            ("submitted code ran", r.get("sandbox") or "no code run")]
     banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r])
                      if sandbox_banner or not options.runs_code)
     return (banner + "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
@@ -910,6 +925,9 @@ def main(argv=None):
                     help="run the submitted code without the bubblewrap sandbox (every page and status.md say so)")
     ap.add_argument("--challenge", metavar="SECRET",
                     help="what chooses the replayed segments (default: fresh randomness, printed)")
+    ap.add_argument("--private-seed", metavar="N",
+                    help="the maintainers' seed of the contest's fresh private splits (else $REPRO_PRIVATE_SEED; "
+                         "never in the contest file)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds one run's audit may take (default 3600)")
     args = ap.parse_args(argv)
@@ -921,7 +939,9 @@ def main(argv=None):
     options = ReviewOptions(recompute=not args.logs_only, replay=not args.logs_only,
                             challenge=args.challenge or (None if args.logs_only else secrets.token_hex(8)),
                             jobs=args.jobs, timeout=args.timeout, progress=say,
-                            sandbox="off" if args.no_sandbox else "required")
+                            sandbox="off" if args.no_sandbox else "required",
+                            private=private_of(read_contest(args.contest), args.private_seed)
+                            if not args.logs_only else None)
     review(args.contest, args.submissions, args.out, options)
     with open(os.path.join(args.out, "status.md"), encoding="utf-8") as f:
         print("\n" + plain_lines(f.read()))

@@ -292,3 +292,5 @@ def test_the_example_contest_file_reads():
         (t,) = paper.experiment(e.experiment).targets
         assert (e.value, e.tolerance, e.direction) == (t.paper_value, t.tolerance, t.direction)
         assert e.eval_data == paper.experiment(e.experiment).eval_data
+        # a private evaluation drawn by the harness's own generator of the same cell
+        assert e.private_eval == {"fresh": {"n": 4000, "source": f"mnist1d/{e.experiment}"}}

@@ -180,3 +180,21 @@ def test_a_private_file_must_be_the_named_one(tmp_path):
     assert x.shape == (5, 40) and list(y) == [0, 1, 2, 3, 4]
     with pytest.raises(ReproError, match="does not have the sha256"):
         private.PrivateEval({"file": {"path": path, "sha256": "0" * 64}}).data(None)
+
+
+@pytest.mark.slow
+def test_a_contest_can_pin_the_training_data(made, tmp_path):
+    """train_data: {n, sha256}: the run header's training split must be the pinned one (logs alone)."""
+    import yaml
+    from contest_repo import CONTEST
+    from repro.contest import protocol_of, read_contest
+    _, run = made["honest"]
+    head = read(run)[0]
+    for pin, ok in ((head["data"]["train"], True), ({"n": 4000, "sha256": "0" * 64}, False)):
+        data = yaml.safe_load(CONTEST.format(value=10.0))
+        data["papers"][0].update({"train_data": pin, "protocol": {"train.steps": 2000}})
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(data))
+        _, runs, _ = verify.verify([run], verify.Options(protocol_of=protocol_of(read_contest(str(path)))))
+        pinned = [p for p in runs[0].problems if "training data differ from the pinned ones" in p]
+        assert (pinned == []) == ok, runs[0].problems

@@ -382,3 +382,21 @@ def test_a_review_without_the_sandbox_says_so_everywhere(base, tmp_path, capsys)
     assert "recompute; replay (challenge fixed)" in page
     for name, text in files.items():
         assert str(tmp_path) not in text and os.path.realpath(str(tmp_path)) not in text, name
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"private_eval": {"fresh": {"n": 10}}}, "private_eval.fresh must be"),
+    ({"private_eval": {"fresh": {"n": 10, "source": "mnist1d"}}}, "private_eval.fresh must be"),
+    ({"private_eval": {"file": {"path": "p.safetensors", "sha256": 5}}}, "private_eval.file must be"),
+    ({"private_eval": {"both": {}}}, "private_eval must be"),
+    ({"private_eval": {"fresh": {"n": 10 ** 7, "source": "mnist1d/cnn"}}}, "private_eval.fresh must be"),
+    ({"train_data": {"n": 10, "sha256": "abc"}}, "train_data must be"),
+])
+def test_private_and_train_data_entries_are_checked(tmp_path, edit, message):
+    import yaml
+    data = yaml.safe_load(CONTEST.format(value=30.0))
+    data["papers"][0].update(edit)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ReproError, match=message):
+        read_contest(str(path))
