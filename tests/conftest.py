@@ -125,3 +125,14 @@ def plugin_env():
 def _registry():
     from repro import registry
     return registry
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_outside_plugins():
+    """Outside plugins a test module imported in this process (tests/plugin_tinycell.py's tinycell,
+    the template's my_paper) are forgotten after it, so the next module on this worker can import its own."""
+    yield
+    import sys
+    for name in [m for m in sys.modules if m.split(".")[0] in ("tinycell", "my_paper")]:
+        del sys.modules[name]
+    _registry()._loaded = False

@@ -77,6 +77,7 @@ def _verify(paths, **options):
     return runs, ok
 
 
+@pytest.mark.slow
 def test_honest_runs_pass_with_every_segment_replayed_in_the_sandbox(runs, plugin_env):
     _, plugin, out = runs
     registry.use_folders([plugin])
@@ -142,6 +143,7 @@ raise RuntimeError("PROBE " + " ".join(found))
     assert not os.path.exists(os.path.join(plugin, "x.py"))
 
 
+@pytest.mark.slow
 def test_a_plugin_that_patches_the_worker_or_writes_its_own_results_is_not_believed(runs, hostile):
     payload = """
 import json, os, repro.exchange as x
@@ -162,6 +164,7 @@ x.write_arrays = fake
     assert run.recomputed is None or "test_acc" not in (run.recomputed or {})
 
 
+@pytest.mark.slow
 def test_a_worker_that_returns_the_start_state_or_malformed_outputs_fails_that_run_only(runs, hostile):
     payload = """
 import sys, numpy as np
