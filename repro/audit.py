@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from repro import checkpoint, exchange, rundir
+from repro import checkpoint, decisions, exchange, rundir
 from repro.data import fingerprint
 from repro.errors import ReproError
 from repro.sandbox import Sandbox, worker_argv
@@ -156,6 +156,8 @@ class Plan:
         self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
         self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
         self.private = private  # (x, y) of a private split the submitter never had (repro.private), or None
+        # train.verifiable: each segment replays bitwise on any machine, with the run's rounding decisions
+        self.verifiable = bool(getattr(run.cfg.train, "verifiable", False)) if run.cfg is not None else False
 
     @property
     def path(self):
@@ -231,7 +233,8 @@ class Staged:
             if req.get("outputs"):
                 req["outputs"] = {k: os.path.join(in_dir, v) if k in ("weights", "inputs") else v
                                   for k, v in req["outputs"].items()}
-            req["segments"] = [{**s, "start": os.path.join(in_dir, s["start"]) if s.get("start") else None}
+            req["segments"] = [{**s, "start": os.path.join(in_dir, s["start"]) if s.get("start") else None,
+                                "decisions": os.path.join(in_dir, s["decisions"]) if s.get("decisions") else None}
                                for s in req.get("segments") or []]
             exchange.write_request(os.path.join(in_dir, "request.json"), req)
             with tempfile.TemporaryFile() as err:
@@ -282,8 +285,10 @@ def audit_run(plan, data_cache, timeout):
             except ReproError as e:
                 out["recompute"] = {"error": str(e)}
         segs = []
+        verifiable = plan.verifiable
         for a, b in plan.chosen:
-            seg = {"a": a, "b": b, "jitter": plan.cross_platform}
+            # a verifiable run's replay is bitwise on any machine: no second, jittered replay
+            seg = {"a": a, "b": b, "jitter": plan.cross_platform and not verifiable}
             if a > 0:
                 name = f"start-{a}.safetensors"
                 try:
@@ -291,6 +296,13 @@ def audit_run(plan, data_cache, timeout):
                 except ReproError as e:
                     seg["error"] = str(e)
                 seg["start"] = name
+            if verifiable:  # the trainer's rounding decisions and state hashes for a+1..b
+                name = f"dec-{a}-{b}.decisions"
+                try:
+                    inputs[name] = _checked_decisions(run, a, b, tmp, name)
+                except ReproError as e:
+                    seg.setdefault("error", str(e))
+                seg["decisions"] = name
             segs.append(seg)
         runnable = [s for s in segs if "error" not in s]
         if req_outputs is None and not runnable:
@@ -316,9 +328,11 @@ def audit_run(plan, data_cache, timeout):
                     scored["metrics"] = {k: v for k, v in scored["metrics"].items() if not k.startswith(PRIVATE + "_")}
                     scored["private"] = {"metrics": private, "n": int(scored["samples"].pop(PRIVATE))}
                 out["recompute"].update(scored)
-            out["replay"] = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds) for s in segs]
+            exact = answer.get("verifiable") if isinstance(answer.get("verifiable"), dict) else {}
+            out["replay"] = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds, exact)
+                             for s in segs]
             for s in out["replay"]:
-                s.pop("jitter", None), s.pop("start", None)
+                s.pop("jitter", None), s.pop("start", None), s.pop("decisions", None)
         finally:
             shutil.rmtree(wout, ignore_errors=True)
         out["seconds"] = round(time.perf_counter() - t0, 3)
@@ -339,6 +353,24 @@ def _checked_copy(run, step, tmp, name=None):
         raise ReproError(f"{ev['path']} changed while it was read")
     tensors, meta = checkpoint.read(dst, tensors=False)
     rundir.check_meta(run, ev, meta, ev["path"])
+    return dst
+
+
+def _checked_decisions(run, a, b, tmp, name):
+    """A copy of a verifiable run's decisions file for the segment a..b (beside its checkpoint
+    at b), checked against the log after copying and read: it must cover exactly a+1..b."""
+    ev = run.checkpoints().get(b)
+    if ev is None:
+        raise ReproError(f"the run logged no checkpoint at step {b}")
+    src = rundir.decisions_file(run, ev)
+    dst = os.path.join(tmp, name)
+    shutil.copyfile(src, dst)
+    if checkpoint.sha256_file(dst) != ev["decisions_sha256"]:
+        raise ReproError(f"{rundir.decisions_name(b)} changed while it was read")
+    logged = decisions.read(dst, rundir.decisions_name(b))
+    if (logged.a, logged.b) != (a, b):
+        raise ReproError(f"{rundir.decisions_name(b)} covers updates {logged.a + 1}..{logged.b}, not the "
+                         f"segment's {a + 1}..{b}")
     return dst
 
 
@@ -374,10 +406,12 @@ def _judge_outputs(plan, wout, labels, answer):
     return {"metrics": metrics, "samples": samples}
 
 
-def _judge_segment(plan, seg, wout, tmp, seconds):
+def _judge_segment(plan, seg, wout, tmp, seconds, exact=None):
     run, a, b = plan.run, seg["a"], seg["b"]
     name = f"{a}-{b}"
     out = {"a": a, "b": b, "steps": b - a}
+    if plan.verifiable:
+        out["verifiable"] = True
     try:
         got, _ = exchange.read_arrays(os.path.join(wout, f"seg-{name}.safetensors"), f"the replay of {a}->{b}")
         if a == 0:
@@ -391,7 +425,9 @@ def _judge_segment(plan, seg, wout, tmp, seconds):
             got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and np.array_equal(got[k], want[k])
             for k in got)
         out["distance"] = _distance(got, want, start, want)
-        if plan.cross_platform and not out["exact"]:
+        if plan.verifiable:
+            out.update(_judge_exact(name, wout, tmp, seg, (exact or {}).get(name)))
+        elif plan.cross_platform and not out["exact"]:
             other, _ = exchange.read_arrays(os.path.join(wout, f"jitter-{name}.safetensors"),
                                             f"the second replay of {a}->{b}")
             out["spread"] = _distance(other, got, start, want)
@@ -399,6 +435,32 @@ def _judge_segment(plan, seg, wout, tmp, seconds):
             out["seconds"] = float(seconds[name])
     except ReproError as e:
         out["error"] = str(e)
+    return out
+
+
+def _judge_exact(name, wout, tmp, seg, said):
+    """A verifiable segment's bisection, decided here: the first update whose state hash in the
+    replay differs from the logged one, with the groups (parameters with their optimizer state)
+    whose tags differ there; and what the worker said of the decisions it could not apply (a
+    worker can only make its own run fail, so a reported problem is believed, never a success)."""
+    out = {}
+    try:
+        logged = decisions.read(os.path.join(tmp, seg["decisions"]), "the logged decisions")
+        mine = decisions.read(os.path.join(wout, f"hashes-{name}.decisions"), f"the replay's state hashes of {name}")
+    except ReproError as e:
+        out["bisect_error"] = str(e)
+        return out
+    first = decisions.first_divergence(logged, mine.hashes, mine.tags, mine.groups)
+    if first is not None:
+        out["first_diverging"] = {"update": first[0], "groups": first[1][:20]}
+    out["decisions_logged"] = logged.count()
+    if isinstance(said, dict):
+        problem = said.get("problem")
+        if isinstance(problem, str) and problem:
+            out["decision_problem"] = "".join(c if c.isprintable() else " " for c in problem)[:400]
+        for key, as_ in (("taken", "decisions_taken"), ("resolved", "resolved_by_hash")):
+            if type(said.get(key)) is int:
+                out[as_] = said[key]
     return out
 
 
@@ -417,7 +479,10 @@ def _distance(x, y, start, scale_to):
 
 def judge_segment(seg, cross_platform):
     """None when a replayed segment is acceptable, else why not (one line, without the
-    segment's name). Same platform: bitwise only. Across platforms: see the module's doc."""
+    segment's name). Same platform: bitwise only. Across platforms: see the module's doc.
+    A train.verifiable run: bitwise on any platform, with the first diverging update named."""
+    if seg.get("verifiable"):
+        return _judge_verifiable(seg)
     if seg["exact"]:
         return None
     d = seg["distance"]
@@ -435,6 +500,27 @@ def judge_segment(seg, cross_platform):
         return (f"re-training this segment with the registered recipe does not give the logged checkpoint "
                 f"(distance {d:.2e}, while rounding here moves it {spread:.2e}; consistent up to {MARGIN:g} times that)")
     return None
+
+
+def _judge_verifiable(seg):
+    problem, first = seg.get("decision_problem"), seg.get("first_diverging")
+    if seg["exact"] and not problem:
+        return None
+    if seg["exact"]:
+        return (f"the replay matched the logged checkpoint bit for bit, but the run's record of rounding decisions "
+                f"is incomplete: {problem}")
+    why = (f"re-training this segment in verifiable mode does not give the logged checkpoint bit for bit "
+           f"(distance {seg['distance']:.2e}; a train.verifiable run must match on any machine)")
+    if first:
+        where = f" in {', '.join(first['groups'])}" if first["groups"] else ""
+        why += f"; the state first departs from the logged hashes after update {first['update']}{where}"
+    elif "bisect_error" in seg:
+        why += f"; no bisection: {seg['bisect_error']}"
+    else:
+        why += "; every update's logged state hash matches the replay's, so the checkpoint file is not the state the log describes"
+    if problem:
+        why += f"; the replay reports {problem}"
+    return why
 
 
 # ------------------------------------------------------------------ the pool

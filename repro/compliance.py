@@ -235,6 +235,31 @@ def check_checkpoints(run, policy_audit=0):
     return problems
 
 
+def check_verifiable(run, protocol):
+    """A target that requires verifiable training needs train.verifiable; a verifiable run needs,
+    beside every kept checkpoint, the record its log line names (decisions_sha256): the rounding
+    decisions and state hashes of exactly the updates since the kept checkpoint before it."""
+    from repro import decisions
+    on = bool(getattr(run.cfg.train, "verifiable", False))
+    if not on:
+        wanted = [t.metric for t in protocol.targets if getattr(t.policy, "verifiable", False)]
+        return [f"the target for {', '.join(wanted)} requires verifiable training (train.verifiable: true), so "
+                f"that the replay audit is bitwise on any machine; this run computed in float32"] if wanted else []
+    problems = []
+    steps = [0] + run.kept_steps()
+    done = run.checkpoints()
+    for a, b in zip(steps, steps[1:]):
+        try:
+            path = rundir.decisions_file(run, done[b])
+            logged = decisions.read(path, rundir.decisions_name(b))
+            if (logged.a, logged.b) != (a, b):
+                problems.append(f"{rundir.decisions_name(b)} covers updates {logged.a + 1}..{logged.b}, not the "
+                                f"segment's {a + 1}..{b}")
+        except ReproError as e:
+            problems.append(str(e))
+    return problems
+
+
 def _kept(steps):
     inner = steps[1:-1]
     return "only its last checkpoint" if not inner else f"checkpoints at steps {', '.join(map(str, inner[:8]))}" + (
@@ -271,6 +296,7 @@ def check_run(run, protocol_of=registered):
     run.problems += check_results(run, protocol)
     audit = max((t.policy.audit for t in protocol.targets), default=0)
     run.problems += check_checkpoints(run, audit)
+    run.problems += check_verifiable(run, protocol)
     try:
         rundir.read_artifact(run)  # present, with the logged sha256, when the header names one
     except ReproError as e:

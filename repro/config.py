@@ -59,6 +59,9 @@ class TrainConfig:
     seed: int = 42
     visualdl: bool = True
     amp: AmpConfig = field(default_factory=AmpConfig)
+    # each update computed in float64 from the float32 state and rounded back, with the rare
+    # near-boundary roundings logged, so the replay audit is bitwise on any machine (repro/verifiable.py)
+    verifiable: bool = False
 
     def validate(self):
         for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
@@ -78,6 +81,9 @@ class TrainConfig:
                              f"got {self.audit_every}")
         if not 0 <= self.seed < 2 ** 63:
             raise ReproError(f"config: train.seed must be in [0, 2**63), got {self.seed}")
+        if self.verifiable and self.amp.enabled:
+            raise ReproError("config: train.verifiable computes every update in float64; it cannot be combined "
+                             "with train.amp.enabled")
 
 
 # ---------------------------------------------------------------- typing helpers

@@ -16,6 +16,9 @@
         audit: 1000                  # checkpoints kept at most this far apart (1..10**7; 0: none)
         replay: default              # what the review replays of every run: "default" (the default
                                      # coverage, repro.audit), "all", or N segments (2..10**4)
+        verifiable: false            # true: every run trained with train.verifiable (each update in
+                                     # float64, rounded back, the rounding logged), so its replay is
+                                     # bitwise on the reviewer's machine, whatever CPU or GPU made it
         eval_data: {test: {n: 1000, sha256: 5b45...}}   # the registered evaluation data
         protocol: {train.steps: 8000, train.lr: 0.01}    # logged config values every run must have:
                                      # flat dotted keys under train., model., data., eval., optim. or
@@ -60,10 +63,11 @@ class ContestPaper:
     source: str = ""
     private_eval: dict = field(default_factory=dict)  # {"fresh": {n, source}} or {"file": {path, sha256}}
     train_data: tuple = None                          # (n, sha256): the training split every run must use
+    verifiable: bool = False  # every run trained with train.verifiable: its replay is bitwise on the reviewer's machine
 
     def target(self):
         return Target(self.metric, self.value, self.direction, self.tolerance, self.source,
-                      Policy(self.policy, self.n, tuple(self.seeds), self.audit))
+                      Policy(self.policy, self.n, tuple(self.seeds), self.audit, self.verifiable))
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ FIELDS = {  # key: (type, required)
     "value": (float, True), "direction": (str, False), "tolerance": (float, False), "policy": (str, False),
     "n": (int, False), "seeds": (list, False), "audit": (int, False), "replay": ((int, str), False),
     "eval_data": (dict, False), "protocol": (dict, False), "path_keys": (list, False), "source": (str, False),
-    "private_eval": (dict, False), "train_data": (dict, False),
+    "private_eval": (dict, False), "train_data": (dict, False), "verifiable": (bool, False),
 }
 
 
@@ -128,7 +132,7 @@ def _typed(data, key, tp, where, required=False):
         return None
     value = data[key]
     types = tp if isinstance(tp, tuple) else (tp,)
-    ok = isinstance(value, types) and not isinstance(value, bool)
+    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:

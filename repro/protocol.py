@@ -18,6 +18,11 @@ from repro.errors import ReproError
 # checkpoints does not change its numbers.)
 LOGGING_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "train.audit_every", "train.visualdl",
                 "train.amp.enabled", "train.amp.level", "train.amp.dtype"}
+# Keys that change the arithmetic, not the experiment, and which a run may turn on where the
+# registered config leaves them off (absent from an older log: off). Where the registered config,
+# a target's policy (Policy.verifiable) or a contest entry turns one on, every run must have it on.
+# train.verifiable: every update in float64 from float32 state, rounded back (repro/verifiable.py).
+OPT_IN_KEYS = {"train.verifiable"}
 
 
 class Protocol:
@@ -62,10 +67,14 @@ class Protocol:
         registered = self.registered_config(lite)
         used = flatten(config)
         free = self.free_keys()
-        return [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
-                for k in sorted(set(registered) | set(used))
-                if k not in free and k in self.compared(registered, used)
-                and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+        diffs = [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
+                 for k in sorted(set(registered) | set(used))
+                 if k not in free and k not in OPT_IN_KEYS and k in self.compared(registered, used)
+                 and registered.get(k, "<absent>") != used.get(k, "<absent>")]
+        for k in sorted(OPT_IN_KEYS):  # on, or off where the registration leaves it off
+            if registered.get(k) is True and used.get(k) is not True:
+                diffs.append(f"{k}={_short(used.get(k, '<absent>'))} (registered True: every run must have it on)")
+        return diffs
 
     def compared(self, registered, used):
         """The keys config_differences compares."""

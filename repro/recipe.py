@@ -86,6 +86,7 @@ class State:
     optimizer: object
     amp: object
     batches: object
+    exact: object = None  # repro.verifiable.Exact where train.verifiable: each update in float64, rounded
 
 
 def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
@@ -109,7 +110,14 @@ def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
     if init:
         paper.init_model(net, data)
     model.train()
-    return State(data, net, model, optimizer, amp, batches)
+    exact = None
+    if tc.verifiable:
+        if dist.world > 1:
+            from repro.errors import ReproError
+            raise ReproError("train.verifiable runs on one process (its rounding record is one process's)")
+        from repro.verifiable import Exact
+        exact = Exact(net, optimizer)
+    return State(data, net, model, optimizer, amp, batches, exact)
 
 
 def update(paper, state, cfg, step, dist=SINGLE):
@@ -123,4 +131,9 @@ def update(paper, state, cfg, step, dist=SINGLE):
     reader = time.perf_counter() - t0
     if tc.lr_schedule != "constant" or tc.warmup_steps:
         state.optimizer.set_lr(lr_at(tc, step - 1))
-    return paper.train_step(state.model, state.optimizer, batch, state.amp, cfg), reader
+    if state.exact is None:
+        return paper.train_step(state.model, state.optimizer, batch, state.amp, cfg), reader
+    state.exact.up()  # verifiable: the update in float64 from the float32 state, then rounded back
+    loss = paper.train_step(state.model, state.optimizer, state.exact.batch(batch), state.amp, cfg)
+    state.exact.down(step)
+    return loss, reader

@@ -44,6 +44,17 @@ def checkpoint_name(step):
     return f"{CHECKPOINTS}/step-{step:08d}.safetensors"
 
 
+def decisions_name(step):
+    """A verifiable run's record beside its checkpoint of step: the rounding decisions and
+    state hashes of the updates since the last kept checkpoint (repro.decisions)."""
+    return f"{CHECKPOINTS}/step-{step:08d}.decisions"
+
+
+def decisions_beside(checkpoint_path):
+    """The decisions file that goes with a checkpoint file's path."""
+    return checkpoint_path[:-len(".safetensors")] + ".decisions"
+
+
 def is_run(path):
     return os.path.isfile(os.path.join(path, EVENTS))
 
@@ -198,6 +209,20 @@ def write_config(run_dir, cfg):
 
 
 # ---------------------------------------------------------------- checkpoints
+
+def decisions_file(run, ev):
+    """The decisions file beside a verifiable run's checkpoint (event ev), checked: a regular
+    file inside the run with the sha256 its checkpoint line logs (decisions_sha256)."""
+    from repro.checkpoint import sha256_file
+    want = ev.get("decisions_sha256")
+    if want is None:
+        raise ReproError(f"{run.path}: the checkpoint line at step {ev['step']} names no decisions file "
+                         f"(decisions_sha256), which a train.verifiable run logs with every checkpoint")
+    path = file_in(run.path, decisions_name(ev["step"]), "decisions file")
+    if sha256_file(path) != want:
+        raise ReproError(f"{path} is not the decisions file the log names (sha256 differs)")
+    return path
+
 
 def checkpoint_file(run, ev):
     """The file a checkpoint event names, checked: the layout's own name for its

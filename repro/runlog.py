@@ -105,7 +105,7 @@ SCHEMA = {
     "train": ({"step": _int, "steps": _int, "epoch": _int, "loss": _num_or_nonfinite, "lr": _num,
                "reader_cost": _num, "batch_cost": _num, "ips": _num, "eta": _str}, {}),
     "eval": ({"step": _int, "metrics": _metrics, "samples": _counts}, {}),
-    "checkpoint": ({"step": _int, "path": _str, "sha256": _hex, "weights_sha256": _hex}, {}),
+    "checkpoint": ({"step": _int, "path": _str, "sha256": _hex, "weights_sha256": _hex}, {"decisions_sha256": _hex}),
     "resume": ({"step": _int, "env": _dict, "code": _dict}, {"note": _str}),
     "run_end": ({"status": _str, "step": _int}, {"metrics": _metrics, "seconds": _num, "reason": _str}),
 }

@@ -42,7 +42,9 @@ PROCESSES = 512             # threads count here too (RLIMIT_NPROC is per user; 
 TMPFS_BYTES = 1 << 30       # its private /tmp
 
 ENV_PASS = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE",
-            "OPENBLAS_L2_SIZE")
+            "OPENBLAS_L2_SIZE",
+            # the instruction sets MKL and oneDNN may dispatch to (a verifier can replay as another CPU would)
+            "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 ENV_PASS_PREFIX = ("FLAGS_",)  # Paddle's kernel switches decide the bits; they are not secrets
 
 

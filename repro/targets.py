@@ -30,11 +30,15 @@ class Policy:
     audit      when > 0, every run must keep checkpoints at most this many
                steps apart (train.audit_every), so the replay audit can
                re-train any stretch of it (repro.verify --replay).
+    verifiable when True, every run must be trained with train.verifiable
+               (each update in float64, rounded back, the rounding logged), so
+               its replay is bitwise on the verifier's machine, whatever it is.
     """
     name: str = "single"
     n: int = 1
     seeds: tuple = ()
     audit: int = 0
+    verifiable: bool = False
 
     def __post_init__(self):
         if self.name not in POLICIES:
@@ -47,6 +51,8 @@ class Policy:
                              f"got {self.seeds}")
         if self.audit < 0:
             raise ValueError(f"audit must be >= 0, got {self.audit}")
+        if type(self.verifiable) is not bool:
+            raise ValueError(f"verifiable must be true or false, got {self.verifiable!r}")
 
     def __str__(self):
         text = {"single": "single", "mean_of_n": f"mean_of_{self.n}", "olympic": f"olympic_of_{self.n}"}[self.name]
@@ -54,6 +60,8 @@ class Policy:
             text += f" (seeds {seed_text(self.seeds)})"
         if self.audit:
             text += f", audit <= {self.audit} steps"
+        if self.verifiable:
+            text += ", verifiable training"
         return text
 
 

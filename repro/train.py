@@ -129,9 +129,12 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
             start = max(done)
             # the final checkpoint holds the weights alone: nothing trains on from it
             final = start == tc.steps
-            _, _, ckpt_meta, _ = rundir.load_trained(resume, start, into=state.net,
-                                                     optimizer=None if final else state.optimizer)
+            _, _, ckpt_meta, ckpt_ev = rundir.load_trained(resume, start, into=state.net,
+                                                           optimizer=None if final else state.optimizer)
             state.amp.load_state(ckpt_meta.get("amp_scaler"))
+            if state.exact is not None and not final:  # verifiable: go on with the segment's record
+                state.exact.resume(start, _is_kept(tc, start), os.path.join(resume.path, rundir.decisions_name(start)),
+                                   ckpt_ev.get("decisions_sha256"))
             previous = None if _is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
         else:
             paper.init_model(state.net, state.data)
@@ -223,15 +226,20 @@ def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta
             # is deleted after: a kill at any instant leaves the last logged one on disk
             name = rundir.checkpoint_name(step)
             extra = {"amp_scaler": state.amp.state()} if state.amp.state() else {}
+            # verifiable: the segment's rounding decisions and state hashes, beside the checkpoint
+            record = {} if state.exact is None else state.exact.checkpoint(
+                os.path.join(run_dir, rundir.decisions_name(step)), step, _is_kept(tc, step))
             # the final checkpoint keeps the weights alone (a third of an Adam state): it is
             # scored and compared, never trained on from (docs/log-format.md, "Checkpoints")
             sha, weights = checkpoint.save(os.path.join(run_dir, name), state.net,
                                            None if step == tc.steps else state.optimizer,
                                            {**meta, **extra, "step": str(step), "log_seq": str(log.seq),
                                             "log_head": log.prev})
-            log.event("checkpoint", step=step, path=name, sha256=sha, weights_sha256=weights)
+            log.event("checkpoint", step=step, path=name, sha256=sha, weights_sha256=weights, **record)
             if previous and os.path.exists(previous):
                 os.remove(previous)
+            if previous and os.path.exists(rundir.decisions_beside(previous)):
+                os.remove(rundir.decisions_beside(previous))
             previous = None if _is_kept(tc, step) else os.path.join(run_dir, name)
     return metrics
 

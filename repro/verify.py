@@ -24,6 +24,7 @@ from repro import private as private_eval
 from repro.compliance import LITE, check_run, load_run, registered
 from repro.config import flatten
 from repro.errors import ReproError, run_cli
+from repro.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY, add_papers_option, use_folders
 from repro.sandbox import Sandbox
 from repro.targets import judge
@@ -61,8 +62,10 @@ class Options:
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
                  timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None,
-                 private=None):
+                 private=None, threads=None):
         replay = parse_replay(replay)
+        # CPU threads of the workers (None: each run's own); a train.verifiable run replays bitwise with any
+        self.threads = threads
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
@@ -249,12 +252,13 @@ def _audit(runs, options):
                 run.warnings.append(f"--replay 2 of {len(segs)} segments never replays a middle one: a forgery "
                                     f"there always escapes (use --replay with no count, or 'all')")
         own = flatten(run.header["config"])
-        config_set = {k: own[k] for k in sorted(run.protocol.free_keys()) if k in own}
+        config_set = {k: own[k] for k in sorted(run.protocol.free_keys() | OPT_IN_KEYS) if k in own}
         entry = getattr(run.protocol, "entry", None)  # a contest's protocol values are enforced, not trusted
         config_set.update(entry.protocol if entry is not None else {})
         config_set.update(options.local)
         threads = run.header["env"].get("threads", 1)
         threads = threads if type(threads) is int and 1 <= threads <= 1024 else 1
+        threads = options.threads or threads
         private = None
         spec = options.private.get((run.protocol.paper, run.protocol.exp)) if options.recompute else None
         if spec is not None and not run.header["lite"]:
@@ -310,8 +314,9 @@ def _judge_audit(run, result, options):
         if why is None and not seg["exact"]:
             run.warnings.append(f"{where}: not bitwise equal but consistent across platforms: distance "
                                 f"{seg['distance']:.2e}, rounding here {seg['spread']:.2e}")
-        elif why is not None:
-            run.problems.append(f"{where}: {why}{'' if options.cross_platform else _platform(run, options)}")
+        elif why is not None:  # a verifiable run's segment must match on any platform: none is an excuse
+            excuse = "" if options.cross_platform or seg.get("verifiable") else _platform(run, options)
+            run.problems.append(f"{where}: {why}{excuse}")
 
 
 def _platform(run, options):
@@ -476,6 +481,9 @@ def add_arguments(ap):
                          f"twice here in different summation orders, within {audit.MARGIN:g} times their spread "
                          f"where that spread is at most {audit.CHAOS_LIMIT:g} (inconclusive where it is larger)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
+    ap.add_argument("--threads", type=int, metavar="N",
+                    help="CPU threads of the recompute and replay workers (default: each run's own, which a "
+                         "bitwise replay needs; a train.verifiable run replays bitwise with any)")
     ap.add_argument("--no-sandbox", action="store_true",
                     help="run the paper code of recompute and replay without the bubblewrap sandbox (a contest "
                          "review refuses to run submitted code unconfined otherwise; every page then says so)")
@@ -518,8 +526,12 @@ def options_from(args, progress=None):
         raise ReproError("--jobs and --timeout must be >= 1")
     if args.challenge is not None and not args.replay:
         raise ReproError("--challenge only matters with --replay")
+    threads = getattr(args, "threads", None)
+    if threads is not None and not 1 <= threads <= 1024:
+        raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
     options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
-                      args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin)
+                      args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
+                      threads=threads)
     if runs_code:
         options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
     return options

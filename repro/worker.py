@@ -17,7 +17,10 @@ IN_DIR/request.json says what to do:
                 one array of logits per split; and for each segment a..b, the
                 state after re-training it from the start checkpoint it is given
                 (or, from step 0, from the initial weights its seed gives):
-                OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B).
+                OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B). A
+                train.verifiable run's segment is re-trained with the trainer's
+                rounding decisions it is given, and the replay's own per-update
+                state hashes go to OUT_DIR/hashes-A-B.decisions (repro.decisions).
 
 Failures end with one line in OUT_DIR/error.txt. The judge (repro.audit)
 checks every file here before it uses it.
@@ -119,6 +122,13 @@ def _segment(paper, cfg, artifact, seg, jitter):
         checkpoint.load_model(state.net, start)
         checkpoint.load_optimizer(state.optimizer, state.net, start)
         state.amp.load_state(meta.get("amp_scaler"))
+    if state.exact is not None:  # verifiable: the trainer's rounding decisions for these updates
+        from repro import decisions
+        logged = decisions.read(seg["decisions"]) if seg.get("decisions") else None
+        if logged is not None and (logged.a, logged.b) != (a, b):
+            raise ValueError(f"the decisions file covers updates {logged.a + 1}..{logged.b}, not {a + 1}..{b}")
+        state.exact.use_logged(a, logged)
+        jitter = False
     params = [p for p in state.net.parameters() if not p.stop_gradient and p.dtype == paddle.float32]
     rng = np.random.default_rng([a, b])
     for step in range(a + 1, b + 1):
@@ -131,6 +141,9 @@ def _segment(paper, cfg, artifact, seg, jitter):
                     toward = np.where(rng.random(x.shape) < 0.5, np.float32(np.inf), np.float32(-np.inf))
                     flip = (x != p0) & (rng.random(x.shape) < 0.5)
                     p.set_value(np.where(flip, np.nextafter(x, toward), x))
+    if state.exact is not None:  # what the judge bisects with, and any decision the replay could not apply
+        seg["exact"] = {"segment": state.exact.segment, "problem": state.exact.problem,
+                        "resolved": len(state.exact.resolved), "taken": state.exact.taken}
     got = checkpoint.state_tensors(state.net, state.optimizer)
     if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
         got = {k: v for k, v in got.items() if k.startswith("model/")}
@@ -169,6 +182,12 @@ def model_task(req, out):
             exchange.write_arrays(os.path.join(out, f"init-{name}.safetensors"),
                                   {k: v for k, v in start.items() if k.startswith("model/")})
         exchange.write_arrays(os.path.join(out, f"seg-{name}.safetensors"), got)
+        if seg.get("exact"):
+            from repro import decisions
+            decisions.write(os.path.join(out, f"hashes-{name}.decisions"), seg["exact"]["segment"])
+            answer.setdefault("verifiable", {})[name] = {"problem": seg["exact"]["problem"],
+                                                         "resolved": seg["exact"]["resolved"],
+                                                         "taken": seg["exact"]["taken"]}
         if seg.get("jitter"):
             _, other = _segment(paper, cfg, artifact, seg, jitter=True)
             exchange.write_arrays(os.path.join(out, f"jitter-{name}.safetensors"), other)
