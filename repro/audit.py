@@ -29,6 +29,13 @@ once as the recipe says and once rounded the other way on purpose, and the
 logged checkpoint is judged against the spread of the two: within MARGIN times
 it on a segment calm enough for a forgery to stand out (spread at most
 CHAOS_LIMIT); inconclusive on a chaotic segment.
+
+A train.verifiable run (repro.verifiable, repro.decisions) is judged bit for bit
+on any platform: the worker also gets the segment's rounding decisions and
+state hashes (beside the checkpoint the segment ends at, checked against the
+log), replays with them, and writes its own per-update hashes; the judge finds
+the first update whose hash departs from the logged ones and the parameters
+whose tags differ there, and requires the end state exactly.
 """
 import hashlib
 import math
@@ -55,6 +62,7 @@ RECOMPUTE_RTOL = 1e-3
 # this share of the middle segments, drawn with the challenge
 FULL_REPLAY_SECONDS = 900
 PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
+TRAIN = "\0train"    # the training split among a data worker's splits, when a contest pins it
 DEFAULT_SHARE = 0.25
 
 
@@ -152,10 +160,12 @@ def _last_words(out_dir, err, code):
 class Plan:
     """One run's audit: what to recompute and which segments to replay."""
 
-    def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads, private=None):
+    def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads, private=None,
+                 train_pin=None):
         self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
         self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
         self.private = private  # (x, y) of a private split the submitter never had (repro.private), or None
+        self.train_pin = train_pin  # (n, sha256) a contest pins the training split to, or None
         # train.verifiable: each segment replays bitwise on any machine, with the run's rounding decisions
         self.verifiable = bool(getattr(run.cfg.train, "verifiable", False)) if run.cfg is not None else False
 
@@ -170,25 +180,43 @@ class Plan:
 
 
 class DataCache:
-    """Evaluation splits built by data workers, checked once per distinct request."""
+    """Evaluation splits built by data workers, once for the runs of a cell: the seeds of a
+    cell share their data unless the data depend on the seed. The splits built for another
+    seed are used for a run only when their fingerprints are the ones the run logged;
+    otherwise they are built again for its own seed."""
 
     def __init__(self):
         self.lock, self.items = threading.Lock(), {}
 
     def get(self, plan, timeout):
-        artifact = plan.run.header.get("artifact_sha256")
-        key = repr((plan.worker.env.get("REPRO_PAPERS"), sorted(plan.request("data").items()), artifact))
+        shared = self._get(plan, timeout, seeded=False)
+        logged = plan.run.header.get("data") or {}
+        refit, artifact = shared[1], plan.run.header.get("artifact_sha256")
+        if all(logged.get(s, {}).get("sha256") == fingerprint(x, y) for s, (x, y) in shared[0].items() if s != TRAIN) \
+                and (refit is None or rundir.artifact_sha256(refit) == artifact):
+            return shared
+        return self._get(plan, timeout, seeded=True)
+
+    def _get(self, plan, timeout, seeded):
+        req = plan.request("data")
+        if not seeded:
+            req["set"] = {k: v for k, v in req["set"].items() if k != "train.seed"}
+        key = repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str), seeded,
+                    plan.run.header.get("artifact_sha256"), plan.train_pin is not None))
         with self.lock:
             slot = self.items.setdefault(key, {"lock": threading.Lock()})
         with slot["lock"]:
             if "value" not in slot:
-                slot["value"] = _build_data(plan, timeout)
+                slot["value"] = _build_data(plan, timeout, seeded)
             return slot["value"]
 
 
-def _build_data(plan, timeout):
-    """({split: (x, y)}, refit artifact or None) from a data worker; or a ReproError."""
-    inputs, req = {}, plan.request("data")
+def _build_data(plan, timeout, seeded=True):
+    """({split: (x, y)}, refit artifact or None) from a data worker (seeded=False: for the
+    run's config without its seed, the registered one's); or a ReproError."""
+    inputs, req = {}, plan.request("data", train=plan.train_pin is not None)
+    if not seeded:
+        req["set"] = {k: v for k, v in req["set"].items() if k != "train.seed"}
     artifact = rundir.read_artifact(plan.run)
     with tempfile.TemporaryDirectory() as tmp:
         if artifact is not None:
@@ -198,6 +226,11 @@ def _build_data(plan, timeout):
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the built evaluation data")
         splits = {}
+        if plan.train_pin is not None:
+            x, y = arrays.get("train/x"), arrays.get("train/y")
+            if x is None or y is None or len(x) != len(y):
+                raise ReproError("the built training split is malformed")
+            splits[TRAIN] = (x, y)
         for name in answer.get("splits", []) if isinstance(answer.get("splits"), list) else []:
             x, y = arrays.get(f"{name}/x"), arrays.get(f"{name}/y")
             if x is None or y is None or len(x) != len(y) or y.ndim != 1 or y.dtype.kind not in "iu":
@@ -270,11 +303,15 @@ def audit_run(plan, data_cache, timeout):
         if plan.recompute:
             try:
                 splits, refit = data_cache.get(plan, timeout)
+                train = splits.get(TRAIN)
+                splits = {k: v for k, v in splits.items() if k != TRAIN}
                 if plan.private is not None:
                     splits = {**splits, PRIVATE: plan.private}
                 labels = {s: y for s, (x, y) in splits.items()}
                 out["recompute"] = {"data": {s: {"n": len(x), "sha256": fingerprint(x, y)}
                                              for s, (x, y) in splits.items() if s != PRIVATE},
+                                    "train_data": None if train is None else
+                                    {"n": len(train[0]), "sha256": fingerprint(*train)},
                                     "artifact_refit": None if refit is None else
                                     rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
                 final = max(run.checkpoints())

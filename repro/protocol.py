@@ -30,6 +30,7 @@ class Protocol:
     exp = ""           # the experiment's name
     targets = ()
     eval_data = {}     # {split: (n, sha256 or None)}
+    train_data = None  # (n, sha256) of the training split every run must use (a contest can pin it)
     path_keys = ()     # config keys naming local files (their content is in the provenance)
     pins = {}          # {provenance name: (path key, config key of its pinned sha256)}
     source = ""        # where the protocol comes from, for messages

@@ -268,7 +268,7 @@ def _audit(runs, options):
                 run.problems.append(f"private evaluation: {e}")
                 continue
         plans.append(audit.Plan(run, options.recompute, segs, chosen, config_set, worker, options.cross_platform,
-                                threads, private))
+                                threads, private, None if run.header["lite"] else run.protocol.train_data))
     done = {"n": 0}
 
     def progress(path, result):
@@ -342,6 +342,10 @@ def _judge_recompute(run, rec, options):
         got = rec["data"].get(split)
         if got is None or got["n"] != n or (sha is not None and got["sha256"] != sha):
             problems.append(f"--recompute: the evaluation data built here for {split!r} are not the registered ones")
+    pin, built = run.protocol.train_data, rec.get("train_data")
+    if pin is not None and built is not None and (built["n"], built["sha256"]) != tuple(pin):
+        problems.append(f"--recompute: the training split the plugin builds here is not the pinned one "
+                        f"({built['n']} samples, sha256 {built['sha256'][:12]}…; pinned {pin[0]}, {pin[1][:12]}…)")
     if rec.get("artifact_refit") is False:
         problems.append(f"--recompute: {rundir.ARTIFACT} is not what the registered config fits on the training "
                         f"split (fitted again here, its sha256 differs)")
@@ -497,16 +501,29 @@ def add_arguments(ap):
                          "DIR/sst2, DIR/chnsenticorp, ...)")
 
 
+def private_of(contest, seed):
+    """{(paper, experiment): PrivateEval} of the contest's entries that name a private evaluation;
+    the seed of a fresh one comes from the maintainers (--private-seed, $REPRO_PRIVATE_SEED)."""
+    entries = [e for e in contest.papers if e.private_eval]
+    seed = private_eval.seed_from(seed) if entries else None
+    return {(e.plugin, e.experiment): private_eval.PrivateEval(e.private_eval, seed,
+                                                               f"the contest's {e.plugin}/{e.experiment}")
+            for e in entries}
+
+
 def options_from(args, progress=None):
     if getattr(args, "data_dir", None):
         os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)  # the audit's workers get it
     local = parse_local(args.local)
-    protocol_of, tree, plugin, sandbox = registered, None, None, "auto"
+    protocol_of, tree, plugin, sandbox, private = registered, None, None, "auto", {}
     runs_code = args.recompute or args.replay
     if getattr(args, "contest", None):
         from repro.contest import protocol_of as contest_protocol, read_contest
         tree = os.path.abspath(args.code) if args.code else None
-        protocol_of = contest_protocol(read_contest(args.contest), tree)
+        contest = read_contest(args.contest)
+        protocol_of = contest_protocol(contest, tree)
+        if args.recompute:
+            private = private_of(contest, getattr(args, "private_seed", None))
         sandbox = "required"  # the submitted code is a stranger's
         if runs_code:
             folders = getattr(args, "papers", None) or []
@@ -518,6 +535,8 @@ def options_from(args, progress=None):
                 raise ReproError(f"--papers {folders[0]}: the plugin must be inside the submitted tree --code {args.code}")
     elif getattr(args, "code", None):
         raise ReproError("--code only matters with --contest")
+    elif getattr(args, "private_seed", None) is not None:
+        raise ReproError("--private-seed only matters with --contest (whose entries name a private evaluation)")
     if getattr(args, "no_sandbox", False):
         sandbox = "off"
     if local and not runs_code:
@@ -531,7 +550,7 @@ def options_from(args, progress=None):
         raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
     options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
                       args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
-                      threads=threads)
+                      threads=threads, private=private)
     if runs_code:
         options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
     return options
@@ -543,6 +562,9 @@ def main(argv=None):
     add_arguments(ap)
     ap.add_argument("--contest", metavar="FILE",
                     help="judge against a contest file's targets (configs/contests/), not the plugins' own")
+    ap.add_argument("--private-seed", metavar="N",
+                    help=f"with --contest: the maintainers' seed of the entries' fresh private splits (else "
+                         f"${private_eval.SEED_ENV}; never written in the contest file)")
     ap.add_argument("--code", metavar="TREE",
                     help="with --contest: the submitted repository the runs' paper code must match, file by file")
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")

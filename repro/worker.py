@@ -68,9 +68,11 @@ def data_task(req, out):
         same = rundir.artifact_sha256(refit) == rundir.artifact_sha256(given)
         data = fitted if same else paper.data(cfg, given, train=False)
     else:
-        data = paper.data(cfg, None, train=False)
+        data = paper.data(cfg, None, train=bool(req.get("train")))
     for split, (x, y) in data.eval.items():
         arrays[f"{split}/x"], arrays[f"{split}/y"] = x, y
+    if req.get("train"):  # a contest pins the training split: the judge fingerprints it
+        arrays["train/x"], arrays["train/y"] = data.train
     exchange.write_arrays(os.path.join(out, "data.safetensors"), arrays)
     return {"splits": list(data.eval), "refit": refit is not None}
 
