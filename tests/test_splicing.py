@@ -73,9 +73,9 @@ def _forged(src, dst, tensors, events=None):
     return dst
 
 
-def _check(forged, honest, where):
-    """verify --recompute --replay (the default) on the forgery and the honest run."""
-    rows, runs, ok = verify.verify([forged, honest], verify.Options(recompute=True, replay="default",
+def _check(forged, honest, where, replay="default"):
+    """verify --recompute --replay (the default, or 'all') on the forgery and the honest run."""
+    rows, runs, ok = verify.verify([forged, honest], verify.Options(recompute=True, replay=replay,
                                                                     challenge="fixed"))
     bad = next(r for r in runs if os.path.normpath(r.path) == os.path.normpath(forged))
     assert not ok and any(p.startswith(where) for p in bad.problems), bad.problems
@@ -84,7 +84,8 @@ def _check(forged, honest, where):
     return bad, next(r for r in runs if r is not bad)
 
 
-def test_test_split_fine_tuning_in_the_middle_is_caught_at_that_segment(cell, tmp_path):
+@pytest.mark.parametrize("replay", ["default", "all"])
+def test_test_split_fine_tuning_in_the_middle_is_caught_at_that_segment(cell, tmp_path, replay):
     import paddle
     _, (seed0, seed1) = cell
     run, state = _state(seed0, 150)
@@ -96,7 +97,7 @@ def test_test_split_fine_tuning_in_the_middle_is_caught_at_that_segment(cell, tm
         state.optimizer.clear_grad()
     tensors = {150: checkpoint.state_tensors(state.net, state.optimizer)}
     tensors.update(_train_on(run, state, range(151, STEPS + 1), {200: 200, 250: 250, 300: 300}))
-    bad, honest = _check(_forged(seed0, str(tmp_path / "f"), tensors), seed1, "replay 100->150")
+    bad, honest = _check(_forged(seed0, str(tmp_path / "f"), tensors), seed1, "replay 100->150", replay)
     assert [p.split(":")[0] for p in bad.problems] == ["replay 100->150"], bad.problems
     assert honest.problems == []
 
