@@ -261,6 +261,7 @@ class Staged:
         try:
             for name, src in self.inputs.items():
                 shutil.copyfile(src, os.path.join(in_dir, name))
+            req["staged"] = {name: os.path.join(in_dir, name) for name in self.inputs}  # where each input is
             if "artifact.json" in self.inputs:
                 req["artifact_file"] = os.path.join(in_dir, "artifact.json")
             if req.get("outputs"):

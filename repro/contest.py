@@ -26,6 +26,9 @@
         path_keys: []                # config keys that may hold a machine's local paths
         source: "Greydanus & Kobak 2024, results table"
 
+An entry with `kind: text_to_image` judges a submitted text-to-image bundle
+instead of training runs: its schema is repro/contest_t2i.py.
+
 The schema is in code (ContestPaper); a contest file is read strictly, and
 every problem is one line naming the file and the key. Judging against a
 contest uses the contest's targets and nothing the submitted plugin declares
@@ -115,11 +118,18 @@ def read_contest(path):
     papers = data.get("papers")
     if not isinstance(papers, list) or not papers:
         raise ReproError(f"{where}: papers must be a non-empty list")
-    entries = tuple(_entry(p, f"{where}: papers[{i}]") for i, p in enumerate(papers))
+    from repro.contest_t2i import read_entry as t2i_entry  # kind: text_to_image (a submitted bundle)
+    entries = tuple((t2i_entry if isinstance(p, dict) and "kind" in p else _entry)(p, f"{where}: papers[{i}]")
+                    for i, p in enumerate(papers))
     names = [(e.plugin, e.experiment) for e in entries]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ReproError(f"{where}: {dup[0][0]}/{dup[0][1]} is listed twice")
+    t2i = [e.plugin for e in entries if getattr(e, "kind", "") == "text_to_image"]
+    alone = next((n for n in t2i if [e.plugin for e in entries].count(n) > 1), None)
+    if alone:
+        raise ReproError(f"{where}: {alone} has a text_to_image entry and another entry: a text-to-image paper "
+                         f"is judged on one bundle, by one entry")
     base = os.path.dirname(os.path.abspath(path))
     entries = tuple(_with_base(e, base) for e in entries)
     return Contest(name, deadline, entries, os.path.abspath(path))
@@ -290,7 +300,10 @@ def _entry(data, where):
 
 
 def _with_base(entry, base):
-    """A private file named relative to the contest file, made absolute."""
+    """A private file (a text-to-image entry's models and reference set) named relative to
+    the contest file, made absolute."""
+    if getattr(entry, "kind", "") == "text_to_image":
+        return entry.with_base(base)
     body = entry.private_eval.get("file")
     if body is None or os.path.isabs(body["path"]):
         return entry

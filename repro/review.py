@@ -21,6 +21,13 @@ The first submission, in the maintainers' time order, that passes the full
 review before the deadline reproduces its paper; a --logs-only review names no
 winner (every pass is "pending full review").
 
+A text-to-image paper's submission (a contest entry of kind text_to_image) is
+a repository holding a bundle repro.diffusion.submit wrote: after the same
+file, commit and receipt checks, repro.diffusion.judge checks its SHA256SUMS,
+model card, works and declared base model, has every work drawn again from its
+weights in the sandbox, compares the pixels and computes the scores; a bundle
+with another team's weights is a copy.
+
 Writes into --out (default ./review): status.md (the table for the pinned
 issue), review.json, index.html, receipts.json (never overwritten: entries are
 only added) and one review page per submission. No path of the maintainer's
@@ -30,6 +37,7 @@ import argparse
 import hashlib
 import html
 import json
+import math
 import os
 import re
 import secrets
@@ -40,7 +48,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from repro import strict
+import numpy as np
+
+from repro import exchange, strict
 from repro.contest import parse_time, protocol_of, read_contest
 from repro.errors import ReproError, run_cli
 from repro.verify import Options, private_of, report_json, verify
@@ -54,6 +64,9 @@ EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
       commit: 3f2a9c1            # the commit the team announced: 7 to 40 hex digits
       time: "2027-01-05T10:00:00+08:00"   # when the maintainers recorded it (with its
                                           # time zone); never a time from the logs
+
+For a text-to-image paper (a contest entry of kind text_to_image), repo holds
+the bundle python -m repro.diffusion.submit wrote, at its top or in one folder.
 
 The review orders submissions by time. Each leaves a receipt at its first
 review (its commit and git tree) in DIR/receipts.json, keyed by team, paper and
@@ -89,6 +102,7 @@ class ReviewOptions:
     progress: object = None
     sandbox: str = "required"
     private: dict = None  # {(paper, experiment): repro.private.PrivateEval}, built once for every submission
+    cache: dict = None    # what one review computes once for several submissions (text-to-image redraws)
 
     @property
     def runs_code(self):
@@ -514,6 +528,8 @@ def _review(sub, contest, options, receipts, result, scrub):
         result["problems"].append("the repository is not there (check it out first)")
         return
     tree, hostile = scan_tree(repo)
+    if getattr(entries[0], "kind", "") == "text_to_image":
+        return _review_bundle(sub, entries[0], options, receipts, result, tree, hostile)
     layout, package = check_layout(repo, sub["paper"], tree)
     named = {p.split(" ")[0] for p in layout}
     result["problems"] += layout + [why for path, why in sorted(hostile.items()) if path not in named]
@@ -548,6 +564,28 @@ def _review(sub, contest, options, receipts, result, scrub):
         "recompute" in r["checks"] and "replay" in r["checks"] for r in result["runs"])
     result["ok"] = ok and not result["problems"]
     result["_render"] = (rows, runs, opts, scrub)  # for the page, written once the ledger is known
+
+
+def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
+    """A text-to-image submission: a repository holding the bundle repro.diffusion.submit wrote,
+    checked like any submission (files, commit, receipt), then by repro.diffusion.judge: its
+    files against SHA256SUMS, its card, its works redrawn in the sandbox from its weights, and
+    the scores computed here from the redrawn works."""
+    repo = sub["repo"]
+    result["problems"] += [why for _, why in sorted(hostile.items())]
+    state, problems = check_commit(repo, sub["commit"], tree)
+    result["problems"] += problems
+    result["head"], result["tree"] = state.get("head"), state.get("tree")
+    if not sub.get("invalid"):
+        result["problems"] += check_receipt(sub, state, receipts)
+    if hostile:
+        return
+    if options.runs_code:
+        result["sandbox"] = ("none: the harness's redraw worker loaded the submitted weights as data, "
+                             + ("WITHOUT the sandbox (--no-sandbox)" if options.sandbox == "off" else "in bubblewrap"))
+    from repro.diffusion.judge import review_bundle
+    review_bundle(repo, tree, entry, options, result)
+    result["ok"] = not result["problems"] and all(t.get("passed") for t in result["targets"])
 
 
 def _checks(opts):
@@ -619,7 +657,10 @@ def private_summary(result):
 
 
 def audit_summary(result):
-    """The weakest run's audit, in words: what status.md says per submission."""
+    """The weakest run's audit, in words: what status.md says per submission (for a text-to-image
+    bundle: its works' redraw)."""
+    if result.get("bundle") is not None:
+        return result["bundle"].get("summary") or "-"
     runs = result.get("runs") or []
     if not runs:
         return "-"
@@ -669,6 +710,70 @@ def flag_copies(results):
                     objects[id(run)].problems.append(why)  # for its page
 
 
+NEAR_COPY = 1e-3  # relative distance under which two bundles' LoRA tensors are the same weights
+
+
+def _lora_tensors(r):
+    """{name: array} of a reviewed bundle's LoRA (the judge read it already), or None."""
+    path = r.get("_weights")
+    if not path:
+        return None
+    try:
+        arrays, _ = exchange.read_arrays(path, "the bundle's LoRA weights", 2 << 30)
+    except (ReproError, OSError):
+        return None
+    return arrays
+
+
+def weights_distance(a, b):
+    """|a - b| / |b| over every tensor (b the earlier bundle's), or None where they are not the
+    same tensors (names, shapes) or b is all zeros."""
+    if a is None or b is None or set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
+        return None
+    f64 = lambda v: np.asarray(v, np.float64)
+    norm = math.sqrt(sum(float(np.sum(f64(v) ** 2)) for v in b.values()))
+    if not norm:
+        return None
+    return math.sqrt(sum(float(np.sum((f64(a[k]) - f64(b[k])) ** 2)) for k in a)) / norm
+
+
+def flag_copied_bundles(results):
+    """A text-to-image bundle whose LoRA tensors are those of another team's earlier-recorded
+    bundle, or within NEAR_COPY of them (relative distance), is a copy of it: the later one
+    fails, the earlier is unaffected (a team's own resubmission is not a copy)."""
+    seen = []
+    for r in results:  # in the maintainers' time order
+        digest = (r.get("bundle") or {}).get("weights_sha256")
+        if not digest:
+            continue
+        tensors = _lora_tensors(r)
+        for first, first_digest, first_tensors in seen:
+            if first["team"] == r["team"]:
+                continue
+            where = f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
+            if first_digest == digest:
+                why = f"its weights are identical to those of {where}: a copy of that submission"
+            else:
+                d = weights_distance(tensors, first_tensors)
+                if d is None or d >= NEAR_COPY:
+                    continue
+                why = (f"its weights are those of {where} but for a relative difference of {d:.1e} (under "
+                       f"{NEAR_COPY:g}): a copy of that submission")
+            r["problems"].append(why)
+            r["bundle"]["copy_of"] = {"team": first["team"], "time": first["time"]}
+            r["ok"] = False
+            break
+        seen.append((r, digest, tensors))
+
+
+def _bar(e):
+    return e.bar() if getattr(e, "kind", "") == "text_to_image" else f"{e.metric} {e.target().bar()}"
+
+
+def _policy(e):
+    return "one bundle" if getattr(e, "kind", "") == "text_to_image" else str(e.target().policy)
+
+
 def ledger(results, contest):
     """Mark each submission: the first to pass the full review (in time order) reproduces its paper."""
     winners, pending = {}, {}
@@ -695,8 +800,8 @@ def ledger(results, contest):
     for name in dict.fromkeys(e.plugin for e in contest.papers):
         entries = contest.entries(name)
         papers.append({"paper": name, "experiment": ", ".join(e.experiment for e in entries),
-                       "bar": "; ".join(f"{e.experiment} {e.metric} {e.target().bar()}" for e in entries),
-                       "policy": "; ".join(sorted({str(e.target().policy) for e in entries})),
+                       "bar": "; ".join(f"{e.experiment} {_bar(e)}" for e in entries),
+                       "policy": "; ".join(sorted({_policy(e) for e in entries})),
                        "replay": "; ".join(sorted({str(e.replay) for e in entries})),
                        "status": "reproduced" if name in winners else
                        ("pending full review" if name in pending else "open"),
@@ -769,7 +874,11 @@ def status_markdown(contest, papers, results, options):
         lines += [b, ""]
     lines += [f"Deadline {contest.deadline.isoformat()}. A paper counts as reproduced by the first submission, in "
               "the order the maintainers recorded them, that reaches its bar in a full review (logs, code identity, "
-              "recomputed metrics and the replay audit).", "",
+              "recomputed metrics and the replay audit" + ("; for a text-to-image paper: the bundle's files, model card "
+                                                           "and works, every work redrawn from its weights, and the "
+                                                           "scores computed from the redrawn works"
+                                                           if any(getattr(e, "kind", "") == "text_to_image"
+                                                                  for e in contest.papers) else "") + ").", "",
               "| paper | experiment | bar | policy | replay | status | by | recorded |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in papers:
@@ -786,7 +895,9 @@ def status_markdown(contest, papers, results, options):
 
 
 def _ran(r):
-    """The checks that ran on every run of the submission."""
+    """The checks that ran on every run of the submission (of a text-to-image bundle: on it)."""
+    if r.get("bundle") is not None:
+        return list(r.get("checks") or [])
     runs = r.get("runs") or []
     if not runs:
         return []
@@ -814,7 +925,12 @@ def write_page(r, out_dir, options):
                "PENDING FULL REVIEW" if r["status"].startswith("pending") else
                "PASSES (does not count)" if r["ok"] else "NOT REPRODUCED")
     title = f"{r['team']} / {r['paper']}"
-    if r.get("_render"):
+    if r.get("bundle") is not None:
+        body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{CSS}</style></head><body><h1>Review: {html.escape(title)}</h1>"
+                f"<p><span class='verdict {'PASS' if verdict == 'REPRODUCED' else 'FAIL'}'>{html.escape(verdict)}"
+                f"</span></p>{_header_html(r, options)}{_bundle_html(r)}</body></html>")
+    elif r.get("_render"):
         rows, runs, opts, scrub = r["_render"]
         body, _, _ = render(rows, runs, r["ok"], opts, preamble=_header_html(r, options, sandbox_banner=False),
                             title=title,
@@ -827,6 +943,39 @@ def write_page(r, out_dir, options):
                 f"</body></html>")
     with open(os.path.join(out_dir, r["page"]), "w", encoding="utf-8", errors="replace") as f:
         f.write(body)
+
+
+def _bundle_html(r):
+    """A text-to-image bundle's review: every work redrawn and compared, the scores, the base model."""
+    e = lambda v: html.escape(str(v if v is not None else "-"))
+    b = r["bundle"]
+    plat = b.get("platform") or {}
+    rows = "".join(
+        f"<tr><td>{e(w.get('file'))}</td><td>{e(w.get('prompt'))}</td><td>{e(w.get('seed'))}</td>"
+        f"<td>{e(w.get('largest_difference'))}</td>"
+        f"<td>{e('-' if w.get('differing') is None else format(w['differing'], '.2%'))}</td>"
+        f"<td class='{'PASS' if w.get('ok') else 'FAIL'}'>"
+        f"{e('from the weights' if w.get('ok') else ('not redrawn' if 'ok' not in w else 'NOT from the weights'))}"
+        f"</td></tr>" for w in b.get("works") or [])
+    scores = "".join(
+        f"<tr><td>{e(t['metric'])}</td><td>{e(t['value'] if t.get('value') is None else format(t['value'], '.4f'))}"
+        f"</td><td>{e(t.get('bar'))}</td><td class='{'PASS' if t.get('passed') else 'FAIL'}'>"
+        f"{'reached' if t.get('passed') else 'not reached'}</td><td>{e((b.get('score_models') or {}).get(t['metric']))}"
+        f"</td></tr>" for t in r.get("targets") or [])
+    base = b.get("base_model") or {}
+    declared = "; ".join(f"{k}: {v or 'none'}" for k, v in (base.get("declared") or {}).items())
+    facts = [("bundle folder", b.get("folder")), ("weights (digest of the LoRA tensors)", b.get("weights_sha256")),
+             ("the contest's base model", base.get("contest")), ("base model the bundle names", declared or "-"),
+             ("redraw", b.get("summary")),
+             ("platform", "-" if not plat else ("the works' own: exact comparison" if plat.get("same") else
+                                               f"not the works' own: largest difference allowed {b.get('tolerance')}")),
+             ("copy of", "{team} ({time})".format(**b["copy_of"]) if b.get("copy_of") else "-")]
+    return ("<h2>Bundle</h2><table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
+            + "</table><h2>Works, redrawn from the weights</h2><table><tr><th>work</th><th>prompt</th>"
+            "<th>claimed seed</th><th>largest difference (of 255)</th><th>values differing</th><th>result</th></tr>"
+            + rows + "</table>" + ("<h2>Scores (computed by the judge from the redrawn works)</h2><table><tr>"
+                                   "<th>score</th><th>value</th><th>bar</th><th>result</th><th>model</th></tr>"
+                                   + scores + "</table>" if scores else ""))
 
 
 def _page_name(i, sub):
@@ -870,10 +1019,13 @@ def _json(data):
 def review(contest_path, submissions_path, out_dir, options):
     contest = read_contest(contest_path)
     subs = read_submissions(submissions_path, contest)
+    if options.cache is None:
+        options.cache = {}
     if options.runs_code:
         from repro.sandbox import Sandbox
         Sandbox(options.sandbox)  # refuse now, before any submission is read, when bubblewrap is missing
-        if options.progress and options.replay:
+        if options.progress and options.replay and any(getattr(e, "kind", "") != "text_to_image"
+                                                       for e in contest.papers):
             options.progress(f"replay audit: challenge {options.challenge} (pass --challenge {options.challenge} "
                              f"to repeat it)")
     os.makedirs(out_dir, exist_ok=True)
@@ -894,6 +1046,7 @@ def review(contest_path, submissions_path, out_dir, options):
         if len(receipts) > known:
             write_receipts(out_dir, receipts)
     flag_copies(results)
+    flag_copied_bundles(results)
     papers = ledger(results, contest)
     for r in results:
         try:

@@ -12,6 +12,9 @@ IN_DIR/request.json says what to do:
                 <split>/x and <split>/y, and OUT_DIR/artifact.json.
   task "fresh": n new evaluation samples from a seed, by a paper the maintainers
                 trust (a contest's private evaluation): OUT_DIR/data.safetensors.
+  task "redraw": a text-to-image bundle's works, drawn again from its LoRA and
+                the maintainers' base model (repro.diffusion.redraw; harness
+                code only, never the submitted images): OUT_DIR/works.safetensors.
   task "model": with the final weights, the model's outputs on the inputs the
                 judge gives (never the labels): OUT_DIR/outputs.safetensors,
                 one array of logits per split; and for each segment a..b, the
@@ -197,7 +200,14 @@ def model_task(req, out):
     return answer
 
 
-TASKS = {"data": data_task, "model": model_task, "fresh": fresh_task}
+def redraw_task(req, out):
+    """A text-to-image bundle's works, drawn again from its weights and the maintainers'
+    base model (repro.diffusion.redraw): OUT_DIR/works.safetensors. Harness code only."""
+    from repro.diffusion.redraw import task
+    return task(req, out)
+
+
+TASKS = {"data": data_task, "model": model_task, "fresh": fresh_task, "redraw": redraw_task}
 
 
 def main(argv):

@@ -1,6 +1,7 @@
 """The text-to-image and diffusion family, on ppdiffusers: a package of small
 modules that the diffusion papers and their two commands use. The harness core
-(repro.train, repro.verify, repro.report) never imports it.
+(repro.train, repro.verify, repro.report) never imports it; repro.review and the
+worker reach judge and redraw from inside a function, for a text-to-image contest.
 
   ppd         ppdiffusers, imported quietly; per-process caches
   pretrained  local pipeline directories: checked, identified, loaded; samplers
@@ -12,4 +13,6 @@ modules that the diffusion papers and their two commands use. The harness core
   finetune    what the SD fine-tunes share (base pipeline, provenance, evaluation)
   generate    python -m repro.diffusion.generate RUN_DIR --prompts FILE
   submit      python -m repro.diffusion.submit RUN_DIR (weights, model card, works)
+  redraw      the sandboxed worker's task: a bundle's works drawn again from its weights
+  judge       repro.review of a bundle: files, card, works, the redraw compared, scores
 """

@@ -1,0 +1,82 @@
+"""Redrawing a submitted text-to-image bundle's works: the worker's task "redraw"
+(repro.worker, inside the sandbox), and the platform record the works carry.
+
+The task loads the maintainers' base model (a local directory the judge names
+and binds read-only, its identity checked by the judge), the bundle's LoRA
+tensors (read with safetensors into arrays, never through a loader that can
+unpickle), and draws every work from its prompt and seed exactly as
+`repro.diffusion.generate` drew it (repro.diffusion.sampling.generate, one image
+per seed). It writes OUT_DIR/works.safetensors: `images`, uint8 [N, size, size, 3].
+It is never handed the submitted images, and it decides nothing: the judge
+(repro.diffusion.judge) compares and scores.
+
+Request: {"task": "redraw", "base": DIR, "weights": "lora", "scheduler": "ddim",
+"steps": int, "guidance": float, "negative_prompt": str, "size": int,
+"threads": int, "works": [[prompt, seed], ...], "staged": {"lora.safetensors": PATH}}.
+"""
+import importlib.metadata
+import os
+
+LORA_FILE = "lora.safetensors"  # the name the LoRA tensors have among the worker's inputs
+PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
+
+
+def _version(dist):
+    for name in (dist, f"{dist}-gpu"):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def platform(threads):
+    """What decides a drawn image's bits: Paddle (version and build), ppdiffusers, the
+    device (and the GPU's name), the CPU and the instruction sets its kernels use, and the
+    number of CPU threads. Two draws with the same record give the same pixels."""
+    import paddle
+    from repro.env import cpu
+    device = paddle.device.get_device()
+    gpu = None
+    if device.startswith("gpu"):
+        try:
+            gpu = paddle.device.cuda.get_device_name()
+        except Exception:  # noqa: BLE001 -- a name we cannot read is left out, not fatal
+            gpu = "unknown"
+    model, isa = cpu()
+    return {"paddlepaddle": paddle.__version__, "paddle_commit": getattr(paddle.version, "commit", None),
+            "ppdiffusers": _version("ppdiffusers"), "device": device, "gpu": gpu, "cpu": model, "cpu_isa": isa,
+            "threads": int(threads)}
+
+
+def read_lora(path):
+    """{key: paddle tensor} of a LoRA safetensors file, in the layout pipe.load_lora_weights reads."""
+    import paddle
+    from safetensors.numpy import load_file
+    arrays = load_file(path)
+    if not arrays or not all("lora" in k for k in arrays):
+        raise ValueError("the weights file is not a LoRA state dict (every key names a lora layer)")
+    return {k: paddle.to_tensor(v) for k, v in arrays.items()}
+
+
+def task(req, out):
+    import numpy as np
+    from repro import exchange, recipe
+    from repro.diffusion.pretrained import load_pipeline
+    from repro.diffusion.sampling import generate
+
+    threads = int(req.get("threads") or 1)
+    recipe.set_threads(threads)
+    if req.get("weights") != "lora":
+        raise ValueError(f"weights {req.get('weights')!r}: only LoRA bundles are redrawn")
+    pipe = load_pipeline(req["base"], req["scheduler"])
+    pipe.load_lora_weights(read_lora(req["staged"][LORA_FILE]))
+    images = []
+    for prompt, seed in req["works"]:
+        image, _ = generate(pipe, [prompt], 1, int(req["size"]), int(seed), int(req["steps"]),
+                            float(req["guidance"]), req.get("negative_prompt") or "")
+        images.append(image[0])
+    size = int(req["size"])
+    stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    exchange.write_arrays(os.path.join(out, "works.safetensors"), {"images": stacked})
+    return {"works": len(images), "platform": platform(threads)}

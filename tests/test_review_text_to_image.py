@@ -1,0 +1,411 @@
+"""repro.review of a text-to-image contest (issue 28), on the built-in tiny Stable
+Diffusion: the example contest (configs/contests/text_to_image.yaml) passes an
+honest bundle and rejects each dishonest one with its own reason (a work replaced
+by another image, a work drawn with another seed than claimed, a LoRA swapped for
+another, a card without its license, a base model other than the declared one,
+another team's weights, a link), every work redrawn in the sandbox from the
+submitted weights and scored by the judge; the strict contest schema; the
+bundle readers on hostile files."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, cli
+from contest_repo import commit_of, git
+from repro import review, sandbox
+from repro.contest import read_contest
+from repro.errors import ReproError
+
+EXAMPLE = os.path.join(REPO, "configs", "contests", "text_to_image.yaml")
+PROMPT = "一幅山水画，橙色的天空，绿色的山"
+
+
+# ------------------------------------------------------------------ the contest schema (fast)
+
+def test_the_example_contest_reads():
+    (entry,) = read_contest(EXAMPLE).papers
+    assert entry.kind == "text_to_image" and entry.plugin == "landscape_lora"
+    assert (entry.count, entry.size, entry.prompts, entry.pixel_tolerance) == (4, 512, (PROMPT,), 2)
+    assert entry.card_fields == ("license", "base_model", "training_data", "prompts", "seeds")
+    assert entry.base_model["path"] == "builtin:tiny-sd" and set(entry.scores) == {"clip_score"}
+    assert entry.bar() == "4 at 512x512, redrawn from the weights; clip_score >= 0.00"
+
+
+ENTRY = """name: t
+deadline: "2027-01-31T23:59:59+08:00"
+papers:
+  - kind: text_to_image
+    plugin: theme
+    base_model: {{path: builtin:tiny-sd, sha256: {sha}}}
+    works: {{count: 4, size: 512}}
+    prompts: [a, b]
+    scores: {{clip_score: {{model: builtin:tiny-clip, value: 0.15}}}}
+"""
+SHA = "a" * 64
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("kind: text_to_image", "kind: image"), "kind must be 'text_to_image'"),
+    (lambda t: t.replace("    works:", "    weights: dreambooth\n    works:"), "weights must be one of lora"),
+    (lambda t: t.replace(f"sha256: {SHA}", "sha256: ABC"), "base_model.sha256 must be 64 lowercase hex"),
+    (lambda t: t.replace("count: 4", "count: 0"), "works.count must be an integer between 1 and 64"),
+    (lambda t: t.replace("size: 512", "size: 500"), "works.size must be a multiple of 8"),
+    (lambda t: t.replace("[a, b]", "[a, a]"), "prompts: 'a' is listed twice"),
+    (lambda t: t.replace("[a, b]", "[a, b, c, d, e]"), "prompts must list 1 to works.count (4)"),
+    (lambda t: t.replace("[a, b]", "anyone"), "prompts must be a list of the contest's prompts or 'submitter'"),
+    (lambda t: t.replace("    works:", "    card_fields: [license, colour]\n    works:"),
+     "card_fields: 'colour' is not one of"),
+    (lambda t: t.replace("    works:", "    pixel_tolerance: 300\n    works:"), "pixel_tolerance must be between 0"),
+    (lambda t: t.replace("clip_score:", "inception_score:"), "scores: 'inception_score' is not a score"),
+    (lambda t: t.replace("model: builtin:tiny-clip", "model: /models/clip"), "scores.clip_score.sha256 must be"),
+    (lambda t: t.replace("value: 0.15", "value: .nan"), "scores.clip_score.value must be a finite number"),
+    (lambda t: t.replace("{model: builtin:tiny-clip, value: 0.15}", "{model: builtin:tiny-clip}"),
+     "scores.clip_score.value is required"),
+    (lambda t: t.replace("scores: {clip_score: {model: builtin:tiny-clip, value: 0.15}}",
+                         "scores: {fid: {reference: {path: r.safetensors}, inception: builtin:random-inception, "
+                         "value: 90}}"), "scores.fid.reference.sha256 is required"),
+    (lambda t: t.replace("    works:", "    audit: 100\n    works:"), "unknown key 'audit' for a text_to_image"),
+    (lambda t: t + "  - {plugin: theme, experiment: mlp, metric: test_acc, measure: accuracy, value: 1.0}\n",
+     "theme has a text_to_image entry and another entry"),
+])
+def test_text_to_image_entries_are_checked_strictly(tmp_path, edit, message):
+    path = tmp_path / "contest.yaml"
+    path.write_text(edit(ENTRY.format(sha=SHA)), encoding="utf-8")
+    with pytest.raises(ReproError) as e:
+        read_contest(str(path))
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert str(path) in str(e.value)
+
+
+def test_paths_are_relative_to_the_contest_file(tmp_path):
+    text = ENTRY.format(sha=SHA).replace("builtin:tiny-sd", "models/sd").replace(
+        "scores: {clip_score: {model: builtin:tiny-clip, value: 0.15}}",
+        f"scores: {{fid: {{reference: {{path: ref.safetensors, sha256: {SHA}}}, "
+        f"inception: {{path: w/pt.pth, sha256: {SHA}}}, value: 90}}}}").replace("[a, b]", "submitter")
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    (entry,) = read_contest(str(tmp_path / "c.yaml")).papers
+    assert entry.base_model["path"] == str(tmp_path / "models" / "sd") and entry.prompts is None
+    assert entry.scores["fid"]["reference"]["path"] == str(tmp_path / "ref.safetensors")
+    assert entry.scores["fid"]["inception"]["path"] == str(tmp_path / "w" / "pt.pth")
+    assert entry.scores["fid"]["direction"] == "lower" and entry.bar().endswith("fid <= 90.00")
+
+
+# ------------------------------------------------------------------ the bundle's readers (fast)
+
+def test_sha256sums_lists_every_file_and_nothing_else(tmp_path):
+    from repro.diffusion import judge
+    from repro.diffusion.submit import _write_sums
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"a")
+    (tmp_path / "README.md").write_text("card")
+    _write_sums(str(tmp_path))
+    files = {"images/a.png": 1, "README.md": 4, "SHA256SUMS": 0}
+    assert judge.check_sums(str(tmp_path), files) == []
+    (tmp_path / "README.md").write_text("edit")
+    (tmp_path / "extra.txt").write_text("x")
+    sums = (tmp_path / "SHA256SUMS").read_text()
+    (tmp_path / "SHA256SUMS").write_text(sums + f"{'0' * 64}  gone.bin\n{'0' * 64}  ../up\nnot a line\n")
+    problems = judge.check_sums(str(tmp_path), {**files, "extra.txt": 1})
+    assert any("line 4, 5 is not" in p for p in problems), problems
+    assert any("lists files the bundle does not hold: gone.bin" in p for p in problems)
+    assert any("does not list files the bundle holds: extra.txt" in p for p in problems)
+    assert any("gives another sha256 than the file's: README.md" in p for p in problems)
+    assert judge.check_sums(str(tmp_path), {"README.md": 4}) == ["it has no SHA256SUMS"]
+
+
+def test_pngs_are_read_with_their_header_checked_first(tmp_path):
+    from repro.diffusion import judge
+    ok = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    Image.fromarray(ok).save(tmp_path / "ok.png")
+    np.testing.assert_array_equal(judge.read_png(str(tmp_path / "ok.png"), 16, "ok.png"), ok)
+    # a 5000 x 5000 PNG of one colour is a small file: refused from its header, never decoded
+    Image.new("L", (5000, 5000)).save(tmp_path / "bomb.png", optimize=True)
+    assert os.path.getsize(tmp_path / "bomb.png") < 1 << 20
+    with pytest.raises(ReproError, match="is 5000x5000, not 16x16"):
+        judge.read_png(str(tmp_path / "bomb.png"), 16, "bomb.png")
+    Image.fromarray(np.dstack([ok, ok[..., :1]])).save(tmp_path / "rgba.png")
+    with pytest.raises(ReproError, match="is a RGBA image, not RGB"):
+        judge.read_png(str(tmp_path / "rgba.png"), 16, "rgba.png")
+    Image.fromarray(ok).save(tmp_path / "ok.jpg")
+    with pytest.raises(ReproError, match="is not a PNG file"):
+        judge.read_png(str(tmp_path / "ok.jpg"), 16, "ok.jpg")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    with pytest.raises(ReproError, match="cannot be read as a PNG"):
+        judge.read_png(str(tmp_path / "cut.png"), 16, "cut.png")
+    os.symlink(tmp_path / "ok.png", tmp_path / "link.png")
+    with pytest.raises(ReproError, match="cannot be read"):
+        judge.read_png(str(tmp_path / "link.png"), 16, "link.png")
+
+
+CARD = """---
+license: apache-2.0
+base_model: base
+---
+
+# t
+
+## Base model
+- identity: `builtin:tiny-sd sha256:{sha}`
+
+## Training data
+- source: landscapes
+
+## Prompts
+1. {prompt}
+
+## The works
+| image | prompt | seed |
+|---|---|---|
+| ![p00_0.png](images/p00_0.png) | {prompt} | 7 |
+| ![p00_1.png](images/p00_1.png) | {prompt} | 8 |
+
+```python
+# Prompts
+```
+"""
+
+
+def test_the_model_card_fields():
+    from repro.diffusion.judge import card_problems
+    works = [{"file": "p00_0.png", "prompt": PROMPT, "seed": 7}, {"file": "p00_1.png", "prompt": PROMPT, "seed": 8}]
+    fields = ("license", "base_model", "training_data", "prompts", "seeds")
+    card = CARD.format(sha=SHA, prompt=PROMPT)
+    assert card_problems(card, fields, works) == ([], SHA)
+    problems, _ = card_problems(card.replace("license: apache-2.0\n", ""), fields, works)
+    assert problems == ["the model card has no license (license: in its front matter)"]
+    problems, named = card_problems(card.replace(f"sha256:{SHA}", "sha256: unknown"), fields, works)
+    assert named is None and len(problems) == 1 and "does not name its base model" in problems[0]
+    problems, _ = card_problems(card.replace("## Training data\n- source: landscapes", "## Training data"),
+                                fields, works)
+    assert problems == ["the model card has no Training data section"]
+    problems, _ = card_problems(card, fields, [*works, {"file": "p00_2.png", "prompt": "雪", "seed": 9}])
+    assert any("Prompts section does not list the prompt '雪'" in p for p in problems)
+    assert any("does not give the seed of p00_2.png" in p for p in problems)
+    problems, _ = card_problems(card.replace("| 8 |", "| 80 |"), fields, works)
+    assert problems == ["the model card does not give the seed of p00_1.png (a line naming the work and its seed)"]
+    assert card_problems(card.replace("license: apache-2.0\n", ""), ("seeds",), works) == ([], SHA)  # not required
+
+
+def test_weights_identical_or_nearly_identical_to_another_teams_are_a_copy(tmp_path):
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(0)
+    mine = {"unet.a.lora.down.weight": rng.normal(size=(4, 32)).astype(np.float32),
+            "unet.a.lora.up.weight": rng.normal(size=(32, 4)).astype(np.float32)}
+
+    def result(team, tensors, day):
+        path = str(tmp_path / f"{team}-{day}.safetensors")
+        save_file(tensors, path)
+        digest = "".join(f"{v.tobytes().hex()[:8]}" for v in tensors.values())
+        return {"team": team, "paper": "p", "time": f"2027-01-0{day}", "problems": [], "ok": True,
+                "bundle": {"weights_sha256": digest}, "_weights": path}
+
+    nudged = {k: v * np.float32(1 + 1e-5) for k, v in mine.items()}
+    other = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in mine.items()}
+    results = [result("alpha", mine, 1), result("alpha", nudged, 2), result("beta", nudged, 3),
+               result("gamma", other, 4), result("delta", mine, 5)]
+    review.flag_copied_bundles(results)
+    assert [r["ok"] for r in results] == [True, True, False, True, False]  # a team's own resubmission is its own
+    (why,) = results[2]["problems"]
+    assert why.startswith("its weights are those of alpha's bundle (p, recorded earlier: 2027-01-01) but for a "
+                          "relative difference of 1.0e-05 (under 0.001): a copy"), why
+    assert results[4]["problems"] == ["its weights are identical to those of alpha's bundle (p, recorded earlier: "
+                                      "2027-01-01): a copy of that submission"]
+    assert results[2]["bundle"]["copy_of"] == {"team": "alpha", "time": "2027-01-01"}
+
+
+# ------------------------------------------------------------------ the full review (slow)
+
+needs_sandbox = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Two LoRA runs on the tiny model (the second with another seed), the first's four 512x512
+    works, one more work drawn with another seed, and the first's honest bundle."""
+    from repro import train
+    from repro.diffusion import generate, submit
+    from repro.errors import run_cli
+    root = tmp_path_factory.mktemp("t2i")
+    runs = {}
+    for name, seed in (("a", "42"), ("b", "7")):
+        runs[name] = str(root / f"run-{name}")
+        with pytest.raises(SystemExit) as e:
+            run_cli(train.main, ["--paper", "sd_lora", "--lite", "--seed", seed, "--out", runs[name],
+                                 "-o", "train.visualdl=false"])
+        assert e.value.code == 0
+    quiet = lambda *a, **k: None
+    works = generate.run(runs["a"], [PROMPT], n=4, size=512, seed=0, steps=2, out=str(root / "works"), echo=quiet)
+    other = generate.run(runs["a"], [PROMPT], n=1, size=512, seed=99, steps=2, out=str(root / "seed99"), echo=quiet)
+    honest, _ = submit.submit(runs["a"], works, str(root / "honest"), license_name="apache-2.0", echo=quiet)
+    from repro.diffusion.generate import load_trained
+    paper, cfg, model, *_ = load_trained(runs["b"])
+    paper.publish(model, cfg, str(root / "lora-b"))
+    return {"root": str(root), "honest": honest, "seed99": os.path.join(other, "p00_0.png"),
+            "lora_b": str(root / "lora-b" / "paddle_lora_weights.safetensors")}
+
+
+def bundle_repo(made, name, edit=None):
+    """A git repository holding a copy of the honest bundle, edited by edit(path), its
+    SHA256SUMS written again (a cheater signs what they submit); returns (repo, commit)."""
+    from repro.diffusion.submit import _write_sums
+    repo = os.path.join(made["root"], "subs", name)
+    shutil.copytree(made["honest"], repo, symlinks=True)
+    if edit:
+        edit(repo)
+        os.remove(os.path.join(repo, "SHA256SUMS"))
+        _write_sums(repo)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the bundle")
+    return repo, commit_of(repo)
+
+
+def submissions(made, path, items):
+    lines = ["submissions:"]
+    for i, (team, (repo, commit)) in enumerate(items):
+        lines += [f"  - team: {team}", "    paper: landscape_lora", f"    repo: {repo}", f"    commit: {commit}",
+                  f'    time: "2027-01-{5 + i:02d}T10:00:00+08:00"']
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def replace_work(name, image):
+    def edit(repo):
+        Image.fromarray(image).save(os.path.join(repo, "images", name))
+    return edit
+
+
+def edit_text(rel, old, new):
+    def edit(repo):
+        path = os.path.join(repo, rel)
+        text = open(path, encoding="utf-8").read()
+        assert old in text, (rel, old)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace(old, new))
+    return edit
+
+
+@pytest.mark.slow
+@needs_sandbox
+def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest_one(made, tmp_path, capsys,
+                                                                                       monkeypatch):
+    from repro import audit
+    from repro.diffusion.images import builtin_landscapes, load_png
+    drawn, run = [], audit.Staged.run
+    monkeypatch.setattr(audit.Staged, "run", lambda self: drawn.append(self.req["task"]) or run(self))
+    declared = json.load(open(os.path.join(made["honest"], "submission.json")))["base_model_identity"]
+    sha = declared.split("sha256:")[1]
+    landscape = builtin_landscapes(1, 512, seed=3)[0][0]
+    other_sha = "f" * 64
+
+    def both(*edits):
+        return lambda repo: [e(repo) for e in edits]
+
+    subs = [
+        ("alpha", bundle_repo(made, "alpha")),
+        ("beta", bundle_repo(made, "beta", replace_work("p00_1.png", landscape))),
+        ("gamma", bundle_repo(made, "gamma", replace_work("p00_2.png", load_png(made["seed99"])))),
+        ("delta", bundle_repo(made, "delta", lambda repo: shutil.copyfile(
+            made["lora_b"], os.path.join(repo, "weights", "paddle_lora_weights.safetensors")))),
+        ("epsilon", bundle_repo(made, "epsilon", edit_text("README.md", "license: apache-2.0\n", ""))),
+        ("zeta", bundle_repo(made, "zeta", both(edit_text("submission.json", sha, other_sha),
+                                                edit_text("README.md", sha, other_sha)))),
+        ("eta", bundle_repo(made, "eta", lambda repo: (os.remove(os.path.join(repo, "images", "p00_3.png")),
+                                                       os.symlink("p00_0.png", os.path.join(repo, "images",
+                                                                                            "p00_3.png"))))),
+        ("theta", bundle_repo(made, "theta")),
+    ]
+    path = submissions(made, str(tmp_path / "subs.yaml"), subs)
+    out = str(tmp_path / "review")
+    code, stdout, err = cli(review.main, [EXAMPLE, path, "--out", out], capsys)
+    assert code == 0, err
+    data = json.load(open(os.path.join(out, "review.json"), encoding="utf-8"))
+    got = {r["team"]: r for r in data["submissions"]}
+    why = {team: review.reasons(r) for team, r in got.items()}
+    copy = "its weights are identical to those of alpha's bundle"
+
+    alpha = got["alpha"]
+    assert alpha["status"] == "REPRODUCED: first to reach the bar" and why["alpha"] == [], why["alpha"]
+    assert alpha["checks"] == ["files", "card", "works", "redraw", "scores"] and alpha["full_review"]
+    assert [w["largest_difference"] for w in alpha["bundle"]["works"]] == [0, 0, 0, 0]
+    assert alpha["bundle"]["platform"]["same"] and alpha["bundle"]["tolerance"] == 0  # exact on this platform
+    assert alpha["targets"][0]["metric"] == "clip_score" and alpha["targets"][0]["passed"]
+    assert alpha["bundle"]["base_model"]["declared"] == {"submission.json": sha, "the model card": sha,
+                                                         "its training log": sha, "its base/ folder": sha}
+    assert data["papers"][0]["status"] == "reproduced" and data["papers"][0]["reproduced_by"] == "alpha"
+
+    def own(team):
+        """Its reasons other than being a copy of alpha's weights: each alone rejects it."""
+        assert got[team]["status"] == "not reproduced"
+        return [w for w in why[team] if copy not in w]
+
+    (reason,) = own("beta")
+    assert reason.startswith("1 of 4 works does not come from the submitted weights and the declared base model") \
+        and "images/p00_1.png" in reason and "claimed seed 1" in reason and "exact required" in reason, reason
+    (reason,) = own("gamma")
+    assert "1 of 4 works does not come" in reason and "images/p00_2.png" in reason and "claimed seed 2" in reason
+    (reason,) = own("delta")
+    assert reason.startswith("4 of 4 works do not come from the submitted weights"), reason
+    assert not any(copy in w for w in why["delta"])  # other weights: not a copy
+    assert own("epsilon") == ["the model card has no license (license: in its front matter)"]
+    (reason,) = own("zeta")
+    assert reason.startswith("a base model other than the declared one: submission.json names sha256:ffffffffffff"
+                             "...; the model card names sha256:ffffffffffff...") and sha[:12] in reason, reason
+    assert own("eta") == ["images/p00_3.png is a symbolic link: a submission holds regular files and folders only "
+                          "(never followed or opened)"]
+    assert why["theta"] == [f"{copy} (landscape_lora, recorded earlier: 2027-01-05T10:00:00+08:00): a copy of that "
+                            f"submission"]
+    # the works are drawn once per distinct (weights, parameters, prompts and seeds): alpha's and delta's
+    assert drawn == ["redraw", "redraw"], drawn
+    text = open(os.path.join(out, "status.md"), encoding="utf-8").read()
+    assert "| landscape_lora | works | works 4 at 512x512, redrawn from the weights; clip_score &#62;= 0.00 |" in text
+    assert "redrew 4 works on their platform: largest difference 0" in text
+    page = open(os.path.join(out, alpha["page"]), encoding="utf-8").read()
+    assert "Works, redrawn from the weights" in page and "from the weights" in page and made["root"] not in page
+    beta_page = open(os.path.join(out, got["beta"]["page"]), encoding="utf-8").read()
+    assert "NOT from the weights" in beta_page
+    assert made["root"] not in text and made["root"] not in json.dumps(data)
+
+
+@pytest.mark.slow
+@needs_sandbox
+def test_off_platform_within_the_tolerance_and_a_score_below_its_bar(made, tmp_path, capsys):
+    """Works that record another platform (here: another CPU and 2 threads, so the redraw rounds
+    differently) pass within the contest's tolerance, with the largest difference reported; the
+    score is the judge's own, from the works it redrew, and a bar it misses refuses the bundle."""
+    def elsewhere(repo):
+        path = os.path.join(repo, "images", "metadata.json")
+        meta = json.load(open(path, encoding="utf-8"))
+        meta["platform"] = {**meta["platform"], "cpu": "another CPU", "threads": 2}
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f, ensure_ascii=False, indent=1)
+    contest = tmp_path / "contest.yaml"
+    contest.write_text(open(EXAMPLE, encoding="utf-8").read().replace("value: 0.0,", "value: 0.9,"), encoding="utf-8")
+    path = submissions(made, str(tmp_path / "subs.yaml"), [("alpha", bundle_repo(made, "elsewhere", elsewhere))])
+    code, _, err = cli(review.main, [str(contest), path, "--out", str(tmp_path / "review")], capsys)
+    assert code == 0, err
+    (r,) = json.load(open(tmp_path / "review" / "review.json", encoding="utf-8"))["submissions"]
+    diffs = [w["largest_difference"] for w in r["bundle"]["works"]]
+    assert not r["bundle"]["platform"]["same"] and r["bundle"]["tolerance"] == 2
+    assert max(diffs) == 1 and all(w["ok"] for w in r["bundle"]["works"]), diffs  # 2 threads round otherwise
+    assert r["bundle"]["summary"] == "redrew 4 works on another platform: largest difference 1 (allowed 2)"
+    (reason,) = review.reasons(r)
+    assert reason.startswith("landscape_lora/works clip_score: 0.") and "does not reach the bar >= 0.90 (computed by " \
+        "the judge from the 4 works it redrew)" in reason, reason
+
+
+@pytest.mark.slow
+def test_a_logs_only_review_of_a_bundle_redraws_nothing(made, tmp_path, capsys, monkeypatch):
+    from repro import audit
+    monkeypatch.setattr(audit.Staged, "run", lambda self: pytest.fail("a worker ran in a --logs-only review"))
+    path = submissions(made, str(tmp_path / "subs.yaml"), [("alpha", bundle_repo(made, "logs-only"))])
+    code, _, err = cli(review.main, [EXAMPLE, path, "--out", str(tmp_path / "review"), "--logs-only"], capsys)
+    assert code == 0, err
+    (r,) = json.load(open(tmp_path / "review" / "review.json", encoding="utf-8"))["submissions"]
+    assert r["status"].startswith("pending full review") and r["checks"] == ["files", "card", "works"]
+    assert r["bundle"]["summary"] == "not redrawn (--logs-only)" and r["problems"] == []
