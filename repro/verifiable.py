@@ -74,13 +74,14 @@ class Exact:
         """Raise the float32 state to float64 in place (and state loaded from a checkpoint that
         the optimizer has not yet placed)."""
         p = self.paddle
-        for name, t in self.tensors():
-            if t.dtype == p.float32 and self._rounded(name):
-                _share(t, t.astype(p.float64))
-        holder = self.optimizer._accumulators_holder
-        for key, value in list(holder.items()):
-            if isinstance(value, p.Tensor) and value.dtype == p.float32:
-                holder[key] = value.astype(p.float64)
+        with p.no_grad():
+            for name, t in self.tensors():
+                if t.dtype == p.float32 and self._rounded(name):
+                    _share(t, t.astype(p.float64))
+            holder = self.optimizer._accumulators_holder
+            for key, value in list(holder.items()):
+                if isinstance(value, p.Tensor) and value.dtype == p.float32:
+                    holder[key] = value.astype(p.float64)
 
     def batch(self, batch):
         """The batch with its float32 tensors cast to float64 (ids and labels unchanged)."""
@@ -113,10 +114,11 @@ class Exact:
             idx = decisions.near_boundary(flat, seg.margin)
             r_near, other, _ = decisions.nearest(flat[idx])
             up = r_near > other
-            for name, t in live.items():
-                lowered = t.astype(p.float32)
-                _share(t, lowered)
-                named[name] = lowered.numpy()
+            with p.no_grad():
+                for name, t in live.items():
+                    lowered = t.astype(p.float32)
+                    _share(t, lowered)
+                    named[name] = lowered.numpy()
             got = np.concatenate([named[n].ravel() for n in values])[idx] if idx.size else r_near
             if not np.array_equal(got.view(np.uint32), r_near.view(np.uint32)):
                 raise ReproError("Paddle's cast to float32 does not round to nearest here; verifiable training "
