@@ -35,7 +35,35 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from repro import audit, checkpoint, env, recipe, rundir  # noqa: E402
+from repro import audit, checkpoint, env, recipe, rundir, worker  # noqa: E402
+from repro.config import flatten  # noqa: E402
+
+
+# The benchmark measures this harness's own shipped runs, so it runs the worker's code in this
+# process (verify runs the same functions in sandboxed workers and judges what they return).
+
+def config_of(run):
+    """The registered config with the run's own values of the keys a run may choose."""
+    own = flatten(run.header["config"])
+    free = set(run.paper.path_keys)
+    from repro.protocol import LOGGING_KEYS
+    keep = {k: own[k] for k in sorted(LOGGING_KEYS | free) if k in own}
+    return worker._config(run.paper, {"exp": run.exp.name, "lite": run.header["lite"], "set": keep})
+
+
+def train_segment(run, cfg, a, b, jitter=False):
+    """(start tensors, end tensors) of re-training a+1..b from the run's checkpoint at a."""
+    seg = {"a": a, "b": b, "start": os.path.join(run.path, rundir.checkpoint_name(a)) if a else None}
+    return worker._segment(run.paper, cfg, rundir.read_artifact(run), seg, jitter)
+
+
+def replay(run, cfg, a, b):
+    """{'exact', 'distance'} of a replay of a..b against the run's checkpoint at b."""
+    start, got = train_segment(run, cfg, a, b)
+    want = rundir.read_checkpoint(run, b, want_optimizer=True)[0]
+    exact = got.keys() == want.keys() and all(got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k])
+                                               for k in got)
+    return {"exact": exact, "distance": audit._distance(got, want, start, want)}
 
 
 def forged_states(run, cfg, b):
@@ -68,8 +96,8 @@ def other_platform(run, cfg, a, b):
     """(start, the replay with 2 threads, the jittered replay with 2 threads): verify
     --cross-platform on a machine that sums in another order than the run's."""
     recipe.set_threads(2)
-    start, r2, _ = audit._train_segment(run, cfg, a, b)
-    _, jittered, _ = audit._train_segment(run, cfg, a, b, jitter=True)
+    start, r2 = train_segment(run, cfg, a, b)
+    _, jittered = train_segment(run, cfg, a, b, jitter=True)
     recipe.set_threads(1)
     return start, r2, jittered
 
@@ -90,13 +118,13 @@ def main():
     for exp in args.exps:
         for seed in args.seeds:
             run = rundir.open_run(os.path.join(args.runs, exp, f"seed{seed}"))
-            cfg = audit._config(run, {})
+            cfg = config_of(run)
             batch_cost = statistics.mean(e["batch_cost"] for e in run.events if e["kind"] == "train")
             segs = audit.segments(run)
             for a, b in segs:
                 recipe.set_threads(1)
                 t0 = time.perf_counter()
-                seg = audit._replay(run, cfg, a, b)
+                seg = replay(run, cfg, a, b)
                 replay_s = time.perf_counter() - t0
                 if env.same_cpu(run.header["env"]):  # bitwise only on the CPU the run was made on
                     assert seg["exact"], (run.path, a, b)

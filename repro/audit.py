@@ -223,6 +223,12 @@ def _build_data(plan, timeout, seeded=True):
             rundir.write_artifact(tmp, artifact)
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
         answer, out = Staged(plan.worker, req, inputs, timeout).run()
+    if isinstance(answer.get("generative"), dict):
+        shutil.rmtree(out, ignore_errors=True)
+        if not plan.worker.trusted:
+            raise ReproError("a generative paper is scored by its own code, which is not run for a submission under "
+                             "review (text-to-image contests judge bundles: repro/contest_t2i.py)")
+        return {}, None, answer["generative"], answer.get("provenance")
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the built evaluation data")
         splits = {}
@@ -242,7 +248,7 @@ def _build_data(plan, timeout, seeded=True):
             path = os.path.join(out, rundir.ARTIFACT)
             strict.regular_file(path, "the refitted artifact")
             refit = strict.read_json(path, "the refitted artifact", max_bytes=256 << 20)
-        return splits, refit
+        return splits, refit, None, answer.get("provenance")
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -303,23 +309,29 @@ def audit_run(plan, data_cache, timeout):
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
         if plan.recompute:
             try:
-                splits, refit = data_cache.get(plan, timeout)
+                splits, refit, generative, provenance = data_cache.get(plan, timeout)
+                differ = _provenance_differs(run.header.get("provenance") or {}, provenance)
+                if differ:
+                    raise ReproError(f"this machine's files are not the ones the run used ({differ}); point --local "
+                                     f"KEY=PATH at copies of them")
                 train = splits.get(TRAIN)
                 splits = {k: v for k, v in splits.items() if k != TRAIN}
                 if plan.private is not None:
                     splits = {**splits, PRIVATE: plan.private}
                 labels = {s: y for s, (x, y) in splits.items()}
-                out["recompute"] = {"data": {s: {"n": len(x), "sha256": fingerprint(x, y)}
-                                             for s, (x, y) in splits.items() if s != PRIVATE},
+                out["recompute"] = {"data": generative or {s: {"n": len(x), "sha256": fingerprint(x, y)}
+                                                           for s, (x, y) in splits.items() if s != PRIVATE},
                                     "train_data": None if train is None else
                                     {"n": len(train[0]), "sha256": fingerprint(*train)},
                                     "artifact_refit": None if refit is None else
                                     rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
                 final = max(run.checkpoints())
                 inputs["final.safetensors"] = _checked_copy(run, final, tmp)
-                exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {s: x for s, (x, y) in splits.items()})
-                inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
-                req_outputs = {"weights": "final.safetensors", "inputs": "inputs.safetensors"}
+                req_outputs = {"weights": "final.safetensors"}
+                if splits:
+                    exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {s: x for s, (x, y) in splits.items()})
+                    inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
+                    req_outputs["inputs"] = "inputs.safetensors"
             except ReproError as e:
                 out["recompute"] = {"error": str(e)}
         segs = []
@@ -377,6 +389,21 @@ def audit_run(plan, data_cache, timeout):
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _identities(text):
+    """The sha256 digests in a provenance entry (its path part may differ between machines),
+    or the whole text when it names no digest."""
+    import re
+    found = re.findall(r"sha256:([0-9a-f]{64})", str(text))
+    return sorted(found) if found else str(text)
+
+
+def _provenance_differs(logged, here):
+    """'' when this machine's local files (a worker's paper.provenance) are the run's, else what differs."""
+    here = here if isinstance(here, dict) else {}
+    return "; ".join(f"{k}: logged {str(v)[:80]!r}, here {str(here.get(k))[:80]!r}" for k, v in sorted(logged.items())
+                     if _identities(v) != _identities(here.get(k)))
 
 
 def _checked_copy(run, step, tmp, name=None):

@@ -194,27 +194,35 @@ def _value(run, metric):
 
 
 def _flag_copies(runs):
-    """Runs whose initial, final or any kept checkpoint's weights are the same as another run's
-    (in any cell verify sees): one run relabelled, or stretches of one spliced into another."""
-    for what, keys in (("initial weights (as logged)", lambda r: [r.header.get("init_weights_sha256")]),
-                       ("weights", lambda r: [r.final_weights] + list(r.kept_weights.values()))):
-        by = {}
-        for run in runs:
-            if not run.events:
+    """Runs whose weights at any kept checkpoint (the final one included) are the same as another
+    run's, in any cell verify sees: one run relabelled, or stretches of one spliced into another.
+    Within a cell (one experiment), also the same initial weights: a seed relabelled (across cells
+    the same seed legitimately gives the same initial weights to the same architecture)."""
+    cells = {}
+    for run in runs:
+        if run.events:
+            cells.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
+    for group in cells.values():
+        _same(group, "initial weights (as logged)", lambda r: [r.header.get("init_weights_sha256")])
+    _same([r for r in runs if r.events], "weights", lambda r: [r.final_weights] + list(r.kept_weights.values()))
+
+
+def _same(runs, what, keys):
+    by = {}
+    for run in runs:
+        for key in dict.fromkeys(k for k in keys(run) if k):
+            by.setdefault(key, []).append(run)
+    flagged = set()
+    for copies in by.values():
+        for run in copies if len(copies) > 1 else ():
+            if id(run) in flagged:
                 continue
-            for key in dict.fromkeys(k for k in keys(run) if k):
-                by.setdefault(key, []).append(run)
-        flagged = set()
-        for copies in by.values():
-            for run in copies if len(copies) > 1 else ():
-                if (id(run), what) in flagged:
-                    continue
-                flagged.add((id(run), what))
-                others = ", ".join(r.path for r in copies if r is not run)
-                where = what if what.startswith("initial") else \
-                    ("final weights" if run.final_weights in {r.final_weights for r in copies if r is not run}
-                     else "weights at a kept checkpoint")
-                run.problems.append(f"its {where} are identical to those of {others} (a copied or spliced run)")
+            flagged.add(id(run))
+            others = ", ".join(r.path for r in copies if r is not run)
+            where = what if what.startswith("initial") else \
+                ("final weights" if run.final_weights in {r.final_weights for r in copies if r is not run}
+                 else "weights at a kept checkpoint")
+            run.problems.append(f"its {where} are identical to those of {others} (a copied or spliced run)")
 
 
 def worker_for(options):
@@ -224,14 +232,19 @@ def worker_for(options):
     if options.tree:
         snap = options.snapshot()
         rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
-        return audit.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"}, readonly=[(snap, snap)],
-                            trusted=False)
+        return audit.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
+                            readonly=[(snap, snap)] + local_mounts(options), trusted=False)
     folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
     parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
-    return audit.Worker(sandbox, env=env, readonly=[(p, p) for p in parents], trusted=True)
+    return audit.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True)
+
+
+def local_mounts(options):
+    """This machine's files named by --local (a pretrained model's folder), read-only for the workers."""
+    return [(p, p) for p in sorted(set(options.local.values())) if isinstance(p, str) and os.path.exists(p)]
 
 
 def _audit(runs, options):

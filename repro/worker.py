@@ -61,7 +61,14 @@ def _artifact(path):
 
 def data_task(req, out):
     from repro import exchange, rundir
+    from repro.data import fingerprint
+    from repro.paper import GenerativePaper
     paper, cfg = _paper(req)
+    provenance = paper.provenance(cfg)  # what this machine's local files are (a pretrained model's sha256)
+    if isinstance(paper, GenerativePaper):  # scored by its own code in the model task: only its fingerprints
+        data = paper.data(cfg, None, train=False)
+        return {"splits": [], "provenance": provenance,
+                "generative": {s: {"n": len(x), "sha256": fingerprint(x, y)} for s, (x, y) in data.eval.items()}}
     given = _artifact(req.get("artifact_file"))
     arrays, refit = {}, None
     if given is not None:
@@ -77,7 +84,7 @@ def data_task(req, out):
     if req.get("train"):  # a contest pins the training split: the judge fingerprints it
         arrays["train/x"], arrays["train/y"] = data.train
     exchange.write_arrays(os.path.join(out, "data.safetensors"), arrays)
-    return {"splits": list(data.eval), "refit": refit is not None}
+    return {"splits": list(data.eval), "refit": refit is not None, "provenance": provenance}
 
 
 def fresh_task(req, out):

@@ -373,11 +373,12 @@ def impossible_accuracy(p, o):
 
 
 def header_claims_a_gpu_for_slack(p, o):
-    """A GPU in the header once bought a relative slack; a raised metric must still fail."""
+    """A GPU in the header once bought a relative slack; a raised metric must still fail (one more
+    sample right: a possible accuracy, so only the judge's recompute can refuse it)."""
     ev = read(p)
     ev[0]["env"]["device"] = "gpu:0"
     ev[0]["env"]["cuda"] = "12.6"
-    set_metric(ev, "test_loss", ev[-1]["metrics"]["test_loss"] * 0.9999)
+    set_metric(ev, "test_acc", round(ev[-1]["metrics"]["test_acc"] + 0.1, 1))
     forge(p, ev)
 
 
@@ -482,7 +483,7 @@ CASES = [
     (non_float32_weights, "dtype float64 vs model float32", "recompute"),
     (forge_chain_and_checkpoint_metadata, "does not give the logged metrics (test_acc logged 33.1, recomputed 31.5",
      "recompute"),
-    (header_claims_a_gpu_for_slack, "does not give the logged metrics (test_loss logged", "recompute"),
+    (header_claims_a_gpu_for_slack, "does not give the logged metrics (test_acc logged 31.6", "recompute"),
     (fine_tune_on_the_test_split, "replay 7000->8000: re-training this segment with the registered recipe does not "
                                   "give the logged checkpoint", "replay"),
     (train_longer_than_registered, "replay 7000->8000: re-training", "replay"),

@@ -12,6 +12,28 @@ TINY_SD_VERSION = "1"  # bump when write_tiny_sd changes, so caches are rebuilt
 BUILTIN_CLIP = "builtin:tiny-clip"
 
 
+class _rng_kept:
+    """Python's, NumPy's and Paddle's global generators as they were, after the body (writers
+    seed them to make their files deterministic)."""
+
+    def __enter__(self):
+        import random
+
+        import numpy as np
+        import paddle
+        self.state = random.getstate(), np.random.get_state(), paddle.get_rng_state()
+
+    def __exit__(self, *exc):
+        import random
+
+        import numpy as np
+        import paddle
+        random.setstate(self.state[0])
+        np.random.set_state(self.state[1])
+        paddle.set_rng_state(self.state[2])
+        return False
+
+
 def builtin_dir(name, writer):
     """~/.cache/repro/models/<name> (or under $REPRO_DATA_DIR), written by writer(path) on
     first use into a temporary folder and renamed into place, so a half-written one never counts."""
@@ -20,7 +42,8 @@ def builtin_dir(name, writer):
     if not os.path.isdir(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=os.path.dirname(path))
-        writer(tmp)
+        with _rng_kept():  # a cache miss must not move the caller's random streams (a run's initial weights)
+            writer(tmp)
         try:
             os.replace(tmp, path)
         except OSError:  # another process got there first
