@@ -123,6 +123,7 @@ def hostile_git_config(marker_dir):
     return edit
 
 
+@pytest.mark.slow
 def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tmp_path, capsys):
     root, base_repo = str(tmp_path), base[1]
     markers = tmp_path / "markers"
@@ -218,6 +219,7 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
         assert shown in page, shown
 
 
+@pytest.mark.slow
 def test_a_logs_only_review_names_no_winner(base, tmp_path, capsys):
     root, base_repo = str(tmp_path), base[1]
     alpha = submission(root, "alpha", base_repo)
@@ -234,6 +236,7 @@ def test_a_logs_only_review_names_no_winner(base, tmp_path, capsys):
     assert "no paper code ran" in page and "not replayed" in page
 
 
+@pytest.mark.slow
 def test_a_changed_submission_fails_its_receipt_and_receipts_are_never_lost(base, tmp_path, capsys):
     root, base_repo = str(tmp_path), base[1]
     alpha = submission(root, "alpha", base_repo)
@@ -262,6 +265,7 @@ def test_a_changed_submission_fails_its_receipt_and_receipts_are_never_lost(base
     assert open(os.path.join(out, "receipts.json")).read() == "{not json"
 
 
+@pytest.mark.slow
 def test_a_copy_is_flagged_on_the_later_submission_only(base, tmp_path, capsys):
     """Listed in the other order, the copy is the honest team's: the earlier-recorded one keeps its runs."""
     root, base_repo = str(tmp_path), base[1]
@@ -275,6 +279,7 @@ def test_a_copy_is_flagged_on_the_later_submission_only(base, tmp_path, capsys):
     assert not by_team["second"]["ok"]
 
 
+@pytest.mark.slow
 def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
     """A team's second submission (its layout fixed) carries its own runs: not another team's copy."""
     root, base_repo = str(tmp_path), base[1]
@@ -291,6 +296,7 @@ def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
     assert code == 2 and "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice" in err
 
 
+@pytest.mark.slow
 def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, monkeypatch):
     """Any exception while reviewing one (not only a ReproError) is its reason; status.md is written."""
     root, base_repo = str(tmp_path), base[1]

@@ -26,6 +26,7 @@ def test_an_honest_repository_passes_the_maintainers_review_of_it(repo, capsys):
     assert "REPRODUCED" in out and "logs, code identity, recompute, replay" in out, out
 
 
+@pytest.mark.slow
 def test_what_would_fail_is_printed_before_submitting(repo, tmp_path, capsys):
     root, path = repo
     mine = str(tmp_path / "edited")

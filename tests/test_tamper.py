@@ -152,6 +152,7 @@ def problems(path, others=(), recompute=False, replay=0, cross_platform=False):
     return next(r for r in runs if os.path.normpath(r.path) == os.path.normpath(path)).problems
 
 
+@pytest.mark.slow  # recompute now starts sandboxed workers for each run: ~20-35 s
 def test_the_shipped_runs_pass_the_log_checks_and_recompute(shipped):
     """Everywhere, in the fast tier: logs and --recompute (exact on the runs' own CPU, within
     the cross-platform tolerance elsewhere); their replay is the next test's."""

@@ -121,6 +121,7 @@ def test_the_hash_resolves_a_value_that_crossed_a_boundary_from_outside_the_marg
 
 # ------------------------------------------------------------------ runs
 
+@pytest.mark.slow
 def test_a_verifiable_run_made_with_1_thread_replays_bitwise_on_2_threads_with_onednn(honest, monkeypatch):
     monkeypatch.setenv("FLAGS_use_mkldnn", "1")  # the sandbox passes FLAGS_* to the workers
     for cross in (False, True):
@@ -136,6 +137,7 @@ def test_a_verifiable_run_made_with_1_thread_replays_bitwise_on_2_threads_with_o
     assert logged.groups == ["0.bias", "0.weight", "2.bias", "2.weight"]
 
 
+@pytest.mark.slow
 def test_a_forged_update_fails_naming_the_update_and_the_parameter(plugin, monkeypatch):
     """A trainer that does something else at update 150 (here: moves one weight by 1e-3) logs the
     hashes of what it did; the replay names update 150 and the parameter."""
@@ -202,6 +204,7 @@ def test_a_turned_decision_fails_naming_the_update(plugin, tmp_path, monkeypatch
     assert f"after update {u + 1} in {decisions.group_of(logged.names[t2 >> 1])}" in bad[0], bad[0]
 
 
+@pytest.mark.slow
 def test_a_missing_decision_fails_naming_the_update_and_the_tensor(plugin, monkeypatch):
     monkeypatch.setattr(decisions, "MARGIN", 2.0 ** -10)
     out = str(plugin / "missing")
@@ -218,6 +221,7 @@ def test_a_missing_decision_fails_naming_the_update_and_the_tensor(plugin, monke
                      r"float32 spacing from a rounding boundary, inside the margin .* no decision", bad[0]), bad[0]
 
 
+@pytest.mark.slow
 def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(honest, plugin, tmp_path):
     import shutil
     from repro import compliance
