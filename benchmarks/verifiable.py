@@ -27,6 +27,8 @@ another machine this benchmark cannot stand in for.
   cost         verifiable / float32 seconds per update (interleaved, median of 3),
                bytes of the decisions records and files against the checkpoints',
                and the final test accuracy of verifiable against float32 runs.
+  emulate      (alone) the replay part's emulated summation orders again, on the runs a
+               previous run left in --out.
   cell         the registered MNIST-1D CNN cell (seeds 0-4, 8,000 updates) trained verifiably
                with 1 thread and verified by the registered protocol, every segment
                replayed with 2 threads and oneDNN on (not in the default parts).
@@ -366,6 +368,20 @@ def part_replay(args, work):
                 return "/".join(str(n.count(x)) for x in ("exact", "consistent", "inconclusive")) + \
                     f"/{n.count('rejected') + n.count('mismatch')}/{n.count('error')}"
             print(f"{model:<15} {label:<26} {tally(True):>24} {tally(False):>34}", flush=True)
+    part_emulate(args, runs)
+    print("\nforgeries of the verifiable runs (seed " + str(args.seeds[0]) + "), replayed with 2 threads and oneDNN:")
+    label, threads, env = CONFIGS[3]
+    for model in args.models:
+        forged = forgeries(runs[(model, args.seeds[0], True)], os.path.join(work, f"forged-{model}"))
+        for kind, path in forged.items():  # one at a time: side by side, verify would refuse them as copies
+            r = replay([path], threads, env)[path]
+            bad = [p for p in r["problems"] if p.startswith("replay")]
+            print(f"  {model:<7} {kind:<28} {'REJECTED' if bad else 'ACCEPTED'}: "
+                  f"{bad[0][:300] if bad else r['problems'][:1]}", flush=True)
+    return runs, train_s
+
+
+def part_emulate(args, runs):
     print("\nanother summation order, emulated (the worker's replay code in-process, the batch's rows summed in "
           "reverse or in two halves): segments exact / mismatch; logged directions taken against rounding to "
           "nearest here; values resolved by the state hash")
@@ -378,16 +394,6 @@ def part_replay(args, work):
             print(f"  {model:<7} {order:<9} {len(segs) - len(bad)}/{len(bad)}; taken "
                   f"{sum(s['taken'] for s in segs)}, resolved {sum(s['resolved'] for s in segs)}"
                   + (f"; first mismatch: {bad[0]['first']} {bad[0]['problem']}" if bad else ""), flush=True)
-    print("\nforgeries of the verifiable runs (seed " + str(args.seeds[0]) + "), replayed with 2 threads and oneDNN:")
-    label, threads, env = CONFIGS[3]
-    for model in args.models:
-        forged = forgeries(runs[(model, args.seeds[0], True)], os.path.join(work, f"forged-{model}"))
-        for kind, path in forged.items():  # one at a time: side by side, verify would refuse them as copies
-            r = replay([path], threads, env)[path]
-            bad = [p for p in r["problems"] if p.startswith("replay")]
-            print(f"  {model:<7} {kind:<28} {'REJECTED' if bad else 'ACCEPTED'}: "
-                  f"{bad[0][:300] if bad else r['problems'][:1]}", flush=True)
-    return runs, train_s
 
 
 def part_cell(args, work):
@@ -494,7 +500,7 @@ def main():
     ap.add_argument("--capture", type=int, default=200, help="updates per model of the discrepancy part")
     ap.add_argument("--time-steps", type=int, default=300, help="updates per timing of the cost part")
     ap.add_argument("--parts", nargs="+", default=["discrepancy", "replay", "cost"],
-                    choices=["discrepancy", "replay", "cost", "cell"],
+                    choices=["discrepancy", "replay", "cost", "cell", "emulate"],
                     help="cell: the registered MNIST-1D CNN cell, 5 seeds of 8,000 updates (about half an hour)")
     ap.add_argument("--text", action="store_true", help="also a text paper's --lite run in the replay part")
     ap.add_argument("--out", help="keep the runs here (default: a temporary folder, removed)")
@@ -511,6 +517,9 @@ def main():
             runs, train_s = part_replay(args, work)
         if "cost" in args.parts:
             part_cost(args, work, runs, train_s)
+        if "emulate" in args.parts and "replay" not in args.parts:  # again, on the runs already in --out
+            part_emulate(args, {(m, seed, True): os.path.join(work, f"{m}-s{seed}-v") for m in args.models
+                                for seed in args.seeds if os.path.isdir(os.path.join(work, f"{m}-s{seed}-v"))})
         if "cell" in args.parts:
             part_cell(args, work)
     finally:

@@ -572,8 +572,8 @@ def _judge_verifiable(seg):
     if seg["exact"] and not problem:
         return None
     if seg["exact"]:
-        return (f"the replay matched the logged checkpoint bit for bit, but the run's record of rounding decisions "
-                f"is incomplete: {problem}")
+        return (f"the replay matched the logged checkpoint bit for bit, but not the run's record of the updates "
+                f"before it: {problem}")
     why = (f"re-training this segment in verifiable mode does not give the logged checkpoint bit for bit "
            f"(distance {seg['distance']:.2e}; a train.verifiable run must match on any machine)")
     if first:

@@ -67,6 +67,7 @@ DEEP = 64
 # farther than the margin (sums with heavy cancellation; README, "Verifiable training")
 LIMIT = 2.0 ** -5
 PAIRS = 16
+SINGLES = 4096  # candidates tried one at a time (nearest first), each one group's digest
 MAX_BYTES = 1 << 30
 _INF32 = np.float32(np.inf)
 
@@ -223,8 +224,9 @@ def resolve(named, near, want_hash, want_tags, logged_groups, limit=None, pairs=
     place when found); near: {name: Near} of the tensors rounded in this update. Candidates lie in
     the groups whose tags differ (every group when none does: a 1-in-256 collision): logged
     directions not taken first, then unlogged values within `limit` of a boundary, nearest first;
-    one flipped, then two among the `pairs` first. Returns [(name, index, distance)] flipped, or
-    None when nothing within those bounds gives the logged hash (named is then unchanged)."""
+    one flipped (up to SINGLES of them), then two among the `pairs` first. Returns [(name, index,
+    distance)] flipped, or None when nothing within those bounds gives the logged hash (named is
+    then unchanged)."""
     limit = LIMIT if limit is None else limit
     pairs = PAIRS if pairs is None else pairs
     dig = digests(named)
@@ -235,19 +237,23 @@ def resolve(named, near, want_hash, want_tags, logged_groups, limit=None, pairs=
     for name in sorted(near):
         if group_of(name) in differ:
             far, close = near[name].candidates(limit)
-            cands += [(-1.0, name, int(i)) for i in far[:pairs]]
-            cands += [(float(near[name].dist[i]), name, int(i)) for i in close[:4 * pairs]]
+            cands += [(-1.0, name, int(i)) for i in far[:SINGLES]]
+            cands += [(float(near[name].dist[i]), name, int(i)) for i in close[:SINGLES]]
     cands.sort(key=lambda c: c[0])
-    cands = cands[:4 * pairs]
+    cands = cands[:SINGLES]
 
     def flip(name, i):
         flat, other = named[name].reshape(-1), near[name].other
         flat[i], other[i] = other[i], flat[i]
 
+    members = {}
+    for n in named:
+        members.setdefault(group_of(n), {})[n] = named[n]
+
     def matches(touched):
         trial = dict(dig)
         for g in touched:
-            trial.update(digests({n: a for n, a in named.items() if group_of(n) == g}))
+            trial.update(digests(members[g]))
         return combine(trial)[0] == want_hash
 
     for _, name, i in cands:
