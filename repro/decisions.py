@@ -66,6 +66,11 @@ DEEP = 64
 # state: the rare values that two machines' float64 results put on either side of a boundary from
 # farther than the margin (sums with heavy cancellation; README, "Verifiable training")
 LIMIT = 2.0 ** -5
+# below 2**-FLOOR_DEPTH of a tensor's largest value (a power of two below it) the grid stops getting
+# finer: a sum that cancels to rounding noise (a gradient that is zero but for rounding) differs
+# between machines by float64 ulps of its terms, many float32 spacings of its own tiny value, and no
+# margin covers that; on the floor's fixed grid it is a small fraction of a spacing again
+FLOOR_DEPTH = 12
 PAIRS = 16
 SINGLES = 4096  # candidates tried one at a time (nearest first), each one group's digest
 MAX_BYTES = 1 << 30
@@ -80,10 +85,26 @@ def group_of(name):
 
 # ------------------------------------------------------------------ the rounding
 
-def nearest(v):
-    """Round float64 v to float32 as the hardware does (to nearest, ties to even), and say
-    where v lies: (r float32, other float32 neighbour on v's side, distance of v from the
-    boundary between them in units of their spacing: 0 at the boundary, 0.5 when v is r)."""
+def floor_of(state, depth=None):
+    """The floor of a float32 tensor's grid: 2**(floor(log2(max |state|)) - FLOOR_DEPTH), 0 for an
+    all-zero or empty tensor. Below it a verifiable state keeps the float32 spacing of the floor
+    itself (a fixed grid) rather than ever finer ones. It is a function of the float32 state
+    before an update, so trainer and replay take the same."""
+    depth = FLOOR_DEPTH if depth is None else depth
+    a = np.asarray(state)
+    top = max(float(a.max()), -float(a.min())) if a.size else 0.0
+    if not np.isfinite(top) or top == 0.0:
+        return 0.0
+    return float(2.0 ** (np.floor(np.log2(top)) - depth))
+
+
+def nearest(v, floor=0.0):
+    """Round float64 v to the verifiable grid as the hardware rounds to float32 (to nearest, ties
+    to even), and say where v lies: (r float32, the other neighbour on v's side, distance of v
+    from the boundary between them in units of their spacing: 0 at the boundary, 0.5 when v is
+    r). The grid is float32's, except that below `floor` (a scalar, or one per value; a power of
+    two) it is the multiples of floor * 2**-23, the float32 spacing at the floor."""
+    v = np.asarray(v, np.float64)
     with np.errstate(all="ignore"):  # non-finite values (a diverged run) are never near a boundary
         r = v.astype(np.float32)
         r64 = r.astype(np.float64)
@@ -91,6 +112,16 @@ def nearest(v):
         other = np.nextafter(r, np.where(d < 0, -_INF32, _INF32))
         gap = np.abs(other.astype(np.float64) - r64)
         dist = 0.5 - np.abs(d) / gap
+        floor = np.broadcast_to(np.asarray(floor, np.float64), v.shape)
+        low = np.abs(v) < floor
+        if low.any():
+            q = floor[low] * 2.0 ** -23
+            f = v[low] / q  # exact: q is a power of two
+            n = np.rint(f)  # ties to even
+            frac = f - n
+            r[low] = (n * q).astype(np.float32)
+            other[low] = ((n + np.where(frac < 0, -1.0, 1.0)) * q).astype(np.float32)
+            dist[low] = 0.5 - np.abs(frac)
     return r, other, dist
 
 
@@ -99,35 +130,40 @@ _MID = np.int64(1 << 28)
 _NORMAL = (2.0 ** -126, float(np.finfo(np.float32).max))
 
 
-def near_boundary(v, margin):
-    """Flat indices of v's values within margin of a float32 rounding boundary, exact ties left
-    out: what nearest() says, computed from the bits a float32 drops (where float32 is normal
-    and finite; exactly, by nearest(), elsewhere)."""
+def near_boundary(v, margin, floor=0.0):
+    """Flat indices of v's values within margin of a rounding boundary of the grid, exact ties
+    left out: what nearest() says, computed from the bits a float32 drops (where float32 is
+    normal and finite and the value not below its floor; exactly, by nearest(), elsewhere)."""
     flat = np.ascontiguousarray(v, np.float64).reshape(-1)
     low = (flat.view(np.uint64) & _LOW).astype(np.int64) - _MID  # 2**-29 spacings from the boundary
     a = np.abs(flat)
-    normal = (a >= _NORMAL[0]) & (a < _NORMAL[1])
+    floor = np.broadcast_to(np.asarray(floor, np.float64).reshape(-1) if np.ndim(floor) else
+                            np.asarray(floor, np.float64), flat.shape)
+    normal = (a >= _NORMAL[0]) & (a < _NORMAL[1]) & (a >= floor)
     found = np.flatnonzero((np.abs(low) < margin * 2.0 ** 29) & (low != 0) & normal)
     odd = np.flatnonzero(~normal)
     if odd.size:
-        _, _, dist = nearest(flat[odd])
+        _, _, dist = nearest(flat[odd], floor[odd])
         found = np.union1d(found, odd[(dist < margin) & (dist > 0)])
     return found
 
 
-def record(v, margin=MARGIN):
+def record(v, margin=MARGIN, floor=0.0):
     """The trainer's rounding: (float32 values, flat indices within margin of a boundary,
     up for each: whether the larger neighbour was taken). An exact tie (a float64 result
     that is the boundary itself) goes to the even neighbour, as rounding to nearest does, and
     is not logged: ties come from exact arithmetic (a dead unit's zero gradient leaves Adam's
     first moment 0.9 times a float32 number, a tie one time in twelve), which every machine
     computes alike; a replay whose value is an exact tie rounds it the same way."""
-    near = near_boundary(v, margin)
-    r_near, other, _ = nearest(np.asarray(v, np.float64).reshape(-1)[near])
-    return v.astype(np.float32), near, r_near > other
+    v = np.asarray(v, np.float64)
+    r, _, _ = nearest(v, floor)
+    near = near_boundary(v, margin, floor)
+    flat_floor = np.broadcast_to(np.asarray(floor, np.float64), v.shape).reshape(-1)
+    r_near, other, _ = nearest(v.reshape(-1)[near], flat_floor[near])
+    return r, near, r_near > other
 
 
-def replay(v, logged_index, logged_up, margin=MARGIN):
+def replay(v, logged_index, logged_up, margin=MARGIN, floor=0.0):
     """A replay's rounding of one tensor after one update, with the trainer's decisions for it.
     Returns (float32 values, Near, problem or None). A logged direction is taken wherever this
     value lies within the margin of a boundary; a logged direction against rounding to nearest
@@ -135,7 +171,7 @@ def replay(v, logged_index, logged_up, margin=MARGIN):
     deep inside the margin (within margin / DEEP of a boundary, where the trainer's own value
     lay within the margin unless the two machines differ by almost all of it) with no logged
     decision, or a decision for an element the tensor does not have."""
-    r, other, dist = nearest(v)
+    r, other, dist = nearest(v, floor)
     flat_r, flat_o, flat_d = r.reshape(-1), other.reshape(-1), dist.reshape(-1)
     idx = np.asarray(logged_index, np.int64)
     up = np.asarray(logged_up, bool)

@@ -52,6 +52,7 @@ class Exact:
                        if paddle.is_floating_point(t)]
         self._native = {decisions.group_of(n) for n, t in self._model if t.dtype != paddle.float32}
         self._by_param = {p.name: s for s, p in net.named_parameters()}
+        self._floors = None         # {name: floor} of the float32 state before the next update
 
     # ------------------------------------------------------------------ the state
 
@@ -70,10 +71,23 @@ class Exact:
     def _rounded(self, name):
         return decisions.group_of(name) not in self._native
 
+    def _holder_names(self):
+        """{checkpoint name: tensor} of optimizer state loaded from a checkpoint and not yet placed."""
+        out = {}
+        for key, value in self.optimizer._accumulators_holder.items():
+            pname = max((n for n in self._by_param if key.startswith(n + "_")), key=len, default=None)
+            if pname is not None and isinstance(value, self.paddle.Tensor):
+                out[f"optim/{self._by_param[pname]}/{key[len(pname) + 1:]}"] = value
+        return out
+
     def up(self):
         """Raise the float32 state to float64 in place (and state loaded from a checkpoint that
-        the optimizer has not yet placed)."""
+        the optimizer has not yet placed), after noting each tensor's floor (decisions.floor_of)
+        from the float32 values."""
         p = self.paddle
+        if self._floors is None:  # the first update here: from the state as loaded or built
+            state = {**{n: t for n, t in self.tensors() if t.dtype == p.float32}, **self._holder_names()}
+            self._floors = {n: decisions.floor_of(t.numpy()) for n, t in state.items() if self._rounded(n)}
         with p.no_grad():
             for name, t in self.tensors():
                 if t.dtype == p.float32 and self._rounded(name):
@@ -106,19 +120,30 @@ class Exact:
                 live[name] = t
             else:
                 named[name] = t.numpy()
-        if self.logged is None:  # training: rounded to nearest by Paddle's cast, the near values recorded
+        floors = self._floors or {}
+        if self.logged is None:  # training: rounded to nearest (by Paddle's cast above the floors), the near values recorded
             values = {name: t.numpy() for name, t in live.items()}
             sizes = [v.size for v in values.values()]
             ends = np.cumsum(sizes)
             flat = np.concatenate([v.ravel() for v in values.values()]) if values else np.zeros(0)
-            idx = decisions.near_boundary(flat, seg.margin)
-            r_near, other, _ = decisions.nearest(flat[idx])
+            flat_floor = np.repeat(np.array([floors.get(n, 0.0) for n in values], np.float64), sizes)
+            idx = decisions.near_boundary(flat, seg.margin, flat_floor)
+            r_near, other, _ = decisions.nearest(flat[idx], flat_floor[idx])
             up = r_near > other
             with p.no_grad():
                 for name, t in live.items():
-                    lowered = t.astype(p.float32)
-                    _share(t, lowered)
-                    named[name] = lowered.numpy()
+                    floor, v = floors.get(name, 0.0), values[name]
+                    low = np.abs(v) < floor if floor > 0 else None
+                    if low is not None and low.any():  # the fixed grid below the floor
+                        r = v.astype(np.float32)
+                        q = floor * 2.0 ** -23
+                        r[low] = (np.rint(v[low] / q) * q).astype(np.float32)
+                        _share(t, p.to_tensor(r, place=t.place))
+                        named[name] = r
+                    else:
+                        lowered = t.astype(p.float32)
+                        _share(t, lowered)
+                        named[name] = lowered.numpy()
             got = np.concatenate([named[n].ravel() for n in values])[idx] if idx.size else r_near
             if not np.array_equal(got.view(np.uint32), r_near.view(np.uint32)):
                 raise ReproError("Paddle's cast to float32 does not round to nearest here; verifiable training "
@@ -137,7 +162,8 @@ class Exact:
             for name, t in live.items():
                 seg.tensor_index(name)
                 index, ups = self.logged.at(step, name)
-                r, near[name], problem = decisions.replay(t.numpy(), index, ups, self.logged.margin)
+                r, near[name], problem = decisions.replay(t.numpy(), index, ups, self.logged.margin,
+                                                          floors.get(name, 0.0))
                 self.taken += near[name].taken
                 if problem:
                     self._note(step, name, problem)
@@ -160,6 +186,7 @@ class Exact:
         for name, t in live.items():
             _share(t, p.to_tensor(named[name], place=t.place))
         seg.add_update(hash_, tags, groups)
+        self._floors = {n: decisions.floor_of(a) for n, a in named.items() if self._rounded(n)}
 
     def _note(self, step, name, problem):
         if self.problem is None:
@@ -182,6 +209,7 @@ class Exact:
     def resume(self, start, kept, path=None, sha=None):
         """Continue a run from its checkpoint at `start`: a new segment where it is kept (or 0),
         else the record written beside it (path), which must have the logged sha256."""
+        self._floors = None
         if kept or start == 0:
             self.segment = decisions.Segment(start)
             return
@@ -208,3 +236,4 @@ class Exact:
             start, start, decisions.MARGIN, [], [], np.zeros(0, np.uint32), np.zeros((0, 0), np.uint8),
             np.zeros((0, 3), np.uint32))
         self.problem, self.resolved, self.taken, self.departed = None, [], 0, False
+        self._floors = None
