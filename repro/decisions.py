@@ -19,7 +19,13 @@ value lay inside the margin unless the machines differ by almost all of it).
 Sums with heavy cancellation give a few results a long tail of differences
 (up to 1e-2 of a spacing, measured), which no affordable margin covers: a
 value of those can cross a boundary from outside the margin, about once in
-10,000 updates of an MNIST-1D model. The per-update state hash catches it, and
+10,000 updates of an MNIST-1D model. A sum that cancels to pure rounding noise
+(a gradient that is zero but for rounding) is worse: its tiny value differs
+between machines by whole float32 spacings of itself. So below a floor of
+2**-FLOOR_DEPTH of the tensor's largest value (floor_of, from the float32 state
+before the update) the grid stops getting finer: values there are rounded to
+multiples of the floor's float32 spacing, on which that noise is a small
+fraction of a step again. The per-update state hash catches what is left, and
 the replay looks for the one or two of its values within LIMIT of a boundary
 whose other rounding gives the logged hash (a log cannot steer more than that:
 a logged direction is taken only inside the margin, anything else must

@@ -6,10 +6,11 @@ unchanged. Each update is computed in float64 from it: the state is raised to
 float64 in place (the same tensors, so the optimizer keeps its bookkeeping),
 the batch's float inputs are cast, the paper's train_step runs (forward,
 backward, the optimizer's step, whatever else it does), and every float value
-of the new state is rounded to the nearest float32. Where a float64 result
-lies within decisions.MARGIN of a rounding boundary the trainer records which
-way it went; a replay applies those records (repro.decisions says how, and
-what fails). A hash of the float32 state after every update goes into the same
+of the new state is rounded to the nearest float32 (below a floor of 2^-12 of
+the tensor's largest value, to the floor's fixed grid: decisions.floor_of).
+Where a float64 result lies within decisions.MARGIN of a rounding boundary the
+trainer records which way it went; a replay applies those records
+(repro.decisions says how, and what fails). A hash of the float32 state after every update goes into the same
 per-segment record, so a replay that does not match names the first update
 and the parameters that diverge.
 
