@@ -67,7 +67,7 @@ def python(args, env=None, timeout=3600):
         if k not in (env or {}):
             e.pop(k, None)
     p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=e)
-    if p.returncode not in (0, 1):
+    if p.returncode not in (0, 1) or not p.stdout.strip():
         raise SystemExit(f"{' '.join(args[:3])} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     return p.stdout
 
@@ -86,18 +86,23 @@ def capture(model, steps, out, threads, order=""):
     paper = get_paper("mnist1d")
     if order:
         reorder(paper, order)
-    rows, real = [], decisions.near_boundary
+    rows, floors, real = [], [], decisions.near_boundary
 
-    def keep(v, margin):  # the trainer looks at every float64 result of an update at once
-        rows[-1].append(np.asarray(v, np.float64).ravel().copy())
-        return real(v, margin)
+    def keep(v, margin, floor=0.0):  # the trainer looks at every float64 result of an update at once
+        v = np.asarray(v, np.float64).ravel()
+        rows[-1].append(v.copy())
+        floors[-1].append(np.broadcast_to(np.asarray(floor, np.float64).reshape(-1) if np.ndim(floor) else
+                                          np.asarray(floor, np.float64), v.shape).copy())
+        return real(v, margin, floor)
     decisions.near_boundary = keep
     cfg = paper.config(paper.experiment(model), overrides=["train.verifiable=true", "train.seed=0"])
     state = recipe.build(paper, cfg)
     for s in range(1, steps + 1):
         rows.append([])
+        floors.append([])
         recipe.update(paper, state, cfg, s)
     np.save(out, np.stack([np.concatenate(r) for r in rows]))
+    np.save(out[:-len(".npy")] + "-floor.npy", np.stack([np.concatenate(f) for f in floors]))
     cfg = paper.config(paper.experiment(model), overrides=["train.seed=0"])
     state = recipe.build(paper, cfg)
     for s in range(1, steps + 1):
@@ -313,12 +318,13 @@ def part_discrepancy(args, work):
             v = np.load(path)
             if base is None:
                 base, base_info = v, info
+                base_floor = np.load(path[:-len(".npy")] + "-floor.npy")
                 print(f"{model:<7} {label:<26} {v.size:>10,} {'-':>10} {'-':>9} {'-':>9} {'-':>9} {'-':>17} "
                       f"{'-':>14} {'-':>16}", flush=True)
                 continue
-            r_b, other, _ = decisions.nearest(base)
+            r_b, other, _ = decisions.nearest(base, base_floor)
             gap = np.abs(other.astype(np.float64) - r_b.astype(np.float64))
-            same_rounding = np.array_equal(v.astype(np.float32), r_b)
+            same_rounding = np.array_equal(decisions.nearest(v, np.load(path[:-len(".npy")] + "-floor.npy"))[0], r_b)
             diff = np.abs(v - base) / gap
             differing = v != base
             nz = diff[differing & np.isfinite(diff)]
