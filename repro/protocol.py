@@ -63,19 +63,30 @@ class Protocol:
         (harness metrics: update(outputs, labels) / compute())."""
         return {n: cls() for n, cls in self.metric_types(cfg).items()}
 
-    def config_differences(self, config, lite=False):
-        """Keys where a run's config departs from the registered one."""
+    def config_changes(self, config, lite=False):
+        """[(key, run's value, registered value, permitted)] for every compared key where a run's
+        config differs from the registered one ('<absent>' where a side lacks the key). permitted:
+        a key a run may choose, or an opt-in key the registration leaves off."""
         registered = self.registered_config(lite)
         used = flatten(config)
         free = self.free_keys()
-        diffs = [f"{k}={_short(used.get(k, '<absent>'))} (registered {registered.get(k, '<absent>')!r})"
-                 for k in sorted(set(registered) | set(used))
-                 if k not in free and k not in OPT_IN_KEYS and k in self.compared(registered, used)
-                 and registered.get(k, "<absent>") != used.get(k, "<absent>")]
-        for k in sorted(OPT_IN_KEYS):  # on, or off where the registration leaves it off
-            if registered.get(k) is True and used.get(k) is not True:
-                diffs.append(f"{k}={_short(used.get(k, '<absent>'))} (registered True: every run must have it on)")
-        return diffs
+        out = []
+        for k in sorted(set(registered) | set(used)):
+            if k not in OPT_IN_KEYS and k not in self.compared(registered, used):
+                continue
+            ours, theirs = used.get(k, "<absent>"), registered.get(k, "<absent>")
+            if k in OPT_IN_KEYS:  # on, or off where the registration leaves it off
+                if (theirs is True) != (ours is True):
+                    out.append((k, ours, theirs, theirs is not True))
+            elif ours != theirs:
+                out.append((k, ours, theirs, k in free))
+        return out
+
+    def config_differences(self, config, lite=False):
+        """Keys where a run's config departs from the registered one: the changes a run may not make."""
+        return [f"{k}={_short(ours)} (registered " + ("True: every run must have it on)" if k in OPT_IN_KEYS
+                                                      else f"{theirs!r})")
+                for k, ours, theirs, permitted in self.config_changes(config, lite) if not permitted]
 
     def compared(self, registered, used):
         """The keys config_differences compares."""

@@ -78,18 +78,13 @@ def run_warnings(run):
 
 def config_changes(run):
     """[(key, run's value, registered value, permitted)] where the run's config differs
-    from its protocol's registered config; permitted: a key a run may choose."""
+    from its protocol's registered config (Protocol.config_changes)."""
     if run.protocol is None:
         return []
     try:
-        registered = run.protocol.registered_config(run.header["lite"])
+        return run.protocol.config_changes(run.header["config"], run.header["lite"])
     except ReproError:
         return []
-    used = flatten(run.header["config"])
-    free = run.protocol.free_keys()
-    keys = run.protocol.compared(registered, used)
-    return [(k, used.get(k), registered.get(k), k in free) for k in sorted(keys)
-            if used.get(k) != registered.get(k)]
 
 
 def alignment_results(run_dir):
@@ -286,9 +281,13 @@ def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=
                             [[show(r.path), r.seed, "\n".join(show(p) for p in r.problems)] for r in excluded]))
 
     parts.append("<h2>Checks that ran, per run</h2>")
-    parts.append(_table(["run", "seed", "checks that ran", "replay audit"],
-                        [[show(r.path), r.seed, ", ".join(run_checks(r, options)) or "-", coverage_of(r)]
-                         for r in sorted(runs, key=lambda r: r.path)]))
+    same = {}  # runs of one experiment with the same checks and audit share a row
+    for r in sorted(runs, key=lambda r: r.path):
+        key = (os.path.dirname(show(r.path)), ", ".join(run_checks(r, options)) or "-", coverage_of(r))
+        same.setdefault(key, []).append(r)
+    parts.append(_table(["runs", "seeds", "checks that ran", "replay audit"],
+                        [[where if len(rs) > 1 else show(rs[0].path), ", ".join(str(r.seed) for r in rs), checks, audit]
+                         for (where, checks, audit), rs in same.items()]))
 
     parts.append("<h2>Curves</h2><div class='grid'>")
     groups = {}
