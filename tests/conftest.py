@@ -127,6 +127,21 @@ def _registry():
     return registry
 
 
+@pytest.fixture(autouse=True)
+def _keep_repro_environment():
+    """The CLIs run in-process set REPRO_* variables for the processes they start (--papers,
+    --data-dir); a test's settings end with it, so no later test's subprocess inherits them."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("REPRO_")}
+    yield
+    changed = {k for k, v in os.environ.items() if k.startswith("REPRO_") and saved.get(k) != v}
+    for k in changed | (set(saved) - set(os.environ)):
+        os.environ.pop(k, None)
+        if k in saved:
+            os.environ[k] = saved[k]
+    if changed:
+        _registry()._loaded = False
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _forget_outside_plugins():
     """Outside plugins a test module imported in this process (tests/plugin_tinycell.py's tinycell,
