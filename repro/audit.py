@@ -51,6 +51,7 @@ import numpy as np
 
 from repro import checkpoint, decisions, exchange, rundir
 from repro.data import fingerprint
+from repro.datasets.download import ENV as DATA_ENV
 from repro.errors import ReproError
 from repro.sandbox import Sandbox, worker_argv
 
@@ -130,14 +131,14 @@ class Worker:
 
     def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None):
         self.sandbox, self.env, self.readonly, self.trusted = sandbox, dict(env or {}), list(readonly), trusted
-        data_dir = data_dir or os.environ.get("REPRO_DATA_DIR")
+        data_dir = data_dir or os.environ.get(DATA_ENV)
         cache = os.path.expanduser("~/.cache/repro")
         for folder in filter(None, (data_dir, cache if os.path.isdir(cache) else None)):
             folder = os.path.abspath(folder)
             if os.path.isdir(folder):
                 self.readonly.append((folder, folder))
         if data_dir:
-            self.env["REPRO_DATA_DIR"] = os.path.abspath(data_dir)
+            self.env[DATA_ENV] = os.path.abspath(data_dir)
 
 
 def _last_words(out_dir, err, code):

@@ -56,6 +56,7 @@ import os
 import numpy as np
 
 from repro.errors import ReproError
+from repro.identity import sha256_file
 
 FORMAT = "repro-decisions/1"
 # the trainer logs every value within MARGIN of a float32 spacing from a rounding boundary; a replay
@@ -370,12 +371,6 @@ def write(path, segment):
     return sha256_file(path)
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Logged:

@@ -5,7 +5,6 @@ overrides), never from the checkpoint, so evaluation follows the paper's protoco
 """
 import argparse
 import json
-import os
 
 if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     from repro.errors import require_paddle
@@ -16,6 +15,7 @@ import paddle
 
 from repro import rundir
 from repro.dist import SINGLE
+from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
 from repro.paper import GenerativePaper
 from repro.registry import add_papers_option, get_paper, use_folders
@@ -71,13 +71,11 @@ def main(argv=None):
     ap.add_argument("--lite", action="store_true", help="use the experiment's --lite config (its smoke data)")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    ap.add_argument("--data-dir", metavar="DIR",
-                    help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
+    add_data_dir_option(ap)
     add_papers_option(ap)
     args = ap.parse_args(argv)
     use_folders(args.papers)
-    if args.data_dir:
-        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
+    use_data_dir(args)
     if bool(args.run_dir) == bool(args.checkpoint):
         raise ReproError("give a RUN_DIR or --checkpoint PATH (one of them)")
     source = args.run_dir or args.checkpoint

@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 
-DATA_DIR_ENV = "REPRO_DATA_DIR"  # what --data-dir sets (repro.datasets reads it)
+from repro.datasets.download import ENV as DATA_DIR_ENV  # what --data-dir sets
 
 
 def shown_path(path):

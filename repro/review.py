@@ -53,6 +53,7 @@ import numpy as np
 from repro import exchange, strict
 from repro.contest import parse_time, protocol_of, read_contest
 from repro.errors import ReproError, run_cli
+from repro.identity import sha256_file
 from repro.verify import Options, private_of, report_json, verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
@@ -358,14 +359,7 @@ def _lfs_matches(gitdir, oid, path, size):
     m = re.fullmatch(rb"version https://git-lfs\.github\.com/spec/v1\noid sha256:([0-9a-f]{64})\nsize (\d+)\n", text)
     if not m or int(m.group(2)) != size:
         return False
-    h = hashlib.sha256()
-    fd = os.open(path, _FILE)
-    try:
-        while chunk := os.read(fd, 1 << 20):
-            h.update(chunk)
-    finally:
-        os.close(fd)
-    return h.hexdigest() == m.group(1).decode()
+    return sha256_file(path, follow=False) == m.group(1).decode()
 
 
 def git_clean(repo, state, entries):

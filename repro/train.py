@@ -25,10 +25,11 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     require_paddle()
 
 from repro import checkpoint, hints, recipe, rundir, seeds
-from repro.config import config_hash, load_config, to_dict
+from repro.config import config_hash, to_dict
 from repro.data import fingerprint
 from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
+from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
 from repro.progress import Progress, fmt_eta
@@ -333,15 +334,13 @@ def main(argv=None):
     ap.add_argument("--print-eval-data", action="store_true",
                     help="print the experiment's evaluation data as Experiment(eval_data=...) registers it, and exit")
     ap.add_argument("--list", action="store_true", help="list papers, experiments and targets")
-    ap.add_argument("--data-dir", metavar="DIR",
-                    help="where downloaded datasets live (sets REPRO_DATA_DIR: DIR/mnist, DIR/cifar, ...)")
+    add_data_dir_option(ap)
     ap.add_argument("--pretrained", metavar="DIR",
                     help="a local pretrained model directory (model.pretrained), for papers that fine-tune one")
     add_papers_option(ap)
     args = ap.parse_args(argv)
     use_folders(args.papers)
-    if args.data_dir:
-        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)
+    use_data_dir(args)
     if args.pretrained:
         args.override.append(f"model.pretrained={os.path.abspath(args.pretrained)}")
     if not 1 <= args.threads <= 1024:

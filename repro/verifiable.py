@@ -21,6 +21,7 @@ import numpy as np
 
 from repro import decisions
 from repro.errors import ReproError
+from repro.identity import sha256_file
 
 
 def _share(t, new):
@@ -214,7 +215,7 @@ class Exact:
         if kept or start == 0:
             self.segment = decisions.Segment(start)
             return
-        if path is None or sha is None or decisions.sha256_file(path) != sha:
+        if path is None or sha is None or sha256_file(path) != sha:
             raise ReproError(f"the verifiable record beside the checkpoint at step {start} is missing or is not "
                              f"the one its log line names (decisions_sha256)")
         logged = decisions.read(path)

@@ -23,6 +23,7 @@ from repro import audit, identity, rundir
 from repro import private as private_eval
 from repro.compliance import LITE, check_run, load_run, registered
 from repro.config import flatten
+from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
 from repro.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY, add_papers_option, use_folders
@@ -509,9 +510,7 @@ def add_arguments(ap):
                     help="with --recompute/--replay: where this machine keeps a file the run used by path, e.g. "
                          "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
                          "have the sha256 the run logged)")
-    ap.add_argument("--data-dir", metavar="DIR",
-                    help="with --recompute/--replay: where this machine keeps the datasets (sets REPRO_DATA_DIR: "
-                         "DIR/sst2, DIR/chnsenticorp, ...)")
+    add_data_dir_option(ap, "with --recompute/--replay: where this machine keeps the datasets")
 
 
 def private_of(contest, seed):
@@ -525,8 +524,7 @@ def private_of(contest, seed):
 
 
 def options_from(args, progress=None):
-    if getattr(args, "data_dir", None):
-        os.environ["REPRO_DATA_DIR"] = os.path.abspath(args.data_dir)  # the audit's workers get it
+    use_data_dir(args)  # the audit's workers get it
     local = parse_local(args.local)
     protocol_of, tree, plugin, sandbox, private = registered, None, None, "auto", {}
     runs_code = args.recompute or args.replay

@@ -18,13 +18,26 @@ import urllib.request
 from repro.errors import ReproError
 
 DOWNLOAD_TIMEOUT_S = 15
+ENV = "REPRO_DATA_DIR"
+
+
+def add_data_dir_option(ap, purpose="where downloaded datasets live"):
+    """The --data-dir option of every command that reads datasets."""
+    ap.add_argument("--data-dir", metavar="DIR",
+                    help=f"{purpose} (sets ${ENV}: DIR/mnist, DIR/sst2, DIR/chnsenticorp, ...)")
+
+
+def use_data_dir(args):
+    """--data-dir for this process and the processes (and sandboxed workers) it starts."""
+    if getattr(args, "data_dir", None):
+        os.environ[ENV] = os.path.abspath(os.path.expanduser(args.data_dir))
 
 
 def resolve_data_dir(data_dir, subdir):
     """``data_dir``, else ``$REPRO_DATA_DIR/<subdir>``, else ``~/.cache/repro/<subdir>``."""
     if data_dir:
         return os.path.abspath(os.path.expanduser(str(data_dir)))
-    env = os.environ.get("REPRO_DATA_DIR")
+    env = os.environ.get(ENV)
     if env:
         return os.path.abspath(os.path.join(os.path.expanduser(env), subdir))
     return os.path.join(os.path.expanduser("~"), ".cache", "repro", subdir)

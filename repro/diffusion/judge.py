@@ -35,6 +35,7 @@ import numpy as np
 
 from repro import exchange, strict
 from repro.errors import ReproError
+from repro.identity import sha256_file
 
 SUMS = "SHA256SUMS"
 MANIFEST = "submission.json"
@@ -78,19 +79,6 @@ def _read(path, max_bytes, what):
     if data is None:
         raise ReproError(f"{what} is over the {max_bytes:,} bytes such a file may have")
     return data
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    fd = os.open(path, _FILE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        while chunk := os.read(fd, 1 << 20):
-            h.update(chunk)
-    finally:
-        os.close(fd)
-    return h.hexdigest()
 
 
 def _json(bundle, rel, what):
@@ -150,7 +138,8 @@ def check_sums(bundle, files):
         problems.append(f"{SUMS} lists {_names(twice)} twice")
     missing = sorted(n for n in listed if n not in files)
     unlisted = sorted(n for n in files if n not in listed and n != SUMS)
-    changed = sorted(n for n, h in listed.items() if n in files and _sha256(os.path.join(bundle, n)) != h)
+    changed = sorted(n for n, h in listed.items() if n in files and sha256_file(os.path.join(bundle, n), follow=False)
+               != h)
     for what, names in (("lists files the bundle does not hold", missing),
                         ("does not list files the bundle holds", unlisted),
                         ("gives another sha256 than the file's", changed)):
@@ -431,7 +420,6 @@ def compare(works, submitted, redrawn, tolerance):
 
 def scores(entry, images, works):
     """{score: value} and {score: the model it used}, computed here from the redrawn images."""
-    from repro.checkpoint import sha256_file
     from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
     values, models = {}, {}
     for name, spec in entry.scores.items():
