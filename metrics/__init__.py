@@ -1,7 +1,7 @@
 """Evaluation metrics: small pure objects (update / compute) chosen by name."""
 from repro.metrics.classification import Accuracy
 from repro.metrics.generative import FID, CLIPImageSimilarity, CLIPScore, InceptionScore
-from repro.registry import Registry
+from repro.names import Registry
 
 METRICS = Registry("metric")
 METRICS.register("accuracy", Accuracy)

@@ -21,7 +21,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from repro.config import load_config
+from repro.data import synthetic_texts
 from repro.errors import ReproError
+from repro.metrics import build_metric
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,6 @@ class Paper:
     def config(self, exp=None, lite=False, overrides=(), seed=None):
         """An experiment's resolved config (an Experiment or its name; default: the
         default experiment): defaults <- its YAML <- lite block <- overrides <- seed."""
-        from repro.config import load_config
         exp = exp if isinstance(exp, Experiment) else self.experiment(exp)
         return load_config(self.config_class, self.config_path(exp), lite=lite, overrides=overrides, seed=seed)
 
@@ -154,7 +156,6 @@ class Paper:
         """(x, y): n new evaluation samples from the distribution of the registered evaluation
         split, drawn from `seed` (a generated dataset can; a contest's private evaluation uses it
         with a seed only the maintainers hold). A paper whose data are fixed files has none."""
-        from repro.errors import ReproError
         raise ReproError(f"paper {self.name!r} cannot generate a fresh split (its data are fixed files): "
                          f"give the private evaluation as a file the maintainers hold")
 
@@ -180,7 +181,6 @@ class ClassificationPaper(Paper):
         return paddle.nn.functional.cross_entropy(outputs, labels)
 
     def metrics(self, cfg):
-        from repro.metrics import build_metric
         return {"acc": build_metric("accuracy")}
 
     def input_spec(self, cfg):
@@ -229,7 +229,6 @@ class TextClassificationPaper(ClassificationPaper):
         """Made-up labelled texts for one split (repro.data.synthetic_texts): the training
         split has data.synthetic_train of them, any other data.synthetic_dev; the same
         sentences every time (evaluation splits share theirs)."""
-        from repro.data import synthetic_texts
         train = split == self.train_split
         n = cfg.data.synthetic_train if train else cfg.data.synthetic_dev
         return synthetic_texts(n, seed=1 if train else 2, chinese=self.synthetic_chinese)
@@ -244,7 +243,6 @@ class TextClassificationPaper(ClassificationPaper):
 
     def model(self, cfg, artifact=None):
         if artifact is None:
-            from repro.errors import ReproError
             raise ReproError(f"{self.name}'s model needs the vocabulary a run fitted: give the run directory")
         return self.build_model(cfg, len(artifact["tokens"]))
 
@@ -266,7 +264,6 @@ class TextClassificationPaper(ClassificationPaper):
         import numpy as np
         from paddlenlp.data import Pad, Vocab
 
-        from repro.data import fingerprint  # noqa: F401  (object arrays hash by value there)
         dc = cfg.data
         max_len, min_freq = dc.max_len, dc.min_freq
         vocab = None if artifact is None else vocab_from(artifact)
@@ -305,7 +302,6 @@ class TextClassificationPaper(ClassificationPaper):
 def vocab_from(artifact):
     """A paddlenlp Vocab from a run's vocabulary artifact."""
     from paddlenlp.data import Vocab
-    from repro.errors import ReproError
     tokens = artifact.get("tokens") if isinstance(artifact, dict) else None
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or len(set(tokens)) != len(tokens) \
             or tokens[:2] != [artifact.get("pad"), artifact.get("unk")]:

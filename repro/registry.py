@@ -1,6 +1,4 @@
-"""Strict name registries (after fairseq's registry.py), and paper discovery.
-
-Registering a name twice fails; an unknown name lists the known ones. Papers
+"""Paper discovery: the registry of papers (a repro.names.Registry). Papers
 come from three places, each explicit, so whether a paper is registered never
 depends on an import side effect elsewhere:
 
@@ -19,32 +17,10 @@ import importlib.util
 import os
 import sys
 
+from repro.config import TextDataConfig
 from repro.errors import ReproError
-
-
-class Registry:
-    def __init__(self, kind):
-        self.kind = kind
-        self._items = {}
-
-    def register(self, name, obj):
-        if name in self._items:
-            raise ReproError(f"{self.kind} {name!r} is already registered")
-        self._items[name] = obj
-        return obj
-
-    def get(self, name):
-        if name not in self._items:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise ReproError(f"unknown {self.kind} {name!r}; registered: {known}")
-        return self._items[name]
-
-    def names(self):
-        return sorted(self._items)
-
-    def __contains__(self, name):
-        return name in self._items
-
+from repro.names import Registry
+from repro.paper import ClassificationPaper, GenerativePaper, Paper, TextClassificationPaper
 
 PAPERS = Registry("paper")
 _loaded = False
@@ -53,7 +29,6 @@ _folders = {}  # paper name -> the plugin folder (absolute) it was loaded from, 
 
 def plugin_paper(module, where):
     """The PAPER of an imported plugin module, checked."""
-    from repro.paper import ClassificationPaper, GenerativePaper, Paper, TextClassificationPaper
     paper = getattr(module, "PAPER", None)
     if not isinstance(paper, Paper):
         raise ReproError(f"{where} defines no PAPER that is a repro.paper.Paper (got {type(paper).__name__})")
@@ -63,7 +38,6 @@ def plugin_paper(module, where):
         raise ReproError(f"{where} declares paper name {paper.name!r}; it must match its package name")
     if isinstance(paper, TextClassificationPaper):
         import dataclasses
-        from repro.config import TextDataConfig
         data = next((f for f in dataclasses.fields(paper.config_class or object) if f.name == "data"), None) \
             if dataclasses.is_dataclass(paper.config_class) else None
         made = data.default_factory() if data is not None and data.default_factory is not dataclasses.MISSING else None

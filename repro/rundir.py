@@ -115,10 +115,14 @@ class Run:
         return out
 
     def kept_steps(self):
-        """Steps whose checkpoints the run keeps: multiples of train.audit_every, and the last step."""
-        tc = self.cfg.train
-        return sorted(s for s in self.checkpoints()
-                      if s == tc.steps or (tc.audit_every and s % tc.audit_every == 0))
+        """Steps whose checkpoints the run keeps (is_kept)."""
+        return sorted(s for s in self.checkpoints() if is_kept(self.cfg.train, s))
+
+
+def is_kept(tc, step):
+    """The keep rule: a checkpoint at a multiple of train.audit_every, or at the last step, is kept
+    for the audit; any other one only until the next is written."""
+    return step == tc.steps or bool(tc.audit_every and step % tc.audit_every == 0)
 
 
 def read(path, allow_partial_tail=False):

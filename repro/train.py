@@ -70,10 +70,6 @@ class _NoLog:
         pass
 
 
-def _is_kept(tc, step):
-    return step == tc.steps or bool(tc.audit_every and step % tc.audit_every == 0)
-
-
 class EvalDataMismatch(ReproError):
     """The evaluation splits the plugin built are not the registered ones."""
 
@@ -134,9 +130,9 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
                                                            optimizer=None if final else state.optimizer)
             state.amp.load_state(ckpt_meta.get("amp_scaler"))
             if state.exact is not None and not final:  # verifiable: go on with the segment's record
-                state.exact.resume(start, _is_kept(tc, start), os.path.join(resume.path, rundir.decisions_name(start)),
+                state.exact.resume(start, rundir.is_kept(tc, start), os.path.join(resume.path, rundir.decisions_name(start)),
                                    ckpt_ev.get("decisions_sha256"))
-            previous = None if _is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
+            previous = None if rundir.is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
         else:
             paper.init_model(state.net, state.data)
             note = "no checkpoint was logged before the interruption: training starts again from step 0"
@@ -222,14 +218,14 @@ def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta
         if step % tc.eval_every == 0 or step == tc.steps:
             metrics, samples = evaluate(paper, state.model, cfg, state.data, dist)
             log.event("eval", step=step, metrics=metrics, samples=samples)
-        if dist.main and (step % tc.checkpoint_every == 0 or _is_kept(tc, step)):
+        if dist.main and (step % tc.checkpoint_every == 0 or rundir.is_kept(tc, step)):
             # the file goes into place before its log line, and the one it supersedes
             # is deleted after: a kill at any instant leaves the last logged one on disk
             name = rundir.checkpoint_name(step)
             extra = {"amp_scaler": state.amp.state()} if state.amp.state() else {}
             # verifiable: the segment's rounding decisions and state hashes, beside the checkpoint
             record = {} if state.exact is None else state.exact.checkpoint(
-                os.path.join(run_dir, rundir.decisions_name(step)), step, _is_kept(tc, step))
+                os.path.join(run_dir, rundir.decisions_name(step)), step, rundir.is_kept(tc, step))
             # the final checkpoint keeps the weights alone (a third of an Adam state): it is
             # scored and compared, never trained on from (docs/log-format.md, "Checkpoints")
             sha, weights = checkpoint.save(os.path.join(run_dir, name), state.net,
@@ -241,7 +237,7 @@ def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta
                 os.remove(previous)
             if previous and os.path.exists(rundir.decisions_beside(previous)):
                 os.remove(rundir.decisions_beside(previous))
-            previous = None if _is_kept(tc, step) else os.path.join(run_dir, name)
+            previous = None if rundir.is_kept(tc, step) else os.path.join(run_dir, name)
     return metrics
 
 
