@@ -49,11 +49,11 @@ import time
 
 import numpy as np
 
-from repro import checkpoint, decisions, exchange, rundir
+from repro import checkpoint, decisions, exchange, rundir, strict
 from repro.data import fingerprint
 from repro.datasets.download import ENV as DATA_ENV
 from repro.errors import ReproError
-from repro.sandbox import Sandbox, worker_argv
+from repro.sandbox import worker_argv
 
 MARGIN = 10.0
 CHAOS_LIMIT = 1e-4
@@ -245,7 +245,6 @@ def _build_data(plan, timeout, seeded=True):
             splits[str(name)] = (x, y)
         refit = None
         if artifact is not None:
-            from repro import strict
             path = os.path.join(out, rundir.ARTIFACT)
             strict.regular_file(path, "the refitted artifact")
             refit = strict.read_json(path, "the refitted artifact", max_bytes=256 << 20)

@@ -7,12 +7,13 @@ experiment, or a contest's entry). What re-executes the run's code (recompute,
 replay) is repro/audit.py. The log format is described in docs/log-format.md.
 """
 import math
-import os
 
-from repro import rundir
+from repro import decisions, rundir
+from repro.checkpoint import weights_sha256
 from repro.config import config_hash, flatten
 from repro.errors import ReproError
 from repro.protocol import RegisteredProtocol
+from repro.registry import get_paper
 from repro.runlog import GENESIS, line_hash
 
 LITE = "a --lite smoke run, not the experiment"
@@ -216,7 +217,6 @@ def check_checkpoints(run, policy_audit=0):
     the run, with the logged sha256 and metadata naming this run and the log lines
     before them; the logged weights_sha256 is the final weights'. Sets
     run.final_weights. No code of the paper runs here."""
-    from repro.checkpoint import weights_sha256
     problems = []
     total = run.cfg.train.steps
     for step in run.kept_steps():
@@ -245,7 +245,6 @@ def check_verifiable(run, protocol):
     """A target that requires verifiable training needs train.verifiable; a verifiable run needs,
     beside every kept checkpoint, the record its log line names (decisions_sha256): the rounding
     decisions and state hashes of exactly the updates since the kept checkpoint before it."""
-    from repro import decisions
     on = bool(getattr(run.cfg.train, "verifiable", False))
     if not on:
         wanted = [t.metric for t in protocol.targets if getattr(t.policy, "verifiable", False)]
@@ -274,7 +273,6 @@ def _kept(steps):
 
 def registered(run):
     """The protocol a run is judged against by default: its paper's own registration."""
-    from repro.registry import get_paper
     paper = get_paper(run.header["paper"])
     return RegisteredProtocol(paper, paper.experiment(run.header["exp"]))
 

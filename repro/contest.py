@@ -36,13 +36,17 @@ contest uses the contest's targets and nothing the submitted plugin declares
 """
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from repro import strict
+from repro.config import flatten
+from repro.contest_t2i import read_entry as t2i_entry
 from repro.errors import ReproError
+from repro.identity import check_tree
+from repro.metrics import METRICS
 from repro.protocol import Protocol, parse_train_only
+from repro.strict import SHA256, short as _short, typed as _typed
 from repro.targets import DIRECTIONS, POLICIES, Policy, Target
 
 
@@ -118,7 +122,6 @@ def read_contest(path):
     papers = data.get("papers")
     if not isinstance(papers, list) or not papers:
         raise ReproError(f"{where}: papers must be a non-empty list")
-    from repro.contest_t2i import read_entry as t2i_entry  # kind: text_to_image (a submitted bundle)
     entries = tuple((t2i_entry if isinstance(p, dict) and "kind" in p else _entry)(p, f"{where}: papers[{i}]")
                     for i, p in enumerate(papers))
     names = [(e.plugin, e.experiment) for e in entries]
@@ -135,29 +138,6 @@ def read_contest(path):
     return Contest(name, deadline, entries, os.path.abspath(path))
 
 
-def _typed(data, key, tp, where, required=False):
-    if key not in data:
-        if required:
-            raise ReproError(f"{where}: {key} is required")
-        return None
-    value = data[key]
-    types = tp if isinstance(tp, tuple) else (tp,)
-    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
-    if float in types and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise ReproError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, "
-                         f"got {type(value).__name__} {_short(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ReproError(f"{where}: {key} must be a finite number")
-    return value
-
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 # bounds of a contest entry's numbers: anything outside is a typo or an attack on the reviewer
 MAX_N = 1000                  # runs a policy may judge
 MAX_SEED = 2**32 - 1
@@ -166,7 +146,6 @@ MAX_REPLAY = 10**4            # segments replayed per run
 MAX_EVAL_N = 10**9            # samples of an evaluation split
 MAX_FRESH = 10**6             # samples of a fresh private split (generated at every review)
 MAX_TEXT = 1000               # characters of a protocol string value
-SHA256 = re.compile(r"[0-9a-f]{64}")
 # the top sections of the harness's configs (configs/*/*.yaml): a protocol key names one of them
 SECTIONS = ("train", "model", "data", "eval", "optim", "diffusion")
 REPLAY_WORDS = ("default", "all")
@@ -235,7 +214,6 @@ def _entry(data, where):
     for key in ("plugin", "experiment"):
         if not values[key].isidentifier():
             raise ReproError(f"{where}: {key} {values[key]!r} is not a valid name")
-    from repro.metrics import METRICS
     if values["measure"] not in METRICS:
         raise ReproError(f"{where}: measure {values['measure']!r} is not a harness metric "
                          f"(known: {', '.join(METRICS.names())})")
@@ -380,7 +358,6 @@ class ContestProtocol(Protocol):
         return set(registered)
 
     def _plugin_yaml(self, lite):
-        from repro.config import flatten
         code = self.header.get("code", {}).get("paper", {})
         name = code.get("config_file") if isinstance(code, dict) else None
         if self.tree is None or not isinstance(name, str):
@@ -397,12 +374,10 @@ class ContestProtocol(Protocol):
         return config
 
     def metric_definitions(self, cfg):
-        from repro.metrics import METRICS
         cls = METRICS.get(self.entry.measure)
         return {self._name(): f"{cls.__module__}.{cls.__qualname__}"}
 
     def metric_types(self, cfg):
-        from repro.metrics import METRICS
         return {self._name(): METRICS.get(self.entry.measure)}
 
     def _name(self):
@@ -425,5 +400,4 @@ def protocol_of(contest, tree=None):
 def check_code(header, tree):
     """Whether the code the log names is the code in tree: the run's recorded
     repository identity must be exactly the tree's (repro.identity.check_tree)."""
-    from repro.identity import check_tree
     return check_tree(header, tree)

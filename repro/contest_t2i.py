@@ -39,6 +39,7 @@ import os
 from dataclasses import dataclass, field
 
 from repro.errors import ReproError
+from repro.strict import SHA256, typed as _typed
 from repro.targets import DIRECTIONS, Target
 
 KIND = "text_to_image"
@@ -120,7 +121,6 @@ def _short(value, n=40):
 
 
 def _sha(value, where, key, allow_null=False):
-    from repro.contest import SHA256
     if value is None and allow_null:
         return None
     if not (isinstance(value, str) and SHA256.fullmatch(value)):
@@ -164,7 +164,6 @@ def _prompt(text, where, key):
 
 def read_entry(data, where):
     """A TextToImageEntry from one item of a contest file's papers list (a mapping with kind)."""
-    from repro.contest import _typed
     if not isinstance(data, dict):
         raise ReproError(f"{where} must be a mapping")
     if data.get("kind") != KIND:

@@ -56,7 +56,7 @@ import os
 import numpy as np
 
 from repro.errors import ReproError
-from repro.identity import sha256_file
+from repro.strict import sha256_file
 
 FORMAT = "repro-decisions/1"
 # the trainer logs every value within MARGIN of a float32 spacing from a rounding boundary; a replay

@@ -6,9 +6,10 @@ import platform
 import subprocess
 import sys
 
-from repro import identity
+from repro import __version__, identity
 from repro.errors import ReproError
-from repro.identity import digest, sha256_file  # noqa: F401 (env.digest: one implementation, in repro.identity)
+from repro.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.identity)
+from repro.strict import sha256_file
 
 HARNESS = os.path.dirname(os.path.abspath(__file__))  # the repro package
 
@@ -192,7 +193,6 @@ def harness_code():
     """The identity of the harness that ran: its version, the sha256 of the files a
     wheel of it ships (the same for a checkout and an installation of one commit),
     and where it is a checkout, its commit and whether those files differ from it."""
-    from repro import __version__
     root = os.path.dirname(HARNESS)
     commit = dirty = changes = None
     if not _installed(root):  # an installation's git (a venv inside a repository) is not the harness's

@@ -27,10 +27,12 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
 import numpy as np
 
 from repro import hints, rundir
+from repro.checkpoint import sha256_file
 from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
 from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
+from repro.paper import TextClassificationPaper
+from repro.registry import add_papers_option, use_folders
 
 CHECK_BATCH = 2
 
@@ -124,7 +126,6 @@ def export(run_dir, out=None, echo=print):
                 if check else "")
         echo(f"exported {paper.name}/{exp.name} step {info['checkpoint']['step']} -> {out}: "
              f"{', '.join(info['files']['written'])}{diff}")
-        from repro.paper import TextClassificationPaper
         example = '"a sentence"' if isinstance(paper, TextClassificationPaper) else "INPUT.npy"
         echo(f"predict with: {hints.command('repro.predict', out, paper=paper.name, placeholder=example)}")
     return info
@@ -163,7 +164,6 @@ def _write(paper, exp, cfg, model, specs, meta, run, ev, tmp, artifact):
                              f"the dynamic model's {dynamic.shape}")
         check = {"batch": CHECK_BATCH, "seed": 0,
                  "max_abs_diff": float(np.max(np.abs(static.astype(np.float64) - dynamic)))}
-    from repro.checkpoint import sha256_file
     info = {
         "format": FORMAT,
         "paper": paper.name,

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import sys
 
+from repro import registry
 from repro.datasets.download import ENV as DATA_DIR_ENV  # what --data-dir sets
 
 
@@ -39,7 +40,6 @@ def command(module, *args, paper=None, data=False, placeholder=""):
     """`python -m module args... [placeholder] [--papers FOLDER] [--data-dir DIR]`: --papers
     when paper (its name) came from a plugin folder, --data-dir with data=True when the
     datasets come from one. placeholder is shown as it is (e.g. INPUT.npy, for the user to fill in)."""
-    from repro import registry
     line = shlex.join([python(), "-m", module, *map(str, args)]) + (f" {placeholder}" if placeholder else "")
     options = []
     folder = registry.paper_folder(paper) if paper else None

@@ -46,9 +46,10 @@ import hashlib
 import os
 import stat
 
+from repro import rundir
 from repro.errors import ReproError
+from repro.strict import hash_read as _hash_read
 
-CHUNK = 1 << 20
 MAX_FILE_BYTES = 64 << 20
 MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 256 << 20
@@ -70,39 +71,6 @@ class _Changed(Exception):
 
 
 # ------------------------------------------------------------------ hashing
-
-def _hash_read(read, limit=None):
-    """(sha256 hex, bytes) of what read(n) gives until EOF, in CHUNK pieces; with
-    limit, at most limit + 1 bytes are read (so a file that grew shows it)."""
-    h, n = hashlib.sha256(), 0
-    while True:
-        chunk = read(CHUNK if limit is None else min(CHUNK, limit + 1 - n))
-        if not chunk:
-            return h.hexdigest(), n
-        h.update(chunk)
-        n += len(chunk)
-        if limit is not None and n > limit:
-            return h.hexdigest(), n
-
-
-_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-def sha256_file(path, follow=True):
-    """The sha256 of a file, read in chunks: the one implementation of file hashing. follow=False
-    for a file a stranger laid out: a link is never followed and anything but a regular file
-    (a FIFO, a device) gives None, never a hang."""
-    if follow:
-        with open(path, "rb") as f:
-            return _hash_read(f.read)[0]
-    fd = os.open(path, _NOFOLLOW)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return _hash_read(lambda n: os.read(fd, n))[0]
-    finally:
-        os.close(fd)
-
 
 def digest(files):
     """One sha256 for a {path: sha256} map."""
@@ -362,7 +330,6 @@ def self_check(root):
     run made now would record it, what keeps it from being identified, and for every
     run under its logs/, whether the run's recorded code is this tree's (the check
     the review makes). No problems: the submission's logs are tied to its code."""
-    from repro import rundir
     ident, found = identify(root)
     problems = list(found)
     logs = os.path.join(root, "logs")

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from repro import strict
+from repro.checkpoint import sha256_file
 from repro.errors import ReproError
 
 PREFIX = "model"
@@ -44,7 +45,6 @@ def read_export(export_dir):
     if artifact is not None:
         if artifact not in (files.get("written") or []) or not isinstance(files.get("sha256"), dict):
             raise ReproError(f"{path} names an artifact it did not write")
-        from repro.checkpoint import sha256_file
         file = os.path.join(export_dir, artifact)
         strict.regular_file(file, "the export's artifact")
         if sha256_file(file) != files["sha256"].get(artifact):

@@ -27,9 +27,11 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
 
 import numpy as np
 
+from repro.config import from_dict
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
-from repro.inference import Exported, fit, read_export, softmax
+from repro.inference import Exported, fit, read_artifact, read_export, softmax
+from repro.paper import TextClassificationPaper
+from repro.registry import add_papers_option, get_paper, use_folders
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -62,8 +64,6 @@ def _read_image(path, info):
 
 
 def _paper_and_cfg(info):
-    from repro.config import from_dict
-    from repro.registry import get_paper
     paper = get_paper(info["paper"])
     return paper, from_dict(paper.config_class, info["config"])
 
@@ -71,10 +71,8 @@ def _paper_and_cfg(info):
 def read_input(path, info, export_dir):
     """One INPUT of the CLI as an array (not yet fitted to the model): a .npy file, an
     image for a paper that reads images, or for a text paper, the text itself."""
-    from repro.paper import TextClassificationPaper
     paper, cfg = _paper_and_cfg(info)
     if isinstance(paper, TextClassificationPaper) and not path.endswith(".npy"):
-        from repro.inference import read_artifact
         return paper.encode_text(path, cfg, read_artifact(export_dir, info))
     if not os.path.isfile(path):
         raise ReproError(f"{path}: no such input file")

@@ -25,7 +25,7 @@ thousand). Accuracy-type metrics only (a fraction of samples right).
 import math
 import os
 
-from repro import checkpoint, exchange
+from repro import audit, checkpoint, exchange
 from repro.errors import ReproError
 
 SEED_ENV = "REPRO_PRIVATE_SEED"
@@ -97,7 +97,6 @@ class PrivateEval:
         return _checked(arrays.get("x"), arrays.get("y"), self.where)
 
     def _fresh(self, body, sandbox, timeout):
-        from repro import audit
         paper, _, exp = body["source"].partition("/")
         worker = audit.Worker(sandbox, env={}, trusted=True)  # the harness's own papers, nothing submitted
         req = {"task": "fresh", "paper": paper, "exp": exp, "lite": False, "set": {}, "threads": 1,

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repro.amp import Amp
+from repro.data import Batches
 from repro.dist import SINGLE
+from repro.errors import ReproError
+from repro.verifiable import Exact
 
 
 def lr_at(tc, step):
@@ -94,8 +98,6 @@ def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
     the optimizer. init=False skips the paper's data-dependent initialisation
     (the state is about to be overwritten from a checkpoint). artifact: the run's
     data-derived artifact (a vocabulary) where it has one; None fits it anew."""
-    from repro.amp import Amp
-    from repro.data import Batches
 
     tc = cfg.train
     reseed(tc.seed, 0)  # the same initial weights on every rank
@@ -113,9 +115,7 @@ def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
     exact = None
     if tc.verifiable:
         if dist.world > 1:
-            from repro.errors import ReproError
             raise ReproError("train.verifiable runs on one process (its rounding record is one process's)")
-        from repro.verifiable import Exact
         exact = Exact(net, optimizer)
     return State(data, net, model, optimizer, amp, batches, exact)
 

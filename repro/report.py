@@ -17,6 +17,7 @@ import math
 import os
 
 from repro import strict
+from repro.audit import describe_coverage
 from repro.config import flatten
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
@@ -229,7 +230,6 @@ def coverage_of(run):
     """The run's replay coverage in words, or what was not replayed."""
     cov = getattr(run, "coverage", None)
     if cov:
-        from repro.audit import describe_coverage
         return describe_coverage(cov)
     return "not replayed"
 

@@ -53,7 +53,9 @@ import numpy as np
 from repro import exchange, strict
 from repro.contest import parse_time, protocol_of, read_contest
 from repro.errors import ReproError, run_cli
-from repro.identity import sha256_file
+from repro.report import CSS, render
+from repro.sandbox import Sandbox
+from repro.strict import sha256_file
 from repro.verify import Options, private_of, report_json, verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
@@ -914,7 +916,6 @@ def _header_html(r, options, sandbox_banner=True):
 
 
 def write_page(r, out_dir, options):
-    from repro.report import CSS, render
     verdict = ("REPRODUCED" if r["status"].startswith("REPRODUCED") else
                "PENDING FULL REVIEW" if r["status"].startswith("pending") else
                "PASSES (does not count)" if r["ok"] else "NOT REPRODUCED")
@@ -979,7 +980,6 @@ def _page_name(i, sub):
 
 
 def index_html(contest, papers, results, options):
-    from repro.report import CSS
     e = lambda v: html.escape(str(v))
     banners = "".join(f"<p class='FAIL'>{e(b.replace('**', ''))}</p>" for b in _banners(options, results))
     rows = "".join(
@@ -1016,7 +1016,6 @@ def review(contest_path, submissions_path, out_dir, options):
     if options.cache is None:
         options.cache = {}
     if options.runs_code:
-        from repro.sandbox import Sandbox
         Sandbox(options.sandbox)  # refuse now, before any submission is read, when bubblewrap is missing
         if options.progress and options.replay and any(getattr(e, "kind", "") != "text_to_image"
                                                        for e in contest.papers):

@@ -26,8 +26,11 @@ names (its sha256), written after the log lines it says it follows.
 import os
 from dataclasses import dataclass, field
 
-from repro import strict
+from repro import checkpoint, strict
+from repro.checkpoint import sha256_file
+from repro.config import config_hash, dump_yaml, from_dict
 from repro.errors import ReproError
+from repro.registry import get_paper
 from repro.runlog import line_hash, read_log
 
 EVENTS = "events.jsonl"
@@ -143,8 +146,6 @@ def read(path, allow_partial_tail=False):
 def resolve(run, registry=None):
     """Set run.paper, run.exp and run.cfg from the header, with the config checked
     exactly as load_config checks it; a ReproError otherwise."""
-    from repro.config import config_hash, from_dict
-    from repro.registry import get_paper
 
     head = run.header
     paper = (registry or get_paper)(head["paper"])
@@ -162,7 +163,6 @@ def open_run(path, allow_partial_tail=False):
 
 def check_config_file(run):
     """config.yaml must be the config the header records (it is derived from it)."""
-    from repro.config import config_hash
     path = file_in(run.path, CONFIG, "config")
     data = strict.read_yaml(path)
     if not isinstance(data, dict) or config_hash(data) != run.header["config_hash"]:
@@ -193,7 +193,6 @@ def write_artifact(folder, artifact):
 
 def read_artifact(run):
     """The run's artifact (None when its paper has none), checked against the sha256 its header logged."""
-    from repro.checkpoint import sha256_file
     want = run.header.get("artifact_sha256")
     if want is None:
         return None
@@ -204,7 +203,6 @@ def read_artifact(run):
 
 
 def write_config(run_dir, cfg):
-    from repro.config import dump_yaml
     path = os.path.join(run_dir, CONFIG)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -217,7 +215,6 @@ def write_config(run_dir, cfg):
 def decisions_file(run, ev):
     """The decisions file beside a verifiable run's checkpoint (event ev), checked: a regular
     file inside the run with the sha256 its checkpoint line logs (decisions_sha256)."""
-    from repro.checkpoint import sha256_file
     want = ev.get("decisions_sha256")
     if want is None:
         raise ReproError(f"{run.path}: the checkpoint line at step {ev['step']} names no decisions file "
@@ -231,7 +228,6 @@ def decisions_file(run, ev):
 def checkpoint_file(run, ev):
     """The file a checkpoint event names, checked: the layout's own name for its
     step, a regular file inside the run, with the logged sha256."""
-    from repro.checkpoint import sha256_file
     if ev["path"] != checkpoint_name(ev["step"]):
         raise ReproError(f"{run.path}: the checkpoint at step {ev['step']} is logged as {ev['path']!r}, "
                          f"not {checkpoint_name(ev['step'])!r}")
@@ -260,7 +256,7 @@ def load_weights(paper, cfg, path, artifact=None):
     """A model built from cfg with the weights of a checkpoint file that belongs to
     no run directory (e.g. one `repro.align convert` made). Returns (model, tensors, metadata)."""
     import paddle
-    from repro import checkpoint
+
     paddle.seed(0)
     model = paper.model(cfg, artifact)
     tensors, meta = checkpoint.read(path, model)
@@ -273,7 +269,6 @@ def read_checkpoint(run, step, model=None, want_optimizer=False, tensors=True):
     """(tensors, metadata, event) of the run's checkpoint at step, checked against
     the log (file, sha256, metadata) and, with model, against the model's layout;
     tensors=False checks without loading them."""
-    from repro import checkpoint
     ev = run.checkpoints().get(step)
     if ev is None:
         raise ReproError(f"{run.path} logged no checkpoint at step {step}")
@@ -288,7 +283,7 @@ def load_trained(run, step=None, into=None, optimizer=None, cfg=None):
     (default: the last one logged), checked against the log, built from cfg
     (default: the run's). Returns (model, tensors, metadata, checkpoint event)."""
     import paddle
-    from repro import checkpoint
+
     done = run.checkpoints()
     if not done:
         raise ReproError(f"{run.path} has no logged checkpoint (interrupted before the first one?)")

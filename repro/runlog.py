@@ -17,7 +17,6 @@ naming the file, the line and the key.
 import hashlib
 import json
 import math
-import os
 import re
 import time
 

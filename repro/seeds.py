@@ -20,6 +20,7 @@ import time
 from repro import hints, rundir
 from repro.errors import ReproError
 from repro.progress import fmt_eta
+from repro.verify import Options, print_table, verify
 
 
 def parse_seeds(text, paper, exp):
@@ -155,7 +156,6 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
 
 def train_and_verify(args, paper, exp, parent):
     """The --seeds command: train, then verify the set with --recompute; the exit status."""
-    from repro.verify import Options, print_table, verify
     seeds = parse_seeds(None if args.seeds == PINNED else args.seeds, paper, exp)
     print(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seeds {', '.join(map(str, seeds))}, "
           f"{args.jobs} at a time, {args.threads} thread(s) each -> {parent}", flush=True)

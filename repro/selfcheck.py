@@ -25,7 +25,7 @@ from repro import identity, review
 from repro.contest import read_contest
 from repro.errors import ReproError, run_cli
 from repro.registry import use_folders
-from repro.verify import Options, print_table, verify
+from repro.verify import Options, print_table, private_of, verify
 
 
 def plugins_in(repo):
@@ -86,7 +86,6 @@ def _private(contest, args):
         print("note: the contest scores on a private split the maintainers hold; give --private-seed N (any seed of "
               "your own) to try the check on fresh data", file=sys.stderr)
         return None
-    from repro.verify import private_of
     return private_of(contest, args.private_seed)
 
 

@@ -9,9 +9,11 @@ aliases (a few lines can expand to gigabytes), lines and files over their size
 limits. Memory stays bounded by those limits whatever the input: an oversized
 line is skipped in chunks, never read whole.
 """
+import hashlib
 import json
 import math
 import os
+import re
 import stat
 
 import yaml
@@ -208,3 +210,68 @@ def loads_yaml(text, where):
 
 def read_yaml(path, what="config file", max_bytes=MAX_YAML_BYTES):
     return loads_yaml(read_text(path, what, max_bytes), path)
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")  # a sha256 as a stranger's file must write it
+
+
+def typed(data, key, tp, where, required=False):
+    """data[key] checked to be of type tp (a type or a tuple; an int where float is allowed becomes
+    a float; a float must be finite), None where absent and not required; a ReproError naming
+    where and key otherwise."""
+    if key not in data:
+        if required:
+            raise ReproError(f"{where}: {key} is required")
+        return None
+    value = data[key]
+    types = tp if isinstance(tp, tuple) else (tp,)
+    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ReproError(f"{where}: {key} must be {' or '.join(t.__name__ for t in types)}, "
+                         f"got {type(value).__name__} {short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ReproError(f"{where}: {key} must be a finite number")
+    return value
+
+
+def short(value):
+    """repr(value), cut to 40 characters for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ------------------------------------------------------------------ hashing
+
+def hash_read(read, limit=None):
+    """(sha256 hex, bytes) of what read(n) gives until EOF, in _CHUNK pieces; with
+    limit, at most limit + 1 bytes are read (so a file that grew shows it)."""
+    h, n = hashlib.sha256(), 0
+    while True:
+        chunk = read(_CHUNK if limit is None else min(_CHUNK, limit + 1 - n))
+        if not chunk:
+            return h.hexdigest(), n
+        h.update(chunk)
+        n += len(chunk)
+        if limit is not None and n > limit:
+            return h.hexdigest(), n
+
+
+_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def sha256_file(path, follow=True):
+    """The sha256 of a file, read in chunks: the one implementation of file hashing. follow=False
+    for a file a stranger laid out: a link is never followed and anything but a regular file
+    (a FIFO, a device) gives None, never a hang."""
+    if follow:
+        with open(path, "rb") as f:
+            return hash_read(f.read)[0]
+    fd = os.open(path, _NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return hash_read(lambda n: os.read(fd, n))[0]
+    finally:
+        os.close(fd)

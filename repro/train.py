@@ -25,11 +25,11 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     require_paddle()
 
 from repro import checkpoint, hints, recipe, rundir, seeds
-from repro.config import config_hash, to_dict
+from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
+from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
-from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
 from repro.progress import Progress, fmt_eta
@@ -368,7 +368,6 @@ def main(argv=None):
     exp = paper.experiment(args.exp)
     cfg = paper.config(exp, lite=args.lite, overrides=args.override, seed=args.seed)
     if args.print_config:
-        from repro.config import dump_yaml
         print(dump_yaml(cfg), end="")
         return 0
     if args.print_eval_data:

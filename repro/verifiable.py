@@ -21,7 +21,7 @@ import numpy as np
 
 from repro import decisions
 from repro.errors import ReproError
-from repro.identity import sha256_file
+from repro.strict import sha256_file
 
 
 def _share(t, new):

@@ -19,16 +19,18 @@ import secrets
 import sys
 import tempfile
 
-from repro import audit, identity, rundir
-from repro import private as private_eval
+from repro import audit, identity, private as private_eval, rundir
 from repro.compliance import LITE, check_run, load_run, registered
 from repro.config import flatten
+from repro.contest import protocol_of as contest_protocol, read_contest
 from repro.datasets.download import add_data_dir_option, use_data_dir
+from repro.env import cpu, run_cpu
 from repro.errors import ReproError, run_cli
 from repro.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY, add_papers_option, use_folders
 from repro.sandbox import Sandbox
 from repro.targets import judge
+
 
 def find_runs(paths):
     runs = []
@@ -337,7 +339,6 @@ def _platform(run, options):
     """Why bitwise equality may not hold here: another CPU, or several processes."""
     if options.cross_platform:
         return ""
-    from repro.env import cpu, run_cpu
     env, notes = run.header["env"], []
     if env.get("world_size") not in (None, 1):
         notes.append(f"the run trained on {env.get('world_size')} processes, verify replays on one")
@@ -529,7 +530,6 @@ def options_from(args, progress=None):
     protocol_of, tree, plugin, sandbox, private = registered, None, None, "auto", {}
     runs_code = args.recompute or args.replay
     if getattr(args, "contest", None):
-        from repro.contest import protocol_of as contest_protocol, read_contest
         tree = os.path.abspath(args.code) if args.code else None
         contest = read_contest(args.contest)
         protocol_of = contest_protocol(contest, tree)

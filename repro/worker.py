@@ -34,9 +34,14 @@ import sys
 import time
 import traceback
 
+from repro import checkpoint, decisions, exchange, recipe, rundir, strict
+from repro.config import set_key, validate
+from repro.data import fingerprint
+from repro.paper import GenerativePaper
+from repro.registry import get_paper
+
 
 def _config(paper, req):
-    from repro.config import set_key, validate
     exp = paper.experiment(req["exp"])
     cfg = paper.config(exp, lite=bool(req.get("lite")))
     for key, value in sorted((req.get("set") or {}).items()):
@@ -45,8 +50,6 @@ def _config(paper, req):
 
 
 def _paper(req):
-    from repro.registry import get_paper
-    from repro import recipe
     recipe.set_threads(int(req.get("threads") or 1))
     paper = get_paper(req["paper"])
     return paper, _config(paper, req)
@@ -55,14 +58,10 @@ def _paper(req):
 def _artifact(path):
     if not path:
         return None
-    from repro import strict
     return strict.read_json(path, "artifact", max_bytes=256 << 20)
 
 
 def data_task(req, out):
-    from repro import exchange, rundir
-    from repro.data import fingerprint
-    from repro.paper import GenerativePaper
     paper, cfg = _paper(req)
     provenance = paper.provenance(cfg)  # what this machine's local files are (a pretrained model's sha256)
     if isinstance(paper, GenerativePaper):  # scored by its own code in the model task: only its fingerprints
@@ -90,7 +89,6 @@ def data_task(req, out):
 def fresh_task(req, out):
     """A fresh evaluation split from a paper the maintainers trust (never a submission's):
     n samples from the seed they hold."""
-    from repro import exchange
     paper, cfg = _paper(req)
     x, y = paper.fresh_split(cfg, int(req["n"]), int(req["seed"]))
     exchange.write_arrays(os.path.join(out, "data.safetensors"), {"private/x": x, "private/y": y})
@@ -101,7 +99,6 @@ def _outputs(paper, cfg, artifact, weights, inputs):
     """{split: logits} of the model with these weights, in the chunks evaluation uses."""
     import numpy as np
     import paddle
-    from repro import checkpoint
     paddle.seed(0)
     model = paper.model(cfg, artifact)
     tensors, _ = checkpoint.read(weights, model)
@@ -124,7 +121,6 @@ def _segment(paper, cfg, artifact, seg, jitter):
     of the time, from a generator of its own (seeded by the segment), never Paddle's."""
     import numpy as np
     import paddle
-    from repro import checkpoint, recipe
     a, b = seg["a"], seg["b"]
     state = recipe.build(paper, cfg, init=a == 0, artifact=artifact)
     if a == 0:
@@ -135,7 +131,6 @@ def _segment(paper, cfg, artifact, seg, jitter):
         checkpoint.load_optimizer(state.optimizer, state.net, start)
         state.amp.load_state(meta.get("amp_scaler"))
     if state.exact is not None:  # verifiable: the trainer's rounding decisions for these updates
-        from repro import decisions
         logged = decisions.read(seg["decisions"]) if seg.get("decisions") else None
         if logged is not None and (logged.a, logged.b) != (a, b):
             raise ValueError(f"the decisions file covers updates {logged.a + 1}..{logged.b}, not {a + 1}..{b}")
@@ -163,8 +158,6 @@ def _segment(paper, cfg, artifact, seg, jitter):
 
 
 def model_task(req, out):
-    from repro import exchange
-    from repro.paper import GenerativePaper
     paper, cfg = _paper(req)
     artifact = _artifact(req.get("artifact_file"))
     answer = {"seconds": {}}
@@ -172,9 +165,9 @@ def model_task(req, out):
     if job:
         t0 = time.perf_counter()
         if isinstance(paper, GenerativePaper):  # scored by the paper's own code: only believed for built-in papers
-            from repro import checkpoint
-            from repro.eval import evaluate
             import paddle
+
+            from repro.eval import evaluate
             paddle.seed(0)
             model = paper.model(cfg, artifact)
             tensors, _ = checkpoint.read(job["weights"], model)
@@ -195,7 +188,6 @@ def model_task(req, out):
                                   {k: v for k, v in start.items() if k.startswith("model/")})
         exchange.write_arrays(os.path.join(out, f"seg-{name}.safetensors"), got)
         if seg.get("exact"):
-            from repro import decisions
             decisions.write(os.path.join(out, f"hashes-{name}.decisions"), seg["exact"]["segment"])
             answer.setdefault("verifiable", {})[name] = {"problem": seg["exact"]["problem"],
                                                          "resolved": seg["exact"]["resolved"],
@@ -210,7 +202,7 @@ def model_task(req, out):
 def redraw_task(req, out):
     """A text-to-image bundle's works, drawn again from its weights and the maintainers'
     base model (repro.diffusion.redraw): OUT_DIR/works.safetensors. Harness code only."""
-    from repro.diffusion.redraw import task
+    from repro.diffusion.redraw import task  # the diffusion family, only for this task
     return task(req, out)
 
 
@@ -222,7 +214,6 @@ def main(argv):
     warnings.filterwarnings("ignore")
     in_dir, out = argv
     try:
-        from repro import exchange
         req = exchange.read_request(os.path.join(in_dir, "request.json"))
         answer = TASKS[req["task"]](req, out)
         with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as f:

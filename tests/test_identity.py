@@ -17,7 +17,7 @@ import pytest
 
 import plugin_tinycell
 from conftest import REPO, cli
-from repro import env, identity, registry, train
+from repro import env, identity, registry, strict, train
 from repro.errors import ReproError
 
 
@@ -236,7 +236,7 @@ def test_a_snapshot_holds_exactly_the_identified_files(repo, tmp_path):
         for n in names:
             path = os.path.join(folder, n)
             assert not os.access(path, os.W_OK) or os.geteuid() == 0  # read-only copies
-            copied[os.path.relpath(path, dest).replace(os.sep, "/")] = identity.sha256_file(path)
+            copied[os.path.relpath(path, dest).replace(os.sep, "/")] = strict.sha256_file(path)
     assert copied == files  # no README, no .git, no logs
     with pytest.raises(ReproError, match="a snapshot goes into a new or empty folder"):
         identity.snapshot(repo, files, dest)

@@ -142,3 +142,66 @@ def test_the_judge_never_imports_what_runs_paper_code():
         assert not bad, (rel, bad)
     worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.worker" in imports(p)]
     assert worker_users == [], worker_users  # started as a program by the sandbox, never imported
+
+
+# The harness's own imports sit at the top of each module, where the graph can be read. These
+# are the only ones left inside functions, each for a heavy or optional dependency it would
+# otherwise bring into every importer: {(module file, imported repro module): why}.
+LOCAL_IMPORTS = {
+    ("repro/review.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
+    ("repro/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
+    ("repro/worker.py", "repro.eval"): "Paddle, only for the model task",
+    ("repro/diffusion/scoring.py", "repro.metrics.inception"): "Paddle's Inception network, only for FID",
+    ("repro/sandbox.py", "repro"): "the package's own folder, found at run time",
+}
+
+
+def local_repro_imports(path):
+    """{imported repro module} of the imports inside functions and classes of a file."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    out = set()
+    for top in tree.body:
+        if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for node in ast.walk(top):
+                if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("repro"):
+                    out.add(node.module)
+                elif isinstance(node, ast.Import):
+                    out |= {a.name for a in node.names if a.name.split(".")[0] == "repro"}
+    return out
+
+
+def test_the_harness_imports_its_own_modules_at_the_top_but_for_the_listed_few():
+    found = {}
+    for folder in ("repro", "metrics"):
+        for path in files(folder):
+            rel = os.path.relpath(path, REPO).replace(os.sep, "/")
+            for mod in local_repro_imports(path):
+                found[(rel, mod)] = True
+    unlisted = sorted(k for k in found if k not in LOCAL_IMPORTS)
+    assert not unlisted, f"imports inside functions (move them to the top, or list them with the reason): {unlisted}"
+    assert sorted(k for k in LOCAL_IMPORTS if k not in found) == [], "a listed local import is gone: drop it here"
+
+
+def test_no_import_cycle_among_the_harness_modules():
+    graph = {}
+    for folder in ("repro", "metrics"):
+        for path in files(folder):
+            rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+            name = ("repro." + rel if rel.startswith("metrics") else rel).removesuffix(".__init__")
+            graph[name] = {m for m in module_level_imports(path) if m.startswith("repro")}
+            tree = ast.parse(open(path, encoding="utf-8").read())  # `from repro import x` names module repro.x
+            graph[name] |= {f"{n.module}.{a.name}" for n in tree.body if isinstance(n, ast.ImportFrom)
+                            and n.module and n.module.startswith("repro") for a in n.names}
+    graph = {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != "open", f"import cycle: {' -> '.join(path + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, path + [node])
+        state[node] = "done"
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])

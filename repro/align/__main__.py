@@ -14,9 +14,14 @@
 """
 import argparse
 
-from repro import hints
+from repro import checkpoint, hints
+from repro.align import convert, drift
+from repro.align.diff import compare, load
+from repro.align.ladder import Ladder
+from repro.align.torch_load import load_state_dict
+from repro.config import config_hash
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
+from repro.registry import add_papers_option, get_paper, use_folders
 
 
 def _per_key(specs):
@@ -32,7 +37,6 @@ def _per_key(specs):
 
 
 def cmd_diff(args):
-    from repro.align.diff import compare, load
 
     result = compare(load(args.a), load(args.b), args.method, args.threshold, _per_key(args.key),
                      title=f"{args.a} vs {args.b}")
@@ -44,8 +48,6 @@ def cmd_diff(args):
 
 
 def _experiment(args):
-    from repro.config import load_config
-    from repro.registry import get_paper
 
     paper = get_paper(args.paper)
     exp = paper.experiment(args.exp)
@@ -53,7 +55,6 @@ def _experiment(args):
 
 
 def cmd_ladder(args):
-    from repro.align.ladder import Ladder
 
     paper, exp, cfg = _experiment(args)
     ladder = Ladder(paper, cfg, steps=args.steps, out=args.out).run()
@@ -69,10 +70,6 @@ def cmd_ladder(args):
 def cmd_convert(args):
     import paddle
 
-    from repro import checkpoint
-    from repro.align import convert
-    from repro.align.torch_load import load_state_dict
-    from repro.config import config_hash
 
     paper, exp, cfg = _experiment(args)
     paddle.seed(0)
@@ -122,7 +119,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     use_folders(args.papers)
     if args.cmd == "drift":
-        from repro.align import drift
         return drift.main(args)
     return {"diff": cmd_diff, "ladder": cmd_ladder, "convert": cmd_convert}[args.cmd](args)
 

@@ -27,9 +27,14 @@ import time
 
 import numpy as np
 
+from repro import recipe
 from repro.align import convert
 from repro.align.ladder import _paddle_weights, _torch_as_paddle
+from repro.config import set_key
 from repro.errors import ReproError
+from repro.paper import ClassificationPaper
+from repro.registry import get_paper
+from repro.seeds import parse_seeds
 
 
 def _reference(paper):
@@ -50,8 +55,6 @@ def run_seed(paper, cfg, seed, steps, every, echo=None):
     import paddle
     import torch
 
-    from repro import recipe
-    from repro.config import set_key
 
     ref = _reference(paper)
     set_key(cfg, "train.seed", seed)
@@ -151,9 +154,6 @@ def report(summary):
 
 def main(args):
     """The `python -m repro.align drift` command."""
-    from repro.paper import ClassificationPaper
-    from repro.registry import get_paper
-    from repro.seeds import parse_seeds
 
     paper = get_paper(args.paper)
     if not isinstance(paper, ClassificationPaper):

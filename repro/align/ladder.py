@@ -24,7 +24,9 @@ import numpy as np
 from repro.align import convert
 from repro.align.diff import ReprodLogger, compare
 from repro.align.localize import first_divergence
+from repro.data import Batches
 from repro.errors import ReproError
+from repro.recipe import build_optimizer, lr_at, reseed
 
 THRESHOLDS = {  # rung: (method, threshold), after the guide and the issue
     "data": ("max", 0.0), "forward": ("mean", 1e-6), "metric": ("max", 0.0), "loss": ("max", 1e-5),
@@ -86,8 +88,6 @@ class Ladder:
         import paddle
         import torch
 
-        from repro.data import Batches
-        from repro.recipe import build_optimizer, lr_at, reseed
 
         cfg, tc, ref = self.cfg, self.cfg.train, self.ref
         torch.manual_seed(tc.seed)

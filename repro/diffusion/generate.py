@@ -27,14 +27,15 @@ import time
 
 import numpy as np
 
-from repro import rundir
+from repro import recipe, rundir
 from repro.config import to_dict
 from repro.diffusion.images import grid, load_png, save_png
 from repro.diffusion.pretrained import SCHEDULERS, with_scheduler
+from repro.diffusion.redraw import platform
 from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
 from repro.paper import GenerativePaper
+from repro.registry import add_papers_option, use_folders
 
 METADATA = "metadata.json"
 
@@ -70,8 +71,6 @@ def scheduler_name(pipe):
 def run(run_dir, prompts, n=4, size=512, seed=0, steps=None, guidance=None, negative_prompt="",
         scheduler="", out=None, echo=print, threads=1):
     """Generate and write the images; returns the output directory."""
-    from repro import recipe
-    from repro.diffusion.redraw import platform
     if n <= 0:
         raise ReproError(f"--n must be > 0, got {n}")
     if size <= 0 or size % 8:

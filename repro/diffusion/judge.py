@@ -34,8 +34,15 @@ import stat
 import numpy as np
 
 from repro import exchange, strict
+from repro.audit import Staged, Worker
+from repro.contest_t2i import MAX_PROMPT
+from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
+from repro.diffusion.redraw import LORA_FILE, PLATFORM_KEYS
+from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
 from repro.errors import ReproError
-from repro.identity import sha256_file
+from repro.review import _open_regular
+from repro.sandbox import Sandbox
+from repro.strict import sha256_file
 
 SUMS = "SHA256SUMS"
 MANIFEST = "submission.json"
@@ -71,7 +78,6 @@ def _names(items, n=3):
 
 def _read(path, max_bytes, what):
     """The bytes of a regular file (never a link or FIFO) of at most max_bytes."""
-    from repro.review import _open_regular
     try:
         data = _open_regular(path, max_bytes)
     except OSError as e:
@@ -210,8 +216,6 @@ def first_line(path, what):
 
 def read_works(meta, entry):
     """(works [{file, prompt, seed}], drawing parameters, problems) from images/metadata.json."""
-    from repro.contest_t2i import MAX_PROMPT
-    from repro.diffusion.pretrained import SCHEDULERS
     problems = []
     images = meta.get("images")
     if not isinstance(images, list) or not images or len(images) > 10_000:
@@ -333,7 +337,6 @@ def card_problems(text, fields, works):
 
 def contest_base(entry):
     """The maintainers' copy of the declared base model, checked against the contest's sha256."""
-    from repro.diffusion.pretrained import check_pretrained, dir_identity, resolve_pretrained
     path = resolve_pretrained(entry.base_model["path"])
     check_pretrained(path)
     got = dir_identity(path)
@@ -363,7 +366,6 @@ def declared_bases(bundle, files, manifest, card_sha):
         except ReproError:
             pass  # a log that cannot be read names no base model; the review does not judge the log
     if any(f.startswith(BASE + "/") for f in files):
-        from repro.diffusion.pretrained import dir_identity
         found[f"its {BASE}/ folder"] = dir_identity(os.path.join(bundle, BASE))
     return found
 
@@ -373,9 +375,6 @@ def declared_bases(bundle, files, manifest, card_sha):
 def redraw(entry, base_dir, lora_path, digest, works, params, options):
     """(images uint8 [N, size, size, 3], the worker's platform) drawn in the sandbox; the same
     request (base, weights' digest, parameters, prompts and seeds) is drawn once per review."""
-    from repro.audit import Staged, Worker
-    from repro.diffusion.redraw import LORA_FILE
-    from repro.sandbox import Sandbox
     key = repr((entry.base_model["sha256"], digest, sorted(params.items()),
                 [(w["prompt"], w["seed"]) for w in works]))
     cache = getattr(options, "cache", None)
@@ -400,7 +399,6 @@ def redraw(entry, base_dir, lora_path, digest, works, params, options):
 
 
 def same_platform(made_on, redrawn_on):
-    from repro.diffusion.redraw import PLATFORM_KEYS
     return isinstance(made_on, dict) and all(made_on.get(k) == redrawn_on.get(k) for k in PLATFORM_KEYS)
 
 
@@ -420,7 +418,6 @@ def compare(works, submitted, redrawn, tolerance):
 
 def scores(entry, images, works):
     """{score: value} and {score: the model it used}, computed here from the redrawn images."""
-    from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
     values, models = {}, {}
     for name, spec in entry.scores.items():
         if name == "clip_score":
@@ -590,7 +587,6 @@ def review_bundle(repo, tree, entry, options, result):
 
 
 def _platform_diff(a, b):
-    from repro.diffusion.redraw import PLATFORM_KEYS
     if not isinstance(a, dict):
         return "the works do not record theirs"
     keys = [k for k in PLATFORM_KEYS if a.get(k) != b.get(k)]

@@ -17,6 +17,11 @@ Request: {"task": "redraw", "base": DIR, "weights": "lora", "scheduler": "ddim",
 import importlib.metadata
 import os
 
+from repro import exchange, recipe
+from repro.diffusion.pretrained import load_pipeline
+from repro.diffusion.sampling import generate
+from repro.env import cpu
+
 LORA_FILE = "lora.safetensors"  # the name the LoRA tensors have among the worker's inputs
 PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
 
@@ -35,7 +40,6 @@ def platform(threads):
     device (and the GPU's name), the CPU and the instruction sets its kernels use, and the
     number of CPU threads. Two draws with the same record give the same pixels."""
     import paddle
-    from repro.env import cpu
     device = paddle.device.get_device()
     gpu = None
     if device.startswith("gpu"):
@@ -61,9 +65,6 @@ def read_lora(path):
 
 def task(req, out):
     import numpy as np
-    from repro import exchange, recipe
-    from repro.diffusion.pretrained import load_pipeline
-    from repro.diffusion.sampling import generate
 
     threads = int(req.get("threads") or 1)
     recipe.set_threads(threads)

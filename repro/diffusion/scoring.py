@@ -4,10 +4,14 @@ import os
 
 import numpy as np
 
+from repro.align.convert import convert
+from repro.align.torch_load import load_state_dict
 from repro.checkpoint import sha256_file
 from repro.diffusion.ppd import cached
 from repro.diffusion.tiny import BUILTIN_CLIP, builtin_dir
 from repro.errors import ReproError
+from repro.metrics.clip import CLIPEmbedder, write_tiny_clip
+from repro.metrics.generative import FID, CLIPScore, InceptionScore
 
 
 def clip_embedder(spec, pinned_sha256=""):
@@ -18,7 +22,6 @@ def _clip_embedder(spec, pinned_sha256=""):
     """The CLIP model for the CLIP score: a local paddlenlp CLIP / Chinese CLIP
     directory, or builtin:tiny-clip (random, smoke runs only). With
     pinned_sha256 its weights must be exactly those (CLIPEmbedder.weights_sha256)."""
-    from repro.metrics.clip import CLIPEmbedder, write_tiny_clip
     if spec == BUILTIN_CLIP:
         spec = builtin_dir("tiny-clip-v1", write_tiny_clip)
     if not spec:
@@ -56,7 +59,6 @@ def _fid_extractor(weights, pinned_sha256=""):
 def score_images(images, prompts=None, reference=None, fid=None, clip=None, inception_score=False):
     """{metric: value} for generated images: fid (against reference images),
     clip_score (plain cosine, MLPerf's scale) and inception_score."""
-    from repro.metrics.generative import FID, CLIPScore, InceptionScore
     out = {}
     if fid is not None:
         gen_pool, gen_probs = fid(images)
@@ -83,8 +85,6 @@ def fid_weights(path):
     without torch and without running code from the file) or from a Paddle-layout
     .safetensors (convert_fid_weights); a ReproError naming the file otherwise."""
     from repro.metrics.inception import FID_WEIGHTS_URL, FIDInceptionV3
-    from repro.align.convert import convert
-    from repro.align.torch_load import load_state_dict
 
     if not os.path.exists(path):
         raise ReproError(f"{path}: Inception weights file not found (download pytorch-fid's {FID_WEIGHTS_URL})")

@@ -5,7 +5,9 @@ import os
 import shutil
 import tempfile
 
+from repro.datasets.download import resolve_data_dir
 from repro.diffusion.ppd import ppdiffusers, quiet
+from repro.metrics.clip import write_byte_bpe_tokenizer_files
 
 TINY_SD = "builtin:tiny-sd"
 TINY_SD_VERSION = "1"  # bump when write_tiny_sd changes, so caches are rebuilt
@@ -37,7 +39,6 @@ class _rng_kept:
 def builtin_dir(name, writer):
     """~/.cache/repro/models/<name> (or under $REPRO_DATA_DIR), written by writer(path) on
     first use into a temporary folder and renamed into place, so a half-written one never counts."""
-    from repro.datasets.download import resolve_data_dir
     path = os.path.join(resolve_data_dir(None, "models"), name)
     if not os.path.isdir(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -60,7 +61,6 @@ def write_tiny_sd(path, seed=0):
     from ppdiffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from ppdiffusers.transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from repro.metrics.clip import write_byte_bpe_tokenizer_files
 
     tok_dir = os.path.join(path, "_tok")
     vocab = write_byte_bpe_tokenizer_files(tok_dir)
