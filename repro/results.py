@@ -1,0 +1,130 @@
+"""Results as data: the README's result tables, generated from results files.
+
+A results file is what `python -m repro.verify logs/<paper> --recompute --json`
+printed for the shipped runs, kept beside them as logs/<paper>/results.json
+(timm keeps its results CSVs the same way). The README holds each table between
+
+    <!-- results logs/<paper>/results.json [reference=logs/<dir>] -->
+    ...
+    <!-- end results -->
+
+and `python -m repro.results README.md` writes the tables again from the files
+(`--check`: exit 1, naming the block, where the README differs from them).
+reference= adds a column with the authors' own code's results, read from that
+folder: results_<exp>.jsonl (one line per seed with its final test_acc, as
+papers/mnist1d/authors_procedure.py writes them), else the PyTorch side of
+drift_<exp>.jsonl (repro.align drift) at its last step for the same seeds.
+"""
+import argparse
+import os
+import re
+import statistics
+
+from repro import strict
+from repro.errors import ReproError, run_cli
+
+BLOCK = re.compile(r"(<!-- results (\S+)(?: reference=(\S+))? -->\n)(.*?)(<!-- end results -->)", re.S)
+
+
+def read(path):
+    """The verify --json report in a results file, checked for what the tables need."""
+    report = strict.read_json(path, "results file")
+    if not isinstance(report, dict) or not isinstance(report.get("targets"), list):
+        raise ReproError(f"{path} is not a verify --json report (no targets list)")
+    for row in report["targets"]:
+        missing = [k for k in ("paper", "exp", "metric", "paper_value", "achieved", "bar", "passed", "seeds", "values")
+                   if k not in row]
+        if missing:
+            raise ReproError(f"{path}: a target row lacks {', '.join(missing)}")
+    return report
+
+
+def _seeds(seeds):
+    seeds = sorted(seeds)
+    if seeds and seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(str(s) for s in seeds)
+
+
+def _jsonl(path):
+    try:
+        return [strict.loads_json(line.decode("utf-8"), f"{path} line {n}")
+                for n, line, _ in strict.lines(path, 16 << 20, 256 << 20) if line.strip()]
+    except UnicodeDecodeError:
+        raise ReproError(f"{path} is not UTF-8 text") from None
+
+
+def reference(folder, exp, seeds):
+    """(mean ± std text, note) of the authors' code for exp on these seeds, or None."""
+    path = os.path.join(folder, f"results_{exp}.jsonl")
+    note = ""
+    if os.path.isfile(path):
+        values = {r["seed"]: r["test_acc"] for r in _jsonl(path)}
+    else:
+        path = os.path.join(folder, f"drift_{exp}.jsonl")
+        if not os.path.isfile(path):
+            return None
+        values = {r["seed"]: r["curve"][-1]["reference_acc"] for r in _jsonl(path) if "seed" in r}  # not the summary
+        note = " (drift's PyTorch side)"
+    got = [values[s] for s in seeds if s in values]
+    if len(got) != len(seeds):
+        raise ReproError(f"{path} lacks seeds {sorted(set(seeds) - set(values))} of the harness's runs")
+    spread = statistics.stdev(got) if len(got) > 1 else 0.0
+    return f"{statistics.mean(got):.2f} ± {spread:.2f}{note}"
+
+
+def table(report, ref_folder=None):
+    """The markdown table of a verify --json report's targets."""
+    rows = report["targets"]
+    seeds = _seeds(rows[0]["seeds"]) if rows else ""
+    head = ["cell", "paper"] + ([f"authors' code, PyTorch, seeds {seeds}"] if ref_folder else []) + \
+        [f"this harness, seeds {seeds}", "each seed", "bar", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:  # in verify's order: the paper's registration
+        places = 1 if all(round(v, 1) == round(v, 6) for v in r["values"]) else 2
+        cells = [f"{r['paper']}/{r['exp']}", f"{r['paper_value']:g}"]
+        if ref_folder:
+            cells.append(reference(ref_folder, r["exp"], r["seeds"]) or "-")
+        cells += [r["achieved"], ", ".join(f"{v:.{places}f}" for v in r["values"]), r["bar"],
+                  "PASS" if r["passed"] else "FAIL"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(text, root):
+    """text with every results block written again from its files (paths relative to root)."""
+    def block(m):
+        ref = os.path.join(root, m.group(3)) if m.group(3) else None
+        return m.group(1) + "\n" + table(read(os.path.join(root, m.group(2))), ref) + "\n" + m.group(5)
+    return BLOCK.sub(block, text)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m repro.results", description=__doc__.splitlines()[0])
+    ap.add_argument("readme", nargs="?", default="README.md", help="the markdown file holding the blocks")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 where the tables differ")
+    args = ap.parse_args(argv)
+    text = strict.read_text(args.readme, "markdown file", 4 << 20)
+    root = os.path.dirname(os.path.abspath(args.readme))
+    blocks = BLOCK.findall(text)
+    if not blocks:
+        raise ReproError(f"{args.readme} holds no '<!-- results FILE -->' block")
+    new = render(text, root)
+    if args.check:
+        stale = [m.group(2) for m, n in zip(BLOCK.finditer(text), BLOCK.finditer(new)) if m.group(0) != n.group(0)]
+        for name in stale:
+            print(f"{args.readme}: the table from {name} differs from the file: python -m repro.results {args.readme}")
+        if not stale:
+            print(f"{args.readme}: {len(blocks)} result tables match their files")
+        return 1 if stale else 0
+    if new != text:
+        tmp = args.readme + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(new)
+        os.replace(tmp, args.readme)
+    print(f"{args.readme}: {len(blocks)} result tables written from their files")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
