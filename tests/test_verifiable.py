@@ -5,6 +5,7 @@ names the update and the tensor.
 
 Runs are made here with the tiny MLP plugin (300 updates, a checkpoint kept every 100),
 so everything is bitwise on any CPU."""
+import json
 import os
 import re
 
@@ -312,3 +313,20 @@ def test_a_contest_entry_can_require_verifiable_runs(tmp_path):
     path.write_text(text.replace("    replay: default\n", "    replay: default\n    verifiable: 1\n", 1))
     with pytest.raises(ReproError, match="verifiable must be bool"):
         read_contest(str(path))
+
+
+@pytest.mark.slow
+def test_the_shipped_verifiable_cnn_cell_replays_bitwise_here_with_2_threads_and_onednn(capsys, monkeypatch):
+    """logs/mnist1d_verifiable/cnn: the registered CNN cell trained with train.verifiable, 1 thread,
+    on an AVX-512 machine (benchmarks/verifiable.py --parts cell). Its replay is bitwise on any
+    machine: here the first and last segments of seeds 0 and 4 on 2 threads with oneDNN (the
+    benchmark replays all 40); in a session on the other kind of CPU, this is the cross-CPU check."""
+    from conftest import REPO
+    monkeypatch.setenv("FLAGS_use_mkldnn", "1")
+    cell = os.path.join(REPO, "logs", "mnist1d_verifiable", "cnn")
+    runs = [os.path.join(cell, "seed0"), os.path.join(cell, "seed4")]
+    code, out, err = cli(verify.main, runs + ["--json", "--replay", "2", "--threads", "2", "--jobs", "2"], capsys)
+    report = json.loads(out)
+    assert [r["problems"] for r in report["runs"]] == [[], []], report["runs"]
+    segs = [s for r in report["runs"] for s in r["replay"]]
+    assert len(segs) == 4 and all(s["exact"] and s["verifiable"] and not s.get("decision_problem") for s in segs), segs
