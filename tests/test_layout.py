@@ -2,6 +2,7 @@
 the harness core stays out of the text-to-image family's way."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -205,3 +206,17 @@ def test_no_import_cycle_among_the_harness_modules():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_the_readme_layout_names_every_module_and_folder_of_the_harness():
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    words = set(re.findall(r"[\w/]+(?:\.py)?", layout))
+    names = {n for n in os.listdir(os.path.join(REPO, "repro")) if n.endswith(".py") and n != "__init__.py"}
+    folders = {n + "/" for n in os.listdir(os.path.join(REPO, "repro"))
+               if os.path.isdir(os.path.join(REPO, "repro", n)) and not n.startswith(("_", "."))}
+    top = {n + "/" for n in os.listdir(REPO) if os.path.isdir(os.path.join(REPO, n)) and not n.startswith(".")
+           and n not in ("shared",)}
+    missing = sorted(n for n in names | folders | top if n not in words and n.rstrip("/") + "/" not in words)
+    assert not missing, f"README's Layout does not name: {missing}"
