@@ -56,6 +56,8 @@ def _jsonl(path):
 
 def reference(folder, exp, seeds):
     """(mean ± std text, note) of the authors' code for exp on these seeds, or None."""
+    if not os.path.isdir(folder):
+        raise ReproError(f"reference={folder}: no such folder")
     path = os.path.join(folder, f"results_{exp}.jsonl")
     note = ""
     if os.path.isfile(path):
