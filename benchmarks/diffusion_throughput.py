@@ -83,8 +83,8 @@ def peak_rss_mib(reset_ok):
 
 def load_cfg(args, extra=()):
     # the paper directly, not through repro.registry, which imports every paper
-    from repro.papers.sd_lora import PAPER as paper
     from repro.config import load_config
+    from repro.papers.sd_lora import PAPER as paper
 
     exp = paper.experiment("lora")
     cfg = paper.config(exp, lite=True, overrides=[
@@ -95,9 +95,9 @@ def load_cfg(args, extra=()):
 
 def worker_harness(args, extra):
     """repro.train's step: Batches -> set_lr -> PAPER.train_step (no logging, eval or checkpoints)."""
-    from repro.amp import Amp
     from repro.data import Batches
-    from repro.recipe import build_optimizer, lr_at, reseed
+    from repro.run.amp import Amp
+    from repro.run.recipe import build_optimizer, lr_at, reseed
 
     paper, cfg = load_cfg(args, extra)
     tc = cfg.train
@@ -126,8 +126,9 @@ def worker_bare(args, extra):
     import numpy as np
     import paddle
     import paddle.nn.functional as F
+
     from repro.diffusion import images as image_io, lora, ppd, pretrained, sampling
-    from repro.recipe import reseed
+    from repro.run.recipe import reseed
 
     _, cfg = load_cfg(args, extra)
     tc, dc = cfg.train, cfg.data
@@ -196,7 +197,7 @@ def amp_active(args):
 
     import paddle
 
-    from repro.amp import Amp
+    from repro.run.amp import Amp
 
     _, cfg = load_cfg(args, SWITCHES["amp-bf16"])
     layer = paddle.nn.Linear(4, 4)

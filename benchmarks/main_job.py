@@ -44,8 +44,9 @@ def wall(cmds, jobs):
 def breakdown(exp, steps=300):
     """Milliseconds per step of each part of one harness update (MNIST-1D, one thread)."""
     import numpy as np  # noqa: F401
-    from repro import recipe
+
     from repro.registry import get_paper
+    from repro.run import recipe
     recipe.set_threads(1)
     paper = get_paper("mnist1d")
     cfg = paper.config(exp, seed=0)

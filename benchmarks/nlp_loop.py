@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from repro import recipe  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
+from repro.run import recipe  # noqa: E402
 from repro.train import train  # noqa: E402
 
 

@@ -18,7 +18,7 @@ For each run (RUNS/<exp>/seed<N>, made with train.audit_every 1000):
             final weights fine-tuned on the test split for 1 step at lr 1e-4, for
             10 steps at lr 1e-3; 100 more steps of the recipe) and a clone's first
             segment (another seed's weights at its end) judged against them by
-            repro.audit.judge_segment: consistent, inconclusive (a chaotic
+            repro.judge.audit.judge_segment: consistent, inconclusive (a chaotic
             segment) or rejected. Distances are |x - y| / |logged - start|, L2.
 Prints one table per part: per experiment, how many genuine segments are
 consistent / inconclusive / rejected, their distances and spreads, and what
@@ -35,9 +35,11 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from repro import audit, checkpoint, env, recipe, rundir, worker  # noqa: E402
+from repro import env  # noqa: E402
+from repro.boundary import worker
 from repro.config import flatten  # noqa: E402
-
+from repro.judge import audit, coverage
+from repro.run import checkpoint, recipe, rundir
 
 # The benchmark measures this harness's own shipped runs, so it runs the worker's code in this
 # process (verify runs the same functions in sandboxed workers and judges what they return).
@@ -46,7 +48,7 @@ def config_of(run):
     """The registered config with the run's own values of the keys a run may choose."""
     own = flatten(run.header["config"])
     free = set(run.paper.path_keys)
-    from repro.protocol import LOGGING_KEYS
+    from repro.judge.protocol import LOGGING_KEYS
     keep = {k: own[k] for k in sorted(LOGGING_KEYS | free) if k in own}
     return worker._config(run.paper, {"exp": run.exp.name, "lite": run.header["lite"], "set": keep})
 
@@ -82,7 +84,7 @@ def forged_states(run, cfg, b):
             opt.clear_grad()
         out[name] = checkpoint.state_tensors(state.net)
     # 100 more steps of the recipe, from the last full state before b
-    a = audit.segments(run)[-1][0]
+    a = coverage.segments(run)[-1][0]
     state = recipe.build(run.paper, cfg, init=a == 0)
     if a:
         rundir.load_trained(run, a, into=state.net, optimizer=state.optimizer, cfg=cfg)
@@ -120,7 +122,7 @@ def main():
             run = rundir.open_run(os.path.join(args.runs, exp, f"seed{seed}"))
             cfg = config_of(run)
             batch_cost = statistics.mean(e["batch_cost"] for e in run.events if e["kind"] == "train")
-            segs = audit.segments(run)
+            segs = coverage.segments(run)
             for a, b in segs:
                 recipe.set_threads(1)
                 t0 = time.perf_counter()

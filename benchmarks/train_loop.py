@@ -25,7 +25,7 @@ import paddle  # noqa: E402
 
 from repro.config import load_config  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
-from repro.recipe import reseed  # noqa: E402
+from repro.run.recipe import reseed  # noqa: E402
 from repro.train import train  # noqa: E402
 
 

@@ -80,8 +80,8 @@ def capture(model, steps, out, threads, order=""):
     order: "" (the kernels' own), "reversed" (the batch's rows in reverse order) or "halves"
     (the loss summed over the two halves of the batch, each half's forward and backward on its
     own): other summation orders of the same arithmetic, as another machine's kernels have."""
-    from repro import decisions, recipe
     from repro.registry import get_paper
+    from repro.run import decisions, recipe
     recipe.set_threads(threads)
     paper = get_paper("mnist1d")
     if order:
@@ -107,7 +107,7 @@ def capture(model, steps, out, threads, order=""):
     state = recipe.build(paper, cfg)
     for s in range(1, steps + 1):
         recipe.update(paper, state, cfg, s)
-    from repro.checkpoint import state_tensors, weights_sha256
+    from repro.run.checkpoint import state_tensors, weights_sha256
     print(json.dumps({"float32_weights": weights_sha256(state_tensors(state.net))}))
 
 
@@ -133,7 +133,8 @@ def reorder(paper, order):
 def emulate(path, order):
     """In a child: every segment of a verifiable run replayed (the worker's own code, in this
     process) with the batch summed in another order; the judge's comparisons on the result."""
-    from repro import decisions, rundir, worker
+    from repro.boundary import worker
+    from repro.run import decisions, rundir
     run = rundir.open_run(path)
     reorder(run.paper, order)
     steps, out = [0] + run.kept_steps(), []
@@ -154,9 +155,9 @@ def emulate(path, order):
 def own_protocol(run):
     """The run's registered paper and experiment, with the run's own config as the registered
     one (these runs are shorter than the registered experiments)."""
-    from repro import compliance
     from repro.config import flatten
-    from repro.protocol import RegisteredProtocol
+    from repro.judge import compliance
+    from repro.judge.protocol import RegisteredProtocol
     base = compliance.registered(run)
     config = flatten(run.header["config"])
 
@@ -203,11 +204,11 @@ def verdict(seg):
     if "error" in seg:
         return "error"
     if seg.get("verifiable"):
-        from repro import audit
+        from repro.judge import audit
         return "exact" if audit.judge_segment(seg, True) is None else "mismatch"
     if seg["exact"]:
         return "exact"
-    from repro import audit
+    from repro.judge import audit
     why = audit.judge_segment(seg, True)
     return "consistent" if why is None else ("inconclusive" if why.startswith("inconclusive") else "rejected")
 
@@ -221,8 +222,9 @@ def reseal(path, evs, tensors=None, decisions_files=()):
     """Rewrite the log (renumbered, re-chained) and the checkpoints (new tensors where given),
     with every file's sha256 in its line: what a forger with the project's code does."""
     from safetensors.numpy import save_file
-    from repro import checkpoint, decisions as dec, rundir
-    from repro.runlog import GENESIS, line_hash
+
+    from repro.run import checkpoint, decisions as dec, rundir
+    from repro.run.runlog import GENESIS, line_hash
     prev, tensors = GENESIS, tensors or {}
     with open(os.path.join(path, "events.jsonl"), "w") as f:
         for i, ev in enumerate(evs):
@@ -245,8 +247,9 @@ def reseal(path, evs, tensors=None, decisions_files=()):
 
 def forgeries(run_path, work):
     """{kind: forged copy} of an honest verifiable run."""
-    from repro import checkpoint, decisions as dec, rundir
     from safetensors.numpy import save_file
+
+    from repro.run import checkpoint, decisions as dec, rundir
     out = {}
     evs = events(run_path)
     kept = [e["step"] for e in evs if e["kind"] == "checkpoint"]
@@ -268,7 +271,8 @@ def forgeries(run_path, work):
 
     dst = copy("fine-tuned on test")
     import paddle
-    from repro import recipe
+
+    from repro.run import recipe
     run = rundir.open_run(dst)
     state = recipe.build(run.paper, run.cfg, init=False)
     rundir.load_trained(run, last, into=state.net)
@@ -300,7 +304,7 @@ def forgeries(run_path, work):
 # ------------------------------------------------------------------ parts
 
 def part_discrepancy(args, work):
-    from repro import decisions
+    from repro.run import decisions
     print(f"\ndiscrepancy: {args.capture} verifiable updates of each model from seed 0, float64 results before "
           f"rounding, against the 1-thread run, in float32 spacings (the trainer logs values within MARGIN "
           f"{decisions.MARGIN:.1e} of a boundary; beyond it a replay resolves up to LIMIT {decisions.LIMIT:g} by the "
@@ -432,8 +436,8 @@ def part_cell(args, work):
 
 
 def part_cost(args, work, runs, train_s):
-    from repro import decisions, recipe, rundir
     from repro.registry import get_paper
+    from repro.run import decisions, recipe, rundir
     print(f"\ncost: seconds per update, verifiable / float32 ({args.time_steps} updates, interleaved, 3 repeats, "
           f"1 thread, this process)")
     print(f"{'model':<7} {'float32 ms':>11} {'verifiable ms':>14} {'ratio (median)':>15}")

@@ -19,10 +19,10 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from repro.compliance import check_run, load_run  # noqa: E402
 from repro.config import config_hash  # noqa: E402
-from repro import rundir  # noqa: E402
-from repro.runlog import RunLog  # noqa: E402
+from repro.judge.compliance import check_run, load_run  # noqa: E402
+from repro.run import rundir  # noqa: E402
+from repro.run.runlog import RunLog  # noqa: E402
 
 
 def make_log(run_dir, n_events):

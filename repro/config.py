@@ -24,7 +24,7 @@ def choice(default, choices, help=""):
 
 @dataclass
 class AmpConfig:
-    """Mixed precision; see repro/amp.py."""
+    """Mixed precision; see repro/run/amp.py."""
     enabled: bool = False
     level: str = choice("O1", ("O1", "O2"))
     dtype: str = choice("bfloat16", ("float16", "bfloat16"))
@@ -38,7 +38,7 @@ class TrainConfig:
     batch_order: str = choice("sequential", ("sequential", "shuffle"),
                               "sequential: batch i is rows [i*bs % N, +bs), as the MNIST-1D authors train")
     optimizer: str = choice("adam", ("adam", "adamw", "sgd", "momentum", "adadelta", "adagrad", "rmsprop", "lamb"),
-                            "a Paddle optimizer by name (repro.recipe.build_optimizer)")
+                            "a Paddle optimizer by name (repro.run.recipe.build_optimizer)")
     lr: float = 1e-3
     momentum: float = 0.9  # momentum, rmsprop
     weight_decay: float = 0.0
@@ -60,7 +60,7 @@ class TrainConfig:
     visualdl: bool = True
     amp: AmpConfig = field(default_factory=AmpConfig)
     # each update computed in float64 from the float32 state and rounded back, with the rare
-    # near-boundary roundings logged, so the replay audit is bitwise on any machine (repro/verifiable.py)
+    # near-boundary roundings logged, so the replay audit is bitwise on any machine (repro/run/verifiable.py)
     verifiable: bool = False
 
     def validate(self):

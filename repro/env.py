@@ -6,9 +6,10 @@ import platform
 import subprocess
 import sys
 
-from repro import __version__, identity
+from repro import __version__
+from repro.boundary import identity
+from repro.boundary.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.boundary.identity)
 from repro.errors import ReproError
-from repro.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.identity)
 from repro.strict import sha256_file
 
 HARNESS = os.path.dirname(os.path.abspath(__file__))  # the repro package
@@ -106,7 +107,7 @@ def paper_code(paper, exp=None):
     A built-in paper: its package and configs folders, file by file, relative to
     the repository that holds them. A plugin from elsewhere: the whole repository
     holding it (its git top level; without git, the package's parent folder) as
-    repro.identity identifies it, under "repository"; a ReproError (one line)
+    repro.boundary.identity identifies it, under "repository"; a ReproError (one line)
     if that repository holds what cannot be identified, so no run starts from code
     that cannot be checked. Both name the package, the configs folder and the
     experiment's config file relative to that repository."""
@@ -134,7 +135,7 @@ def paper_code(paper, exp=None):
     repo, problems = identity.identify(base)
     if problems:
         raise ReproError(f"{where} holds what cannot be identified as code, so no run starts from it: "
-                         f"{identity.summary(problems)} (repro.identity.self_check lists every problem)")
+                         f"{identity.summary(problems)} (repro.boundary.identity.self_check lists every problem)")
     for what, name in (("package", f"{rel(package)}/__init__.py"), ("experiment's config", rel(config))):
         if name is not None and name not in repo["files"]:
             raise ReproError(f"{where}: the plugin's {what} {name} is excluded from the code identity "

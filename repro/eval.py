@@ -13,12 +13,12 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
 import numpy as np
 import paddle
 
-from repro import rundir
-from repro.dist import SINGLE
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
 from repro.paper import GenerativePaper
 from repro.registry import add_papers_option, get_paper, use_folders
+from repro.run import rundir
+from repro.run.dist import SINGLE
 
 
 @paddle.no_grad()

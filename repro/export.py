@@ -3,7 +3,7 @@
     python -m repro.export RUN_DIR [--out DIR]      (default DIR: RUN_DIR/export)
 
 Rebuilds the run's model from its logged config, loads its last logged
-checkpoint (repro.rundir.load_trained: checked against the log), and saves it with paddle.jit.save using the paper's ``input_spec(cfg)``. DIR
+checkpoint (repro.run.rundir.load_trained: checked against the log), and saves it with paddle.jit.save using the paper's ``input_spec(cfg)``. DIR
 then holds the static model (model.json with PIR, the default in Paddle 3, or
 model.pdmodel with the old IR, and model.pdiparams) and export.json: paper,
 experiment, the resolved config, the checkpoint's sha256 and step, the input
@@ -26,13 +26,14 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
 
 import numpy as np
 
-from repro import hints, rundir
-from repro.checkpoint import sha256_file
+from repro import hints
 from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
 from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
 from repro.paper import TextClassificationPaper
 from repro.registry import add_papers_option, use_folders
+from repro.run import rundir
+from repro.run.checkpoint import sha256_file
 
 CHECK_BATCH = 2
 

@@ -12,8 +12,8 @@ import os
 import numpy as np
 
 from repro import strict
-from repro.checkpoint import sha256_file
 from repro.errors import ReproError
+from repro.run.checkpoint import sha256_file
 
 PREFIX = "model"
 

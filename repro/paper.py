@@ -52,7 +52,7 @@ class Data:
     # the paper's own ``augment`` (if any) is used
     augment: object = None
     # what the paper fitted on the training split (a vocabulary) and the model needs:
-    # JSON-able, stored in the run directory (repro.rundir.ARTIFACT) and exported with the model
+    # JSON-able, stored in the run directory (repro.run.rundir.ARTIFACT) and exported with the model
     artifact: dict = None
 
     def prepare(self, x):
@@ -140,7 +140,7 @@ class Paper:
         return self.build_model(cfg)
 
     def train_step(self, model, optimizer, batch, amp, cfg):
-        """One optimisation step; returns the loss tensor. amp is a repro.amp.Amp."""
+        """One optimisation step; returns the loss tensor. amp is a repro.run.amp.Amp."""
         x, y = batch
         with amp.autocast():
             loss = self.loss(model(x), y)

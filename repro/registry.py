@@ -78,7 +78,7 @@ def _import_folder(path):
             return known
         raise ReproError(f"paper plugin {path}: a module named {name!r} is already imported "
                          f"({getattr(known, '__file__', None) or 'built in'}); rename the plugin's package")
-    # no __pycache__ in a plugin's repository: its code identity (repro.identity) refuses bytecode,
+    # no __pycache__ in a plugin's repository: its code identity (repro.boundary.identity) refuses bytecode,
     # so this process writes none from here on (a process it starts imports the plugin here too)
     sys.dont_write_bytecode = True
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])

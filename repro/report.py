@@ -17,9 +17,9 @@ import math
 import os
 
 from repro import strict
-from repro.audit import describe_coverage
 from repro.config import flatten
 from repro.errors import ReproError, run_cli
+from repro.judge.coverage import describe_coverage
 from repro.registry import add_papers_option, use_folders
 from repro.verify import Options, add_arguments, options_from, verify
 

@@ -1,6 +1,6 @@
 """Review a reproduction contest's submissions: python -m repro.review CONTEST SUBMISSIONS [--out DIR]
 
-CONTEST is a contest file (configs/contests/, repro/contest.py); SUBMISSIONS
+CONTEST is a contest file (configs/contests/, repro/judge/contest.py); SUBMISSIONS
 lists what the maintainers received (its format: `--help`, or EPILOG below).
 
 Every submission is reviewed on its own: whatever one of them holds (links out
@@ -50,11 +50,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repro import exchange, strict
-from repro.contest import parse_time, protocol_of, read_contest
+from repro import strict
+from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
+from repro.judge import exchange
+from repro.judge.contest import parse_time, protocol_of, read_contest
 from repro.report import CSS, render
-from repro.sandbox import Sandbox
 from repro.strict import sha256_file
 from repro.verify import Options, private_of, report_json, verify
 
@@ -104,7 +105,7 @@ class ReviewOptions:
     timeout: int = 3600
     progress: object = None
     sandbox: str = "required"
-    private: dict = None  # {(paper, experiment): repro.private.PrivateEval}, built once for every submission
+    private: dict = None  # {(paper, experiment): repro.judge.private.PrivateEval}, built once for every submission
     cache: dict = None    # what one review computes once for several submissions (text-to-image redraws)
 
     @property

@@ -21,9 +21,10 @@ import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 
-from repro import identity, review
-from repro.contest import read_contest
+from repro import review
+from repro.boundary import identity
 from repro.errors import ReproError, run_cli
+from repro.judge.contest import read_contest
 from repro.registry import use_folders
 from repro.verify import Options, print_table, private_of, verify
 

@@ -5,9 +5,9 @@
     python -m repro.train --list
 
 One plain loop: build the initial state, then for each step do the recipe's
-update (repro.recipe: its seeds, batch and learning rate are functions of the
+update (repro.run.recipe: its seeds, batch and learning rate are functions of the
 step) and log / evaluate / checkpoint on their schedules. The run directory's
-layout is repro.rundir's; the log format is docs/log-format.md.
+layout is repro.run.rundir's; the log format is docs/log-format.md.
 """
 import argparse
 import math
@@ -24,17 +24,18 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     from repro.errors import require_paddle
     require_paddle()
 
-from repro import checkpoint, hints, recipe, rundir, seeds
+from repro import hints
 from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
-from repro.dist import SINGLE, Dist
 from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
 from repro.eval import evaluate
-from repro.progress import Progress, fmt_eta
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders
-from repro.runlog import FORMAT as LOG_FORMAT, RunLog
+from repro.run import checkpoint, recipe, rundir, seeds
+from repro.run.dist import SINGLE, Dist
+from repro.run.progress import Progress, fmt_eta
+from repro.run.runlog import FORMAT as LOG_FORMAT, RunLog
 
 
 def run_header(paper, exp, cfg, state, lite, overrides, threads, artifact_sha):
@@ -317,7 +318,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, help="training seed (train.seed)")
     ap.add_argument("--seeds", nargs="?", const=seeds.PINNED, metavar="SEEDS",
                     help="train several seeds, each in its own process, then verify them: 0-4, 0,1,2, or "
-                         "nothing for the target's pinned seeds (see repro/seeds.py)")
+                         "nothing for the target's pinned seeds (see repro/run/seeds.py)")
     ap.add_argument("--jobs", type=int, default=1, help="with --seeds: processes at a time (default 1)")
     ap.add_argument("--out", help="run directory to create (default: ./logs/runs/<paper>/<exp>-seed<N>-<time>; "
                                   "with --seeds the folder of the seed<N> runs)")

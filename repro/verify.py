@@ -1,11 +1,11 @@
 """Decide whether runs reproduce their paper: python -m repro.verify RUN_DIR [RUN_DIR ...]
 
 Each argument is a run directory or a folder holding run directories (searched
-recursively). Every run is checked from its files (repro/compliance.py: hash
+recursively). Every run is checked from its files (repro/judge/compliance.py: hash
 chain, required events, status, registered protocol and targets, order of
 steps and time, consistent and possible results, its checkpoints). With
 --recompute its final checkpoint is evaluated again, and with --replay N the
-replay audit re-trains N segments of it (repro/audit.py); both run the paper's
+replay audit re-trains N segments of it (repro/judge/audit.py); both run the paper's
 code in child processes, and the verdict then rests on the values verify
 computed itself. Runs that count are grouped by paper and experiment and every
 registered target is judged with its policy. Targets always come from the
@@ -19,16 +19,18 @@ import secrets
 import sys
 import tempfile
 
-from repro import audit, identity, private as private_eval, rundir
-from repro.compliance import LITE, check_run, load_run, registered
+from repro.boundary import identity, task
+from repro.boundary.sandbox import Sandbox
 from repro.config import flatten
-from repro.contest import protocol_of as contest_protocol, read_contest
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import cpu, run_cpu
 from repro.errors import ReproError, run_cli
-from repro.protocol import OPT_IN_KEYS
+from repro.judge import audit, coverage, private as private_eval
+from repro.judge.compliance import LITE, check_run, load_run, registered
+from repro.judge.contest import protocol_of as contest_protocol, read_contest
+from repro.judge.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY, add_papers_option, use_folders
-from repro.sandbox import Sandbox
+from repro.run import rundir
 from repro.targets import judge
 
 
@@ -57,7 +59,7 @@ def find_runs(paths):
 class Options:
     """How far verify goes beyond the logs; every tolerance is verify's own choice.
 
-    replay: 0 (none), "default" (the default coverage, repro.audit), "all", or N segments a run.
+    replay: 0 (none), "default" (the default coverage, repro.judge.audit), "all", or N segments a run.
     sandbox: "required" (bubblewrap or refuse), "auto" (bubblewrap where it works), "off".
     tree/plugin: a submitted repository and its plugin package folder: workers then see a
     read-only snapshot of the tree's identified files alone, and nothing they report is
@@ -72,9 +74,9 @@ class Options:
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
-        self.protocol_of = protocol_of  # what each run is judged against (repro.protocol)
+        self.protocol_of = protocol_of  # what each run is judged against (repro.judge.protocol)
         self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
-        self.private = private or {}  # {(paper, exp): repro.private.PrivateEval}: checked with --recompute
+        self.private = private or {}  # {(paper, exp): repro.judge.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
@@ -235,14 +237,14 @@ def worker_for(options):
     if options.tree:
         snap = options.snapshot()
         rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
-        return audit.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
+        return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
                             readonly=[(snap, snap)] + local_mounts(options), trusted=False)
     folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
     parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
-    return audit.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True)
+    return task.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True)
 
 
 def local_mounts(options):
@@ -259,11 +261,11 @@ def _audit(runs, options):
         if wrong:
             raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.protocol.paper} "
                              f"(those are: {', '.join(run.protocol.path_keys) or 'none'})")
-        segs = audit.segments(run) if options.replay else []
-        n = audit.count(run, options.replay, segs) if segs else 0
-        chosen = audit.choose(segs, n, options.challenge, run.final_weights) if segs else []
+        segs = coverage.segments(run) if options.replay else []
+        n = coverage.count(run, options.replay, segs) if segs else 0
+        chosen = coverage.choose(segs, n, options.challenge, run.final_weights) if segs else []
         if segs:
-            run.coverage = audit.coverage_of(run, chosen, segs)
+            run.coverage = coverage.coverage_of(run, chosen, segs)
             if isinstance(options.replay, int) and len(segs) > 2 and n == 2:
                 run.warnings.append(f"--replay 2 of {len(segs)} segments never replays a middle one: a forgery "
                                     f"there always escapes (use --replay with no count, or 'all')")
@@ -387,7 +389,7 @@ def _judge_recompute(run, rec, options):
 
 
 def _judge_private(run, rec):
-    """Each target's metric on the private split must agree with the public one (repro.private)."""
+    """Each target's metric on the private split must agree with the public one (repro.judge.private)."""
     problems, private = [], rec["private"]
     run.private = {"n": private["n"], "metrics": private["metrics"], "agrees": True}
     for target in run.protocol.targets:
@@ -436,7 +438,7 @@ def print_table(rows, runs, ok, options=None):
         for run in audited:
             segs = ", ".join(f"{s['a']}->{s['b']} " + ("error" if "error" in s else "exact" if s["exact"]
                                                         else f"{s['distance']:.1e}") for s in run.replayed)
-            cov = f" ({audit.describe_coverage(run.coverage)})" if run.coverage else ""
+            cov = f" ({coverage.describe_coverage(run.coverage)})" if run.coverage else ""
             print(f"  {run.path}: {segs}{cov}")
     excluded = [r for r in runs if r.problems]
     if excluded:
@@ -463,7 +465,7 @@ def report_json(rows, runs, ok, options):
             "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
                       "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
                       "replay": r.replayed, "coverage": r.coverage,
-                      "coverage_text": audit.describe_coverage(r.coverage) if r.coverage else None,
+                      "coverage_text": coverage.describe_coverage(r.coverage) if r.coverage else None,
                       "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
                                  and (c != "replay" or r.replayed)],
                       "private": r.private,
@@ -488,8 +490,8 @@ def add_arguments(ap):
     ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
                     help="replay audit: re-train segments of each run with the registered recipe and compare with "
                          "its kept checkpoints. With no value, the default coverage: every segment of a run that "
-                         f"trained for at most {audit.FULL_REPLAY_SECONDS} s, else the first, the last and "
-                         f"{audit.DEFAULT_SHARE:.0%} of the others drawn from the challenge; 'all': every segment; "
+                         f"trained for at most {coverage.FULL_REPLAY_SECONDS} s, else the first, the last and "
+                         f"{coverage.DEFAULT_SHARE:.0%} of the others drawn from the challenge; 'all': every segment; "
                          "N: N segments (the first and the last always)")
     ap.add_argument("--challenge", metavar="SECRET",
                     help="what chooses the replayed segments (default: fresh randomness, printed so the audit "

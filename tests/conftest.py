@@ -44,14 +44,14 @@ def interrupt_train_step(monkeypatch, paper, at):
 
 def events(run_dir):
     """The events of a run's log, read strictly."""
-    from repro import rundir
+    from repro.run import rundir
     return rundir.read(run_dir).events
 
 
 def final_checkpoint(run_dir, first=False):
     """(tensors with any optimizer state, metadata) of the run's last logged checkpoint
     (the weights alone), or with first=True of its first (weights and optimizer state)."""
-    from repro import checkpoint, rundir
+    from repro.run import checkpoint, rundir
     run = rundir.read(run_dir)
     ev = run.checkpoints()[(min if first else max)(run.checkpoints())]
     return checkpoint.read(rundir.checkpoint_file(run, ev), want_optimizer=True)
@@ -92,8 +92,8 @@ def shared_file(*parts):
 @pytest.fixture(scope="session")
 def lite_run(tmp_path_factory):
     """One finished --lite CNN run shared by read-only tests."""
-    from repro.train import main
     from repro.errors import run_cli
+    from repro.train import main
 
     out = str(tmp_path_factory.mktemp("lite") / "run")
     with pytest.raises(SystemExit) as e:
@@ -105,8 +105,8 @@ def lite_run(tmp_path_factory):
 def same_platform(run_dir):
     """Whether this machine is the platform a run was made on (CPU model and the
     instruction sets kernels dispatch on): only then is a replay bitwise."""
-    from repro import rundir
     from repro.env import same_cpu
+    from repro.run import rundir
     return same_cpu(rundir.read(run_dir).header["env"])
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from repro import checkpoint
 from repro.errors import ReproError
+from repro.run import checkpoint
 
 
 class Net(paddle.nn.Layer):

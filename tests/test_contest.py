@@ -6,11 +6,11 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 import plugin_tinycell
+import pytest
 from conftest import REPO, cli
 from contest_repo import make_repo
+
 from repro import registry, train, verify
 from repro.errors import ReproError
 
@@ -84,16 +84,17 @@ def commit_of(repo):
 
 def test_an_outside_plugin_trains_and_its_log_names_its_own_code(made):
     root, repo, plugin = made
-    from conftest import events
     import hashlib
 
+    from conftest import events
+
     import repro
-    from repro import identity
+    from repro.boundary import identity
     code = events(os.path.join(repo, "logs", "seed0"))[0]["code"]
     paper = code["paper"]
     assert (paper["package"], paper["configs"], paper["config_file"]) == ("tinycell", "tinycell/configs",
                                                                          "tinycell/configs/mlp.yaml")
-    # the whole repository, as repro.identity identifies it: README.md, logs/ and .git are left out
+    # the whole repository, as repro.boundary.identity identifies it: README.md, logs/ and .git are left out
     files = paper["repository"]["files"]
     assert sorted(files) == ["requirements.txt", "tinycell/__init__.py", "tinycell/configs/mlp.yaml",
                              "tinycell/models.py"]
@@ -255,7 +256,7 @@ def test_a_log_only_review_never_imports_the_submitted_code(made, tmp_path, plug
 
 def test_bad_contest_and_submission_files_are_one_line(tmp_path, capsys):
     from repro import review
-    from repro.contest import read_contest
+    from repro.judge.contest import read_contest
     good = CONTEST.format(value=30.0)
     for text, message in [
             (good.replace("value: 30.0", "value: lots"), "value must be float"),
@@ -281,7 +282,7 @@ def test_bad_contest_and_submission_files_are_one_line(tmp_path, capsys):
 
 
 def test_the_example_contest_file_reads():
-    from repro.contest import read_contest
+    from repro.judge.contest import read_contest
     contest = read_contest(os.path.join(REPO, "configs", "contests", "mnist1d.yaml"))
     assert [(e.plugin, e.experiment) for e in contest.papers] == [("mnist1d_repro", "cnn"),
                                                                    ("mnist1d_repro", "cnn_shuffled")]

@@ -13,12 +13,14 @@ from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_t
 
 pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
 
-from repro import checkpoint, recipe, train, verify
-from repro.compliance import LITE
+from conftest import events as read_events
+
+from repro import train, verify
 from repro.diffusion import generate, scoring
 from repro.errors import ReproError
+from repro.judge.compliance import LITE
 from repro.registry import get_paper
-from conftest import events as read_events
+from repro.run import checkpoint, recipe
 
 PAPER = get_paper("ddpm")
 NATIVE = 16  # the lite UNet's sample_size
@@ -105,7 +107,7 @@ def test_ema_update_and_gradient_clipping():
     y = paddle.to_tensor(data.train[1][:4])
     before = {n: p.numpy().copy() for n, p in model.unet.named_parameters()}
     ema_before = {n: p.numpy().copy() for n, p in model.ema.named_parameters()}
-    from repro.amp import Amp
+    from repro.run.amp import Amp
     PAPER.train_step(model, optimizer, (x, y), Amp(cfg.train.amp), cfg)
 
     assert isinstance(optimizer._grad_clip, paddle.nn.ClipGradByGlobalNorm)
@@ -126,7 +128,7 @@ def test_ema_update_and_gradient_clipping():
 def test_evaluation_leaves_the_training_rng_alone(monkeypatch):
     import paddle
 
-    from repro.dist import SINGLE
+    from repro.run.dist import SINGLE
 
     monkeypatch.setattr(scoring, "score_images", cheap_scores)
     cfg = lite_cfg("eval.num_samples=2", "eval.steps=2")

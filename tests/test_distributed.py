@@ -5,10 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, cli
+
 from repro import eval as eval_cli
-from repro.compliance import LITE, check_run, load_run
+from repro.judge.compliance import LITE, check_run, load_run
 
 pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
 

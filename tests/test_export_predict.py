@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from conftest import cli, subprocess_cli
 
-from repro import checkpoint, inference, rundir
-from repro import export as export_cli
-from repro import predict as predict_cli
+from repro import export as export_cli, inference, predict as predict_cli
 from repro.errors import ReproError
+from repro.run import checkpoint, rundir
 
 ATOL = 1e-5
 N = 64

@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import REPO, cli
+
 from repro import train, verify
 from repro.errors import ReproError
 
@@ -204,7 +204,8 @@ def test_unwritable_out_is_one_line(tmp_path, capsys):
 
 def test_a_full_disk_ends_the_run_with_one_line_and_a_run_end(tmp_path, capsys, monkeypatch):
     import errno
-    from repro import checkpoint
+
+    from repro.run import checkpoint
     real = checkpoint.save
     calls = {"n": 0}
 

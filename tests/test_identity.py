@@ -1,4 +1,4 @@
-"""Code identity (repro.identity): a submitted repository is identified whole (its
+"""Code identity (repro.boundary.identity): a submitted repository is identified whole (its
 root helpers, hidden folders and git-ignored files included; .git, logs/ and
 documentation excluded), what cannot be identified is refused with one line
 each and never followed or read, and the harness's identity is the same for a
@@ -13,11 +13,12 @@ import time
 import zipfile
 from types import SimpleNamespace
 
-import pytest
-
 import plugin_tinycell
+import pytest
 from conftest import REPO, cli
-from repro import env, identity, registry, strict, train
+
+from repro import env, registry, strict, train
+from repro.boundary import identity
 from repro.errors import ReproError
 
 
@@ -322,7 +323,7 @@ def test_the_harness_identity_names_its_version():
     assert code["sha256"] == env.harness_sha256(REPO) and len(code["git_commit"]) == 40
     files = env.harness_files(REPO)
     assert "repro/metrics/__init__.py" in files and "repro/papers/mnist1d/README.md" in files
-    assert "repro/configs/mnist1d/cnn.yaml" in files and "repro/identity.py" in files
+    assert "repro/configs/mnist1d/cnn.yaml" in files and "repro/boundary/identity.py" in files
     assert not any(f.startswith(("metrics/", "papers/", "configs/", "tests/")) for f in files)
 
 

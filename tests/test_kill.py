@@ -8,11 +8,12 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, assert_same_checkpoints, cli, events
-from repro import checkpoint, train, verify
 
+from repro import train, verify
 # an MNIST-1D MLP, long enough to be killed at many points and checkpointing
+from repro.run import checkpoint
+
 # often, so that kills land in checkpoint writes too
 ARGS = ["--paper", "mnist1d", "--exp", "mlp", "--lite", "-o", "train.steps=600", "-o", "train.eval_every=50",
         "-o", "train.log_every=25", "-o", "train.checkpoint_every=20", "-o", "train.audit_every=100",

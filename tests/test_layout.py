@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 
@@ -74,7 +73,7 @@ def test_no_paper_imports_another_paper():
 # (issue 28): review hands a text-to-image bundle to the family's judge, and the worker (a program
 # started in the sandbox) draws a bundle's works again
 DOORS = {os.path.join("repro", "review.py"): "repro.diffusion.judge",
-         os.path.join("repro", "worker.py"): "repro.diffusion.redraw"}
+         os.path.join("repro", "boundary", "worker.py"): "repro.diffusion.redraw"}
 
 
 def module_level_imports(path):
@@ -95,10 +94,10 @@ def test_the_core_never_imports_a_paper_or_the_diffusion_family():
 
 
 def test_only_the_run_directory_module_names_a_run_file():
-    """Docstrings may describe the layout; code asks repro.rundir for it."""
+    """Docstrings may describe the layout; code asks repro.run.rundir for it."""
     names = {"events.jsonl", "config.yaml", "train.log", "checkpoints", "checkpoint.safetensors", "vdl"}
     for path in files("repro"):
-        if path.endswith(os.path.join("repro", "rundir.py")):
+        if path.endswith(os.path.join("repro", "run", "rundir.py")):
             continue
         tree = ast.parse(open(path, encoding="utf-8").read())
         docstrings = {id(n.body[0].value) for n in ast.walk(tree)
@@ -124,24 +123,25 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
     assert "PPDIFFUSERS False" in p.stderr and "PADDLENLP False" in p.stderr, p.stderr[-2000:]
 
 
-JUDGE = ("repro/audit.py", "repro/verify.py", "repro/compliance.py", "repro/contest.py", "repro/review.py",
-         "repro/exchange.py", "repro/sandbox.py", "repro/targets.py", "repro/runlog.py", "repro/checkpoint.py",
-         "repro/contest_t2i.py", "repro/diffusion/judge.py")
-RUNS_PAPER_CODE = ("repro.worker", "repro.recipe", "repro.train", "repro.paper", "repro.eval", "repro.papers",
+# the judge: every module of repro/judge/, the commands that decide, and what they read with
+JUDGE = tuple(sorted(f"repro/judge/{n}" for n in os.listdir(os.path.join(REPO, "repro", "judge")) if n.endswith(".py"))) + (
+    "repro/verify.py", "repro/review.py", "repro/boundary/sandbox.py", "repro/boundary/task.py", "repro/targets.py",
+    "repro/run/runlog.py", "repro/run/checkpoint.py", "repro/diffusion/judge.py")
+RUNS_PAPER_CODE = ("repro.boundary.worker", "repro.run.recipe", "repro.train", "repro.paper", "repro.eval", "repro.papers",
                    "repro.inference", "repro.export", "repro.registry.get_paper", "repro.registry.load_papers")
 
 
 def test_the_judge_never_imports_what_runs_paper_code():
     """The trust boundary (issue 22): the judge reads files, compares and decides; only the
-    sandboxed worker (repro/worker.py) imports a paper. The one door to a paper's own code in
+    sandboxed worker (repro/boundary/worker.py) imports a paper. The one door to a paper's own code in
     the judge is the registered protocol of a paper this harness or its user registered
     (compliance.registered), never used against a contest's submission."""
     for rel in JUDGE:
         bad = {m for m in imports(os.path.join(REPO, rel)) if m.startswith(RUNS_PAPER_CODE)}
-        if rel == "repro/compliance.py":
+        if rel == "repro/judge/compliance.py":
             bad -= {"repro.registry.get_paper"}
         assert not bad, (rel, bad)
-    worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.worker" in imports(p)]
+    worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.boundary.worker" in imports(p)]
     assert worker_users == [], worker_users  # started as a program by the sandbox, never imported
 
 
@@ -150,10 +150,10 @@ def test_the_judge_never_imports_what_runs_paper_code():
 # otherwise bring into every importer: {(module file, imported repro module): why}.
 LOCAL_IMPORTS = {
     ("repro/review.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
-    ("repro/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
-    ("repro/worker.py", "repro.eval"): "Paddle, only for the model task",
+    ("repro/boundary/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
+    ("repro/boundary/worker.py", "repro.eval"): "Paddle, only for the model task",
     ("repro/diffusion/scoring.py", "repro.metrics.inception"): "Paddle's Inception network, only for FID",
-    ("repro/sandbox.py", "repro"): "the package's own folder, found at run time",
+    ("repro/boundary/sandbox.py", "repro"): "the package's own folder, found at run time",
 }
 
 
@@ -213,7 +213,8 @@ def test_the_readme_layout_names_every_module_and_folder_of_the_harness():
     layout = text[text.index("## Layout"):]
     layout = layout[:layout.index("```", layout.index("```") + 3)]
     words = set(re.findall(r"[\w/]+(?:\.py)?", layout))
-    names = {n for n in os.listdir(os.path.join(REPO, "repro")) if n.endswith(".py") and n != "__init__.py"}
+    names = {n for sub in ("", "run", "judge", "boundary") for n in os.listdir(os.path.join(REPO, "repro", sub))
+             if n.endswith(".py") and n != "__init__.py"}
     folders = {n + "/" for n in os.listdir(os.path.join(REPO, "repro"))
                if os.path.isdir(os.path.join(REPO, "repro", n)) and not n.startswith(("_", "."))}
     top = {n + "/" for n in os.listdir(REPO) if os.path.isdir(os.path.join(REPO, n)) and not n.startswith(".")

@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import cli, events, recomputes
-from repro import eval as eval_cli
-from repro import export, inference, predict, rundir, train, verify
-from repro.compliance import LITE
+
+from repro import eval as eval_cli, export, inference, predict, train, verify
+from repro.judge.compliance import LITE
 from repro.paper import GenerativePaper
 from repro.registry import get_paper, load_papers
+from repro.run import rundir
 
 CASES = [(p, e.name) for p in load_papers().names() for e in get_paper(p).experiments]
 

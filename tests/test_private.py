@@ -8,12 +8,14 @@ import os
 import shutil
 
 import numpy as np
-import pytest
-
 import plugin_tinycell
-from repro import checkpoint, private, registry, rundir, train, verify
-from repro.errors import ReproError, run_cli
+import pytest
 from test_tamper import evaluate, forge, read, set_metric
+
+from repro import registry, train, verify
+from repro.errors import ReproError, run_cli
+from repro.judge import private
+from repro.run import checkpoint, rundir
 
 SEED = 9001  # the maintainers' private seed in these tests
 N = 4000
@@ -172,7 +174,7 @@ def test_the_private_seed_comes_from_the_maintainers_only(monkeypatch):
 
 
 def test_a_private_file_must_be_the_named_one(tmp_path):
-    from repro import exchange
+    from repro.judge import exchange
     path = str(tmp_path / "private.safetensors")
     exchange.write_arrays(path, {"x": np.zeros((5, 40), np.float32), "y": np.arange(5, dtype=np.int64)})
     sha = checkpoint.sha256_file(path)
@@ -187,7 +189,8 @@ def test_a_contest_can_pin_the_training_data(made, tmp_path):
     """train_data: {n, sha256}: the run header's training split must be the pinned one (logs alone)."""
     import yaml
     from contest_repo import CONTEST
-    from repro.contest import protocol_of, read_contest
+
+    from repro.judge.contest import protocol_of, read_contest
     _, run = made["honest"]
     head = read(run)[0]
     for pin, ok in ((head["data"]["train"], True), ({"n": 4000, "sha256": "0" * 64}, False)):

@@ -3,8 +3,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import REPO, cli
+
 from repro import report
 
 
@@ -25,8 +25,9 @@ def test_report_page_and_summary(lite_run, tmp_path, capsys):
 
 def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
     import json
-    from repro.compliance import check_run, load_run
-    from repro.runlog import GENESIS, line_hash
+
+    from repro.judge.compliance import check_run, load_run
+    from repro.run.runlog import GENESIS, line_hash
 
     run_dir = str(tmp_path / "run")
     shutil.copytree(lite_run, run_dir)
@@ -91,6 +92,7 @@ def test_the_review_page_of_the_shipped_runs_fits_and_shows_the_targets(tmp_path
 
 def test_report_shows_alignment_results(lite_run, tmp_path):
     import numpy as np
+
     from repro.align.diff import compare
 
     run_dir = str(tmp_path / "run")
@@ -103,7 +105,7 @@ def test_report_shows_alignment_results(lite_run, tmp_path):
 
 
 def _losses(run_dir):
-    from repro import rundir
+    from repro.run import rundir
     return [float(e["loss"]) for e in rundir.read(run_dir).events if e["kind"] == "train"]
 
 
@@ -111,7 +113,8 @@ def test_honest_shipped_runs_do_not_diverge(tmp_path):
     """Issue 25: a minibatch loss is noisy and its lowest value an outlier, so 'last > 2 x lowest'
     holds on honest runs; the smoothed rule is quiet on every shipped run."""
     import glob
-    from repro.compliance import check_run, load_run
+
+    from repro.judge.compliance import check_run, load_run
     runs = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(REPO, "logs", "**", "events.jsonl"),
                                                         recursive=True))
     assert len(runs) >= 100
@@ -123,7 +126,7 @@ def test_honest_shipped_runs_do_not_diverge(tmp_path):
 
 
 def test_a_diverging_run_warns():
-    from repro.rundir import Run
+    from repro.run.rundir import Run
     honest = [2.3, 1.9, 1.2, 0.8, 0.05, 0.9, 0.4, 0.02, 0.6, 0.3, 0.5, 0.2]  # noisy, ends 25x its lowest
     assert report.divergence(honest) is None
     exploding = honest[:6] + [3.0, 8.0, 40.0, 200.0, 900.0, 5e3]

@@ -12,12 +12,12 @@ import signal
 import subprocess
 
 import pytest
-
 from conftest import cli
 from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
+
 from repro import review
-from repro.contest import read_contest
 from repro.errors import ReproError
+from repro.judge.contest import read_contest
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ import json
 import os
 import sys
 
-import pytest
-
 import plugin_tinycell
+import pytest
 from conftest import cli
 from contest_repo import CONTEST, commit_of, git, train_runs
-from repro import review, sandbox
+
+from repro import review
+from repro.boundary import sandbox
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")]

@@ -12,13 +12,14 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO, cli
 from contest_repo import commit_of, git
-from repro import review, sandbox
-from repro.contest import read_contest
+from PIL import Image
+
+from repro import review
+from repro.boundary import sandbox
 from repro.errors import ReproError
+from repro.judge.contest import read_contest
 
 EXAMPLE = os.path.join(REPO, "configs", "contests", "text_to_image.yaml")
 PROMPT = "一幅山水画，橙色的天空，绿色的山"
@@ -294,10 +295,10 @@ def edit_text(rel, old, new):
 @needs_sandbox
 def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest_one(made, tmp_path, capsys,
                                                                                        monkeypatch):
-    from repro import audit
     from repro.diffusion.images import builtin_landscapes, load_png
-    drawn, run = [], audit.Staged.run
-    monkeypatch.setattr(audit.Staged, "run", lambda self: drawn.append(self.req["task"]) or run(self))
+    from repro.boundary import task
+    drawn, run = [], task.Staged.run
+    monkeypatch.setattr(task.Staged, "run", lambda self: drawn.append(self.req["task"]) or run(self))
     declared = json.load(open(os.path.join(made["honest"], "submission.json")))["base_model_identity"]
     sha = declared.split("sha256:")[1]
     landscape = builtin_landscapes(1, 512, seed=3)[0][0]
@@ -401,8 +402,8 @@ def test_off_platform_within_the_tolerance_and_a_score_below_its_bar(made, tmp_p
 
 @pytest.mark.slow
 def test_a_logs_only_review_of_a_bundle_redraws_nothing(made, tmp_path, capsys, monkeypatch):
-    from repro import audit
-    monkeypatch.setattr(audit.Staged, "run", lambda self: pytest.fail("a worker ran in a --logs-only review"))
+    from repro.boundary import task
+    monkeypatch.setattr(task.Staged, "run", lambda self: pytest.fail("a worker ran in a --logs-only review"))
     path = submissions(made, str(tmp_path / "subs.yaml"), [("alpha", bundle_repo(made, "logs-only"))])
     code, _, err = cli(review.main, [EXAMPLE, path, "--out", str(tmp_path / "review"), "--logs-only"], capsys)
     assert code == 0, err

@@ -1,6 +1,6 @@
 """Untrusted code, trusted judge: hostile paper code in the workers of recompute and
-replay (repro/worker.py, run in repro/sandbox.py) is contained, and nothing it says
-is believed (repro/audit.py judges tensors).
+replay (repro/boundary/worker.py, run in repro/boundary/sandbox.py) is contained, and nothing it says
+is believed (repro/judge/audit.py judges tensors).
 
 Runs are made with an honest plugin; then its code is swapped for a hostile one
 that behaves only inside a worker (as a cheater's would during a review), and
@@ -14,12 +14,14 @@ import socket
 import sys
 import threading
 
-import pytest
-
 import plugin_tinycell
+import pytest
 from conftest import cli
-from repro import audit, registry, sandbox, train, verify
+
+from repro import registry, train, verify
+from repro.boundary import sandbox, task
 from repro.errors import ReproError, run_cli
+from repro.judge import audit, coverage
 
 needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here: "
                                  "apt-get install bubblewrap")
@@ -135,7 +137,7 @@ raise RuntimeError("PROBE " + " ".join(found))
     home = probe.split("home=")[1].split()[0]
     allowed = {os.path.relpath(sys.base_prefix, os.path.expanduser("~")).split(os.sep)[0]}
     if os.path.isdir(os.path.expanduser("~/.cache/repro")):
-        allowed.add(".cache")  # the datasets' default folder, mounted read-only (repro.audit.Worker)
+        allowed.add(".cache")  # the datasets' default folder, mounted read-only (repro.judge.task.Worker)
     assert home == "absent" or set(home.split(",")) <= allowed, home
     assert "env=None" in probe and "secret=unreachable" in probe, probe
     assert "net=refused" in probe and "other=unwritable" in probe and "own=read-only" in probe, probe
@@ -146,7 +148,7 @@ raise RuntimeError("PROBE " + " ".join(found))
 @pytest.mark.slow
 def test_a_plugin_that_patches_the_worker_or_writes_its_own_results_is_not_believed(runs, hostile):
     payload = """
-import json, os, repro.exchange as x
+import json, os, repro.judge.exchange as x
 def fake(path, arrays, metadata=None):
     for fd in range(3, 20):
         try:
@@ -170,7 +172,7 @@ def test_a_worker_that_returns_the_start_state_or_malformed_outputs_fails_that_r
 import sys, numpy as np
 w = sys.modules["__main__"]  # the running worker
 w._segment = lambda paper, cfg, artifact, seg, jitter: (lambda s: (s, s))(
-    {k: v for k, v in __import__("repro.checkpoint", fromlist=["x"]).read(seg["start"], want_optimizer=True)[0].items()}
+    {k: v for k, v in __import__("repro.run.checkpoint", fromlist=["x"]).read(seg["start"], want_optimizer=True)[0].items()}
     if seg["a"] else {"model/0.weight": np.zeros((40, 32), np.float32)})
 w._outputs = lambda paper, cfg, artifact, weights, inputs: {s: np.full((3, 10), np.nan, np.float32) for s in inputs}
 """
@@ -207,14 +209,14 @@ def test_the_printed_escape_probability_is_the_draws(monkeypatch):
     import random
     for k, n in ((8, 2), (8, 3), (8, 5), (12, 4), (3, 2), (6, 6)):
         segs = [(i, i + 1) for i in range(k)]
-        p = audit.escape(k, n)
+        p = coverage.escape(k, n)
         for forged in range(k):
             trials = 3000
-            missed = sum(segs[forged] not in audit.choose(segs, n, f"c{t}", "run") for t in range(trials))
+            missed = sum(segs[forged] not in coverage.choose(segs, n, f"c{t}", "run") for t in range(trials))
             rate = missed / trials
             want = 0.0 if forged in (0, k - 1) else p
             assert abs(rate - want) < 0.04, (k, n, forged, rate, want)
-        text = audit.describe_coverage({"replayed": n, "segments": k, "steps": n, "total_steps": k, "escape": p})
+        text = coverage.describe_coverage({"replayed": n, "segments": k, "steps": n, "total_steps": k, "escape": p})
         assert (f"at most {p:.0%}" in text) if p else ("every segment replayed" in text)
 
 
@@ -222,11 +224,11 @@ def test_the_default_coverage_replays_every_segment_of_a_short_run_and_a_drawn_s
     class R:
         def __init__(self, seconds):
             self.events = [{}, {"seconds": seconds}]
-    assert audit.count(R(60), "default", list(range(8))) == 8
-    assert audit.count(R(audit.FULL_REPLAY_SECONDS + 1), "default", list(range(10))) == 2 + 2
-    assert audit.count(R(10_000), "all", list(range(10))) == 10
-    assert audit.count(R(10), 3, list(range(10))) == 3
-    assert audit.escape(10, 4) == pytest.approx(0.75)
+    assert coverage.count(R(60), "default", list(range(8))) == 8
+    assert coverage.count(R(coverage.FULL_REPLAY_SECONDS + 1), "default", list(range(10))) == 2 + 2
+    assert coverage.count(R(10_000), "all", list(range(10))) == 10
+    assert coverage.count(R(10), 3, list(range(10))) == 3
+    assert coverage.escape(10, 4) == pytest.approx(0.75)
 
 
 def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):

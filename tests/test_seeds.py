@@ -2,12 +2,13 @@
 import os
 
 import pytest
-
 from conftest import cli, events, subprocess_cli
-from repro import rundir, train
+
+from repro import train
 from repro.errors import ReproError
 from repro.registry import get_paper
-from repro.seeds import _Seed, _status, parse_seeds
+from repro.run import rundir
+from repro.run.seeds import _Seed, _status, parse_seeds
 
 
 def test_seed_lists():
@@ -83,7 +84,7 @@ def test_seeds_refuse_what_they_cannot_do(capsys):
 def test_without_a_terminal_each_change_is_one_line_and_nothing_is_redrawn(capsys):
     """Output to a file (CI, nohup): a line when a seed starts, reaches a new step or accuracy,
     or finishes, and the summary once at the end; polls that find nothing new print nothing."""
-    from repro.seeds import _changes
+    from repro.run.seeds import _changes
     jobs = [_Seed(0, "a"), _Seed(1, "b")]
     said = {}
     for _ in range(50):  # both waiting: nothing to say, however often it polls

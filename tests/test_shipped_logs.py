@@ -4,10 +4,10 @@ import json
 import os
 
 import pytest
-
 from conftest import REPO, SHARED_DATA, cli, recomputes, same_platform, shared_file, subprocess_cli
+
 from repro import verify
-from repro.compliance import check_run, load_run
+from repro.judge.compliance import check_run, load_run
 
 LOGS = os.path.join(REPO, "logs")
 SHIPPED = sorted(root for root, _, files in os.walk(LOGS)

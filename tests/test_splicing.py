@@ -8,12 +8,13 @@ checkpoint with the project's own code (tests/test_tamper.py's forge())."""
 import os
 import shutil
 
-import pytest
-
 import plugin_tinycell
-from repro import checkpoint, recipe, registry, rundir, train, verify
-from repro.errors import run_cli
+import pytest
 from test_tamper import evaluate, forge, read, set_metric
+
+from repro import registry, train, verify
+from repro.errors import run_cli
+from repro.run import checkpoint, recipe, rundir
 
 pytestmark = pytest.mark.slow
 STEPS, EVERY = 300, 50

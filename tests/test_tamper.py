@@ -17,11 +17,12 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import REPO, cli, recomputes, same_platform
-from repro import checkpoint, rundir, verify
+
+from repro import verify
 from repro.config import config_hash
-from repro.runlog import GENESIS, line_hash
+from repro.run import checkpoint, rundir
+from repro.run.runlog import GENESIS, line_hash
 
 GENUINE = [os.path.join(REPO, "logs", "mnist1d", "logreg", f"seed{s}") for s in range(5)]
 FINAL = rundir.checkpoint_name(8000)
@@ -117,7 +118,8 @@ def trained_further(path, step, how):
     split (fine-tuning on the test set), 'more' = 500 more steps of the recipe's
     own batches (training longer than registered)."""
     import paddle
-    from repro import recipe
+
+    from repro.run import recipe
     run = rundir.open_run(path)
     state = recipe.build(run.paper, run.cfg, init=False)
     final = step == run.cfg.train.steps  # the final checkpoint holds the weights alone: a fresh Adam goes on
@@ -138,6 +140,7 @@ def trained_further(path, step, how):
 def evaluate(path, tensors):
     """The test metrics these weights give, as the harness computes them."""
     from safetensors.numpy import save_file
+
     from repro.eval import evaluate as run_eval
     run = rundir.open_run(path)
     file = os.path.join(os.path.dirname(path), "weights.safetensors")

@@ -8,13 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import REPO, SHARED_DATA, cli, events, shared_file, subprocess_cli
-from repro import eval as eval_cli
-from repro import export, predict, rundir, train, verify
-from repro.compliance import LITE
+
+from repro import eval as eval_cli, export, predict, train, verify
 from repro.errors import ReproError
+from repro.judge.compliance import LITE
 from repro.registry import get_paper
+from repro.run import rundir
 
 REVIEW = "这家酒店很干净"
 
@@ -195,8 +195,9 @@ def test_kim_max_norm_constraint_and_adadelta_from_the_config():
     """train_step sees the config: Kim's l2 max-norm of 3 holds on every output
     unit after each step; Adadelta gets rho and epsilon from the schema."""
     import paddle
-    from repro import recipe
-    from repro.amp import Amp
+
+    from repro.run import recipe
+    from repro.run.amp import Amp
     paper = get_paper("kim_cnn")
     cfg = paper.config(lite=True, overrides=["model.max_norm=0.05"])
     paddle.seed(0)

@@ -9,15 +9,14 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import (assert_same_checkpoints, audited, cli, events as read_events, final_checkpoint,
+                      interrupt_train_step)
 from PIL import Image
 
-from conftest import assert_same_checkpoints, audited, cli, final_checkpoint, interrupt_train_step
 from repro import train, verify
-from repro.compliance import LITE
-from repro.diffusion import generate, ppd, pretrained, sampling, scoring, submit, tiny
-from repro.diffusion import images as image_io
+from repro.diffusion import generate, images as image_io, ppd, pretrained, sampling, scoring, submit, tiny
 from repro.errors import ReproError
-from conftest import events as read_events
+from repro.judge.compliance import LITE
 
 pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
 
@@ -50,7 +49,7 @@ def test_lora_run_logs_its_base_model_and_metric_models(lora_run):
     assert end["status"] == "success" and set(end["metrics"]) == {"val_fid", "val_clip_score"}
     assert np.isfinite(end["metrics"]["val_fid"]) and end["metrics"]["val_fid"] > 0
     # only the LoRA layers are trained and checkpointed, not the frozen base
-    from repro import checkpoint
+    from repro.run import checkpoint
     tensors, _ = final_checkpoint(lora_run)
     keys = [k for k in tensors if k.startswith("model/")]
     assert keys and all(".down.weight" in k or ".up.weight" in k for k in keys), keys[:3]
@@ -311,7 +310,7 @@ def test_dreambooth_prior_preservation_chinese_prompts_and_pipeline_bundle(tmp_p
     assert head["data"]["train"]["n"] == 4
     end = read_events(run)[-1]
     assert set(end["metrics"]) == {"subject_clip_i", "subject_clip_t"}
-    from repro import checkpoint
+    from repro.run import checkpoint
     tensors, _ = final_checkpoint(run)
     assert any(k.startswith("model/unet.") for k in tensors)
     assert not any("vae" in k or "text_encoder" in k for k in tensors)
@@ -364,7 +363,7 @@ def test_importing_ppdiffusers_leaves_numpy_alone():
 def _full_run_header(paper_name, provenance, *overrides):
     from repro.config import load_config, to_dict
     from repro.registry import get_paper
-    from repro.rundir import Run
+    from repro.run.rundir import Run
     paper = get_paper(paper_name)
     exp = paper.experiment()
     cfg = paper.config(exp, overrides=overrides)
@@ -374,7 +373,7 @@ def _full_run_header(paper_name, provenance, *overrides):
 
 
 def test_full_runs_cannot_rest_on_smoke_models_or_unpinned_files():
-    from repro.compliance import check_models
+    from repro.judge.compliance import check_models
     fid_pin = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
     good = {"pretrained": "/m/sd sha256:" + "a" * 64, "fid_extractor": f"pt_inception-2015-12-05 sha256:{fid_pin}",
             "clip_model": "clip clip vit-l sha256:" + "b" * 64}

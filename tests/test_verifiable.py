@@ -10,13 +10,14 @@ import os
 import re
 
 import numpy as np
-import pytest
-
 import plugin_tinycell
+import pytest
 from conftest import assert_same_checkpoints, cli, interrupt_train_step
-from repro import checkpoint, decisions, registry, rundir, train, verify
-from repro.errors import ReproError, run_cli
 from test_tamper import forge, read
+
+from repro import registry, train, verify
+from repro.errors import ReproError, run_cli
+from repro.run import checkpoint, decisions, rundir
 
 STEPS, EVERY = 300, 100
 
@@ -143,7 +144,8 @@ def test_a_forged_update_fails_naming_the_update_and_the_parameter(plugin, monke
     """A trainer that does something else at update 150 (here: moves one weight by 1e-3) logs the
     hashes of what it did; the replay names update 150 and the parameter."""
     import paddle
-    from repro import verifiable
+
+    from repro.run import verifiable
     real = verifiable.Exact.down
 
     def down(self, step):
@@ -225,8 +227,9 @@ def test_a_missing_decision_fails_naming_the_update_and_the_tensor(plugin, monke
 @pytest.mark.slow
 def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(honest, plugin, tmp_path):
     import shutil
-    from repro import compliance
-    from repro.protocol import RegisteredProtocol
+
+    from repro.judge import compliance
+    from repro.judge.protocol import RegisteredProtocol
     from repro.targets import Policy, Target
     broken = str(tmp_path / "no-record")
     shutil.copytree(honest, broken)
@@ -253,7 +256,7 @@ def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(
 
 
 def test_the_registered_config_may_require_the_mode_and_a_run_may_opt_in():
-    from repro.protocol import Protocol
+    from repro.judge.protocol import Protocol
 
     class P(Protocol):
         def __init__(self, on):
@@ -303,7 +306,8 @@ def test_verifiable_cannot_be_combined_with_amp(plugin, tmp_path):
 
 def test_a_contest_entry_can_require_verifiable_runs(tmp_path):
     from conftest import REPO
-    from repro.contest import read_contest
+
+    from repro.judge.contest import read_contest
     text = open(os.path.join(REPO, "configs", "contests", "mnist1d.yaml"), encoding="utf-8").read()
     path = tmp_path / "c.yaml"
     path.write_text(text.replace("    replay: default\n", "    replay: default\n    verifiable: true\n", 1))

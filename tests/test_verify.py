@@ -5,12 +5,12 @@ import os
 
 import pytest
 import yaml
-
 from conftest import cli
+
 from repro import verify
 from repro.config import config_hash, load_config, to_dict
 from repro.registry import get_paper
-from repro.runlog import FORMAT, RunLog
+from repro.run.runlog import FORMAT, RunLog
 
 
 def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=False, final_eval=None):
@@ -18,8 +18,9 @@ def make_run(root, exp, seed, acc, status="success", config_changes=None, lite=F
     files at every audit step), with made-up weights and numbers."""
     import numpy as np
     from safetensors.numpy import save_file
-    from repro import checkpoint
-    from repro.rundir import checkpoint_name
+
+    from repro.run import checkpoint
+    from repro.run.rundir import checkpoint_name
 
     paper = get_paper("mnist1d")
     e = paper.experiment(exp)
@@ -150,7 +151,7 @@ def test_cross_platform_replay_is_judged_against_its_own_rounding_spread():
     """Same platform: bitwise or nothing. Across platforms: the logged end within MARGIN
     times what rounding alone does to the segment here, and only on a calm segment;
     a chaotic segment is inconclusive, never a pass."""
-    from repro.audit import CHAOS_LIMIT, MARGIN, judge_segment
+    from repro.judge.audit import CHAOS_LIMIT, MARGIN, judge_segment
     calm = CHAOS_LIMIT / 100
     assert judge_segment({"exact": True, "distance": 0.0}, False) is None
     assert "bitwise equality" in judge_segment({"exact": False, "distance": 1e-9}, False)
@@ -168,8 +169,10 @@ def test_cross_platform_replay_rejects_a_forgery_on_a_calm_segment(tmp_path, cap
     --cross-platform the replay here, its jittered twin and the forged end are compared,
     and the forgery stands far outside the rounding spread."""
     import numpy as np
-    from repro import rundir, train
     from test_tamper import forge
+
+    from repro import train
+    from repro.run import rundir
     run = str(tmp_path / "run")
     assert cli(train.main, ["--paper", "mnist1d", "--exp", "logreg", "--lite", "--out", run,
                             "-o", "train.visualdl=false"], capsys)[0] == 0

@@ -68,7 +68,7 @@ def fresh(n, seed, shuffle_seq=False, permutation="shuffle_seq"):
     """n new samples (x float32 [n, 40], y int64 [n]) from the same distribution as the public
     split: the authors' generator drawn from another seed, then positioned and normalised
     exactly as make_dataset(seed 42) does its own (so only the draws differ). The private
-    evaluation of a contest (repro/private.py) takes its seed from the maintainers alone."""
+    evaluation of a contest (repro/judge/private.py) takes its seed from the maintainers alone."""
     if seed == 42:
         raise ReproError("a fresh split needs a seed other than the public data's (42)")
     x, y, _ = _raw(seed, n)

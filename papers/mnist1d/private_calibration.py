@@ -4,7 +4,7 @@ fixed before any contest is judged with it:
     python papers/mnist1d/private_calibration.py [--seed 2026] [--n 4000] [--jobs 2] [--json out.jsonl]
 
 For every cell, every shipped run is recomputed by verify with a private split of
-n fresh samples (the authors' generator, another seed; repro/private.py) and
+n fresh samples (the authors' generator, another seed; repro/judge/private.py) and
 judged by the agreement rule. Prints, per cell, the public-minus-private gaps
 (mean, min, max, in accuracy points), the largest z, and how many honest runs
 the rule refused (it should refuse none). Reads the shipped runs only.
@@ -17,8 +17,9 @@ import sys
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, REPO)
 
-from repro import private, verify  # noqa: E402
+from repro import verify  # noqa: E402
 from repro.errors import run_cli  # noqa: E402
+from repro.judge import private
 
 CELLS = ("logreg", "mlp", "cnn", "gru", "logreg_shuffled", "mlp_shuffled", "cnn_shuffled", "gru_shuffled")
 ROOT = os.path.join(REPO, "logs", "mnist1d")

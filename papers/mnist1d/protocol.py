@@ -29,8 +29,9 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from repro import rundir  # noqa: E402  (reads logs only; imports no Paddle)
 from repro.errors import ReproError  # noqa: E402
+from repro.run import rundir  # noqa: E402  (reads logs only; imports no Paddle)
+
 SEEDS = range(5)
 STEPS = (6000, 8000)
 

@@ -14,7 +14,7 @@
 """
 import argparse
 
-from repro import checkpoint, hints
+from repro import hints
 from repro.align import convert, drift
 from repro.align.diff import compare, load
 from repro.align.ladder import Ladder
@@ -22,6 +22,7 @@ from repro.align.torch_load import load_state_dict
 from repro.config import config_hash
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, get_paper, use_folders
+from repro.run import checkpoint
 
 
 def _per_key(specs):

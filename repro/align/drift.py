@@ -9,7 +9,7 @@ land on the same accuracy *on average* is a separate question, answered here by
 measurement. For each seed the reference model is built under
 torch.manual_seed(seed) and its weights converted into the Paddle model (the
 ladder's weights rung); then Paddle trains with the harness's own update
-(repro.recipe.update: its batches, seeds and learning rate) and the reference
+(repro.run.recipe.update: its batches, seeds and learning rate) and the reference
 with its own optimizer and scheduler on the very same batches. Every K updates
 both are evaluated on the paper's first evaluation split: each one's accuracy,
 the share of samples on which they predict the same class, and how far apart
@@ -27,14 +27,14 @@ import time
 
 import numpy as np
 
-from repro import recipe
 from repro.align import convert
 from repro.align.ladder import _paddle_weights, _torch_as_paddle
 from repro.config import set_key
 from repro.errors import ReproError
 from repro.paper import ClassificationPaper
 from repro.registry import get_paper
-from repro.seeds import parse_seeds
+from repro.run import recipe
+from repro.run.seeds import parse_seeds
 
 
 def _reference(paper):

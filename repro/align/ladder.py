@@ -26,7 +26,7 @@ from repro.align.diff import ReprodLogger, compare
 from repro.align.localize import first_divergence
 from repro.data import Batches
 from repro.errors import ReproError
-from repro.recipe import build_optimizer, lr_at, reseed
+from repro.run.recipe import build_optimizer, lr_at, reseed
 
 THRESHOLDS = {  # rung: (method, threshold), after the guide and the issue
     "data": ("max", 0.0), "forward": ("mean", 1e-6), "metric": ("max", 0.0), "loss": ("max", 1e-5),

@@ -27,7 +27,6 @@ import time
 
 import numpy as np
 
-from repro import recipe, rundir
 from repro.config import to_dict
 from repro.diffusion.images import grid, load_png, save_png
 from repro.diffusion.pretrained import SCHEDULERS, with_scheduler
@@ -36,6 +35,7 @@ from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError, run_cli
 from repro.paper import GenerativePaper
 from repro.registry import add_papers_option, use_folders
+from repro.run import recipe, rundir
 
 METADATA = "metadata.json"
 

@@ -1,6 +1,6 @@
 """The judge's side of a text-to-image submission: a bundle that
 `repro.diffusion.submit` wrote (a contest entry of kind text_to_image,
-repro/contest_t2i.py), reviewed by `repro.review`.
+repro/judge/contest_t2i.py), reviewed by `repro.review`.
 
 Trust boundary: nothing here imports paper code or anything the bundle holds.
 The bundle's files are read as data, each from a regular file of bounded size
@@ -8,7 +8,7 @@ The bundle's files are read as data, each from a regular file of bounded size
 submission): SHA256SUMS, submission.json, images/metadata.json and the model
 card as strict JSON / YAML / text, the works as PNGs whose header is checked
 before a pixel is decoded, the LoRA as safetensors arrays. The works are drawn
-again by a worker in the sandbox (repro.worker's task "redraw",
+again by a worker in the sandbox (repro.boundary.worker's task "redraw",
 repro.diffusion.redraw) from the LoRA, the maintainers' own copy of the declared
 base model and each work's claimed prompt and seed; the worker never gets the
 submitted images. Here they are compared pixel by pixel (exact where the worker's
@@ -33,15 +33,16 @@ import stat
 
 import numpy as np
 
-from repro import exchange, strict
-from repro.audit import Staged, Worker
-from repro.contest_t2i import MAX_PROMPT
+from repro import strict
+from repro.boundary.sandbox import Sandbox
 from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.diffusion.redraw import LORA_FILE, PLATFORM_KEYS
 from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
 from repro.errors import ReproError
+from repro.judge import exchange
+from repro.boundary.task import Staged, Worker
+from repro.judge.contest_t2i import MAX_PROMPT
 from repro.review import _open_regular
-from repro.sandbox import Sandbox
 from repro.strict import sha256_file
 
 SUMS = "SHA256SUMS"

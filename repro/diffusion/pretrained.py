@@ -8,10 +8,10 @@ import importlib
 import json
 import os
 
-from repro.checkpoint import sha256_file
 from repro.diffusion.ppd import cached, ppdiffusers, quiet
 from repro.diffusion.tiny import TINY_SD, TINY_SD_VERSION, builtin_dir, write_tiny_sd
 from repro.errors import ReproError
+from repro.run.checkpoint import sha256_file
 
 WEIGHT_EXTS = (".safetensors", ".pdparams", ".bin", ".index.json")
 # where model_index.json may say a component's class lives; anything else is refused

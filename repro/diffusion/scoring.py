@@ -6,12 +6,12 @@ import numpy as np
 
 from repro.align.convert import convert
 from repro.align.torch_load import load_state_dict
-from repro.checkpoint import sha256_file
 from repro.diffusion.ppd import cached
 from repro.diffusion.tiny import BUILTIN_CLIP, builtin_dir
 from repro.errors import ReproError
 from repro.metrics.clip import CLIPEmbedder, write_tiny_clip
 from repro.metrics.generative import FID, CLIPScore, InceptionScore
+from repro.run.checkpoint import sha256_file
 
 
 def clip_embedder(spec, pinned_sha256=""):

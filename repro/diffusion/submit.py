@@ -36,13 +36,13 @@ import shutil
 import time
 
 from repro import hints
-from repro.checkpoint import sha256_file
 from repro.diffusion.generate import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
-from repro.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
+from repro.run.checkpoint import sha256_file
+from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
 from repro.verify import Options, print_table, report_json, verify
 
 LOG_FILES = (EVENTS, TEXT, CONFIG)

@@ -25,8 +25,10 @@ thousand). Accuracy-type metrics only (a fraction of samples right).
 import math
 import os
 
-from repro import audit, checkpoint, exchange
+from repro.boundary import task
 from repro.errors import ReproError
+from repro.judge import exchange
+from repro.run import checkpoint
 
 SEED_ENV = "REPRO_PRIVATE_SEED"
 CONFIDENCE = 0.999
@@ -98,10 +100,10 @@ class PrivateEval:
 
     def _fresh(self, body, sandbox, timeout):
         paper, _, exp = body["source"].partition("/")
-        worker = audit.Worker(sandbox, env={}, trusted=True)  # the harness's own papers, nothing submitted
+        worker = task.Worker(sandbox, env={}, trusted=True)  # the harness's own papers, nothing submitted
         req = {"task": "fresh", "paper": paper, "exp": exp, "lite": False, "set": {}, "threads": 1,
                "n": int(body["n"]), "seed": int(self.seed)}
-        answer, out = audit.Staged(worker, req, {}, timeout).run()
+        answer, out = task.Staged(worker, req, {}, timeout).run()
         try:
             arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the fresh private split")
         finally:

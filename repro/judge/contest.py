@@ -15,7 +15,7 @@
         seeds: [0, 1, 2, 3, 4]
         audit: 1000                  # checkpoints kept at most this far apart (1..10**7; 0: none)
         replay: default              # what the review replays of every run: "default" (the default
-                                     # coverage, repro.audit), "all", or N segments (2..10**4)
+                                     # coverage, repro.judge.audit), "all", or N segments (2..10**4)
         verifiable: false            # true: every run trained with train.verifiable (each update in
                                      # float64, rounded back, the rounding logged), so its replay is
                                      # bitwise on the reviewer's machine, whatever CPU or GPU made it
@@ -27,12 +27,12 @@
         source: "Greydanus & Kobak 2024, results table"
 
 An entry with `kind: text_to_image` judges a submitted text-to-image bundle
-instead of training runs: its schema is repro/contest_t2i.py.
+instead of training runs: its schema is repro/judge/contest_t2i.py.
 
 The schema is in code (ContestPaper); a contest file is read strictly, and
 every problem is one line naming the file and the key. Judging against a
 contest uses the contest's targets and nothing the submitted plugin declares
-(repro.protocol.ContestProtocol below): a submission cannot lower the bar.
+(repro.judge.protocol.ContestProtocol below): a submission cannot lower the bar.
 """
 import math
 import os
@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from repro import strict
+from repro.boundary.identity import check_tree
 from repro.config import flatten
-from repro.contest_t2i import read_entry as t2i_entry
 from repro.errors import ReproError
-from repro.identity import check_tree
+from repro.judge.contest_t2i import read_entry as t2i_entry
+from repro.judge.protocol import Protocol, parse_train_only
 from repro.metrics import METRICS
-from repro.protocol import Protocol, parse_train_only
 from repro.strict import SHA256, short as _short, typed as _typed
 from repro.targets import DIRECTIONS, POLICIES, Policy, Target
 
@@ -290,7 +290,7 @@ def _with_base(entry, base):
 
 
 def _private_eval(spec, values, where):
-    """{"fresh": {n, source: paper/experiment}} or {"file": {path, sha256}} (repro/private.py)."""
+    """{"fresh": {n, source: paper/experiment}} or {"file": {path, sha256}} (repro/judge/private.py)."""
     at = f"{where}: private_eval"
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in ("fresh", "file") \
             or not isinstance(next(iter(spec.values())), dict):
@@ -399,5 +399,5 @@ def protocol_of(contest, tree=None):
 
 def check_code(header, tree):
     """Whether the code the log names is the code in tree: the run's recorded
-    repository identity must be exactly the tree's (repro.identity.check_tree)."""
+    repository identity must be exactly the tree's (repro.boundary.identity.check_tree)."""
     return check_tree(header, tree)

@@ -1,6 +1,6 @@
 """The sandbox: the one place that starts a process which imports paper code.
 
-Every worker (repro.worker: building a split, recomputing outputs, replaying a
+Every worker (repro.boundary.worker: building a split, recomputing outputs, replaying a
 segment) runs through run() below. Under bubblewrap (`bwrap`, Debian's
 package `bubblewrap`, the sandbox Flatpak uses) the worker gets:
 
@@ -10,11 +10,11 @@ package `bubblewrap`, the sandbox Flatpak uses) the worker gets:
   - read-only: the system's /usr, the Python installation and virtual
     environment, the harness, the datasets folder, and exactly the files it is
     handed: for a submission, a snapshot of the files its code identity covers
-    (repro.identity), never its logs, another submission or the maintainer's home;
+    (repro.boundary.identity), never its logs, another submission or the maintainer's home;
   - a private tmpfs for /tmp, and one writable folder for its outputs;
   - limits on address space, CPU time, file size, open files and processes.
 
-What a worker writes is read back by the judge (repro.audit) as tensors and
+What a worker writes is read back by the judge (repro.judge.audit) as tensors and
 checked; nothing it reports is believed. Without bwrap, mode "required" (a
 contest review, verify --contest) refuses with how to install it; "off"
 (--no-sandbox) runs the same worker in a plain child process with the same
@@ -215,8 +215,8 @@ def _bwrap_command(argv, readonly, out_dir, env):
 
 
 def worker_argv(*args):
-    """This Python running repro.worker: no bytecode written, no user site, isolated from cwd."""
-    return [sys.executable, "-B", "-s", "-m", "repro.worker", *args]
+    """This Python running repro.boundary.worker: no bytecode written, no user site, isolated from cwd."""
+    return [sys.executable, "-B", "-s", "-m", "repro.boundary.worker", *args]
 
 
 def elapsed(t0):

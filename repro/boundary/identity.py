@@ -46,8 +46,8 @@ import hashlib
 import os
 import stat
 
-from repro import rundir
 from repro.errors import ReproError
+from repro.run import rundir
 from repro.strict import hash_read as _hash_read
 
 MAX_FILE_BYTES = 64 << 20
@@ -285,7 +285,7 @@ def _compare(code, here):
     repo = code.get("repository")
     if not isinstance(repo, dict) or not isinstance(repo.get("files"), dict):
         return ["the log records its plugin's package and configs, not the whole repository holding them "
-                "(a harness before repro.identity made it), so it cannot be tied to the submitted tree"]
+                "(a harness before repro.boundary.identity made it), so it cannot be tied to the submitted tree"]
     logged = repo["files"]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in logged.items()):
         return ["the log's repository identity is malformed (its files must map paths to sha256 strings)"]

@@ -1,8 +1,8 @@
 """The worker: the only code of the audit that imports paper code, and it runs in
-the sandbox (repro.sandbox). It is handed inputs and writes tensors; it never
+the sandbox (repro.boundary.sandbox). It is handed inputs and writes tensors; it never
 sees a run's logs or the checkpoint a replay must reach, and it decides nothing.
 
-    python -B -m repro.worker IN_DIR OUT_DIR
+    python -B -m repro.boundary.worker IN_DIR OUT_DIR
 
 IN_DIR/request.json says what to do:
 
@@ -23,9 +23,9 @@ IN_DIR/request.json says what to do:
                 OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B). A
                 train.verifiable run's segment is re-trained with the trainer's
                 rounding decisions it is given, and the replay's own per-update
-                state hashes go to OUT_DIR/hashes-A-B.decisions (repro.decisions).
+                state hashes go to OUT_DIR/hashes-A-B.decisions (repro.run.decisions).
 
-Failures end with one line in OUT_DIR/error.txt. The judge (repro.audit)
+Failures end with one line in OUT_DIR/error.txt. The judge (repro.judge.audit)
 checks every file here before it uses it.
 """
 import json
@@ -34,11 +34,13 @@ import sys
 import time
 import traceback
 
-from repro import checkpoint, decisions, exchange, recipe, rundir, strict
+from repro import strict
 from repro.config import set_key, validate
 from repro.data import fingerprint
+from repro.judge import exchange
 from repro.paper import GenerativePaper
 from repro.registry import get_paper
+from repro.run import checkpoint, decisions, recipe, rundir
 
 
 def _config(paper, req):

@@ -1,8 +1,8 @@
-"""The judge's side of recompute and the replay audit: what to re-execute, the
-workers that do it, and every comparison that decides.
+"""The judge's side of recompute and the replay audit: what to re-execute and every
+comparison that decides.
 
-Trust boundary: this module never imports paper code. Workers (repro.worker)
-import it, inside the sandbox (repro.sandbox), and hand back tensors: the
+Trust boundary: this module never imports paper code. Workers (repro.boundary.worker)
+import it, inside the sandbox (repro.boundary.sandbox), and hand back tensors: the
 evaluation splits they built, the model's outputs on inputs the judge gives
 (never the labels), the weights a replayed segment ends in (never having seen
 the checkpoint it must reach). The judge checks the splits' fingerprints
@@ -16,12 +16,10 @@ keeps checkpoints every train.audit_every steps; the verifier re-trains
 segments between them with the *registered* recipe and compares the weights it
 gets with the next kept checkpoint. The first segment starts from the initial
 weights rebuilt from the seed and the last one ends in the scored weights.
-Which segments (the coverage): every one (`all`); N of them (always the first
-and the last, the rest drawn from a challenge the submitter cannot predict); or
-the default: every segment of a run whose logged training took at most
-FULL_REPLAY_SECONDS (the audit then costs at most the run's own training time),
-else the first, the last and a DEFAULT_SHARE of the middle ones, drawn. Each
-run's coverage says the probability that one forged segment escapes the draw.
+Which segments it re-trains is the coverage (repro.judge.coverage); one worker task
+is repro.boundary.task; this module plans each run's audit (Plan), builds the
+evaluation data once per cell (DataCache), judges what comes back, and runs the
+runs' audits `jobs` at a time (run_audits).
 
 On the same platform (CPU, the run's thread count, this Paddle) the comparison
 is bitwise. Across platforms (--cross-platform) each segment is replayed twice,
@@ -30,18 +28,15 @@ logged checkpoint is judged against the spread of the two: within MARGIN times
 it on a segment calm enough for a forgery to stand out (spread at most
 CHAOS_LIMIT); inconclusive on a chaotic segment.
 
-A train.verifiable run (repro.verifiable, repro.decisions) is judged bit for bit
+A train.verifiable run (repro.run.verifiable, repro.run.decisions) is judged bit for bit
 on any platform: the worker also gets the segment's rounding decisions and
 state hashes (beside the checkpoint the segment ends at, checked against the
 log), replays with them, and writes its own per-update hashes; the judge finds
 the first update whose hash departs from the logged ones and the parameters
 whose tags differ there, and requires the end state exactly.
 """
-import hashlib
-import math
 import os
 import queue
-import random
 import shutil
 import tempfile
 import threading
@@ -49,111 +44,18 @@ import time
 
 import numpy as np
 
-from repro import checkpoint, decisions, exchange, rundir, strict
+from repro import strict
+from repro.boundary.task import Staged
 from repro.data import fingerprint
-from repro.datasets.download import ENV as DATA_ENV
 from repro.errors import ReproError
-from repro.sandbox import worker_argv
+from repro.judge import exchange
+from repro.run import checkpoint, decisions, rundir
 
 MARGIN = 10.0
 CHAOS_LIMIT = 1e-4
 RECOMPUTE_RTOL = 1e-3
-# the default coverage: every segment of a run that trained for at most this long (so the
-# audit costs at most the run's own training time); longer runs: the first, the last and
-# this share of the middle segments, drawn with the challenge
-FULL_REPLAY_SECONDS = 900
 PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
 TRAIN = "\0train"    # the training split among a data worker's splits, when a contest pins it
-DEFAULT_SHARE = 0.25
-
-
-# ------------------------------------------------------------------ planning
-
-def segments(run):
-    """[(a, b)] between the kept checkpoints, from 0 (the initial state) to the last step."""
-    steps = [0] + run.kept_steps()
-    return list(zip(steps, steps[1:]))
-
-
-def count(run, coverage, segs=None):
-    """How many segments of this run the coverage replays (first and last included)."""
-    k = len(segs if segs is not None else segments(run))
-    if coverage == "all":
-        return k
-    if coverage == "default":
-        seconds = float(run.events[-1].get("seconds") or 0) if run.events else 0.0
-        if seconds <= FULL_REPLAY_SECONDS:
-            return k
-        return min(k, 2 + math.ceil(DEFAULT_SHARE * max(0, k - 2)))
-    return min(k, int(coverage))
-
-
-def choose(segs, n, challenge, identity):
-    """n of segs: always the first and the last, the rest drawn from (challenge, identity)."""
-    if n >= len(segs):
-        return list(segs)
-    middle = list(range(1, len(segs) - 1))
-    rng = random.Random(hashlib.sha256(f"{challenge}\0{identity}".encode()).digest())
-    picked = {0, len(segs) - 1} | set(rng.sample(middle, max(0, n - 2)))
-    return [segs[i] for i in sorted(picked)]
-
-
-def escape(k, n):
-    """The probability that one forged segment of k escapes a draw of n (first and last
-    always replayed, the rest uniformly): the worst case is a middle segment."""
-    if n >= k or k <= 2:
-        return 0.0
-    return 1.0 - (n - 2) / (k - 2)
-
-
-def coverage_of(run, chosen, segs):
-    total = run.cfg.train.steps
-    steps = sum(b - a for a, b in chosen)
-    return {"replayed": len(chosen), "segments": len(segs), "steps": steps, "total_steps": total,
-            "escape": escape(len(segs), len(chosen))}
-
-
-def describe_coverage(cov):
-    """'replayed 3 of 8 segments, 38% of steps; one forged segment escapes with probability at most 62%'."""
-    share = cov["steps"] / max(1, cov["total_steps"])
-    text = f"replayed {cov['replayed']} of {cov['segments']} segments, {share:.0%} of steps"
-    if cov["escape"] > 0:
-        return text + f"; one forged segment escapes with probability at most {cov['escape']:.0%}"
-    return text + "; every segment replayed"
-
-
-# ------------------------------------------------------------------ the worker, as the judge sees it
-
-class Worker:
-    """What a run's workers need to import its paper: environment and read-only folders.
-    trusted: the paper is the harness's own or the user's (not a submission under review),
-    so a generative paper's own scores may be taken."""
-
-    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None):
-        self.sandbox, self.env, self.readonly, self.trusted = sandbox, dict(env or {}), list(readonly), trusted
-        data_dir = data_dir or os.environ.get(DATA_ENV)
-        cache = os.path.expanduser("~/.cache/repro")
-        for folder in filter(None, (data_dir, cache if os.path.isdir(cache) else None)):
-            folder = os.path.abspath(folder)
-            if os.path.isdir(folder):
-                self.readonly.append((folder, folder))
-        if data_dir:
-            self.env[DATA_ENV] = os.path.abspath(data_dir)
-
-
-def _last_words(out_dir, err, code):
-    path = os.path.join(out_dir, "error.txt")
-    text = ""
-    if os.path.isfile(path) and not os.path.islink(path) and os.lstat(path).st_size < 4096:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    if not text:
-        err.seek(0, os.SEEK_END)
-        err.seek(max(0, err.tell() - 4096))
-        lines = [ln.strip() for ln in err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        text = lines[-1] if lines else ""
-    text = "".join(c if c.isprintable() else " " for c in text)[:300]
-    return f"the worker ended with status {code}" + (f": {text}" if text else "")
 
 
 # ------------------------------------------------------------------ one run
@@ -165,7 +67,7 @@ class Plan:
                  train_pin=None):
         self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
         self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
-        self.private = private  # (x, y) of a private split the submitter never had (repro.private), or None
+        self.private = private  # (x, y) of a private split the submitter never had (repro.judge.private), or None
         self.train_pin = train_pin  # (n, sha256) a contest pins the training split to, or None
         # train.verifiable: each segment replays bitwise on any machine, with the run's rounding decisions
         self.verifiable = bool(getattr(run.cfg.train, "verifiable", False)) if run.cfg is not None else False
@@ -228,7 +130,7 @@ def _build_data(plan, timeout, seeded=True):
         shutil.rmtree(out, ignore_errors=True)
         if not plan.worker.trusted:
             raise ReproError("a generative paper is scored by its own code, which is not run for a submission under "
-                             "review (text-to-image contests judge bundles: repro/contest_t2i.py)")
+                             "review (text-to-image contests judge bundles: repro/judge/contest_t2i.py)")
         return {}, None, answer["generative"], answer.get("provenance")
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the built evaluation data")
@@ -251,49 +153,6 @@ def _build_data(plan, timeout, seeded=True):
         return splits, refit, None, answer.get("provenance")
     finally:
         shutil.rmtree(out, ignore_errors=True)
-
-
-class Staged:
-    """One worker task: its inputs copied into a fresh input folder (named there in the
-    request), a fresh output folder, the sandbox; (answer, output folder) or a ReproError."""
-
-    def __init__(self, worker, req, inputs, timeout):
-        self.worker, self.req, self.inputs, self.timeout = worker, req, inputs, timeout
-
-    def run(self):
-        in_dir = tempfile.mkdtemp(prefix="repro-in-")
-        out_dir = tempfile.mkdtemp(prefix="repro-out-")
-        req = dict(self.req)
-        try:
-            for name, src in self.inputs.items():
-                shutil.copyfile(src, os.path.join(in_dir, name))
-            req["staged"] = {name: os.path.join(in_dir, name) for name in self.inputs}  # where each input is
-            if "artifact.json" in self.inputs:
-                req["artifact_file"] = os.path.join(in_dir, "artifact.json")
-            if req.get("outputs"):
-                req["outputs"] = {k: os.path.join(in_dir, v) if k in ("weights", "inputs") else v
-                                  for k, v in req["outputs"].items()}
-            req["segments"] = [{**s, "start": os.path.join(in_dir, s["start"]) if s.get("start") else None,
-                                "decisions": os.path.join(in_dir, s["decisions"]) if s.get("decisions") else None}
-                               for s in req.get("segments") or []]
-            exchange.write_request(os.path.join(in_dir, "request.json"), req)
-            with tempfile.TemporaryFile() as err:
-                code = self.worker.sandbox.run(worker_argv(in_dir, out_dir),
-                                               readonly=self.worker.readonly + [(in_dir, in_dir)], out_dir=out_dir,
-                                               env=self.worker.env, timeout=self.timeout, stderr=err)
-                if code == -9:
-                    raise ReproError(f"the worker took longer than {self.timeout} s")
-                if code != 0:
-                    raise ReproError(_last_words(out_dir, err, code))
-            answer = exchange.read_result(os.path.join(out_dir, "result.json"), "the worker's answer")
-            if not isinstance(answer, dict):
-                raise ReproError("the worker's answer is not a mapping")
-            return answer, out_dir
-        except BaseException:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise
-        finally:
-            shutil.rmtree(in_dir, ignore_errors=True)
 
 
 def audit_run(plan, data_cache, timeout):

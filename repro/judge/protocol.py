@@ -4,7 +4,7 @@ A Protocol answers, for one (paper, experiment), every question verify's log
 checks ask: the targets, the evaluation data, the registered config, which
 config keys a run may set to its own values, the metric definitions and what
 values they can take. RegisteredProtocol asks the paper's own code (the
-registry); repro.contest's ContestProtocol answers from a maintainer's contest
+registry); repro.judge.contest's ContestProtocol answers from a maintainer's contest
 file and the submitted files, without importing the submitted code.
 """
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ LOGGING_KEYS = {"train.seed", "train.log_every", "train.checkpoint_every", "trai
 # Keys that change the arithmetic, not the experiment, and which a run may turn on where the
 # registered config leaves them off (absent from an older log: off). Where the registered config,
 # a target's policy (Policy.verifiable) or a contest entry turns one on, every run must have it on.
-# train.verifiable: every update in float64 from float32 state, rounded back (repro/verifiable.py).
+# train.verifiable: every update in float64 from float32 state, rounded back (repro/run/verifiable.py).
 OPT_IN_KEYS = {"train.verifiable"}
 
 

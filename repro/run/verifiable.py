@@ -10,17 +10,17 @@ of the new state is rounded to the nearest float32 (below a floor of 2^-12 of
 the tensor's largest value, to the floor's fixed grid: decisions.floor_of).
 Where a float64 result lies within decisions.MARGIN of a rounding boundary the
 trainer records which way it went; a replay applies those records
-(repro.decisions says how, and what fails). A hash of the float32 state after every update goes into the same
+(repro.run.decisions says how, and what fails). A hash of the float32 state after every update goes into the same
 per-segment record, so a replay that does not match names the first update
 and the parameters that diverge.
 
-The trainer (repro.recipe, repro.train) and the replay worker use this; the
-judge only reads the files (repro.decisions).
+The trainer (repro.run.recipe, repro.train) and the replay worker use this; the
+judge only reads the files (repro.run.decisions).
 """
 import numpy as np
 
-from repro import decisions
 from repro.errors import ReproError
+from repro.run import decisions
 from repro.strict import sha256_file
 
 

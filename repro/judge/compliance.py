@@ -2,19 +2,19 @@
 
 load_run() reads a run directory and never raises: a run that cannot be read
 is returned with the reason as its problem. check_run() lists every reason
-the run cannot count against its protocol (repro/protocol.py: the registered
+the run cannot count against its protocol (repro/judge/protocol.py: the registered
 experiment, or a contest's entry). What re-executes the run's code (recompute,
-replay) is repro/audit.py. The log format is described in docs/log-format.md.
+replay) is repro/judge/audit.py. The log format is described in docs/log-format.md.
 """
 import math
 
-from repro import decisions, rundir
-from repro.checkpoint import weights_sha256
 from repro.config import config_hash, flatten
 from repro.errors import ReproError
-from repro.protocol import RegisteredProtocol
+from repro.judge.protocol import RegisteredProtocol
 from repro.registry import get_paper
-from repro.runlog import GENESIS, line_hash
+from repro.run import decisions, rundir
+from repro.run.checkpoint import weights_sha256
+from repro.run.runlog import GENESIS, line_hash
 
 LITE = "a --lite smoke run, not the experiment"
 

@@ -5,7 +5,7 @@ Everything an update depends on is a function of the config and the step
 number (the batch, the learning rate, every RNG seed) or is in the checkpoint
 (weights, optimizer and loss-scaler state). So any stretch of a run can be
 re-computed alone: the training loop (repro.train), resume, the replay audit
-(repro.audit) and the alignment ladder (repro.align) all build and step
+(repro.judge.audit) and the alignment ladder (repro.align) all build and step
 through this module, never a copy of it.
 """
 import math
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repro.amp import Amp
 from repro.data import Batches
-from repro.dist import SINGLE
 from repro.errors import ReproError
-from repro.verifiable import Exact
+from repro.run.amp import Amp
+from repro.run.dist import SINGLE
+from repro.run.verifiable import Exact
 
 
 def lr_at(tc, step):
@@ -90,7 +90,7 @@ class State:
     optimizer: object
     amp: object
     batches: object
-    exact: object = None  # repro.verifiable.Exact where train.verifiable: each update in float64, rounded
+    exact: object = None  # repro.run.verifiable.Exact where train.verifiable: each update in float64, rounded
 
 
 def build(paper, cfg, dist=SINGLE, init=True, artifact=None):

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 
-from repro import hints, rundir
+from repro import hints
 from repro.errors import ReproError
-from repro.progress import fmt_eta
+from repro.run import rundir
+from repro.run.progress import fmt_eta
 from repro.verify import Options, print_table, verify
 
 

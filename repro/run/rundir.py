@@ -1,7 +1,7 @@
 """A run directory: its layout, opening it, and loading the model it trained.
 
     RUN_DIR/
-      events.jsonl                         the machine log (repro.runlog; docs/log-format.md)
+      events.jsonl                         the machine log (repro.run.runlog; docs/log-format.md)
       config.yaml                          the resolved config, as the log's header has it
       train.log                            the log as text
       vdl/                                 VisualDL scalars
@@ -19,19 +19,20 @@ the weights alone: it is scored and compared with a replay, never trained on fro
 This is the only module that names a run's files or builds a model and loads
 trained weights into it. Everything read from a run directory is checked
 here: files must be regular files inside the directory once links are
-resolved, the log is read strictly (repro.runlog), config.yaml must be the
+resolved, the log is read strictly (repro.run.runlog), config.yaml must be the
 config the log's header records, and a checkpoint must be the file the log
 names (its sha256), written after the log lines it says it follows.
 """
 import os
 from dataclasses import dataclass, field
 
-from repro import checkpoint, strict
-from repro.checkpoint import sha256_file
+from repro import strict
 from repro.config import config_hash, dump_yaml, from_dict
 from repro.errors import ReproError
 from repro.registry import get_paper
-from repro.runlog import line_hash, read_log
+from repro.run import checkpoint
+from repro.run.checkpoint import sha256_file
+from repro.run.runlog import line_hash, read_log
 
 EVENTS = "events.jsonl"
 CONFIG = "config.yaml"
@@ -49,7 +50,7 @@ def checkpoint_name(step):
 
 def decisions_name(step):
     """A verifiable run's record beside its checkpoint of step: the rounding decisions and
-    state hashes of the updates since the last kept checkpoint (repro.decisions)."""
+    state hashes of the updates since the last kept checkpoint (repro.run.decisions)."""
     return f"{CHECKPOINTS}/step-{step:08d}.decisions"
 
 
@@ -81,14 +82,14 @@ class Run:
     paper: object = None
     exp: object = None
     cfg: object = None
-    protocol: object = None  # what verify judges it against (repro.protocol)
+    protocol: object = None  # what verify judges it against (repro.judge.protocol)
     problems: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)   # the final metrics the log reports
     final_weights: str = ""                       # weights_sha256 of the final checkpoint, as read
     kept_weights: dict = field(default_factory=dict)  # {step: weights_sha256} of every kept checkpoint, as read
-    coverage: dict = None                         # what the replay audit covered (repro.audit.coverage_of)
-    private: dict = None                          # the private evaluation's result (repro.private)
+    coverage: dict = None                         # what the replay audit covered (repro.judge.coverage.coverage_of)
+    private: dict = None                          # the private evaluation's result (repro.judge.private)
     recomputed: dict = None                       # metrics verify computed itself (--recompute)
     replayed: list = field(default_factory=list)  # replay audit results, one per segment
 

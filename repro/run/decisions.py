@@ -5,7 +5,7 @@ judge all read it; nothing here imports Paddle or paper code.
 
 A verifiable update is computed in float64 from float32 state, and the new
 state (weights, buffers, optimizer state) is rounded to the nearest float32
-(repro.verifiable). Two machines whose float64 kernels sum in other orders get
+(repro.run.verifiable). Two machines whose float64 kernels sum in other orders get
 float64 results a few float64 ulps apart (median a few 1e-9 of a float32
 spacing, measured), so they round to the same float32 except where a result
 lies next to a rounding boundary (the midpoint between two adjacent float32
