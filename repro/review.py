@@ -57,7 +57,7 @@ from repro.judge import exchange
 from repro.judge.contest import parse_time, protocol_of, read_contest
 from repro.report import CSS, render
 from repro.strict import sha256_file
-from repro.verify import Options, private_of, report_json, verify
+from repro.verify import Options, private_of, verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
 
@@ -543,11 +543,11 @@ def _review(sub, contest, options, receipts, result, scrub):
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
                    tree=repo, plugin=package, private=options.private if options.recompute else None)
     try:
-        rows, runs, ok = verify([logs], opts)
+        verdict = verify([logs], opts)
     except ReproError as e:
         result["problems"].append(str(e))
         return
-    report = report_json(rows, runs, ok, opts)
+    rows, runs, report = verdict.rows, verdict.runs, verdict.json()
     judged = {(r["paper"], r["exp"]) for r in rows}
     result["problems"] += [f"no run of {e.plugin}/{e.experiment}, which the contest judges" for e in entries
                            if (e.plugin, e.experiment) not in judged]
@@ -559,7 +559,7 @@ def _review(sub, contest, options, receipts, result, scrub):
                   sandbox=report.get("sandbox") or _sandbox_text(opts))
     result["full_review"] = bool(result["runs"]) and all(
         "recompute" in r["checks"] and "replay" in r["checks"] for r in result["runs"])
-    result["ok"] = ok and not result["problems"]
+    result["ok"] = verdict.ok and not result["problems"]
     result["_render"] = (rows, runs, opts, scrub)  # for the page, written once the ledger is known
 
 

@@ -26,7 +26,7 @@ from repro.boundary import identity
 from repro.errors import ReproError, run_cli
 from repro.judge.contest import read_contest
 from repro.registry import use_folders
-from repro.verify import Options, print_table, private_of, verify
+from repro.verify import Options, private_of, verify
 
 
 def plugins_in(repo):
@@ -102,13 +102,13 @@ def without_contest(repo, args):
     options = Options(recompute=not args.logs_only, replay=0 if args.logs_only else "default", jobs=args.jobs,
                       timeout=args.timeout, challenge=args.challenge, sandbox="off" if args.no_sandbox else "auto",
                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    rows, runs, ok = verify([logs], options)
-    print_table(rows, runs, ok, options)
+    verdict = verify([logs], options)
+    verdict.print_table()
     print(f"\ncode identity of {repo}: " + ("the tree and every run's recorded code agree" if not problems else
                                             f"{len(problems)} problem(s)"))
     for p in problems:
         print(f"  - {p}")
-    return 0 if ok and not problems else 1
+    return 0 if verdict.ok and not problems else 1
 
 
 def main(argv=None):

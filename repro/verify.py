@@ -18,6 +18,7 @@ import os
 import secrets
 import sys
 import tempfile
+from dataclasses import dataclass
 
 from repro.boundary import identity, task
 from repro.boundary.sandbox import Sandbox
@@ -157,7 +158,7 @@ def _on_accelerator():
 
 
 def verify(paths, options=None):
-    """Returns (rows, runs, ok). rows: one dict per (experiment, target)."""
+    """The Verdict on the runs under paths (rows, runs, ok = verify(...) unpacks it)."""
     options = options or Options()
     runs = [check_run(load_run(p), options.protocol_of) for p in find_runs(paths)]
     groups = {}
@@ -190,7 +191,7 @@ def verify(paths, options=None):
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
                          "source": target.source, "recomputed": bool(options.recompute)})
     ok = bool(rows) and all(r["passed"] for r in rows) and not any(r.problems for r in runs)
-    return rows, runs, ok
+    return Verdict(rows, runs, ok, options)
 
 
 def _value(run, metric):
@@ -410,68 +411,85 @@ def _judge_private(run, rec):
 
 
 
-def print_table(rows, runs, ok, options=None):
-    header = ["paper/experiment", "metric", "paper", "achieved (mean ± std [min, max])", "tol", "dir",
-              "policy", "runs", "verdict"]
-    table = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
-              f"{r['tolerance']:.2f}", r["direction"], r["policy"], str(len(r["seeds"])),
-              "PASS" if r["passed"] else "FAIL"] for r in rows]
-    if table:
-        widths = [max(len(x) for x in col) for col in zip(header, *table)]
-        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-        print(line(header))
-        print(line(["-" * w for w in widths]))
-        for cells in table:
-            print(line(cells))
-        print("\nwhy:")
-        for r in rows:
-            print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}")
-    audited = [r for r in runs if r.replayed]
-    if audited:
-        steps = sum(s.get("steps", 0) for r in audited for s in r.replayed)
-        total = sum(r.cfg.train.steps for r in audited)
-        secs = sum(s.get("seconds", 0) for r in audited for s in r.replayed)
-        trained = sum(float(r.events[-1].get("seconds") or 0) for r in audited)
-        share = f" ({secs / trained:.0%} of their logged training time)" if trained else ""
-        print(f"\nreplay audit: {sum(len(r.replayed) for r in audited)} segments of {len(audited)} runs, "
-              f"{steps:,} of their {total:,} steps ({steps / max(1, total):.0%}), {secs:.0f} s{share}")
-        for run in audited:
-            segs = ", ".join(f"{s['a']}->{s['b']} " + ("error" if "error" in s else "exact" if s["exact"]
-                                                        else f"{s['distance']:.1e}") for s in run.replayed)
-            cov = f" ({coverage.describe_coverage(run.coverage)})" if run.coverage else ""
-            print(f"  {run.path}: {segs}{cov}")
-    excluded = [r for r in runs if r.problems]
-    if excluded:
-        print("\nexcluded runs (they do not count):")
-        for run in excluded:
-            print(f"  {run.path}:")
-            for p in run.problems:
-                print(f"    - {p}")
-    warned = [r for r in runs if r.warnings]
-    if warned:
-        print("\nwarnings:")
-        for run in warned:
-            print(f"  {run.path}: {'; '.join(run.warnings)}")
-    passed = sum(r["passed"] for r in rows)
-    checked = f" (checked: {options.assurance()})" if options else ""
-    print(f"\n{passed} of {len(rows)} targets reached, {len(runs) - len(excluded)} of {len(runs)} runs count"
-          f"{checked}: " + ("REPRODUCED" if ok else "NOT REPRODUCED"))
+@dataclass
+class Verdict:
+    """What verify decided: one row per (experiment, target) with the achieved value, the bar
+    and why; the runs judged (each with its problems, recompute and replay); ok, whether every
+    target is reached and every run counts; and the options it was judged with."""
+    rows: list
+    runs: list
+    ok: bool
+    options: Options
 
+    def __iter__(self):  # rows, runs, ok = verify(...)
+        return iter((self.rows, self.runs, self.ok))
 
-def report_json(rows, runs, ok, options):
-    checks = options.checks()
-    return {"ok": ok, "checked": options.assurance(), "checks": checks, "sandbox": options.sandbox_text(),
-            "challenge": options.challenge, "targets": rows,
-            "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
-                      "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
-                      "replay": r.replayed, "coverage": r.coverage,
-                      "coverage_text": coverage.describe_coverage(r.coverage) if r.coverage else None,
-                      "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
-                                 and (c != "replay" or r.replayed)],
-                      "private": r.private,
-                      "final_weights": r.final_weights or None,
-                      "kept_weights": sorted(set(r.kept_weights.values()))}
-                     for r in runs]}
+    def print_table(self):
+        """The verdict as verify prints it: the targets' table and why, the replay audit, the runs
+        that do not count, warnings, and the last line."""
+        rows, runs, ok, options = self.rows, self.runs, self.ok, self.options
+        header = ["paper/experiment", "metric", "paper", "achieved (mean ± std [min, max])", "tol", "dir",
+                  "policy", "runs", "verdict"]
+        table = [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"],
+                  f"{r['tolerance']:.2f}", r["direction"], r["policy"], str(len(r["seeds"])),
+                  "PASS" if r["passed"] else "FAIL"] for r in rows]
+        if table:
+            widths = [max(len(x) for x in col) for col in zip(header, *table)]
+            line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+            print(line(header))
+            print(line(["-" * w for w in widths]))
+            for cells in table:
+                print(line(cells))
+            print("\nwhy:")
+            for r in rows:
+                print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}")
+        audited = [r for r in runs if r.replayed]
+        if audited:
+            steps = sum(s.get("steps", 0) for r in audited for s in r.replayed)
+            total = sum(r.cfg.train.steps for r in audited)
+            secs = sum(s.get("seconds", 0) for r in audited for s in r.replayed)
+            trained = sum(float(r.events[-1].get("seconds") or 0) for r in audited)
+            share = f" ({secs / trained:.0%} of their logged training time)" if trained else ""
+            print(f"\nreplay audit: {sum(len(r.replayed) for r in audited)} segments of {len(audited)} runs, "
+                  f"{steps:,} of their {total:,} steps ({steps / max(1, total):.0%}), {secs:.0f} s{share}")
+            for run in audited:
+                segs = ", ".join(f"{s['a']}->{s['b']} " + ("error" if "error" in s else "exact" if s["exact"]
+                                                            else f"{s['distance']:.1e}") for s in run.replayed)
+                cov = f" ({coverage.describe_coverage(run.coverage)})" if run.coverage else ""
+                print(f"  {run.path}: {segs}{cov}")
+        excluded = [r for r in runs if r.problems]
+        if excluded:
+            print("\nexcluded runs (they do not count):")
+            for run in excluded:
+                print(f"  {run.path}:")
+                for p in run.problems:
+                    print(f"    - {p}")
+        warned = [r for r in runs if r.warnings]
+        if warned:
+            print("\nwarnings:")
+            for run in warned:
+                print(f"  {run.path}: {'; '.join(run.warnings)}")
+        passed = sum(r["passed"] for r in rows)
+        checked = f" (checked: {options.assurance()})" if options else ""
+        print(f"\n{passed} of {len(rows)} targets reached, {len(runs) - len(excluded)} of {len(runs)} runs count"
+              f"{checked}: " + ("REPRODUCED" if ok else "NOT REPRODUCED"))
+
+    def json(self):
+        """The verdict as verify --json prints it (a results file holds this: repro.results)."""
+        rows, runs, ok, options = self.rows, self.runs, self.ok, self.options
+        checks = options.checks()
+        return {"ok": ok, "checked": options.assurance(), "checks": checks, "sandbox": options.sandbox_text(),
+                "challenge": options.challenge, "targets": rows,
+                "runs": [{"path": r.path, "exp": r.header.get("exp"), "seed": r.seed, "problems": r.problems,
+                          "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
+                          "replay": r.replayed, "coverage": r.coverage,
+                          "coverage_text": coverage.describe_coverage(r.coverage) if r.coverage else None,
+                          "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
+                                     and (c != "replay" or r.replayed)],
+                          "private": r.private,
+                          "final_weights": r.final_weights or None,
+                          "kept_weights": sorted(set(r.kept_weights.values()))}
+                         for r in runs]}
 
 
 def parse_local(items):
@@ -588,12 +606,12 @@ def main(argv=None):
     options = options_from(args, say)
     if options.replay:
         say(f"replay audit: challenge {options.challenge} (pass --challenge {options.challenge} to repeat it)")
-    rows, runs, ok = verify(args.runs, options)
+    verdict = verify(args.runs, options)
     if args.json:
-        print(json.dumps(report_json(rows, runs, ok, options), indent=1))
+        print(json.dumps(verdict.json(), indent=1))
     else:
-        print_table(rows, runs, ok, options)
-    return 0 if ok else 1
+        verdict.print_table()
+    return 0 if verdict.ok else 1
 
 
 if __name__ == "__main__":

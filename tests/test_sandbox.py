@@ -19,9 +19,9 @@ import pytest
 from conftest import cli
 
 from repro import registry, train, verify
-from repro.boundary import sandbox, task
+from repro.boundary import sandbox
 from repro.errors import ReproError, run_cli
-from repro.judge import audit, coverage
+from repro.judge import coverage
 
 needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here: "
                                  "apt-get install bubblewrap")
@@ -137,7 +137,7 @@ raise RuntimeError("PROBE " + " ".join(found))
     home = probe.split("home=")[1].split()[0]
     allowed = {os.path.relpath(sys.base_prefix, os.path.expanduser("~")).split(os.sep)[0]}
     if os.path.isdir(os.path.expanduser("~/.cache/repro")):
-        allowed.add(".cache")  # the datasets' default folder, mounted read-only (repro.judge.task.Worker)
+        allowed.add(".cache")  # the datasets' default folder, mounted read-only (repro.boundary.task.Worker)
     assert home == "absent" or set(home.split(",")) <= allowed, home
     assert "env=None" in probe and "secret=unreachable" in probe, probe
     assert "net=refused" in probe and "other=unwritable" in probe and "own=read-only" in probe, probe
@@ -187,8 +187,8 @@ w._outputs = lambda paper, cfg, artifact, weights, inputs: {s: np.full((3, 10), 
 
 
 def test_a_worker_over_its_time_is_killed_with_one_line(runs, hostile):
-    got, ok = verify.verify(hostile("import time\ntime.sleep(600)")[:1],
-                            verify.Options(recompute=True, timeout=5))[1:]
+    verdict = verify.verify(hostile("import time\ntime.sleep(600)")[:1], verify.Options(recompute=True, timeout=5))
+    got, ok = verdict.runs, verdict.ok
     (run,) = got
     assert any("took longer than 5 s" in p for p in run.problems), run.problems
 
@@ -234,7 +234,7 @@ def test_the_default_coverage_replays_every_segment_of_a_short_run_and_a_drawn_s
 def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):
     _, plugin, out = runs
     registry.use_folders([plugin])
-    got, _ = verify.verify(out[:1], verify.Options(replay=2, challenge="x"))[1:]
+    got = verify.verify(out[:1], verify.Options(replay=2, challenge="x")).runs
     assert any("never replays a middle one" in w for w in got[0].warnings), got[0].warnings
     assert got[0].coverage["escape"] == 1.0
 

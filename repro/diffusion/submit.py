@@ -43,7 +43,7 @@ from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
 from repro.run.checkpoint import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
-from repro.verify import Options, print_table, report_json, verify
+from repro.verify import Options, verify
 
 LOG_FILES = (EVENTS, TEXT, CONFIG)
 
@@ -86,11 +86,11 @@ def read_generation(path, checkpoint_sha):
 
 def run_verify(run_dir):
     options = Options(recompute=True)
-    rows, runs, ok = verify([run_dir], options)
+    verdict = verify([run_dir], options)
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        print_table(rows, runs, ok, options)
-    return text.getvalue(), report_json(rows, runs, ok, options)
+        verdict.print_table()
+    return text.getvalue(), verdict.json()
 
 
 def _py_str(s):

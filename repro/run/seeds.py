@@ -21,7 +21,7 @@ from repro import hints
 from repro.errors import ReproError
 from repro.run import rundir
 from repro.run.progress import fmt_eta
-from repro.verify import Options, print_table, verify
+from repro.verify import Options, verify
 
 
 def parse_seeds(text, paper, exp):
@@ -169,12 +169,12 @@ def train_and_verify(args, paper, exp, parent):
     print(f"\ntrained in {fmt_eta(trained)}; verifying (each final checkpoint evaluated again, and the replay "
           f"audit's default coverage trained again)", flush=True)
     options = Options(recompute=True, replay="default", jobs=args.jobs)
-    rows, verified, ok = verify(runs, options)
+    verdict = verify(runs, options)
     print()
-    print_table(rows, verified, ok, options)
+    verdict.print_table()
     print(f"\nthe runs are in {parent}; to verify them again: "
           f"{hints.command('repro.verify', parent, '--recompute', '--replay', paper=paper.name, data=True)}")
-    return 2 if failed else (0 if ok else 1)
+    return 2 if failed else (0 if verdict.ok else 1)
 
 
 PINNED = "pinned"  # --seeds with no value: the target's pinned seeds
