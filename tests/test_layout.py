@@ -221,3 +221,11 @@ def test_the_readme_layout_names_every_module_and_folder_of_the_harness():
            and n not in ("shared",)}
     missing = sorted(n for n in names | folders | top if n not in words and n.rstrip("/") + "/" not in words)
     assert not missing, f"README's Layout does not name: {missing}"
+
+
+def test_making_a_run_never_imports_the_judge():
+    """train and repro/run/ make runs; the judge (repro.verify, repro/judge/) reads what they
+    wrote. --seeds verifies in a process of its own, so training never imports the judge."""
+    for path in [os.path.join(REPO, "repro", "train.py")] + list(files(os.path.join("repro", "run"))):
+        bad = {m for m in imports(path) if m.startswith(("repro.verify", "repro.judge", "repro.review"))}
+        assert not bad, (path, bad)

@@ -21,7 +21,6 @@ from repro import hints
 from repro.errors import ReproError
 from repro.run import rundir
 from repro.run.progress import fmt_eta
-from repro.verify import Options, verify
 
 
 def parse_seeds(text, paper, exp):
@@ -168,13 +167,14 @@ def train_and_verify(args, paper, exp, parent):
         return 2
     print(f"\ntrained in {fmt_eta(trained)}; verifying (each final checkpoint evaluated again, and the replay "
           f"audit's default coverage trained again)", flush=True)
-    options = Options(recompute=True, replay="default", jobs=args.jobs)
-    verdict = verify(runs, options)
-    print()
-    verdict.print_table()
+    print(flush=True)
+    # verify in a process of its own, as a user would run it (plugin folders and --data-dir reach it
+    # through REPRO_PAPERS and REPRO_DATA_DIR): training never imports the judge
+    code = subprocess.call([sys.executable, "-m", "repro.verify", *runs, "--recompute", "--replay",
+                            "--jobs", str(args.jobs)])
     print(f"\nthe runs are in {parent}; to verify them again: "
           f"{hints.command('repro.verify', parent, '--recompute', '--replay', paper=paper.name, data=True)}")
-    return 2 if failed else (0 if verdict.ok else 1)
+    return 2 if failed or code not in (0, 1) else code
 
 
 PINNED = "pinned"  # --seeds with no value: the target's pinned seeds
