@@ -249,7 +249,7 @@ def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(
     with pytest.raises(SystemExit):
         run_cli(train.main, ["--paper", "tinycell", "--out", plain, "-o", "train.steps=20",
                              "-o", "train.audit_every=10", "-o", "train.eval_every=10"])
-    got = {r.path: r for r in verify.verify([honest, plain], verify.Options(protocol_of=requiring))[1]}
+    got = {r.path: r for r in verify.verify([honest, plain], verify.Options(protocol_of=requiring)).runs}
     assert any("requires verifiable training" in p for p in got[plain].problems), got[plain].problems
     assert not any("requires verifiable training" in p for p in got[honest].problems), got[honest].problems
     assert str(Policy("single", verifiable=True)) == "single, verifiable training"
