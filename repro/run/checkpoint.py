@@ -55,15 +55,21 @@ def state_tensors(model, optimizer=None):
 
 def save(path, model, optimizer=None, meta=None):
     """Write model (and optimizer) state atomically; returns (file sha256, weights sha256)."""
-    from safetensors.numpy import save_file
-
     tensors = state_tensors(model, optimizer)
     metadata = {"format": FORMAT}
     metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (meta or {}).items()})
+    return save_atomic(path, tensors, metadata), weights_sha256(tensors)
+
+
+def save_atomic(path, arrays, metadata):
+    """A safetensors file written atomically (a temporary name, fsync, rename: a kill leaves the
+    old file or the new one, never half of one; a full disk is an OSError); returns its sha256.
+    Checkpoints and the verifiable record (repro.run.decisions) are written here."""
+    from safetensors.numpy import save_file
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         try:
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata=metadata)
         except OSError:
             raise
         except Exception as e:  # safetensors reports a full disk as its own error type
@@ -77,7 +83,7 @@ def save(path, model, optimizer=None, meta=None):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return sha256_file(path), weights_sha256(tensors)
+    return sha256_file(path)
 
 
 def _expected(model, optimizer=None):

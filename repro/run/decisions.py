@@ -56,7 +56,7 @@ import os
 import numpy as np
 
 from repro.errors import ReproError
-from repro.strict import sha256_file
+from repro.run.checkpoint import save_atomic
 
 FORMAT = "repro-decisions/1"
 # the trainer logs every value within MARGIN of a float32 spacing from a rounding boundary; a replay
@@ -356,19 +356,8 @@ class Segment:
 
 
 def write(path, segment):
-    """The segment's file, atomically (temporary name, fsync, rename); returns its sha256."""
-    from safetensors.numpy import save_file
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        save_file(segment.arrays(), tmp, metadata=segment.metadata())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return sha256_file(path)
+    """The segment's file, atomically (checkpoint.save_atomic); returns its sha256."""
+    return save_atomic(path, segment.arrays(), segment.metadata())
 
 
 
