@@ -31,11 +31,21 @@ def read(path):
     report = strict.read_json(path, "results file")
     if not isinstance(report, dict) or not isinstance(report.get("targets"), list):
         raise ReproError(f"{path} is not a verify --json report (no targets list)")
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     for row in report["targets"]:
+        if not isinstance(row, dict):
+            raise ReproError(f"{path}: a target row is not a mapping")
         missing = [k for k in ("paper", "exp", "metric", "paper_value", "achieved", "bar", "passed", "seeds", "values")
                    if k not in row]
         if missing:
             raise ReproError(f"{path}: a target row lacks {', '.join(missing)}")
+        if not (all(isinstance(row[k], str) for k in ("paper", "exp", "metric", "achieved", "bar"))
+                and row["exp"].isidentifier() and number(row["paper_value"]) and isinstance(row["passed"], bool)
+                and isinstance(row["seeds"], list) and all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in row["seeds"])
+                and isinstance(row["values"], list) and all(number(v) for v in row["values"])
+                and len(row["seeds"]) == len(row["values"])):
+            raise ReproError(f"{path}: a target row of {str(row.get('exp'))[:40]!r} has a field of the wrong type")
     return report
 
 
@@ -55,19 +65,24 @@ def _jsonl(path):
 
 
 def reference(folder, exp, seeds):
-    """(mean ± std text, note) of the authors' code for exp on these seeds, or None."""
+    """'mean ± std' of the authors' code for exp on these seeds (noted when from a drift file), or
+    None when the folder has no file for exp."""
     if not os.path.isdir(folder):
         raise ReproError(f"reference={folder}: no such folder")
     path = os.path.join(folder, f"results_{exp}.jsonl")
     note = ""
-    if os.path.isfile(path):
-        values = {r["seed"]: r["test_acc"] for r in _jsonl(path)}
-    else:
-        path = os.path.join(folder, f"drift_{exp}.jsonl")
-        if not os.path.isfile(path):
-            return None
-        values = {r["seed"]: r["curve"][-1]["reference_acc"] for r in _jsonl(path) if "seed" in r}  # not the summary
-        note = " (drift's PyTorch side)"
+    try:
+        if os.path.isfile(path):
+            values = {r["seed"]: float(r["test_acc"]) for r in _jsonl(path)}
+        else:
+            path = os.path.join(folder, f"drift_{exp}.jsonl")
+            if not os.path.isfile(path):
+                return None
+            values = {r["seed"]: float(r["curve"][-1]["reference_acc"])
+                      for r in _jsonl(path) if "seed" in r}  # not the summary line
+            note = " (drift's PyTorch side)"
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise ReproError(f"{path}: a line lacks its seed or final accuracy ({type(e).__name__}: {e})") from None
     got = [values[s] for s in seeds if s in values]
     if len(got) != len(seeds):
         raise ReproError(f"{path} lacks seeds {sorted(set(seeds) - set(values))} of the harness's runs")

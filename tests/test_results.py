@@ -70,3 +70,28 @@ def test_a_broken_results_file_is_one_line(tmp_path, capsys, content, says):
     (tmp_path / "README.md").write_text("<!-- results r.json -->\n<!-- end results -->\n", encoding="utf-8")
     code, out, err = cli(results.main, [str(tmp_path / "README.md")], capsys)
     assert code == 2 and says in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("row", [
+    {"values": "93.1"},
+    {"passed": "yes"},
+    {"seeds": [0, 1]},
+    {"exp": "../x"},
+])
+def test_a_target_row_of_the_wrong_type_is_one_line(tmp_path, capsys, row):
+    report = json.load(open(os.path.join(REPO, "logs", "kim_cnn", "results.json"), encoding="utf-8"))
+    report["targets"][0].update(row)
+    (tmp_path / "r.json").write_text(json.dumps(report), encoding="utf-8")
+    (tmp_path / "README.md").write_text("<!-- results r.json -->\n<!-- end results -->\n", encoding="utf-8")
+    code, out, err = cli(results.main, [str(tmp_path / "README.md")], capsys)
+    assert code == 2 and "wrong type" in err and "Traceback" not in err, err
+
+
+def test_a_reference_line_without_its_accuracy_is_one_line(tmp_path, capsys):
+    shutil.copy(os.path.join(REPO, "logs", "mnist1d", "results.json"), tmp_path / "r.json")
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "results_cnn.jsonl").write_text('{"seed": 0}\n', encoding="utf-8")
+    (tmp_path / "README.md").write_text("<!-- results r.json reference=ref -->\n<!-- end results -->\n",
+                                        encoding="utf-8")
+    code, out, err = cli(results.main, [str(tmp_path / "README.md")], capsys)
+    assert code == 2 and "results_cnn.jsonl" in err and "Traceback" not in err, err
