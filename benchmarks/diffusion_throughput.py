@@ -83,7 +83,6 @@ def peak_rss_mib(reset_ok):
 
 def load_cfg(args, extra=()):
     # the paper directly, not through repro.registry, which imports every paper
-    from repro.config import load_config
     from repro.papers.sd_lora import PAPER as paper
 
     exp = paper.experiment("lora")
@@ -127,7 +126,7 @@ def worker_bare(args, extra):
     import paddle
     import paddle.nn.functional as F
 
-    from repro.diffusion import images as image_io, lora, ppd, pretrained, sampling
+    from repro.diffusion import images as image_io, lora, ppd, pretrained
     from repro.run.recipe import reseed
 
     _, cfg = load_cfg(args, extra)
@@ -211,7 +210,7 @@ def run_gen(args, name):
     import numpy as np
     import paddle
 
-    from repro.diffusion import images as image_io, lora, ppd, pretrained, sampling
+    from repro.diffusion import images as image_io, pretrained, sampling
 
     setup_t0 = time.perf_counter()
     _, cfg = load_cfg(args)

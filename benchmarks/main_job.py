@@ -43,7 +43,6 @@ def wall(cmds, jobs):
 
 def breakdown(exp, steps=300):
     """Milliseconds per step of each part of one harness update (MNIST-1D, one thread)."""
-    import numpy as np  # noqa: F401
 
     from repro.registry import get_paper
     from repro.run import recipe

@@ -179,7 +179,7 @@ def main():
         print(f"{exp:<16} {n['consistent']:>28}/{n['inconclusive']}/{n['rejected']:<11} "
               f"{statistics.median(r[1] for r in rows):>16.1e} {statistics.median(r[2] for r in rows):>14.1e} "
               f"{ratio:>20.1f}")
-    print(f"\nforgeries judged the same way (per experiment and kind: verdicts, smallest distance)")
+    print("\nforgeries judged the same way (per experiment and kind: verdicts, smallest distance)")
     kinds = sorted({r[1] for r in forged_rows})
     print(f"{'experiment':<16} " + "  ".join(f"{k:>30}" for k in kinds))
     for exp in args.exps:

@@ -22,7 +22,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-from repro.config import load_config  # noqa: E402
 from repro.data import Batches  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run import rundir  # noqa: E402

@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from repro.config import load_config  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run.recipe import reseed  # noqa: E402
 from repro.train import train  # noqa: E402

@@ -223,7 +223,8 @@ def reseal(path, evs, tensors=None, decisions_files=()):
     with every file's sha256 in its line: what a forger with the project's code does."""
     from safetensors.numpy import save_file
 
-    from repro.run import checkpoint, decisions as dec, rundir
+    from repro.run import checkpoint, rundir
+    from repro.strict import sha256_file
     from repro.run.runlog import GENESIS, line_hash
     prev, tensors = GENESIS, tensors or {}
     with open(os.path.join(path, "events.jsonl"), "w") as f:
@@ -235,11 +236,11 @@ def reseal(path, evs, tensors=None, decisions_files=()):
                 new = tensors.get(ev["step"], old)
                 meta = {**meta, "log_seq": str(i), "log_head": prev}
                 save_file({k: np.ascontiguousarray(v) for k, v in new.items()}, file, metadata=meta)
-                ev["sha256"] = checkpoint.sha256_file(file)
+                ev["sha256"] = sha256_file(file)
                 ev["weights_sha256"] = checkpoint.weights_sha256(new)
                 side = os.path.join(path, rundir.decisions_name(ev["step"]))
                 if "decisions_sha256" in ev and os.path.exists(side):
-                    ev["decisions_sha256"] = dec.sha256_file(side)
+                    ev["decisions_sha256"] = sha256_file(side)
             line = json.dumps(ev)
             f.write(line + "\n")
             prev = line_hash(line)

@@ -20,7 +20,7 @@ from repro.diffusion import generate, scoring
 from repro.errors import ReproError
 from repro.judge.compliance import LITE
 from repro.registry import get_paper
-from repro.run import checkpoint, recipe
+from repro.run import recipe
 
 PAPER = get_paper("ddpm")
 NATIVE = 16  # the lite UNet's sample_size

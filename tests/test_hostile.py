@@ -14,7 +14,6 @@ import pytest
 from conftest import REPO, cli
 
 from repro import train, verify
-from repro.errors import ReproError
 
 SHIPPED = os.path.join(REPO, "logs", "mnist1d", "logreg", "seed0")
 

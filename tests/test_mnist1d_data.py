@@ -42,7 +42,6 @@ def test_frozen_loader_refuses_code(tmp_path):
 
 
 def test_registered_eval_fingerprints_match_the_generated_data():
-    from repro.config import load_config
     from repro.data import fingerprint
     from repro.registry import get_paper
 

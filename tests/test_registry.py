@@ -41,7 +41,6 @@ def test_core_never_imports_a_paper():
 
 
 def test_every_experiment_has_config_targets_and_lite():
-    from repro.config import load_config
 
     for name in load_papers().names():
         paper = get_paper(name)

@@ -7,16 +7,12 @@ that behaves only inside a worker (as a cheater's would during a review), and
 verify --recompute --replay audits them. Each hostile plugin ends its worker
 with its findings (the only channel it has is failing), so the run's problem
 shows what it could and could not reach."""
-import json
 import os
-import shutil
 import socket
 import sys
-import threading
 
 import plugin_tinycell
 import pytest
-from conftest import cli
 
 from repro import registry, train, verify
 from repro.boundary import sandbox
@@ -188,8 +184,8 @@ w._outputs = lambda paper, cfg, artifact, weights, inputs: {s: np.full((3, 10), 
 
 def test_a_worker_over_its_time_is_killed_with_one_line(runs, hostile):
     verdict = verify.verify(hostile("import time\ntime.sleep(600)")[:1], verify.Options(recompute=True, timeout=5))
-    got, ok = verdict.runs, verdict.ok
-    (run,) = got
+    (run,) = verdict.runs
+    assert not verdict.ok
     assert any("took longer than 5 s" in p for p in run.problems), run.problems
 
 
@@ -206,7 +202,6 @@ def test_the_required_sandbox_refuses_without_bwrap_and_says_how_to_install_it(m
 def test_the_printed_escape_probability_is_the_draws(monkeypatch):
     """For k segments and n replayed, the chance that one forged middle segment is never drawn,
     measured over many challenges, is the probability verify prints."""
-    import random
     for k, n in ((8, 2), (8, 3), (8, 5), (12, 4), (3, 2), (6, 6)):
         segs = [(i, i + 1) for i in range(k)]
         p = coverage.escape(k, n)

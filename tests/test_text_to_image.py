@@ -49,7 +49,6 @@ def test_lora_run_logs_its_base_model_and_metric_models(lora_run):
     assert end["status"] == "success" and set(end["metrics"]) == {"val_fid", "val_clip_score"}
     assert np.isfinite(end["metrics"]["val_fid"]) and end["metrics"]["val_fid"] > 0
     # only the LoRA layers are trained and checkpointed, not the frozen base
-    from repro.run import checkpoint
     tensors, _ = final_checkpoint(lora_run)
     keys = [k for k in tensors if k.startswith("model/")]
     assert keys and all(".down.weight" in k or ".up.weight" in k for k in keys), keys[:3]
@@ -310,7 +309,6 @@ def test_dreambooth_prior_preservation_chinese_prompts_and_pipeline_bundle(tmp_p
     assert head["data"]["train"]["n"] == 4
     end = read_events(run)[-1]
     assert set(end["metrics"]) == {"subject_clip_i", "subject_clip_t"}
-    from repro.run import checkpoint
     tensors, _ = final_checkpoint(run)
     assert any(k.startswith("model/unet.") for k in tensors)
     assert not any("vae" in k or "text_encoder" in k for k in tensors)
@@ -361,7 +359,7 @@ def test_importing_ppdiffusers_leaves_numpy_alone():
 
 
 def _full_run_header(paper_name, provenance, *overrides):
-    from repro.config import load_config, to_dict
+    from repro.config import to_dict
     from repro.registry import get_paper
     from repro.run.rundir import Run
     paper = get_paper(paper_name)

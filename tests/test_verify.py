@@ -8,7 +8,7 @@ import yaml
 from conftest import cli
 
 from repro import verify
-from repro.config import config_hash, load_config, to_dict
+from repro.config import config_hash, to_dict
 from repro.registry import get_paper
 from repro.run.runlog import FORMAT, RunLog
 
@@ -183,7 +183,7 @@ def test_cross_platform_replay_rejects_a_forgery_on_a_calm_segment(tmp_path, cap
     forge(run, r.events, {final: nudged})
     code, out, _ = cli(verify.main, [run, "--json", "--replay", "9", "--cross-platform"], capsys)
     (res,) = json.loads(out)["runs"]
-    last = [p for p in res["problems"] if p.startswith(f"replay ") and f"->{final}:" in p]
+    last = [p for p in res["problems"] if p.startswith("replay ") and f"->{final}:" in p]
     assert last and "does not give the logged checkpoint" in last[0], res["problems"]
     others = [s for s in res["replay"] if s["b"] != final]
     assert others and all(s["exact"] for s in others)  # the untouched segments replay bitwise here

@@ -9,7 +9,6 @@ public. See README.md here for the recipe's details and the deviations.
 """
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from repro.config import TextDataConfig, TrainConfig, choice
 from repro.paper import Experiment, TextClassificationPaper

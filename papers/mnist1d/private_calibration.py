@@ -33,7 +33,7 @@ def main(argv=None):
     ap.add_argument("--cells", nargs="+", default=list(CELLS))
     ap.add_argument("--json", metavar="FILE", help="also write one JSON line per run")
     args = ap.parse_args(argv)
-    lines, out = [], open(args.json, "w") if args.json else None
+    out = open(args.json, "w") if args.json else None
     print(f"{'cell':<17} runs  gap mean  gap min  gap max  max z  refused")
     for cell in args.cells:
         spec = private.PrivateEval({"fresh": {"n": args.n, "source": f"mnist1d/{cell}"}}, args.seed)

@@ -311,7 +311,7 @@ def card_problems(text, fields, works):
     named = SHA_IN_TEXT.findall(base_text)
     value = lambda key: front.get(key) if isinstance(front.get(key), (str, int, float)) else None
     if "license" in fields and not str(value("license") or "").strip():
-        problems.append(f"the model card has no license (license: in its front matter)")
+        problems.append("the model card has no license (license: in its front matter)")
     if "base_model" in fields and (not str(value("base_model") or "").strip() or not named):
         problems.append("the model card does not name its base model and that model's sha256 (base_model: in its "
                         "front matter, and sha256:<64 hex> in a Base model section)")

@@ -104,7 +104,7 @@ def check_protocol(run, protocol):
     if protocol.train_data is not None and not head["lite"]:
         got, (n, sha) = head["data"].get("train"), protocol.train_data
         if got is None or got["n"] != n or got["sha256"] != sha:
-            problems.append(f"the training data differ from the pinned ones: "
+            problems.append("the training data differ from the pinned ones: "
                             + (f"{got['n']} samples, sha256 {got['sha256'][:12]}…" if got else "none logged")
                             + f" (pinned {n} samples, sha256 {sha[:12]}…)")
     try:
