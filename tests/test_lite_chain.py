@@ -15,7 +15,13 @@ from repro.paper import GenerativePaper
 from repro.registry import get_paper, load_papers
 from repro.run import rundir
 
-CASES = [(p, e.name) for p in load_papers().names() for e in get_paper(p).experiments]
+ALL = [(p, e.name) for p in load_papers().names() for e in get_paper(p).experiments]
+# Experiments that run the same code as another one with other values (the ResNet depths: one model class,
+# cfg.model.depth): the whole chain runs for the paper's default experiment, the others train and evaluate
+# on their --lite config (test_lite_variant_trains_and_evaluates), which is where a depth could break.
+SAME_CODE = {"resnet_cifar": "resnet20"}
+CASES = [(p, e) for p, e in ALL if SAME_CODE.get(p, e) == e]
+VARIANTS = [(p, e) for p, e in ALL if (p, e) not in CASES]
 
 
 @pytest.mark.lite
@@ -45,6 +51,26 @@ def test_lite_chain(paper_name, exp, tmp_path, capsys):
     assert r["problems"] == [LITE], r["problems"]
     assert recomputes(r["recomputed"], logged), (r["recomputed"], logged)
     assert r["replay"] and all(s["exact"] for s in r["replay"]), r["replay"]
+
+
+@pytest.mark.lite
+@pytest.mark.slow
+@pytest.mark.parametrize("paper_name, exp", VARIANTS, ids=[f"{p}/{e}" for p, e in VARIANTS])
+def test_lite_variant_trains_and_evaluates(paper_name, exp, tmp_path, capsys):
+    assert get_paper(paper_name).default_experiment == SAME_CODE[paper_name]
+    run = str(tmp_path / "run")
+    code, _, err = cli(train.main, ["--paper", paper_name, "--exp", exp, "--lite", "--out", run,
+                                    "-o", "train.visualdl=false"], capsys)
+    assert code == 0, err
+    logged = events(run)[-1]["metrics"]
+    code, out, err = cli(eval_cli.main, ["--paper", paper_name, "--exp", exp, "--checkpoint", run, "--json",
+                                         "--lite"], capsys)
+    assert code == 0, err
+    assert json.loads(out) == logged
+
+
+def test_every_registered_experiment_is_covered():
+    assert sorted(CASES + VARIANTS) == sorted(ALL) and VARIANTS and not set(CASES) & set(VARIANTS)
 
 
 def _export_and_predict(paper, exp, run, capsys):
