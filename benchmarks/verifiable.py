@@ -3,7 +3,8 @@ between kernels, whether honest runs replay bit for bit under other kernels,
 whether forgeries are still refused, and what the mode costs.
 
     python benchmarks/verifiable.py [--models logreg mlp cnn gru] [--steps 1000] [--every 500]
-                                    [--seeds 0] [--parts discrepancy replay cost] [--text] [--out DIR]
+                                    [--seeds 0] [--parts discrepancy replay cost] [--configs LABEL ...]
+                                    [--text] [--out DIR]
 
 Every "other machine" here is this one with other kernels: Paddle's CPU threads
 (1 or 2: another summation order), oneDNN on or off (FLAGS_use_mkldnn), and
@@ -59,6 +60,11 @@ CONFIGS = [  # (label, threads, environment): the "other machines"
                                     "ONEDNN_MAX_CPU_ISA": "AVX2"}),
 ]
 ORDERS = [("rows reversed", 1, "reversed"), ("batch in two halves", 1, "halves")]  # discrepancy part only
+
+
+def configs(args):
+    """The kernel configurations asked for (--configs), the 1-thread baseline always first."""
+    return [c for c in CONFIGS if c[0] == "1 thread" or c[0] in args.configs]
 
 
 def python(args, env=None, timeout=3600):
@@ -314,7 +320,7 @@ def part_discrepancy(args, work):
           f"{'max':>9} {'crossings/update':>17} {'rounded state':>14} {'float32 control':>16}")
     for model in args.models:
         base = None
-        for label, threads, env in CONFIGS + ORDERS:
+        for label, threads, env in configs(args) + ORDERS:
             order = env if isinstance(env, str) else ""
             env = {} if order else env
             path = os.path.join(work, f"cap-{model}-{len(label)}-{threads}.npy")
@@ -364,7 +370,7 @@ def part_replay(args, work):
           f"exact / consistent / inconclusive / rejected or mismatch / error")
     print(f"{'model':<15} {'configuration':<26} {'verifiable runs':>24} {'float32, seed ' + str(args.seeds[0]) + ', --cross-platform':>34}")
     results = {}
-    for label, threads, env in CONFIGS:
+    for label, threads, env in configs(args):
         v = replay([p for k, p in runs.items() if k[2]], threads, env)
         # the float32 controls: the first seed, replayed with --cross-platform (two replays a segment)
         f = replay([p for k, p in runs.items() if not k[2] and k[1] == args.seeds[0]], threads, env, cross=True)
@@ -381,7 +387,7 @@ def part_replay(args, work):
             print(f"{model:<15} {label:<26} {tally(True):>24} {tally(False):>34}", flush=True)
     part_emulate(args, runs)
     print("\nforgeries of the verifiable runs (seed " + str(args.seeds[0]) + "), replayed with 2 threads and oneDNN:")
-    label, threads, env = CONFIGS[3]
+    label, threads, env = next(c for c in CONFIGS if c[0] == "2 threads, oneDNN")
     for model in args.models:
         forged = forgeries(runs[(model, args.seeds[0], True)], os.path.join(work, f"forged-{model}"))
         for kind, path in forged.items():  # one at a time: side by side, verify would refuse them as copies
@@ -513,6 +519,9 @@ def main():
     ap.add_argument("--parts", nargs="+", default=["discrepancy", "replay", "cost"],
                     choices=["discrepancy", "replay", "cost", "cell", "emulate"],
                     help="cell: the registered MNIST-1D CNN cell, 5 seeds of 8,000 updates (about half an hour)")
+    ap.add_argument("--configs", nargs="+", choices=[c[0] for c in CONFIGS], default=[c[0] for c in CONFIGS],
+                    metavar="LABEL", help="the kernel configurations to compare with the 1-thread run (default: all "
+                                          "of " + "; ".join(c[0] for c in CONFIGS) + ")")
     ap.add_argument("--text", action="store_true", help="also a text paper's --lite run in the replay part")
     ap.add_argument("--out", help="keep the runs here (default: a temporary folder, removed)")
     args = ap.parse_args()

@@ -11,12 +11,13 @@ SMOKE = [
     ("nlp_loop.py", "--paper", "kim_cnn", "--synthetic", "--steps", "4", "--repeats", "1"),
     ("nlp_loop.py", "--paper", "chnsenticorp_rnn", "--exp", "bow", "--synthetic", "--steps", "4", "--repeats", "1"),
     ("verify_log.py", "--events", "2000"),
+    ("kernels.py", "--steps", "3", "--repeats", "1", "--models", "cnn"),
     ("resnet_throughput.py", "--steps", "4", "--batch", "8", "--threads", "1"),
     ("diffusion_throughput.py", "--steps", "2", "--repeats", "1", "--size", "64", "--only", "train"),
     ("main_job.py", "--seeds", "0", "--jobs", "1", "--steps", "30"),
     ("sandbox_overhead.py", "--steps", "40", "--repeats", "1"),
     ("verifiable.py", "--models", "logreg", "--steps", "20", "--every", "10", "--capture", "3",
-     "--time-steps", "5"),
+     "--time-steps", "5", "--configs", "2 threads, oneDNN"),
 ]
 
 

@@ -1,0 +1,400 @@
+"""Where one training update goes, op by op, in Paddle and in PyTorch on the same shapes, and what the
+candidate faster paths give: the measurements behind the main job's speed (README, "Speed").
+
+    python benchmarks/kernels.py [--steps 300] [--repeats 3] [--models cnn textcnn bilstm] [--parts ops candidates]
+
+One thread, one process, the registered configs' shapes (MNIST-1D CNN: batches of 100 x 40; ChnSentiCorp
+TextCNN and Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
+
+  per op      Paddle's profiler (paddle.profiler) over --steps updates of the registered MNIST-1D CNN: each
+              forward op and backward node, microseconds per update; then the same update in PyTorch
+              (torch.profiler; skipped where PyTorch is not installed) with the kernels it runs, and both
+              frameworks' forward / backward / optimizer split, timed the same way.
+  candidates  milliseconds per update, interleaved, median of --repeats, of each model as registered
+              against each candidate, and whether the candidate gives the registered run's bits (weights
+              after 20 updates from the same start, compared bit for bit):
+                conv as one GEMM  every Conv1D/Conv2D's forward as unfold (im2col over the whole batch) and
+                                  one matrix product with the bias folded in (F.linear): Paddle's native CPU
+                                  convolution works sample by sample;
+                multi-tensor Adam paddle.optimizer.Adam(use_multi_tensor=True);
+                oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them).
+A candidate that changes the bits changes every shipped run made with the registered model (their
+replays are bitwise), so adopting it means making those runs again (issue 26 says so).
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+TEXT_BATCH, TEXT_LEN, VOCAB = 64, 128, 20000
+
+
+# ---------------------------------------------------------------------------------------------- the models
+def build(name):
+    """(net, optimizer, batch, loss) of a registered model, seeded."""
+    import paddle
+
+    from repro.registry import get_paper
+    from repro.run import recipe
+    recipe.set_threads(1)
+    paddle.seed(0)
+    rng = np.random.default_rng(0)
+    if name == "cnn":
+        paper = get_paper("mnist1d")
+        cfg = paper.config("cnn", seed=0)
+        net = paper.build_model(cfg)
+        x = paddle.to_tensor(rng.standard_normal((cfg.train.batch_size, 40)).astype("float32"))
+        y = paddle.to_tensor(rng.integers(0, 10, cfg.train.batch_size))
+    else:
+        paper = get_paper("chnsenticorp_rnn")
+        cfg = paper.config(name, seed=0)
+        net = paper.build_model(cfg, VOCAB)
+        ids = rng.integers(1, VOCAB, (TEXT_BATCH, TEXT_LEN))
+        ids[:, rng.integers(20, TEXT_LEN)] = 0  # some padding, as real batches have
+        x = paddle.to_tensor(ids)
+        y = paddle.to_tensor(rng.integers(0, 2, TEXT_BATCH))
+    return paper, net, cfg, x, y
+
+
+def optimizer(net, cfg, multi_tensor=False):
+    """The registered optimizer (recipe.build_optimizer), or the same Adam with use_multi_tensor."""
+    import paddle
+
+    from repro.run import recipe
+    opt = recipe.build_optimizer(cfg.train, net)
+    if not multi_tensor:
+        return opt
+    assert cfg.train.optimizer == "adam"
+    return paddle.optimizer.Adam(learning_rate=cfg.train.lr, parameters=net.parameters(), beta1=cfg.train.beta1,
+                                 beta2=cfg.train.beta2, epsilon=cfg.train.epsilon or 1e-8, use_multi_tensor=True)
+
+
+def gemm_convs(net):
+    """Replace every plain Conv1D/Conv2D's forward (zeros padding, no groups or dilation, channels first) by
+    unfold + one F.linear over the whole batch: the same function, another summation order."""
+    import paddle
+    import paddle.nn.functional as F
+    replaced = 0
+    for layer in net.sublayers(include_self=True):
+        if not isinstance(layer, (paddle.nn.Conv1D, paddle.nn.Conv2D)):
+            continue
+        if layer._groups != 1 or any(d != 1 for d in layer._dilation) or layer._padding_mode != "zeros" \
+                or layer._data_format not in ("NCL", "NCHW") or not isinstance(layer._padding, int):
+            continue
+        one_d = isinstance(layer, paddle.nn.Conv1D)
+
+        def forward(x, layer=layer, one_d=one_d):
+            w = layer.weight
+            co, k = w.shape[0], int(np.prod(w.shape[1:]))
+            kernel = [1, w.shape[-1]] if one_d else list(w.shape[2:])
+            stride = [1, layer._stride[0]] if one_d else list(layer._stride)
+            p = layer._padding
+            pad = [0, p, 0, p] if one_d else [p, p, p, p]
+            x4 = x.unsqueeze(2) if one_d else x
+            cols = F.unfold(x4, kernel, strides=stride, paddings=pad)          # [B, ci*kh*kw, L]
+            b, _, n = cols.shape
+            out = F.linear(cols.transpose([0, 2, 1]).reshape([b * n, k]), w.reshape([co, k]).T, layer.bias)
+            out = out.reshape([b, n, co]).transpose([0, 2, 1])                 # [B, co, L]
+            if one_d:
+                return out
+            h = (x.shape[2] + 2 * p - kernel[0]) // stride[0] + 1
+            return out.reshape([b, co, h, n // h])
+        layer.forward = forward
+        replaced += 1
+    assert replaced, "no convolution to replace"
+    return net
+
+
+CANDIDATES = {
+    "cnn": ["conv as one GEMM", "multi-tensor Adam", "oneDNN"],
+    "textcnn": ["conv as one GEMM", "multi-tensor Adam", "oneDNN"],
+    "bilstm": ["multi-tensor Adam", "oneDNN"],
+}
+
+
+def stepper(name, candidate=None):
+    import paddle
+    paper, net, cfg, x, y = build(name)
+    if candidate == "conv as one GEMM":
+        gemm_convs(net)
+    opt = optimizer(net, cfg, multi_tensor=candidate == "multi-tensor Adam")
+    assert (candidate == "oneDNN") == paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"]
+
+    def step():
+        paper.loss(net(x), y).backward()
+        opt.step()
+        opt.clear_grad()
+    return net, step
+
+
+def child(name, candidate, steps, out):
+    """In its own process (oneDNN is chosen at start; Paddle's profiler starts once per process): ms per
+    update over `steps` updates after 3, then the weights after 20 more updates from a fresh start, to `out`."""
+    net, step = stepper(name, candidate)
+    ms = ms_per_update(step, steps)
+    net, step = stepper(name, candidate)
+    for _ in range(20):
+        step()
+    np.savez(out, **{k: v.numpy() for k, v in net.state_dict().items()})
+    return {"ms": ms}
+
+
+def updates(name, steps):
+    return steps if name == "cnn" else max(3, steps // 50)
+
+
+def in_child(task, *args):
+    """Run one measurement in a fresh process, FLAGS_use_mkldnn=1 for the oneDNN candidate."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLAGS_use_mkldnn": "1" if "oneDNN" in args else "0"}
+    p = subprocess.run([sys.executable, __file__, "--child", json.dumps([task, *args])], env=env,
+                       capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.strip():
+        sys.exit(f"kernels.py: the {task} measurement of {args} failed:\n{p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def ms_per_update(step, steps):
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t) / steps * 1e3
+
+
+# ---------------------------------------------------------------------------------------------- per op
+def paddle_ops(name, steps):
+    """({op or backward node: us per update}, {forward/backward/optimizer: ms}) of one registered model."""
+    import paddle.profiler as profiler
+    from paddle.profiler.profiler_statistic import StatisticData
+    paper, net, cfg, x, y = build(name)
+    opt = optimizer(net, cfg)
+
+    def step():
+        paper.loss(net(x), y).backward()
+        opt.step()
+        opt.clear_grad()
+    for _ in range(3):
+        step()
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda p: None)
+    prof.start()
+    for _ in range(steps):
+        step()
+        prof.step()
+    with contextlib.redirect_stdout(io.StringIO()):  # the profiler's own summary of step times
+        prof.stop()
+    stats = StatisticData(prof.profiler_result.get_data(), prof.profiler_result.get_extra_info())
+    ops = {k.replace(" dygraph", "").replace("Global_", ""): v.cpu_time / 1e3 / steps
+           for k, v in stats.event_summary.items.items()}
+    return ops, phases(lambda: net(x), lambda out: paper.loss(out, y).backward(), opt.step, opt.clear_grad, steps)
+
+
+def phases(forward, backward, step, clear, steps):
+    """ms per update of each part, timed inside the same updates (forward; loss and backward; the
+    optimizer's step and clearing the gradients), after 3 updates."""
+    total = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        out = forward()
+        t1 = time.perf_counter()
+        backward(out)
+        t2 = time.perf_counter()
+        step()
+        clear()
+        t3 = time.perf_counter()
+        if i >= 3:
+            for k, a, b in (("forward", t0, t1), ("backward", t1, t2), ("optimizer", t2, t3)):
+                total[k] += (b - a) * 1e3 / steps
+    return {**total, "whole update": sum(total.values())}
+
+
+def torch_ops(steps):
+    """The same CNN update in PyTorch (the authors' layers), or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch.profiler import ProfilerActivity, profile
+    sys.path.insert(0, os.path.join(REPO, "papers", "mnist1d"))
+    import reference  # the authors' PyTorch model and optimizer (papers/mnist1d/reference.py)
+
+    from repro.registry import get_paper
+    cfg = get_paper("mnist1d").config("cnn", seed=0)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = reference.build_model(cfg)
+    opt = reference.optimizer(cfg, net.parameters())
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.standard_normal((100, 40)).astype("float32"))
+    y = torch.tensor(rng.integers(0, 10, 100))
+    loss = torch.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad()
+        loss(net(x), y).backward()
+        opt.step()
+    for _ in range(20):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ops = {e.key: e.self_cpu_time_total / steps for e in prof.key_averages()}
+    return ops, phases(lambda: net(x), lambda out: loss(out, y).backward(), opt.step, opt.zero_grad, steps), \
+        torch.__version__
+
+
+def conv_share(ops, framework):
+    """Microseconds per update in the convolutions' own kernels (forward, backward)."""
+    if framework == "paddle":
+        return ops.get("conv2d", 0.0), ops.get("Conv2dGradNodeFinal", 0.0)
+    fwd = sum(v for k, v in ops.items() if k in ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward",
+                                                  "aten::thnn_conv2d", "aten::_convolution", "aten::convolution",
+                                                  "aten::conv1d"))
+    bwd = sum(v for k, v in ops.items() if "convolution_backward" in k or "ConvolutionBackward" in k)
+    return fwd, bwd
+
+
+def per_op(models, steps):
+    for name in models:
+        got = in_child("ops", name, updates(name, steps))
+        ops, split = got["ops"], got["split"]
+        print(f"one update of {name} in Paddle (paddle.profiler, {updates(name, steps)} updates, one thread): us per update, "
+              f"the ops over 1% of it")
+        for k, v in sorted(ops.items(), key=lambda kv: -kv[1]):
+            if v > 0.01 * split["whole update"] * 1e3:
+                print(f"  {k:<40} {v:10.1f}")
+        print("  " + ", ".join(f"{k} {v:.2f} ms" for k, v in split.items()) + "\n")
+        if name == "cnn":
+            compare(ops, split, steps)
+    if set(models) - {"cnn"}:
+        text_kernels(updates("textcnn", steps))
+
+
+def compare(ops, split, steps):
+    theirs = torch_ops(steps)
+    if theirs is None:
+        print("\nPyTorch: skipped, it is not installed (pip install torch==2.13.0)")
+        return
+    tops, tsplit, version = theirs
+    print(f"\nthe same update in PyTorch {version} (torch.profiler, self time): us per update")
+    for k, v in sorted(tops.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {k:<40} {v:8.1f}")
+    pf, pb = conv_share(ops, "paddle")
+    tf, tb = conv_share(tops, "torch")
+    print("\n| part of one update | Paddle | PyTorch | Paddle / PyTorch |\n| --- | ---: | ---: | ---: |")
+    for k in ("forward", "backward", "optimizer", "whole update"):
+        print(f"| {k} (ms) | {split[k]:.2f} | {tsplit[k]:.2f} | {split[k] / tsplit[k]:.2f} |")
+    print(f"| the 3 convolutions' forward kernels (ms) | {pf / 1e3:.2f} | {tf / 1e3:.2f} | {pf / max(tf, 1e-9):.2f} |")
+    print(f"| their backward kernels (ms) | {pb / 1e3:.2f} | {tb / 1e3:.2f} | {pb / max(tb, 1e-9):.2f} |")
+    add = ops.get("add", 0.0) + ops.get("AddGradNode", 0.0)
+    print(f"| bias adds and their gradients (ms; PyTorch's convolution adds its bias) | {add / 1e3:.2f} | - | - |")
+
+
+def text_kernels(steps):
+    """The text models' dominant layers alone, forward and backward, Paddle against PyTorch on the same shapes:
+    TextCNN's three convolutions (windows 1-3 over 128-wide embeddings, 128 filters each) and the Bi-LSTM
+    (128 -> 198 each way), a batch of 64 x 130 (TextCNN pads 2) or 64 x 128 tokens."""
+    try:
+        import torch
+    except ImportError:
+        print("text models against PyTorch: skipped, PyTorch is not installed")
+        return
+    import paddle
+    paddle.set_device("cpu")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((TEXT_BATCH, TEXT_LEN + 2, 128)).astype("float32")
+    paddle_convs = [paddle.nn.Conv2D(1, 128, (k, 128)) for k in (1, 2, 3)]
+    torch_convs = [torch.nn.Conv2d(1, 128, (k, 128)) for k in (1, 2, 3)]
+    paddle_lstm = paddle.nn.LSTM(128, 198, direction="bidirect")
+    torch_lstm = torch.nn.LSTM(128, 198, bidirectional=True, batch_first=True)
+
+    def timed(fn, n):
+        fn()
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n * 1e3
+
+    def pconv():
+        x = paddle.to_tensor(emb).unsqueeze(1)
+        sum(c(x).sum() for c in paddle_convs).backward()
+
+    def tconv():
+        x = torch.from_numpy(emb).unsqueeze(1)
+        sum(c(x).sum() for c in torch_convs).backward()
+
+    def plstm():
+        paddle_lstm(paddle.to_tensor(emb[:, :TEXT_LEN]))[0].sum().backward()
+
+    def tlstm():
+        torch_lstm(torch.from_numpy(emb[:, :TEXT_LEN]))[0].sum().backward()
+    print(f"\nthe text models' dominant layers alone, forward and backward, one thread (ms; {steps} each)")
+    print("| layer | Paddle | PyTorch | Paddle / PyTorch |\n| --- | ---: | ---: | ---: |")
+    for label, p, t in (("TextCNN's 3 convolutions", pconv, tconv), ("Bi-LSTM", plstm, tlstm)):
+        a, b = timed(p, steps), timed(t, steps)
+        print(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+def candidates(models, steps, repeats, work):
+    print(f"\nms per update (one thread, median of {repeats}, interleaved); 'same bits': the weights after 20 "
+          f"updates equal the registered model's bit for bit")
+    print(f"{'model':<9} {'path':<20} {'ms':>7} {'/ registered':>13}  same bits")
+    for name in models:
+        paths = ["registered"] + CANDIDATES[name]
+        times = {c: [] for c in paths}
+        for r in range(repeats):
+            for c in paths:
+                times[c].append(in_child("time", name, c, updates(name, steps), os.path.join(work, f"{name}-{c}.npz"))["ms"])
+        base = statistics.median(times["registered"])
+        base_w = np.load(os.path.join(work, f"{name}-registered.npz"))
+        print(f"{name:<9} {'registered':<20} {base:7.2f} {1.0:13.2f}  -")
+        for c in CANDIDATES[name]:
+            w = np.load(os.path.join(work, f"{name}-{c}.npz"))
+            same = all(np.array_equal(w[k], base_w[k]) for k in base_w.files)
+            worst = max(float(np.abs(w[k].astype(np.float64) - base_w[k]).max()) for k in base_w.files)
+            t = statistics.median(times[c])
+            print(f"{'':<9} {c:<20} {t:7.2f} {t / base:13.2f}  {'yes' if same else f'no (largest difference {worst:.1e})'}",
+                  flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=300,
+                    help="updates per timing of the CNN (default 300); a text model takes a fiftieth, at least 3")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", nargs="+", choices=sorted(CANDIDATES), default=["cnn", "textcnn", "bilstm"])
+    ap.add_argument("--parts", nargs="+", choices=["ops", "candidates"], default=["ops", "candidates"])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        task, *rest = json.loads(args.child)
+        if task == "ops":
+            ops, split = paddle_ops(*rest)
+            print(json.dumps({"ops": ops, "split": split}))
+        else:
+            name, candidate, steps, out = rest
+            print(json.dumps(child(name, None if candidate == "registered" else candidate, steps, out)))
+        return
+    if "ops" in args.parts:
+        per_op(args.models, args.steps)
+    if "candidates" in args.parts:
+        with tempfile.TemporaryDirectory() as work:
+            candidates(args.models, args.steps, args.repeats, work)
+
+
+if __name__ == "__main__":
+    main()
