@@ -135,7 +135,7 @@ def paper_code(paper, exp=None):
     repo, problems = identity.identify(base)
     if problems:
         raise ReproError(f"{where} holds what cannot be identified as code, so no run starts from it: "
-                         f"{identity.summary(problems)} (repro.boundary.identity.self_check lists every problem)")
+                         f"{identity.summary(problems)} (python -m repro.selfcheck lists every problem)")
     for what, name in (("package", f"{rel(package)}/__init__.py"), ("experiment's config", rel(config))):
         if name is not None and name not in repo["files"]:
             raise ReproError(f"{where}: the plugin's {what} {name} is excluded from the code identity "

@@ -26,6 +26,7 @@ from repro.boundary import identity
 from repro.errors import ReproError, run_cli
 from repro.judge.contest import read_contest
 from repro.registry import use_folders
+from repro.run import rundir
 from repro.verify import Options, private_of, verify
 
 
@@ -90,8 +91,28 @@ def _private(contest, args):
     return private_of(contest, args.private_seed)
 
 
+def self_check(root):
+    """(identity, problems) of a repository about to be submitted: its identity as a run made now would
+    record it, what keeps it from being identified, and for every run under its logs/, whether the run's
+    recorded code is this tree's (the check the review makes). No problems: the logs are tied to the code."""
+    ident, found = identity.identify(root)
+    problems = list(found)
+    for folder, dirs, names in os.walk(os.path.join(root, "logs")):
+        dirs.sort()
+        if rundir.EVENTS not in names:
+            continue
+        where = os.path.relpath(folder, root).replace(os.sep, "/")
+        try:
+            header = rundir.read(folder, allow_partial_tail=True).header
+        except ReproError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        problems += [f"{where}: {p}" for p in identity.check_logged(header, ident["files"])]
+    return ident, problems
+
+
 def without_contest(repo, args):
-    _, problems = identity.self_check(repo)
+    _, problems = self_check(repo)
     plugins = [p for p in plugins_in(repo)]
     if not plugins:
         raise ReproError(f"{repo}: no plugin package (a folder whose __init__.py defines PAPER) at its top or under src/")

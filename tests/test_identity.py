@@ -17,7 +17,7 @@ import plugin_tinycell
 import pytest
 from conftest import REPO, cli
 
-from repro import env, registry, strict, train
+from repro import env, registry, selfcheck, strict, train
 from repro.boundary import identity
 from repro.errors import ReproError
 
@@ -272,10 +272,10 @@ def test_self_check_runs_the_reviews_check_on_every_logged_run(repo):
         start = {**json.loads(f.readline()), "code": head["code"]}  # a real header, with this code
     for seed in (0, 1):
         write(os.path.join(repo, "logs", f"seed{seed}", "events.jsonl"), json.dumps(start) + "\n")
-    ident, problems = identity.self_check(repo)
+    ident, problems = selfcheck.self_check(repo)
     assert problems == [] and ident == head["code"]["paper"]["repository"]
     write(os.path.join(repo, "tinycell", "models.py"), "# tuned after the runs\n")
-    ident, problems = identity.self_check(repo)
+    ident, problems = selfcheck.self_check(repo)
     assert problems == [f"logs/seed{s}: the log was produced by other code than the submitted tree "
                         f"(differ: tinycell/models.py)" for s in (0, 1)]
 

@@ -39,7 +39,7 @@ that was listed, then hashed in 1 MiB chunks.
     digest(files)              -> one sha256 of a {path: sha256} map
     snapshot(root, files, dest) a copy of exactly the identified files (the sandbox mounts it read-only)
     check_tree(header, tree)   -> problems: the run's recorded identity against a tree
-    self_check(root)           -> (identity, problems): the check a maintainer makes, before submitting
+    check_logged(header, files) -> problems: a logged run's code against identified files (repro.selfcheck)
 """
 import fnmatch
 import hashlib
@@ -47,7 +47,6 @@ import os
 import stat
 
 from repro.errors import ReproError
-from repro.run import rundir
 from repro.strict import hash_read as _hash_read
 
 MAX_FILE_BYTES = 64 << 20
@@ -325,27 +324,10 @@ def check_tree(header, tree):
     return [f"the submitted tree: {p}" for p in problems] + _compare(code, here)
 
 
-def self_check(root):
-    """(identity, problems) of a repository about to be submitted: its identity as a
-    run made now would record it, what keeps it from being identified, and for every
-    run under its logs/, whether the run's recorded code is this tree's (the check
-    the review makes). No problems: the submission's logs are tied to its code."""
-    ident, found = identify(root)
-    problems = list(found)
-    logs = os.path.join(root, "logs")
-    for folder, dirs, names in os.walk(logs):
-        dirs.sort()
-        if rundir.EVENTS not in names:
-            continue
-        where = os.path.relpath(folder, root).replace(os.sep, "/")
-        try:
-            header = rundir.read(folder, allow_partial_tail=True).header
-        except ReproError as e:
-            problems.append(f"{where}: {e}")
-            continue
-        code = _paper_code(header)
-        if code is None:
-            problems.append(f"{where}: the log does not record its paper's code")
-            continue
-        problems += [f"{where}: {p}" for p in _compare(code, ident["files"])]
-    return ident, problems
+def check_logged(header, files):
+    """Problems of a run's recorded code against a repository's identified files ({path: sha256}, from
+    identify): what selfcheck reports for each run under a repository's logs/ before it is submitted."""
+    code = _paper_code(header)
+    if code is None:
+        return ["the log does not record its paper's code"]
+    return _compare(code, files)
