@@ -55,7 +55,7 @@ from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
 from repro.judge import exchange
 from repro.judge.contest import parse_time, protocol_of, read_contest
-from repro.report import CSS, render
+from repro.page import CSS, render
 from repro.strict import sha256_file
 from repro.verify import Options, private_of, verify
 
@@ -903,7 +903,7 @@ def _ran(r):
 
 def _header_html(r, options, sandbox_banner=True):
     """The top of a submission's page: who, what, which commit and tree, when, and where it stands
-    (sandbox_banner: say --no-sandbox here; repro.report.render says it on a page it writes)."""
+    (sandbox_banner: say --no-sandbox here; repro.page.render says it on a page it writes)."""
     e = lambda v: html.escape(str(v if v is not None else "-"))
     rows = [("team", r["team"]), ("paper", r["paper"]), ("announced commit", r["commit"]),
             ("checked-out commit", r.get("head")), ("git tree", r.get("tree")), ("recorded", r["time"]),

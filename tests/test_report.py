@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from conftest import REPO, cli
 
-from repro import report
+from repro import page, report
 
 
 def test_report_page_and_summary(lite_run, tmp_path, capsys):
@@ -41,7 +41,7 @@ def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
             line = json.dumps({**ev, "prev": prev})
             f.write(line + "\n")
             prev = line_hash(line)
-    warnings = report.run_warnings(check_run(load_run(run_dir)))
+    warnings = page.run_warnings(check_run(load_run(run_dir)))
     assert any("NaN" in w for w in warnings)
     assert any("uncommitted changes" in w for w in warnings)
 
@@ -120,19 +120,19 @@ def test_honest_shipped_runs_do_not_diverge(tmp_path):
     assert len(runs) >= 100
     noisy = [r for r in runs if (lambda L: L[-1] > 2 * min(L))(_losses(r))]
     assert len(noisy) >= 20  # the old rule's first half fired on these honest runs
-    assert [r for r in runs if report.divergence(_losses(r))] == []
+    assert [r for r in runs if page.divergence(_losses(r))] == []
     cnn = os.path.join(REPO, "logs", "mnist1d", "cnn", "seed0")
-    assert not any("diverged" in w or "NaN" in w for w in report.run_warnings(check_run(load_run(cnn))))
+    assert not any("diverged" in w or "NaN" in w for w in page.run_warnings(check_run(load_run(cnn))))
 
 
 def test_a_diverging_run_warns():
     from repro.run.rundir import Run
     honest = [2.3, 1.9, 1.2, 0.8, 0.05, 0.9, 0.4, 0.02, 0.6, 0.3, 0.5, 0.2]  # noisy, ends 25x its lowest
-    assert report.divergence(honest) is None
+    assert page.divergence(honest) is None
     exploding = honest[:6] + [3.0, 8.0, 40.0, 200.0, 900.0, 5e3]
-    why = report.divergence(exploding)
+    why = page.divergence(exploding)
     assert why and why.startswith("the loss diverged: its median over the last 3 logged values is 900")
     run = Run("x", [], [{"kind": "run_start"}] + [{"kind": "train", "loss": v} for v in exploding])
-    assert any(w.startswith("the loss diverged") for w in report.run_warnings(run))
-    assert report.divergence([1.0, float("nan"), 0.5]) == "the training loss was NaN or infinite at some step"
-    assert report.divergence([1.0, 0.5, 9.0]) is None  # too few values to smooth: only a non-finite loss warns
+    assert any(w.startswith("the loss diverged") for w in page.run_warnings(run))
+    assert page.divergence([1.0, float("nan"), 0.5]) == "the training loss was NaN or infinite at some step"
+    assert page.divergence([1.0, 0.5, 9.0]) is None  # too few values to smooth: only a non-finite loss warns
