@@ -15,7 +15,8 @@ TextCNN and Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word voca
               after 20 updates from the same start, compared bit for bit):
                 conv as one GEMM  every Conv1D/Conv2D's forward as unfold (im2col over the whole batch) and
                                   one matrix product with the bias folded in (F.linear): Paddle's native CPU
-                                  convolution works sample by sample;
+                                  convolution works sample by sample (an im2col and a GEMM per row of the
+                                  batch, paddle/phi/kernels/impl/conv_kernel_impl.h);
                 multi-tensor Adam paddle.optimizer.Adam(use_multi_tensor=True);
                 oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them).
 A candidate that changes the bits changes every shipped run made with the registered model (their
@@ -175,11 +176,14 @@ def ms_per_update(step, steps):
 
 
 # ---------------------------------------------------------------------------------------------- per op
-def paddle_ops(name, steps):
-    """({op or backward node: us per update}, {forward/backward/optimizer: ms}) of one registered model."""
+def paddle_ops(name, steps, candidate=None):
+    """({op or backward node: us per update}, {forward/backward/optimizer: ms}) of one registered model,
+    or of it with the GEMM convolution (candidate "conv as one GEMM")."""
     import paddle.profiler as profiler
     from paddle.profiler.profiler_statistic import StatisticData
     paper, net, cfg, x, y = build(name)
+    if candidate == "conv as one GEMM":
+        gemm_convs(net)
     opt = optimizer(net, cfg)
 
     def step():
@@ -268,18 +272,24 @@ def conv_share(ops, framework):
 
 def per_op(models, steps):
     for name in models:
-        got = in_child("ops", name, updates(name, steps))
-        ops, split = got["ops"], got["split"]
-        print(f"one update of {name} in Paddle (paddle.profiler, {updates(name, steps)} updates, one thread): us per update, "
-              f"the ops over 1% of it")
-        for k, v in sorted(ops.items(), key=lambda kv: -kv[1]):
-            if v > 0.01 * split["whole update"] * 1e3:
-                print(f"  {k:<40} {v:10.1f}")
-        print("  " + ", ".join(f"{k} {v:.2f} ms" for k, v in split.items()) + "\n")
+        ops, split = profiled(name, steps)
         if name == "cnn":
             compare(ops, split, steps)
+            profiled(name, steps, "conv as one GEMM")
     if set(models) - {"cnn"}:
         text_kernels(updates("textcnn", steps))
+
+
+def profiled(name, steps, candidate=None):
+    got = in_child("ops", name, updates(name, steps), candidate)
+    ops, split = got["ops"], got["split"]
+    print(f"one update of {name}{' with ' + candidate if candidate else ''} in Paddle (paddle.profiler, "
+          f"{updates(name, steps)} updates, one thread): us per update, the ops over 1% of it")
+    for k, v in sorted(ops.items(), key=lambda kv: -kv[1]):
+        if v > 0.01 * split["whole update"] * 1e3:
+            print(f"  {k:<40} {v:10.1f}")
+    print("  " + ", ".join(f"{k} {v:.2f} ms" for k, v in split.items()) + "\n", flush=True)
+    return ops, split
 
 
 def compare(ops, split, steps):
