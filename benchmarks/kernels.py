@@ -3,13 +3,16 @@ candidate faster paths give: the measurements behind the main job's speed (READM
 
     python benchmarks/kernels.py [--steps 300] [--repeats 3] [--models cnn textcnn bilstm] [--parts ops candidates]
 
-One thread, one process, the registered configs' shapes (MNIST-1D CNN: batches of 100 x 40; ChnSentiCorp
-TextCNN and Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
+One thread, each measurement in a fresh process (oneDNN is chosen at start; Paddle's profiler starts once
+per process), the registered configs' shapes (MNIST-1D CNN: batches of 100 x 40; ChnSentiCorp TextCNN and
+Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
 
-  per op      Paddle's profiler (paddle.profiler) over --steps updates of the registered MNIST-1D CNN: each
-              forward op and backward node, microseconds per update; then the same update in PyTorch
-              (torch.profiler; skipped where PyTorch is not installed) with the kernels it runs, and both
-              frameworks' forward / backward / optimizer split, timed the same way.
+  ops         Paddle's profiler (paddle.profiler) over --steps updates of each model (a text model: a
+              fiftieth of them): each forward op and backward node over 1% of the update, microseconds per
+              update, and the forward / backward / optimizer split. For the MNIST-1D CNN also the same
+              update in PyTorch (torch.profiler, the authors' layers; skipped where PyTorch is not
+              installed) beside it, and the CNN with its convolutions as one GEMM profiled the same way;
+              for the text models, their dominant layers alone against PyTorch's on the same shapes.
   candidates  milliseconds per update, interleaved, median of --repeats, of each model as registered
               against each candidate, and whether the candidate gives the registered run's bits (weights
               after 20 updates from the same start, compared bit for bit):
@@ -390,6 +393,8 @@ def main(argv=None):
     ap.add_argument("--parts", nargs="+", choices=["ops", "candidates"], default=["ops", "candidates"])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:
+        ap.error("--steps and --repeats must be at least 1")
     if args.child:
         task, *rest = json.loads(args.child)
         if task == "ops":
