@@ -11,8 +11,9 @@ Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
               fiftieth of them): each forward op and backward node over 1% of the update, microseconds per
               update, and the forward / backward / optimizer split. For the MNIST-1D CNN also the same
               update in PyTorch (torch.profiler, the authors' layers; skipped where PyTorch is not
-              installed) beside it, and the CNN with its convolutions as one GEMM profiled the same way;
-              for the text models, their dominant layers alone against PyTorch's on the same shapes.
+              installed) beside it; each convolutional model also with its convolutions as one GEMM, profiled the same way;
+              for the text models, their dominant layers alone against PyTorch's on the same shapes (median of
+              --repeats, interleaved).
   candidates  milliseconds per update, interleaved, median of --repeats, of each model as registered
               against each candidate, and whether the candidate gives the registered run's bits (weights
               after 20 updates from the same start, compared bit for bit):
@@ -273,14 +274,15 @@ def conv_share(ops, framework):
     return fwd, bwd
 
 
-def per_op(models, steps):
+def per_op(models, steps, repeats):
     for name in models:
         ops, split = profiled(name, steps)
         if name == "cnn":
             compare(ops, split, steps)
+        if "conv as one GEMM" in CANDIDATES[name]:
             profiled(name, steps, "conv as one GEMM")
     if set(models) - {"cnn"}:
-        text_kernels(updates("textcnn", steps))
+        text_kernels(updates("textcnn", steps), repeats)
 
 
 def profiled(name, steps, candidate=None):
@@ -315,7 +317,7 @@ def compare(ops, split, steps):
     print(f"| bias adds and their gradients (ms; PyTorch's convolution adds its bias) | {add / 1e3:.2f} | - | - |")
 
 
-def text_kernels(steps):
+def text_kernels(steps, repeats):
     """The text models' dominant layers alone, forward and backward, Paddle against PyTorch on the same shapes:
     TextCNN's three convolutions (windows 1-3 over 128-wide embeddings, 128 filters each) and the Bi-LSTM
     (128 -> 198 each way), a batch of 64 x 130 (TextCNN pads 2) or 64 x 128 tokens."""
@@ -334,13 +336,6 @@ def text_kernels(steps):
     paddle_lstm = paddle.nn.LSTM(128, 198, direction="bidirect")
     torch_lstm = torch.nn.LSTM(128, 198, bidirectional=True, batch_first=True)
 
-    def timed(fn, n):
-        fn()
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - t) / n * 1e3
-
     def pconv():
         x = paddle.to_tensor(emb).unsqueeze(1)
         sum(c(x).sum() for c in paddle_convs).backward()
@@ -354,10 +349,12 @@ def text_kernels(steps):
 
     def tlstm():
         torch_lstm(torch.from_numpy(emb[:, :TEXT_LEN]))[0].sum().backward()
-    print(f"\nthe text models' dominant layers alone, forward and backward, one thread (ms; {steps} each)")
+    print(f"\nthe text models' dominant layers alone, forward and backward, one thread (ms; {steps} each, median of "
+          f"{repeats}, interleaved)")
     print("| layer | Paddle | PyTorch | Paddle / PyTorch |\n| --- | ---: | ---: | ---: |")
     for label, p, t in (("TextCNN's 3 convolutions", pconv, tconv), ("Bi-LSTM", plstm, tlstm)):
-        a, b = timed(p, steps), timed(t, steps)
+        times = [(ms_per_update(p, steps), ms_per_update(t, steps)) for _ in range(repeats)]
+        a, b = statistics.median(x for x, _ in times), statistics.median(y for _, y in times)
         print(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
 
 
@@ -405,7 +402,7 @@ def main(argv=None):
             print(json.dumps(child(name, None if candidate == "registered" else candidate, steps, out)))
         return
     if "ops" in args.parts:
-        per_op(args.models, args.steps)
+        per_op(args.models, args.steps, args.repeats)
     if "candidates" in args.parts:
         with tempfile.TemporaryDirectory() as work:
             candidates(args.models, args.steps, args.repeats, work)
