@@ -171,6 +171,26 @@ def test_a_mis_converted_linear_is_caught_and_localised():
     assert lad.diverging_layer == "linear2"
 
 
+@pytest.mark.parametrize("k,stride,pad", [(1, 1, 0), (3, 1, 1), (3, 2, 1), (5, 2, 1), (5, 3, 2), (3, 2, 0)])
+def test_the_mnist1d_gemm_convolution_is_paddles_conv1d_channels_last(k, stride, pad):
+    """papers/mnist1d's Conv1D (gathered windows and one matrix product) computes Paddle's conv1d,
+    laid out channels-last, its gradients included, on lengths the model never sees."""
+    from repro.papers.mnist1d import models
+    paddle.seed(k * 10 + stride)
+    layer = models.conv1d(3, 4, k, stride, pad)
+    for length in (13, 8):
+        x = paddle.to_tensor(np.random.default_rng(length).standard_normal((5, length, 3)).astype("float32"),
+                             stop_gradient=False)
+        got = layer(x)
+        want = paddle.nn.functional.conv1d(x.transpose([0, 2, 1]), layer.weight, layer.bias, stride=stride,
+                                           padding=pad).transpose([0, 2, 1])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+        (g_got,) = paddle.grad(got.sum(), [x])
+        (g_want,) = paddle.grad(want.sum(), [x])
+        np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), rtol=0, atol=1e-5)
+
+
 def test_localisation_names_the_first_diverging_conv():
     from repro.align.localize import first_divergence
     pytest.importorskip("torch", reason=TORCH_REASON)

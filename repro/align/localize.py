@@ -6,7 +6,9 @@ the Paddle layers finished.
 Layers are matched by their attribute path (conv1, encoder.layers.0.attn ...),
 which a faithful port keeps; `rename` maps reference names to Paddle names where
 it does not. A layer called several times in one pass (an RNN cell per time
-step) is compared on its first call.
+step) is compared on its first call. A Paddle layer that lays its output out
+otherwise than the reference does (a channels-last convolution) says how to
+permute it into the reference's layout in its `reference_axes` attribute.
 """
 import numpy as np
 
@@ -31,7 +33,8 @@ def record_paddle(model, inputs):
     for name, layer in model.named_sublayers():
         def hook(layer, inp, out, name=name):
             if name not in outputs:
-                outputs[name] = _first_array(out, lambda t: t.numpy())
+                axes = getattr(layer, "reference_axes", None)
+                outputs[name] = _first_array(out, lambda t: t.numpy() if axes is None else t.numpy().transpose(axes))
         handles.append(layer.register_forward_post_hook(hook))
     try:
         with paddle.no_grad():
