@@ -9,22 +9,26 @@ Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
 
   ops         Paddle's profiler (paddle.profiler) over --steps updates of each model (a text model: a
               fiftieth of them): each forward op and backward node over 1% of the update, microseconds per
-              update, and the forward / backward / optimizer split. For the MNIST-1D CNN also the same
-              update in PyTorch (torch.profiler, the authors' layers; skipped where PyTorch is not
-              installed) beside it; each convolutional model also with its convolutions as one GEMM, profiled the same way;
-              for the text models, their dominant layers alone against PyTorch's on the same shapes (median of
-              --repeats, interleaved).
+              update, and the forward / backward / optimizer split. For the MNIST-1D CNN the registered model
+              (its convolutions as one GEMM, adopted for issue 26) and the same model with Paddle's own Conv1D
+              (as registered before), beside the same update in PyTorch (torch.profiler, the authors' layers;
+              skipped where PyTorch is not installed): the per-op table before and after. TextCNN also with
+              its convolutions as one GEMM; the text models' dominant layers alone against PyTorch's on the
+              same shapes (median of --repeats, interleaved).
   candidates  milliseconds per update, interleaved, median of --repeats, of each model as registered
-              against each candidate, and whether the candidate gives the registered run's bits (weights
+              against each other path, and whether that path gives the registered run's bits (weights
               after 20 updates from the same start, compared bit for bit):
-                conv as one GEMM  every Conv1D/Conv2D's forward as unfold (im2col over the whole batch) and
-                                  one matrix product with the bias folded in (F.linear): Paddle's native CPU
-                                  convolution works sample by sample (an im2col and a GEMM per row of the
-                                  batch, paddle/phi/kernels/impl/conv_kernel_impl.h);
+                Paddle's Conv1D   (MNIST-1D CNN) the convolutions as Paddle's native Conv1D, the model as it
+                                  was registered before: Paddle's CPU convolution works sample by sample (an
+                                  im2col and a GEMM per row of the batch,
+                                  paddle/phi/kernels/impl/conv_kernel_impl.h) and adds the bias in an op of
+                                  its own;
+                conv as one GEMM  (TextCNN) every Conv2D's forward as unfold (im2col over the whole batch) and
+                                  one matrix product with the bias folded in (F.linear);
                 multi-tensor Adam paddle.optimizer.Adam(use_multi_tensor=True);
                 oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them).
-A candidate that changes the bits changes every shipped run made with the registered model (their
-replays are bitwise), so adopting it means making those runs again (issue 26 says so).
+A path that changes the bits changes every shipped run made with the registered model (their replays are
+bitwise), so adopting it means making those runs again (as issue 26 did for the CNN's GEMM convolution).
 """
 import argparse
 import contextlib
@@ -87,44 +91,55 @@ def optimizer(net, cfg, multi_tensor=False):
 
 
 def gemm_convs(net):
-    """Replace every plain Conv1D/Conv2D's forward (zeros padding, no groups or dilation, channels first) by
-    unfold + one F.linear over the whole batch: the same function, another summation order."""
+    """Replace every plain Conv2D's forward (zeros padding, no groups or dilation, NCHW) by unfold + one
+    F.linear over the whole batch: the same function, another summation order."""
     import paddle
     import paddle.nn.functional as F
     replaced = 0
     for layer in net.sublayers(include_self=True):
-        if not isinstance(layer, (paddle.nn.Conv1D, paddle.nn.Conv2D)):
+        if not isinstance(layer, paddle.nn.Conv2D):
             continue
         if layer._groups != 1 or any(d != 1 for d in layer._dilation) or layer._padding_mode != "zeros" \
-                or layer._data_format not in ("NCL", "NCHW") or not isinstance(layer._padding, int):
+                or layer._data_format != "NCHW" or not isinstance(layer._padding, int):
             continue
-        one_d = isinstance(layer, paddle.nn.Conv1D)
 
-        def forward(x, layer=layer, one_d=one_d):
+        def forward(x, layer=layer):
             w = layer.weight
             co, k = w.shape[0], int(np.prod(w.shape[1:]))
-            kernel = [1, w.shape[-1]] if one_d else list(w.shape[2:])
-            stride = [1, layer._stride[0]] if one_d else list(layer._stride)
-            p = layer._padding
-            pad = [0, p, 0, p] if one_d else [p, p, p, p]
-            x4 = x.unsqueeze(2) if one_d else x
-            cols = F.unfold(x4, kernel, strides=stride, paddings=pad)          # [B, ci*kh*kw, L]
+            kernel, p = list(w.shape[2:]), layer._padding
+            cols = F.unfold(x, kernel, strides=list(layer._stride), paddings=[p] * 4)  # [B, ci*kh*kw, L]
             b, _, n = cols.shape
             out = F.linear(cols.transpose([0, 2, 1]).reshape([b * n, k]), w.reshape([co, k]).T, layer.bias)
-            out = out.reshape([b, n, co]).transpose([0, 2, 1])                 # [B, co, L]
-            if one_d:
-                return out
-            h = (x.shape[2] + 2 * p - kernel[0]) // stride[0] + 1
-            return out.reshape([b, co, h, n // h])
+            h = (x.shape[2] + 2 * p - kernel[0]) // layer._stride[0] + 1
+            return out.reshape([b, n, co]).transpose([0, 2, 1]).reshape([b, co, h, n // h])
         layer.forward = forward
         replaced += 1
     assert replaced, "no convolution to replace"
     return net
 
 
+def native_convs(net):
+    """The MNIST-1D CNN as registered before issue 26: its convolutions by Paddle's own conv1d, channels
+    first (the same weights; the ops nn.Conv1D runs)."""
+    import paddle.nn.functional as F
+
+    def forward(x):
+        h = x.unsqueeze(1)  # [batch, 1, 40]
+        for conv in (net.conv1, net.conv2, net.conv3):
+            h = F.relu(F.conv1d(h, conv.weight, conv.bias, stride=conv._stride, padding=conv._padding))
+        return net.linear(h.flatten(1))
+    net.forward = forward
+    return net
+
+
+NATIVE = "Paddle's Conv1D"
+GEMM = "conv as one GEMM"
+REWRITES = {NATIVE: native_convs, GEMM: gemm_convs}
+
+
 CANDIDATES = {
-    "cnn": ["conv as one GEMM", "multi-tensor Adam", "oneDNN"],
-    "textcnn": ["conv as one GEMM", "multi-tensor Adam", "oneDNN"],
+    "cnn": [NATIVE, "multi-tensor Adam", "oneDNN"],
+    "textcnn": [GEMM, "multi-tensor Adam", "oneDNN"],
     "bilstm": ["multi-tensor Adam", "oneDNN"],
 }
 
@@ -132,8 +147,8 @@ CANDIDATES = {
 def stepper(name, candidate=None):
     import paddle
     paper, net, cfg, x, y = build(name)
-    if candidate == "conv as one GEMM":
-        gemm_convs(net)
+    if candidate in REWRITES:
+        REWRITES[candidate](net)
     opt = optimizer(net, cfg, multi_tensor=candidate == "multi-tensor Adam")
     assert (candidate == "oneDNN") == paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"]
 
@@ -182,12 +197,12 @@ def ms_per_update(step, steps):
 # ---------------------------------------------------------------------------------------------- per op
 def paddle_ops(name, steps, candidate=None):
     """({op or backward node: us per update}, {forward/backward/optimizer: ms}) of one registered model,
-    or of it with the GEMM convolution (candidate "conv as one GEMM")."""
+    or of it with its convolutions rewritten (a candidate in REWRITES)."""
     import paddle.profiler as profiler
     from paddle.profiler.profiler_statistic import StatisticData
     paper, net, cfg, x, y = build(name)
-    if candidate == "conv as one GEMM":
-        gemm_convs(net)
+    if candidate in REWRITES:
+        REWRITES[candidate](net)
     opt = optimizer(net, cfg)
 
     def step():
@@ -263,10 +278,18 @@ def torch_ops(steps):
         torch.__version__
 
 
-def conv_share(ops, framework):
-    """Microseconds per update in the convolutions' own kernels (forward, backward)."""
-    if framework == "paddle":
-        return ops.get("conv2d", 0.0), ops.get("Conv2dGradNodeFinal", 0.0)
+CONV_OPS = {  # the kernels that compute the CNN's convolutions, forward and backward, in each path
+    NATIVE: (["conv2d"], ["Conv2dGradNodeFinal"]),
+    "registered": (["pad3d", "index_select", "matmul"], ["Pad3dGradNode", "IndexSelectGradNode", "MatmulGradNode"]),
+}
+
+
+def conv_share(ops, path):
+    """Microseconds per update in the convolutions' own kernels (forward, backward) of a Paddle path
+    (the registered one's matmul includes the last linear layer's), or of PyTorch's."""
+    if path in CONV_OPS:
+        fwd, bwd = CONV_OPS[path]
+        return sum(ops.get(k, 0.0) for k in fwd), sum(ops.get(k, 0.0) for k in bwd)
     fwd = sum(v for k, v in ops.items() if k in ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward",
                                                   "aten::thnn_conv2d", "aten::_convolution", "aten::convolution",
                                                   "aten::conv1d"))
@@ -278,9 +301,9 @@ def per_op(models, steps, repeats):
     for name in models:
         ops, split = profiled(name, steps)
         if name == "cnn":
-            compare(ops, split, steps)
-        if "conv as one GEMM" in CANDIDATES[name]:
-            profiled(name, steps, "conv as one GEMM")
+            compare({NATIVE: profiled(name, steps, NATIVE), "registered": (ops, split)}, steps)
+        if GEMM in CANDIDATES[name]:
+            profiled(name, steps, GEMM)
     if set(models) - {"cnn"}:
         text_kernels(updates("textcnn", steps), repeats)
 
@@ -297,7 +320,8 @@ def profiled(name, steps, candidate=None):
     return ops, split
 
 
-def compare(ops, split, steps):
+def compare(paths, steps):
+    """The CNN's per-op table, before (Paddle's Conv1D) and after (registered), against PyTorch."""
     theirs = torch_ops(steps)
     if theirs is None:
         print("\nPyTorch: skipped, it is not installed (pip install torch==2.13.0)")
@@ -306,15 +330,18 @@ def compare(ops, split, steps):
     print(f"\nthe same update in PyTorch {version} (torch.profiler, self time): us per update")
     for k, v in sorted(tops.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {k:<40} {v:8.1f}")
-    pf, pb = conv_share(ops, "paddle")
-    tf, tb = conv_share(tops, "torch")
-    print("\n| part of one update | Paddle | PyTorch | Paddle / PyTorch |\n| --- | ---: | ---: | ---: |")
+    (bops, bsplit), (rops, rsplit) = paths[NATIVE], paths["registered"]
+    print(f"\n| part of one update (ms) | before: {NATIVE} | registered: one GEMM | PyTorch | registered / PyTorch |"
+          "\n| --- | ---: | ---: | ---: | ---: |")
     for k in ("forward", "backward", "optimizer", "whole update"):
-        print(f"| {k} (ms) | {split[k]:.2f} | {tsplit[k]:.2f} | {split[k] / tsplit[k]:.2f} |")
-    print(f"| the 3 convolutions' forward kernels (ms) | {pf / 1e3:.2f} | {tf / 1e3:.2f} | {pf / max(tf, 1e-9):.2f} |")
-    print(f"| their backward kernels (ms) | {pb / 1e3:.2f} | {tb / 1e3:.2f} | {pb / max(tb, 1e-9):.2f} |")
-    add = ops.get("add", 0.0) + ops.get("AddGradNode", 0.0)
-    print(f"| bias adds and their gradients (ms; PyTorch's convolution adds its bias) | {add / 1e3:.2f} | - | - |")
+        print(f"| {k} | {bsplit[k]:.2f} | {rsplit[k]:.2f} | {tsplit[k]:.2f} | {rsplit[k] / tsplit[k]:.2f} |")
+    shares = [conv_share(bops, NATIVE), conv_share(rops, "registered"), conv_share(tops, "torch")]
+    for i, label in enumerate(("the 3 convolutions' forward kernels", "their backward kernels")):
+        b, r, t = (x[i] / 1e3 for x in shares)
+        print(f"| {label} | {b:.2f} | {r:.2f} | {t:.2f} | {r / max(t, 1e-9):.2f} |")
+    add = [o.get("add", 0.0) + o.get("AddGradNode", 0.0) for o in (bops, rops)]
+    print(f"| bias adds and their gradients (PyTorch's convolution and linear add their own) | {add[0] / 1e3:.2f} | "
+          f"{add[1] / 1e3:.2f} | - | - |")
 
 
 def text_kernels(steps, repeats):
