@@ -75,13 +75,21 @@ class EvalDataMismatch(ReproError):
     """The evaluation splits the plugin built are not the registered ones."""
 
 
-def check_eval_data(paper, exp, data, lite):
+def data_overrides(overrides):
+    """The -o overrides that change the data section ('data.permutation=notebook', ...)."""
+    return [o for o in overrides or () if o.split("=", 1)[0].strip().startswith("data.")]
+
+
+def check_eval_data(paper, exp, data, lite, overrides=()):
     """Before the first update: the evaluation splits the plugin's build_data gave must be
     the ones the experiment registers (Experiment.eval_data): every registered split by
     name, its sample count, and its repro.data.fingerprint where one is registered. A
-    --lite run is exempt (its data are smoke data, and verify never counts it). Raises
-    EvalDataMismatch with one line naming each split and what differs."""
-    if lite or not exp.eval_data:
+    --lite run is exempt (its data are smoke data, and verify never counts it), and so is
+    a run whose data section is overridden on purpose (-o data....: other evaluation
+    data by design, an exploration verify does not count, since its config departs from
+    the registered one). Raises EvalDataMismatch with one line naming each split and
+    what differs."""
+    if lite or not exp.eval_data or data_overrides(overrides):
         return
     problems = []
     for split, (n, sha) in exp.eval_data.items():
@@ -114,7 +122,11 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
     state = recipe.build(paper, cfg, dist, init=resume is None,
                          artifact=rundir.read_artifact(resume) if resume is not None else None)
     if check_data:
-        check_eval_data(paper, exp, state.data, lite)
+        check_eval_data(paper, exp, state.data, lite, overrides)
+        if exp.eval_data and not lite and data_overrides(overrides) and echo and dist.main:
+            print(f"note: {', '.join(data_overrides(overrides))} changes the data, so the evaluation splits are "
+                  f"not checked against the registered ones; verify will not count this run (its config departs "
+                  f"from the registered one)", flush=True)
     if tc.amp.enabled and echo and dist.main and state.amp.cpu_noop:
         print("note: train.amp is on, but Paddle's auto_cast/decorate do nothing on the CPU; "
               "this run computes in float32", flush=True)

@@ -14,7 +14,7 @@ import pytest
 
 import plugin_tinycell
 from conftest import REPO, cli, events, interrupt_train_step
-from repro import registry, train
+from repro import registry, train, verify
 
 TEMPLATE = os.path.join(REPO, "templates", "contestant")
 
@@ -153,6 +153,19 @@ def test_train_stops_before_the_first_update_when_the_eval_splits_are_not_the_re
     code, _, err = cli(train.main, ["--papers", folder, "--paper", name, "--lite", "--out", out,
                                     "-o", "train.steps=2"], capsys)
     assert code == 0, err
+
+
+def test_a_data_override_is_an_exploration_whose_eval_splits_are_not_checked(tmp_path, capsys):
+    """-o data.permutation=notebook makes other test data on purpose (the MNIST-1D protocol runs):
+    train says so and trains; verify refuses to count the run because its config departs."""
+    out = str(tmp_path / "run")
+    args = ["--paper", "mnist1d", "--exp", "logreg_shuffled", "--out", out, "-o", "train.steps=20", "-o",
+            "train.eval_every=20", "-o", "train.checkpoint_every=20", "-o", "train.audit_every=0"]
+    code, said, err = cli(train.main, args + ["-o", "data.permutation=notebook"], capsys)
+    assert code == 0, err
+    assert "note: data.permutation=notebook changes the data, so the evaluation splits are not checked" in said, said
+    code, report, _ = cli(verify.main, [out], capsys)
+    assert code == 1 and "data.permutation" in report, report
 
 
 # ------------------------------------------------------------------ the template repository
