@@ -20,6 +20,12 @@ def linear(n_in, n_out):
     return nn.Linear(n_in, n_out, weight_attr=_uniform(n_in), bias_attr=_uniform(n_in))
 
 
+def _windows(n, k, stride):
+    """The padded positions of n windows of k, stride apart, one after another (int64), made each call
+    (a few microseconds) so that a static-graph export makes its own constant."""
+    return paddle.to_tensor((np.arange(n)[:, None] * stride + np.arange(k)[None, :]).reshape(-1), dtype="int64")
+
+
 class Conv1D(nn.Conv1D):
     """Paddle's Conv1D (the same weight [out, in, kernel], bias and state-dict names) computed
     channels-last, [batch, length, channels] in and out, as one matrix product over the whole batch:
@@ -37,16 +43,16 @@ class Conv1D(nn.Conv1D):
         w = self.weight
         c_out, c_in, k = w.shape
         stride, pad = self._stride[0], self._padding
-        b, length = x.shape[0], x.shape[1]
-        n = (length + 2 * pad - k) // stride + 1
-        if getattr(self, "_windows_for", None) != length:  # window i covers padded positions i*stride ... +k-1
-            starts = np.arange(n)[:, None] * stride + np.arange(k)[None, :]
-            self._windows = paddle.to_tensor(starts.reshape(-1), dtype="int64")
-            self._windows_for = length
-        padded = nn.functional.pad(x, [pad, pad], data_format="NLC")
-        cols = paddle.index_select(padded, self._windows, axis=1).reshape([b * n, k * c_in])
-        out = nn.functional.linear(cols, w.transpose([2, 1, 0]).reshape([k * c_in, c_out]), self.bias)
-        return out.reshape([b, n, c_out])
+        n = (x.shape[1] + 2 * pad - k) // stride + 1
+        if pad:  # zeros on both ends of the length axis (F.pad's NLC form breaks under oneDNN inference)
+            zeros = paddle.zeros_like(x[:, :pad])
+            x = paddle.concat([zeros, x, zeros], axis=1)
+        cols = paddle.index_select(x, _windows(n, k, stride), axis=1).reshape([-1, k * c_in])
+        # the clone: under paddle.DataParallel (Paddle 3.3) a parameter whose gradient comes straight from a
+        # transpose has that gradient left out of the all-reduce, so the ranks drift apart (measured); the
+        # copy is exact, so the numbers are those without it
+        out = nn.functional.linear(cols, w.clone().transpose([2, 1, 0]).reshape([k * c_in, c_out]), self.bias)
+        return out.reshape([-1, n, c_out])
 
 
 def conv1d(c_in, c_out, k, stride, padding):
