@@ -280,8 +280,8 @@ def torch_ops(steps):
 
 CONV_OPS = {  # the kernels that compute the CNN's convolutions, forward and backward, in each path
     NATIVE: (["conv2d"], ["Conv2dGradNodeFinal"]),
-    "registered": (["full_like", "slice", "concat", "index_select", "assign", "matmul"],
-                   ["ConcatGradNode", "IndexSelectGradNode", "AssignGradNode", "MatmulGradNode"]),
+    "registered": (["pad3d", "index_select", "assign", "matmul"],
+                   ["Pad3dGradNode", "IndexSelectGradNode", "AssignGradNode", "MatmulGradNode"]),
 }
 
 

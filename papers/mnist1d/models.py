@@ -20,10 +20,22 @@ def linear(n_in, n_out):
     return nn.Linear(n_in, n_out, weight_attr=_uniform(n_in), bias_attr=_uniform(n_in))
 
 
-def _windows(n, k, stride):
-    """The padded positions of n windows of k, stride apart, one after another (int64), made each call
-    (a few microseconds) so that a static-graph export makes its own constant."""
-    return paddle.to_tensor((np.arange(n)[:, None] * stride + np.arange(k)[None, :]).reshape(-1), dtype="int64")
+_WINDOWS = {}
+
+
+@paddle.jit.not_to_static
+def _padded(x, pad, n, k, stride):
+    """x zero-padded by pad on both ends of its length axis, and the positions of its n windows of k,
+    stride apart, one after another (int64). Eagerly: Paddle's pad kernel and the positions made once;
+    traced for export: zeros concatenated (F.pad's NLC form gives a wrong shape under oneDNN inference)
+    and the positions as the program's own constant. Zeros are zeros, so both give the same numbers."""
+    positions = (np.arange(n)[:, None] * stride + np.arange(k)[None, :]).reshape(-1)
+    if not paddle.in_dynamic_mode():
+        zeros = paddle.zeros_like(x[:, :pad])
+        return paddle.concat([zeros, x, zeros], axis=1), paddle.to_tensor(positions, dtype="int64")
+    if (n, k, stride) not in _WINDOWS:
+        _WINDOWS[n, k, stride] = paddle.to_tensor(positions, dtype="int64")
+    return nn.functional.pad(x, [pad, pad], data_format="NLC"), _WINDOWS[n, k, stride]
 
 
 class Conv1D(nn.Conv1D):
@@ -44,10 +56,8 @@ class Conv1D(nn.Conv1D):
         c_out, c_in, k = w.shape
         stride, pad = self._stride[0], self._padding
         n = (x.shape[1] + 2 * pad - k) // stride + 1
-        if pad:  # zeros on both ends of the length axis (F.pad's NLC form breaks under oneDNN inference)
-            zeros = paddle.zeros_like(x[:, :pad])
-            x = paddle.concat([zeros, x, zeros], axis=1)
-        cols = paddle.index_select(x, _windows(n, k, stride), axis=1).reshape([-1, k * c_in])
+        padded, windows = _padded(x, pad, n, k, stride)
+        cols = paddle.index_select(padded, windows, axis=1).reshape([-1, k * c_in])
         # the clone: under paddle.DataParallel (Paddle 3.3) a parameter whose gradient comes straight from a
         # transpose has that gradient left out of the all-reduce, so the ranks drift apart (measured); the
         # copy is exact, so the numbers are those without it
