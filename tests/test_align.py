@@ -186,9 +186,11 @@ def test_the_mnist1d_gemm_convolution_is_paddles_conv1d_channels_last(k, stride,
                                            padding=pad).transpose([0, 2, 1])
         assert got.shape == want.shape
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
-        (g_got,) = paddle.grad(got.sum(), [x])
-        (g_want,) = paddle.grad(want.sum(), [x])
-        np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), rtol=0, atol=1e-5)
+        probe = paddle.to_tensor(np.random.default_rng(length + 1).standard_normal(got.shape).astype("float32"))
+        grads_got = paddle.grad((got * probe).sum(), [x, layer.weight, layer.bias])
+        grads_want = paddle.grad((want * probe).sum(), [x, layer.weight, layer.bias])
+        for g, w in zip(grads_got, grads_want):  # the input's, the weight's and the bias's
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-5)
 
 
 def test_localisation_names_the_first_diverging_conv():
