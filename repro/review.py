@@ -541,7 +541,8 @@ def _review(sub, contest, options, receipts, result, scrub):
     opts = Options(recompute=options.recompute, replay=_replay_of(entries) if options.replay else 0,
                    challenge=options.challenge, jobs=options.jobs, timeout=options.timeout,
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
-                   tree=repo, plugin=package, private=options.private if options.recompute else None)
+                   tree=repo, plugin=package, private=options.private if options.recompute else None,
+                   budget=contest.budget)
     try:
         verdict = verify([logs], opts)
     except ReproError as e:

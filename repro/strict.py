@@ -275,3 +275,43 @@ def sha256_file(path, follow=True):
         return hash_read(lambda n: os.read(fd, n))[0]
     finally:
         os.close(fd)
+
+
+def open_regular(path, what, max_bytes=None, dir_fd=None):
+    """(descriptor, os.fstat) of a file a stranger may have laid out, opened without following a
+    link (O_NOFOLLOW, relative to dir_fd when given) and without blocking on a FIFO; it must be
+    a regular file with one link, of at most max_bytes. A ReproError otherwise. The caller
+    reads from the descriptor it was checked through and closes it."""
+    try:
+        fd = os.open(path, _NOFOLLOW, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise ReproError(f"{what} not found") from None
+    except OSError as e:
+        kind = "a link" if e.errno == getattr(os, "ELOOP", 40) else e.strerror
+        raise ReproError(f"{what} cannot be read ({kind})") from None
+    st = os.fstat(fd)
+    problem = ("not a regular file" if not stat.S_ISREG(st.st_mode) else
+               f"a file with {st.st_nlink} links (a hard link)" if st.st_nlink != 1 else
+               f"{st.st_size:,} bytes, over the {max_bytes:,} such a file may have"
+               if max_bytes is not None and st.st_size > max_bytes else "")
+    if problem:
+        os.close(fd)
+        raise ReproError(f"{what} is {problem}")
+    return fd, st
+
+
+def read_regular(path, what, max_bytes, dir_fd=None):
+    """The bytes of a regular file opened as open_regular does, read from the checked descriptor."""
+    fd, st = open_regular(path, what, max_bytes, dir_fd)
+    try:
+        chunks, n = [], 0
+        while True:
+            chunk = os.read(fd, min(_CHUNK, max_bytes + 1 - n))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            n += len(chunk)
+            if n > max_bytes:
+                raise ReproError(f"{what} grew past the {max_bytes:,} bytes such a file may have while it was read")
+    finally:
+        os.close(fd)

@@ -68,8 +68,10 @@ class Options:
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
                  timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None,
-                 private=None, threads=None):
+                 private=None, threads=None, budget=None):
         replay = parse_replay(replay)
+        # one submission's time over all its workers, and what failed in it (repro.boundary.task.Budget)
+        self.budget = task.Budget(budget)
         # CPU threads of the workers (None: each run's own); a train.verifiable run replays bitwise with any
         self.threads = threads
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
@@ -239,13 +241,14 @@ def worker_for(options):
         snap = options.snapshot()
         rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
         return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
-                            readonly=[(snap, snap)] + local_mounts(options), trusted=False)
+                            readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget)
     folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
     parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
-    return task.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True)
+    return task.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True,
+                       budget=options.budget)
 
 
 def local_mounts(options):
@@ -263,7 +266,7 @@ def _audit(runs, options):
             raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.protocol.paper} "
                              f"(those are: {', '.join(run.protocol.path_keys) or 'none'})")
         segs = coverage.segments(run) if options.replay else []
-        n = coverage.count(run, options.replay, segs) if segs else 0
+        n = coverage.count(run, options.replay, segs, coverage.registered_segments(run, segs)) if segs else 0
         chosen = coverage.choose(segs, n, options.challenge, run.final_weights) if segs else []
         if segs:
             run.coverage = coverage.coverage_of(run, chosen, segs)
@@ -507,9 +510,10 @@ def add_arguments(ap):
                     help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
     ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
                     help="replay audit: re-train segments of each run with the registered recipe and compare with "
-                         "its kept checkpoints. With no value, the default coverage: every segment of a run that "
-                         f"trained for at most {coverage.FULL_REPLAY_SECONDS} s, else the first, the last and "
-                         f"{coverage.DEFAULT_SHARE:.0%} of the others drawn from the challenge; 'all': every segment; "
+                         "its kept checkpoints. With no value, the default coverage: every segment when the registered "
+                         f"recipe makes at most {coverage.FULL_REPLAY_SEGMENTS} (steps / required audit interval), "
+                         f"else the first, the last and {100 * coverage.DEFAULT_SHARE:.0f}%% of the others drawn from "
+                         "the challenge; 'all': every segment; "
                          "N: N segments (the first and the last always)")
     ap.add_argument("--challenge", metavar="SECRET",
                     help="what chooses the replayed segments (default: fresh randomness, printed so the audit "
@@ -547,12 +551,12 @@ def private_of(contest, seed):
 def options_from(args, progress=None):
     use_data_dir(args)  # the audit's workers get it
     local = parse_local(args.local)
-    protocol_of, tree, plugin, sandbox, private = registered, None, None, "auto", {}
+    protocol_of, tree, plugin, sandbox, private, budget = registered, None, None, "auto", {}, None
     runs_code = args.recompute or args.replay
     if getattr(args, "contest", None):
         tree = os.path.abspath(args.code) if args.code else None
         contest = read_contest(args.contest)
-        protocol_of = contest_protocol(contest, tree)
+        protocol_of, budget = contest_protocol(contest, tree), contest.budget
         if args.recompute:
             private = private_of(contest, getattr(args, "private_seed", None))
         sandbox = "required"  # the submitted code is a stranger's
@@ -581,7 +585,7 @@ def options_from(args, progress=None):
         raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
     options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
                       args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
-                      threads=threads, private=private)
+                      threads=threads, private=private, budget=budget)
     if runs_code:
         options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
     return options

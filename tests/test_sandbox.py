@@ -18,6 +18,7 @@ from repro import registry, train, verify
 from repro.boundary import sandbox
 from repro.errors import ReproError, run_cli
 from repro.judge import coverage
+from repro.run import rundir
 
 needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here: "
                                  "apt-get install bubblewrap")
@@ -157,8 +158,9 @@ x.write_arrays = fake
     got, ok = _verify(hostile(payload)[:1])
     (run,) = got
     assert not ok
-    assert any("the built evaluation data" in p for p in run.problems), run.problems
-    assert any("replay 0->50" in p and "the replay of 0->50" in p for p in run.problems), run.problems
+    # what it wrote on every descriptor broke its own output stream: malformed, nothing believed
+    assert any(p.startswith("--recompute: the worker wrote malformed output") for p in run.problems), run.problems
+    assert any("replay 0->50" in p and "malformed output" in p for p in run.problems), run.problems
     assert run.recomputed is None or "test_acc" not in (run.recomputed or {})
 
 
@@ -170,12 +172,12 @@ w = sys.modules["__main__"]  # the running worker
 w._segment = lambda paper, cfg, artifact, seg, jitter: (lambda s: (s, s))(
     {k: v for k, v in __import__("repro.run.checkpoint", fromlist=["x"]).read(seg["start"], want_optimizer=True)[0].items()}
     if seg["a"] else {"model/0.weight": np.zeros((40, 32), np.float32)})
-w._outputs = lambda paper, cfg, artifact, weights, inputs: {s: np.full((3, 10), np.nan, np.float32) for s in inputs}
+w._outputs = lambda paper, cfg, artifact, weights, rows, chunks: np.full((3, 10), np.nan, np.float32)
 """
     out = hostile(payload)
     got, ok = _verify(out[:1])
     (run,) = got
-    assert any("not 1000 rows of finite class scores" in p for p in run.problems), run.problems
+    assert any("outputs are not 1000 rows of class scores" in p for p in run.problems), run.problems
     bad = [p for p in run.problems if p.startswith("replay ")]
     # every segment fails (0->50 twice: other initial weights, and not the logged checkpoint)
     assert {p.split(":")[0] for p in bad} == {f"replay {a}->{a + 50}" for a in range(0, 300, 50)}, bad
@@ -186,11 +188,12 @@ def test_a_worker_over_its_time_is_killed_with_one_line(runs, hostile):
     verdict = verify.verify(hostile("import time\ntime.sleep(600)")[:1], verify.Options(recompute=True, timeout=5))
     (run,) = verdict.runs
     assert not verdict.ok
-    assert any("took longer than 5 s" in p for p in run.problems), run.problems
+    assert any("the worker timed out (after 5 s)" in p for p in run.problems), run.problems
 
 
 def test_the_required_sandbox_refuses_without_bwrap_and_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sandbox, "_PROBED", {})
     with pytest.raises(ReproError, match="apt-get install bubblewrap.*--no-sandbox"):
         sandbox.Sandbox("required")
     assert sandbox.Sandbox("off").describe() == "off (--no-sandbox)"
@@ -215,15 +218,23 @@ def test_the_printed_escape_probability_is_the_draws(monkeypatch):
         assert (f"at most {p:.0%}" in text) if p else ("every segment replayed" in text)
 
 
-def test_the_default_coverage_replays_every_segment_of_a_short_run_and_a_drawn_share_of_a_long_one():
-    class R:
-        def __init__(self, seconds):
-            self.events = [{}, {"seconds": seconds}]
-    assert coverage.count(R(60), "default", list(range(8))) == 8
-    assert coverage.count(R(coverage.FULL_REPLAY_SECONDS + 1), "default", list(range(10))) == 2 + 2
-    assert coverage.count(R(10_000), "all", list(range(10))) == 10
-    assert coverage.count(R(10), 3, list(range(10))) == 3
-    assert coverage.escape(10, 4) == pytest.approx(0.75)
+def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_time(runs, plugin_env):
+    """A registered recipe of few segments (300 steps; the runs kept six): every one replayed, whatever the
+    log's last line says the training took; more than FULL_REPLAY_SEGMENTS: a drawn share."""
+    _, plugin, out = runs
+    registry.use_folders([plugin])
+    run = rundir.open_run(out[0])
+    run.protocol = verify.registered(run)
+    segs = coverage.segments(run)
+    registered = coverage.registered_segments(run, segs)
+    assert len(segs) == 6 and registered <= coverage.FULL_REPLAY_SEGMENTS
+    before = coverage.count(run, "default", segs, registered)
+    run.events[-1]["seconds"] = 10 ** 9  # the submitter's own number: nothing hashes it after it
+    assert coverage.count(run, "default", segs, coverage.registered_segments(run, segs)) == before == 6
+    many = [(i, i + 1) for i in range(40)]
+    assert coverage.count(run, "default", many, coverage.FULL_REPLAY_SEGMENTS + 1) == 2 + 10
+    assert coverage.count(run, "all", many, 100) == 40
+    assert coverage.count(run, 3, many, 100) == 3
 
 
 def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):

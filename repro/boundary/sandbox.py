@@ -1,68 +1,124 @@
 """The sandbox: the one place that starts a process which imports paper code.
 
 Every worker (repro.boundary.worker: building a split, recomputing outputs, replaying a
-segment) runs through run() below. Under bubblewrap (`bwrap`, Debian's
-package `bubblewrap`, the sandbox Flatpak uses) the worker gets:
+segment) runs through Sandbox.run() below. Under bubblewrap (`bwrap`, Debian's package
+`bubblewrap`, the sandbox Flatpak uses) the worker is nobody:
 
-  - new network, PID, IPC, UTS and cgroup namespaces (no network at all: only a
-    loopback that nothing listens on), a new session, killed with its parent;
+  - it runs as an unprivileged user (uid and gid WORKER_ID, 65534, "nobody") with no
+    capability at all and no_new_privs: a judge running as root starts bwrap without a
+    user namespace and drops to that user with util-linux's setpriv (so the worker is
+    uid 65534 on the host too, and nothing it makes belongs to root); any other judge
+    gives bwrap a user namespace mapping WORKER_ID to itself, with every capability
+    dropped and no way to make another (--disable-userns);
+  - a system-call filter (repro.boundary.seccomp) refuses ptrace, mount, new namespaces
+    and the like, so it can neither trace the sandbox's init nor remount a read-only bind;
+  - new network, PID, IPC, UTS and cgroup namespaces (no network at all), a new
+    session, killed with its parent;
   - an environment cleared to an allowlist (no tokens, no proxies, HOME=/tmp);
-  - read-only: the system's /usr, the Python installation and virtual
-    environment, the harness, the datasets folder, and exactly the files it is
-    handed: for a submission, a snapshot of the files its code identity covers
-    (repro.boundary.identity), never its logs, another submission or the maintainer's home;
-  - a private tmpfs for /tmp, and one writable folder for its outputs;
+  - read-only: the system's /usr and the few /etc files the loader needs (a passwd
+    naming only the worker's user), the Python installation and virtual environment
+    (never any other folder of sys.path), the harness, and what its caller binds (the
+    datasets folders this run needs, a snapshot of exactly the submission's identified
+    files, the task's inputs under /in);
+  - size-limited private tmpfs folders for /tmp and for its outputs (/out), which
+    vanish with it: no file it makes (a setuid one, a device, a link) reaches the host;
   - limits on address space, CPU time, file size, open files and processes.
 
-What a worker writes is read back by the judge (repro.judge.audit) as tensors and
-checked; nothing it reports is believed. Without bwrap, mode "required" (a
-contest review, verify --contest) refuses with how to install it; "off"
-(--no-sandbox) runs the same worker in a plain child process with the same
-cleared environment, and every page says so.
+What it hands back comes as one stream on its standard output (repro.judge.exchange),
+read by the judge up to a cap into a folder of the judge's own; its standard error is a
+capped pipe. A worker that writes more than either cap is killed. Without bwrap, mode
+"required" (a contest review, verify --contest) refuses with how to install it; "off"
+(--no-sandbox) runs the same worker in a plain child process with the same cleared
+environment, and every page says so.
 """
+import atexit
 import os
+import re
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
+from repro.boundary import seccomp
 from repro.errors import ReproError
 
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
 MODES = ("required", "auto", "off")
+WORKER_ID = 65534  # the worker's uid and gid ("nobody")
+IN, OUT = "/in", "/out"  # where a sandboxed worker finds its inputs and writes its outputs
 
 # the worker's limits; time is the caller's timeout (wall clock), CPU time a multiple of it
 MEMORY_BYTES = 16 << 30     # address space (Paddle maps a few GB of virtual memory at import)
 FILE_BYTES = 2 << 30        # any one file it writes
 OPEN_FILES = 4096
-PROCESSES = 512             # threads count here too (RLIMIT_NPROC is per user; no effect for root)
+PROCESSES = 512             # threads count here too (per user: the worker's own uid)
 TMPFS_BYTES = 1 << 30       # its private /tmp
+STDERR_BYTES = 16 << 20     # its standard error, in all (the last STDERR_TAIL kept)
+STDERR_TAIL = 64 << 10
 
 ENV_PASS = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE",
             "OPENBLAS_L2_SIZE",
             # the instruction sets MKL and oneDNN may dispatch to (a verifier can replay as another CPU would)
             "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 ENV_PASS_PREFIX = ("FLAGS_",)  # Paddle's kernel switches decide the bits; they are not secrets
+ETC = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
+PASSWD = f"nobody:x:{WORKER_ID}:{WORKER_ID}:nobody:/tmp:/usr/sbin/nologin\n"
+GROUP = f"nogroup:x:{WORKER_ID}:\n"
 
 
 def bwrap():
     return shutil.which("bwrap")
 
 
+def _as_root():
+    return os.geteuid() == 0
+
+
+_PROBED = {}
+
+
+def why_unusable():
+    """'' when a worker can be started as nobody here, else why not (one line, with the fix)."""
+    if "why" not in _PROBED:
+        _PROBED["why"] = _probe()
+    return _PROBED["why"]
+
+
 def available():
-    """Whether bubblewrap is installed and can make its namespaces here."""
-    exe = bwrap()
-    if not exe:
-        return False
+    """Whether bubblewrap is installed and can make a worker that is nobody here."""
+    return why_unusable() == ""
+
+
+def _probe():
+    if not bwrap():
+        return f"bubblewrap is not installed: {INSTALL_HINT}"
+    if _as_root() and not shutil.which("setpriv"):
+        return "util-linux's setpriv is not installed (it drops a root judge's worker to nobody): install util-linux"
     try:
-        p = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-                           capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return p.returncode == 0
+        with seccomp.compiled() as bpf:
+            cmd = _bwrap_command(["/bin/cat", "/proc/self/status"], [], {"PATH": "/usr/bin:/bin"}, bpf.fileno())
+            p = subprocess.run(cmd, capture_output=True, timeout=60, pass_fds=(bpf.fileno(),),
+                               env={"PATH": "/usr/bin:/bin"})
+    except ReproError as e:
+        return str(e)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bubblewrap could not start a worker here ({type(e).__name__})"
+    if p.returncode != 0:
+        said = p.stderr.decode("utf-8", "replace").strip().splitlines()
+        hint = ("" if _as_root() else "; this kernel may forbid unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1, or run the review as root)")
+        return f"bubblewrap could not make the worker's namespaces: {said[-1][:200] if said else p.returncode}{hint}"
+    status = dict(ln.split(":", 1) for ln in p.stdout.decode("utf-8", "replace").splitlines() if ":" in ln)
+    got = {k: status.get(k, "").split() for k in ("Uid", "Gid", "CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp")}
+    if got["Uid"][:1] != [str(WORKER_ID)] or got["Gid"][:1] != [str(WORKER_ID)] \
+            or any(got[k] != ["0000000000000000"] for k in ("CapEff", "CapPrm", "CapBnd")) \
+            or got["NoNewPrivs"] != ["1"] or got["Seccomp"] != ["2"]:
+        return f"the worker would not be nobody here (its status: {got})"
+    return ""
 
 
 class Sandbox:
@@ -76,7 +132,7 @@ class Sandbox:
         self.enabled = mode != "off" and available()
         if mode == "required" and not self.enabled:
             raise ReproError(f"reviewing submitted code needs the bubblewrap sandbox, which is not usable here: "
-                             f"{INSTALL_HINT}, or pass --no-sandbox to run submitted code unconfined "
+                             f"{why_unusable()}; or pass --no-sandbox to run submitted code unconfined "
                              f"(every page will say so)")
 
     def describe(self):
@@ -84,35 +140,73 @@ class Sandbox:
             return "bubblewrap"
         return "off (--no-sandbox)" if self.mode == "off" else "off (bubblewrap not available)"
 
-    def run(self, argv, readonly=(), out_dir=None, env=None, timeout=3600, stdin=None, stderr=None):
-        """Run argv (argv[0] is this Python) as a worker; returns the exit status.
-        readonly: [(host path, path inside)]; out_dir: the one writable folder (same path
-        inside); env: extra variables (on top of the allowlist). A worker over its time
-        is killed with everything it started; the status is then -9."""
+    def run(self, argv, readonly=(), env=None, timeout=3600, receive=None, host_out=None):
+        """Run argv (argv[0] is this Python) as a worker and hand its standard output to
+        receive(stream) while it runs. readonly: [(host path, path inside)]; host_out: the
+        worker's output folder when unsandboxed (sandboxed, it is a tmpfs at OUT); env: extra
+        variables. Returns Ended: its status (-9: killed at the time limit), whether it flooded
+        its standard error, the end of what it wrote there, and what receive returned."""
         child_env = _env(env or {})
-        if self.enabled:
-            cmd = _bwrap_command(argv, readonly, out_dir, child_env)
-            run_env = {"PATH": "/usr/bin:/bin"}
-        else:
-            cmd, run_env = list(argv), child_env
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=stderr if stderr is not None else subprocess.DEVNULL,
-                                env=run_env, cwd=out_dir or tempfile.gettempdir(),
-                                preexec_fn=lambda: _limits(timeout), close_fds=True)
+        bpf = seccomp.compiled() if self.enabled else None
         try:
-            if stdin is not None:
-                try:
-                    proc.stdin.write(stdin)
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            return -9
-        except BaseException:
-            _kill(proc)
-            raise
+            if self.enabled:
+                cmd, run_env, cwd, fds = _bwrap_command(argv, readonly, child_env, bpf.fileno()), \
+                    {"PATH": "/usr/bin:/bin"}, tempfile.gettempdir(), (bpf.fileno(),)
+            else:
+                cmd, run_env, cwd, fds = list(argv), child_env, host_out or tempfile.gettempdir(), ()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=run_env, cwd=cwd, pass_fds=fds, preexec_fn=lambda: _limits(timeout))
+        finally:
+            if bpf is not None:
+                bpf.close()
+        return _watch(proc, timeout, receive)
+
+
+class Ended:
+    def __init__(self, code, flooded, stderr, received):
+        self.code, self.flooded, self.stderr, self.received = code, flooded, stderr, received
+
+
+def _watch(proc, timeout, receive):
+    killed = threading.Event()
+
+    def kill():
+        killed.set()
+        _kill(proc)
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    err = {"tail": b"", "flooded": False}
+
+    def drain():
+        total = 0
+        for chunk in iter(lambda: proc.stderr.read1(1 << 16), b""):
+            total += len(chunk)
+            err["tail"] = (err["tail"] + chunk)[-STDERR_TAIL:]
+            if total > STDERR_BYTES:
+                err["flooded"] = True
+                _kill(proc)
+                return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    timer.start()
+    reader.start()
+    received = None
+    try:
+        received = receive(proc.stdout) if receive else proc.stdout.read(0)
+        if receive:
+            proc.stdout.read()  # nothing should follow; read to the end so the worker can exit
+        proc.wait()
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        timer.cancel()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    code = -9 if killed.is_set() else proc.returncode
+    return Ended(code, err["flooded"], err["tail"].decode("utf-8", "replace"), received)
 
 
 def _kill(proc):
@@ -120,7 +214,10 @@ def _kill(proc):
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
+    try:
+        proc.kill()
+    except OSError:
+        pass
 
 
 def _limits(timeout):
@@ -172,46 +269,80 @@ def _system_binds():
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
-    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/nsswitch.conf",
-              "/etc/passwd", "/etc/group", "/etc/alternatives", "/etc/ssl/certs"):
+    for f in ETC:
         args += ["--ro-bind-try", f, f]
     return args
 
 
-def _python_binds():
-    """The interpreter, its standard library, the virtual environment and every folder on
-    this Python's import path (a .pth file may add one), read-only; never the current
-    folder, which may be a checkout holding runs (the harness's own folders are bound apart)."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
-    paths |= {sys.base_prefix, sys.prefix}
-    exe = os.path.abspath(sys.executable)
-    paths.add(os.path.dirname(exe))
-    here = {os.path.realpath(os.getcwd()), os.path.realpath(harness_roots()[1] or os.sep)}
-    for entry in sys.path:
-        if entry and os.path.isdir(entry) and os.path.realpath(entry) not in here and os.path.realpath(entry) != os.sep:
-            paths.add(os.path.abspath(entry))
-    out = []
-    for p in sorted(paths):
-        if os.path.isdir(p) and not any(p != q and p.startswith(q + os.sep) for q in paths):
-            out += ["--ro-bind", p, p]
-    return out
+def python_roots():
+    """The interpreter's installation and the virtual environment: the folders that hold this
+    Python and its site-packages. Never any other folder of sys.path (a PYTHONPATH into a home
+    folder, the current folder, a checkout holding runs: the harness's own folders are bound apart)."""
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix,
+                                              os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))}
+    prefixes |= {os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
+    roots = sorted(p for p in prefixes if os.path.isdir(p) and p != os.sep)
+    return [p for p in roots if not any(p != q and p.startswith(q + os.sep) for q in roots)]
 
 
-def _bwrap_command(argv, readonly, out_dir, env):
-    args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
-    args += _system_binds() + _python_binds()
-    for folder in harness_roots()[0]:
-        args += ["--ro-bind", folder, folder]
-    for host, inside in readonly:
+_SAFE = re.compile(r"^/[A-Za-z0-9._/+@=,-]*$")
+
+
+def _bwrap_command(argv, readonly, env, seccomp_fd):
+    args = [bwrap(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--clearenv", "--seccomp", str(seccomp_fd),
+            "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+            "--perms", "0777", "--size", str(TMPFS_BYTES), "--tmpfs", OUT]
+    if not _as_root():
+        args += ["--unshare-user", "--uid", str(WORKER_ID), "--gid", str(WORKER_ID), "--cap-drop", "ALL",
+                 "--disable-userns"]
+    args += _system_binds()
+    etc = _etc_folder()
+    args += ["--ro-bind", os.path.join(etc, "passwd"), "/etc/passwd", "--ro-bind", os.path.join(etc, "group"),
+             "/etc/group"]
+    binds = [(folder, folder) for folder in python_roots() + harness_roots()[0]] + list(readonly)
+    for host, inside in binds:
+        if not _SAFE.match(inside):
+            raise ReproError(f"a path the worker would see has unusual characters: {inside[:80]!r}")
+    for folder in _parents([inside for _, inside in binds]):  # bwrap would make them 0700: the worker is nobody
+        args += ["--perms", "0755", "--dir", folder]
+    for host, inside in binds:
         args += ["--ro-bind", host, inside]
-    if out_dir:
-        args += ["--bind", out_dir, out_dir, "--chdir", out_dir]
-    else:
-        args += ["--chdir", "/tmp"]
+    args += ["--chdir", OUT]
     for k, v in sorted(env.items()):
         args += ["--setenv", k, v]
+    if _as_root():  # bwrap keeps no user namespace for root: drop to nobody, every capability and privilege gone
+        argv = ["setpriv", f"--reuid={WORKER_ID}", f"--regid={WORKER_ID}", "--clear-groups", "--inh-caps=-all",
+                "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
     return args + ["--"] + list(argv)
+
+
+def _parents(paths):
+    """The folders above the mount points, outermost first, that no mount provides."""
+    out = []
+    for path in paths:
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts)):
+            folder = "/" + "/".join(parts[:i])
+            if folder not in out and folder not in ("/usr", "/etc", "/tmp", OUT, "/proc", "/dev") \
+                    and not any(folder == p or folder.startswith(p.rstrip("/") + "/") for p in paths):
+                out.append(folder)
+    return sorted(out, key=lambda f: f.count("/"))
+
+
+def _etc_folder():
+    """A folder of this process's own holding the worker's /etc/passwd and /etc/group (made once)."""
+    if "etc" not in _PROBED:
+        folder = tempfile.mkdtemp(prefix="repro-etc-")
+        os.chmod(folder, 0o755)
+        for name, text in (("passwd", PASSWD), ("group", GROUP)):
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(os.path.join(folder, name), 0o644)
+        atexit.register(shutil.rmtree, folder, True)
+        _PROBED["etc"] = folder
+    return _PROBED["etc"]
 
 
 def worker_argv(*args):

@@ -4,7 +4,10 @@ sees a run's logs or the checkpoint a replay must reach, and it decides nothing.
 
     python -B -m repro.boundary.worker IN_DIR OUT_DIR
 
-IN_DIR/request.json says what to do:
+IN_DIR/request.json says what to do (its inputs named by file name in IN_DIR). Sandboxed,
+IN_DIR is /in and OUT_DIR a private tmpfs at /out; when the task ends, every file in
+OUT_DIR goes to the judge as one stream on standard output (repro.judge.exchange), and
+the judge keeps only what it asked for. Whatever the code prints goes to standard error.
 
   task "data":  build the experiment's evaluation splits (and, for a paper that
                 fits something on its training split, fit it again from the
@@ -16,8 +19,9 @@ IN_DIR/request.json says what to do:
                 the maintainers' base model (repro.diffusion.redraw; harness
                 code only, never the submitted images): OUT_DIR/works.safetensors.
   task "model": with the final weights, the model's outputs on the inputs the
-                judge gives (never the labels): OUT_DIR/outputs.safetensors,
-                one array of logits per split; and for each segment a..b, the
+                judge gives (never the labels: the evaluation's batches of every
+                split, public and private, in an order only the judge knows):
+                OUT_DIR/outputs.safetensors; or, for each segment a..b, the
                 state after re-training it from the start checkpoint it is given
                 (or, from step 0, from the initial weights its seed gives):
                 OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B). A
@@ -97,8 +101,9 @@ def fresh_task(req, out):
     return {"splits": ["private"]}
 
 
-def _outputs(paper, cfg, artifact, weights, inputs):
-    """{split: logits} of the model with these weights, in the chunks evaluation uses."""
+def _outputs(paper, cfg, artifact, weights, rows, chunks):
+    """The logits of the model with these weights on rows, computed chunk by chunk (the judge
+    sends the evaluation's own batches, so each is computed as evaluation computed it)."""
     import numpy as np
     import paddle
     paddle.seed(0)
@@ -107,13 +112,12 @@ def _outputs(paper, cfg, artifact, weights, inputs):
     checkpoint.load_model(model, tensors)
     model.eval()
     prepare = paper.data(cfg, artifact, train=False).prepare
-    bs = cfg.train.eval_batch_size
-    out = {}
+    out, k = [], 0
     with paddle.no_grad():
-        for split, x in inputs.items():
-            chunks = [model(paddle.to_tensor(prepare(x[i:i + bs]))).numpy() for i in range(0, len(x), bs)]
-            out[split] = np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
-    return out
+        for n in chunks:
+            out.append(model(paddle.to_tensor(prepare(rows[k:k + n]))).numpy())
+            k += n
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
 def _segment(paper, cfg, artifact, seg, jitter):
@@ -177,9 +181,10 @@ def model_task(req, out):
             metrics, samples = evaluate(paper, model, cfg, paper.data(cfg, artifact, train=False))
             answer["generative"] = {"metrics": metrics, "samples": samples}
         else:
-            inputs, _ = exchange.read_arrays(job["inputs"], "the evaluation inputs")
+            rows = exchange.read_arrays(job["inputs"], "the evaluation inputs")[0]["rows"]
+            chunks = [int(n) for n in job["chunks"]]
             exchange.write_arrays(os.path.join(out, "outputs.safetensors"),
-                                  _outputs(paper, cfg, artifact, job["weights"], inputs))
+                                  {"rows": _outputs(paper, cfg, artifact, job["weights"], rows, chunks)})
         answer["seconds"]["outputs"] = round(time.perf_counter() - t0, 3)
     for seg in req.get("segments") or []:
         t0 = time.perf_counter()
@@ -211,22 +216,43 @@ def redraw_task(req, out):
 TASKS = {"data": data_task, "model": model_task, "fresh": fresh_task, "redraw": redraw_task}
 
 
+def _resolve(req, in_dir):
+    """The request names its inputs by file name; here they are paths in IN_DIR."""
+    at = lambda name: os.path.join(in_dir, name) if name else None
+    req = dict(req)
+    if req.get("artifact_file"):
+        req["artifact_file"] = at(req["artifact_file"])
+    if req.get("outputs"):
+        req["outputs"] = {k: at(v) if k in ("weights", "inputs") else v for k, v in req["outputs"].items()}
+    req["segments"] = [{**s, "start": at(s.get("start")), "decisions": at(s.get("decisions"))}
+                       for s in req.get("segments") or []]
+    req["staged"] = {name: at(name) for name in req.get("staged") or []}
+    return req
+
+
 def main(argv):
     import warnings
     warnings.filterwarnings("ignore")
     in_dir, out = argv
+    # the judge reads this worker's outputs from its standard output (repro.judge.exchange):
+    # keep that descriptor apart, and send whatever the code prints to standard error
+    stream = os.dup(1)
+    os.dup2(2, 1)
+    code = 0
     try:
-        req = exchange.read_request(os.path.join(in_dir, "request.json"))
+        req = _resolve(exchange.read_request(os.path.join(in_dir, "request.json")), in_dir)
         answer = TASKS[req["task"]](req, out)
         with open(os.path.join(out, "result.json"), "w", encoding="utf-8") as f:
             json.dump(answer, f)
-        return 0
     except BaseException as e:  # the paper's code failed: one line for the judge, the rest to stderr
         traceback.print_exc(file=sys.stderr)
         text = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         with open(os.path.join(out, "error.txt"), "w", encoding="utf-8") as f:
             f.write(text[:300])
-        return 1
+        code = 1
+    sys.stderr.flush()
+    exchange.send_outputs(stream, out)
+    return code
 
 
 if __name__ == "__main__":

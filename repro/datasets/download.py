@@ -139,6 +139,7 @@ def _download(url, path, md5):
         got = h.hexdigest()
         if got != md5:
             return f"the downloaded file's md5 {got} is not the official {md5}"
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the sandboxed worker (another user)
         os.replace(tmp, path)
         tmp = None
         ok = True

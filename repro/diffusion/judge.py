@@ -384,7 +384,7 @@ def redraw(entry, base_dir, lora_path, digest, works, params, options):
     req = {"task": "redraw", "base": base_dir, "weights": entry.weights, **params,
            "works": [[w["prompt"], w["seed"]] for w in works]}
     worker = Worker(Sandbox(options.sandbox), readonly=[(base_dir, base_dir)], trusted=False)
-    answer, out = Staged(worker, req, {LORA_FILE: lora_path}, options.timeout).run()
+    answer, out = Staged(worker, req, {LORA_FILE: lora_path}, options.timeout, outputs=["works.safetensors"]).run()
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "works.safetensors"), "the redrawn works")
     finally:

@@ -37,6 +37,7 @@ whose tags differ there, and requires the end state exactly.
 """
 import os
 import queue
+import secrets
 import shutil
 import tempfile
 import threading
@@ -55,7 +56,8 @@ MARGIN = 10.0
 CHAOS_LIMIT = 1e-4
 RECOMPUTE_RTOL = 1e-3
 PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
-TRAIN = "\0train"    # the training split among a data worker's splits, when a contest pins it
+TRAIN = "\0train"
+DATA_BYTES = 8 << 30  # what a data worker may hand back (a pinned training split included)    # the training split among a data worker's splits, when a contest pins it
 
 
 # ------------------------------------------------------------------ one run
@@ -109,8 +111,14 @@ class DataCache:
         with self.lock:
             slot = self.items.setdefault(key, {"lock": threading.Lock()})
         with slot["lock"]:
+            if "error" in slot:  # a failed data worker is not started again for the next run
+                raise ReproError(f"{slot['error']} (the same data worker failed for an earlier run; not started again)")
             if "value" not in slot:
-                slot["value"] = _build_data(plan, timeout, seeded)
+                try:
+                    slot["value"] = _build_data(plan, timeout, seeded)
+                except ReproError as e:
+                    slot["error"] = str(e)
+                    raise
             return slot["value"]
 
 
@@ -125,7 +133,8 @@ def _build_data(plan, timeout, seeded=True):
         if artifact is not None:
             rundir.write_artifact(tmp, artifact)
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
-        answer, out = Staged(plan.worker, req, inputs, timeout).run()
+        answer, out = Staged(plan.worker, req, inputs, timeout, outputs=["data.safetensors", rundir.ARTIFACT],
+                             out_bytes=DATA_BYTES).run()
     if isinstance(answer.get("generative"), dict):
         shutil.rmtree(out, ignore_errors=True)
         if not plan.worker.trusted:
@@ -155,99 +164,152 @@ def _build_data(plan, timeout, seeded=True):
         shutil.rmtree(out, ignore_errors=True)
 
 
-def audit_run(plan, data_cache, timeout):
-    """One run's recompute and replay, judged here: {'recompute': ..., 'replay': [...]}."""
-    run = plan.run
-    out = {}
-    inputs, req_outputs, labels = {}, None, None
-    tmp = tempfile.mkdtemp(prefix="repro-judge-")
+def replay_groups(plan):
+    """The chosen segments in worker groups such that no worker holds an answer: a segment's
+    end is the next segment's start, so segments of even and of odd index (in the run's
+    whole list) go to two different workers; the final weights go only to the recompute
+    worker, which replays nothing."""
+    index = {seg: i for i, seg in enumerate(plan.segments)}
+    groups = [[s for s in plan.chosen if index[s] % 2 == parity] for parity in (0, 1)]
+    return [g for g in groups if g]
+
+
+def recompute_run(plan, data_cache, timeout):
+    """A run's recompute, judged here: {'recompute': ...}. The worker gets the final weights and
+    the inputs of every evaluation split, public and private, as the evaluation's own batches in
+    an order only the judge knows (it never learns which rows are the private ones), and never
+    a label; it replays nothing."""
+    run, tmp = plan.run, tempfile.mkdtemp(prefix="repro-judge-")
     try:
-        artifact = rundir.read_artifact(run)
-        if artifact is not None:
-            rundir.write_artifact(tmp, artifact)
-            inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
-        if plan.recompute:
-            try:
-                splits, refit, generative, provenance = data_cache.get(plan, timeout)
-                differ = _provenance_differs(run.header.get("provenance") or {}, provenance)
-                if differ:
-                    raise ReproError(f"this machine's files are not the ones the run used ({differ}); point --local "
-                                     f"KEY=PATH at copies of them")
-                train = splits.get(TRAIN)
-                splits = {k: v for k, v in splits.items() if k != TRAIN}
-                if plan.private is not None:
-                    splits = {**splits, PRIVATE: plan.private}
-                labels = {s: y for s, (x, y) in splits.items()}
-                out["recompute"] = {"data": generative or {s: {"n": len(x), "sha256": fingerprint(x, y)}
-                                                           for s, (x, y) in splits.items() if s != PRIVATE},
-                                    "train_data": None if train is None else
-                                    {"n": len(train[0]), "sha256": fingerprint(*train)},
-                                    "artifact_refit": None if refit is None else
-                                    rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
-                final = max(run.checkpoints())
-                inputs["final.safetensors"] = _checked_copy(run, final, tmp)
-                req_outputs = {"weights": "final.safetensors"}
-                if splits:
-                    exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {s: x for s, (x, y) in splits.items()})
-                    inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
-                    req_outputs["inputs"] = "inputs.safetensors"
-            except ReproError as e:
-                out["recompute"] = {"error": str(e)}
-        segs = []
-        verifiable = plan.verifiable
-        for a, b in plan.chosen:
-            # a verifiable run's replay is bitwise on any machine: no second, jittered replay
-            seg = {"a": a, "b": b, "jitter": plan.cross_platform and not verifiable}
-            if a > 0:
-                name = f"start-{a}.safetensors"
-                try:
-                    inputs[name] = _checked_copy(run, a, tmp, name)
-                except ReproError as e:
-                    seg["error"] = str(e)
-                seg["start"] = name
-            if verifiable:  # the trainer's rounding decisions and state hashes for a+1..b
-                name = f"dec-{a}-{b}.decisions"
-                try:
-                    inputs[name] = _checked_decisions(run, a, b, tmp, name)
-                except ReproError as e:
-                    seg.setdefault("error", str(e))
-                seg["decisions"] = name
-            segs.append(seg)
-        runnable = [s for s in segs if "error" not in s]
-        if req_outputs is None and not runnable:
-            out["replay"] = [{"a": s["a"], "b": s["b"], "steps": s["b"] - s["a"], "error": s["error"]} for s in segs]
-            return out
-        t0 = time.perf_counter()
-        req = plan.request("model", outputs=req_outputs, segments=runnable)
+        inputs = _artifact_input(run, tmp)
         try:
-            answer, wout = Staged(plan.worker, req, inputs, timeout).run()
+            splits, refit, generative, provenance = data_cache.get(plan, timeout)
+            differ = _provenance_differs(run.header.get("provenance") or {}, provenance)
+            if differ:
+                raise ReproError(f"this machine's files are not the ones the run used ({differ}); point --local "
+                                 f"KEY=PATH at copies of them")
+            train = splits.get(TRAIN)
+            splits = {k: v for k, v in splits.items() if k != TRAIN}
+            if plan.private is not None:
+                splits = {**splits, PRIVATE: plan.private}
+            out = {"data": generative or {s: {"n": len(x), "sha256": fingerprint(x, y)}
+                                          for s, (x, y) in splits.items() if s != PRIVATE},
+                   "train_data": None if train is None else {"n": len(train[0]), "sha256": fingerprint(*train)},
+                   "artifact_refit": None if refit is None else
+                   rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
+            inputs["final.safetensors"] = _checked_copy(run, max(run.checkpoints()), tmp)
+            job, order = {"weights": "final.safetensors"}, None
+            if splits:
+                rows, job["chunks"], order = _shuffled_batches(splits, run.cfg.train.eval_batch_size)
+                exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {"rows": rows})
+                inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
+                job["inputs"] = "inputs.safetensors"
+            answer, wout = Staged(plan.worker, plan.request("model", outputs=job), inputs, timeout,
+                                  outputs=["outputs.safetensors"]).run()
         except ReproError as e:
-            if req_outputs is not None:
-                out["recompute"] = {"error": str(e)}
-            out["replay"] = [{"a": s["a"], "b": s["b"], "steps": s["b"] - s["a"], "error": s.get("error", str(e))}
-                             for s in segs]
-            return out
+            return {"recompute": {"error": str(e)}}
         try:
-            seconds = answer.get("seconds") if isinstance(answer.get("seconds"), dict) else {}
-            if req_outputs is not None:
-                scored = _judge_outputs(plan, wout, labels, answer)
-                private = {k[len(PRIVATE) + 1:]: v for k, v in scored.get("metrics", {}).items()
-                           if k.startswith(PRIVATE + "_")}
-                if private:
-                    scored["metrics"] = {k: v for k, v in scored["metrics"].items() if not k.startswith(PRIVATE + "_")}
-                    scored["private"] = {"metrics": private, "n": int(scored["samples"].pop(PRIVATE))}
-                out["recompute"].update(scored)
-            exact = answer.get("verifiable") if isinstance(answer.get("verifiable"), dict) else {}
-            out["replay"] = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds, exact)
-                             for s in segs]
-            for s in out["replay"]:
-                s.pop("jitter", None), s.pop("start", None), s.pop("decisions", None)
+            labels = {s: y for s, (x, y) in splits.items()}
+            scored = _judge_outputs(plan, wout, labels, answer, order)
         finally:
             shutil.rmtree(wout, ignore_errors=True)
-        out["seconds"] = round(time.perf_counter() - t0, 3)
+        private = {k[len(PRIVATE) + 1:]: v for k, v in scored.get("metrics", {}).items()
+                   if k.startswith(PRIVATE + "_")}
+        if private:
+            scored["metrics"] = {k: v for k, v in scored["metrics"].items() if not k.startswith(PRIVATE + "_")}
+            scored["private"] = {"metrics": private, "n": int(scored["samples"].pop(PRIVATE))}
+        out.update(scored)
+        return {"recompute": out}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _shuffled_batches(splits, bs):
+    """(rows, chunk sizes, order): every split cut into the batches evaluation uses, the batches
+    of all splits in a random order, concatenated; order[i] = (split, first row) of chunk i."""
+    batches = [(s, i, x[i:i + bs]) for s, (x, y) in splits.items() for i in range(0, len(x), bs)]
+    perm = np.random.default_rng(secrets.randbits(64)).permutation(len(batches))
+    batches = [batches[i] for i in perm]
+    rows = _concat([b for _, _, b in batches])
+    return rows, [len(b) for _, _, b in batches], [(s, i) for s, i, _ in batches]
+
+
+def _concat(parts):
+    if parts and parts[0].dtype == object:
+        out = np.empty(sum(len(p) for p in parts), dtype=object)
+        k = 0
+        for p in parts:
+            for row in p:
+                out[k] = row
+                k += 1
+        return out
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+
+def replay_group(plan, group, timeout):
+    """One worker's share of a run's replay, judged here: [segment results]. The worker gets the
+    start of each of its segments and never a checkpoint at which one of them ends."""
+    run, tmp = plan.run, tempfile.mkdtemp(prefix="repro-judge-")
+    try:
+        inputs, segs, size = _artifact_input(run, tmp), [], _checkpoint_bytes(run)
+        for a, b in group:
+            # a verifiable run's replay is bitwise on any machine: no second, jittered replay
+            seg = {"a": a, "b": b, "jitter": plan.cross_platform and not plan.verifiable}
+            if a > 0:
+                seg["start"] = f"start-{a}.safetensors"
+                try:
+                    inputs[seg["start"]] = _checked_copy(run, a, tmp, seg["start"])
+                except ReproError as e:
+                    seg["error"] = str(e)
+            if plan.verifiable:  # the trainer's rounding decisions and state hashes for a+1..b
+                seg["decisions"] = f"dec-{a}-{b}.decisions"
+                try:
+                    inputs[seg["decisions"]] = _checked_decisions(run, a, b, tmp, seg["decisions"])
+                except ReproError as e:
+                    seg.setdefault("error", str(e))
+            segs.append(seg)
+        runnable = [s for s in segs if "error" not in s]
+        failed = lambda why: [{"a": s["a"], "b": s["b"], "steps": s["b"] - s["a"], "error": s.get("error", why)}
+                              for s in segs]
+        if not runnable:
+            return failed(None)
+        names = [f"{kind}-{s['a']}-{s['b']}.safetensors" for s in runnable for kind in ("seg", "init", "jitter")]
+        names += [f"hashes-{s['a']}-{s['b']}.decisions" for s in runnable]
+        try:
+            answer, wout = Staged(plan.worker, plan.request("model", segments=runnable), inputs, timeout,
+                                  outputs=names, out_bytes=(64 << 20) + 3 * size * len(runnable)).run()
+        except ReproError as e:
+            return failed(str(e))
+        try:
+            seconds = answer.get("seconds") if isinstance(answer.get("seconds"), dict) else {}
+            exact = answer.get("verifiable") if isinstance(answer.get("verifiable"), dict) else {}
+            out = [s if "error" in s else _judge_segment(plan, s, wout, tmp, seconds, exact) for s in segs]
+        finally:
+            shutil.rmtree(wout, ignore_errors=True)
+        for s in out:
+            s.pop("jitter", None), s.pop("start", None), s.pop("decisions", None)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _artifact_input(run, tmp):
+    artifact = rundir.read_artifact(run)
+    if artifact is None:
+        return {}
+    rundir.write_artifact(tmp, artifact)
+    return {"artifact.json": os.path.join(tmp, rundir.ARTIFACT)}
+
+
+def _checkpoint_bytes(run):
+    """The largest of the run's kept checkpoint files (what one replayed segment returns, at most)."""
+    sizes = [0]
+    for ev in run.checkpoints().values():
+        try:
+            sizes.append(os.lstat(rundir.checkpoint_file(run, ev)).st_size)
+        except (OSError, ReproError):
+            pass
+    return max(sizes)
 
 
 def _identities(text):
@@ -298,8 +360,9 @@ def _checked_decisions(run, a, b, tmp, name):
     return dst
 
 
-def _judge_outputs(plan, wout, labels, answer):
-    """The metrics, computed here from the worker's outputs and the labels the judge holds."""
+def _judge_outputs(plan, wout, labels, answer, order=None):
+    """The metrics, computed here from the worker's outputs and the labels the judge holds
+    (order: which split and rows each chunk of the shuffled inputs was)."""
     run = plan.run
     if "generative" in answer:
         gen = answer["generative"]
@@ -313,6 +376,7 @@ def _judge_outputs(plan, wout, labels, answer):
                 "samples": gen.get("samples") if isinstance(gen.get("samples"), dict) else {}}
     try:
         outputs, _ = exchange.read_arrays(os.path.join(wout, "outputs.safetensors"), "the model's outputs")
+        outputs = _unshuffled(outputs.get("rows"), order, labels, run.cfg.train.eval_batch_size)
     except ReproError as e:
         return {"error": str(e)}
     metrics, samples = {}, {}
@@ -328,6 +392,20 @@ def _judge_outputs(plan, wout, labels, answer):
             metrics[f"{split}_{name}"] = float(metric.compute())
         samples[split] = len(y)
     return {"metrics": metrics, "samples": samples}
+
+
+def _unshuffled(rows, order, labels, bs):
+    """{split: logits} from the logits of the shuffled batches (repro.judge.audit._shuffled_batches)."""
+    if rows is None or rows.ndim != 2 or rows.dtype.kind != "f" or order is None \
+            or len(rows) != sum(len(y) for y in labels.values()):
+        raise ReproError(f"the worker's outputs are not {sum(len(y) for y in labels.values())} rows of class scores")
+    parts = {s: [None] * len(range(0, len(y), bs)) for s, y in labels.items()}
+    k = 0
+    for split, first in order:
+        n = min(bs, len(labels[split]) - first)
+        parts[split][first // bs] = rows[k:k + n]
+        k += n
+    return {s: np.concatenate(p) if p else np.zeros((0, rows.shape[1]), rows.dtype) for s, p in parts.items()}
 
 
 def _judge_segment(plan, seg, wout, tmp, seconds, exact=None):
@@ -450,30 +528,51 @@ def _judge_verifiable(seg):
 # ------------------------------------------------------------------ the pool
 
 def run_audits(plans, jobs=1, timeout=3600, progress=None):
-    """{path: result} for each plan, `jobs` runs at a time (each in its own workers)."""
-    results, work, cache = {}, queue.Queue(), DataCache()
+    """{path: result} for each plan, its worker tasks (recompute, replay groups) `jobs` at a time."""
+    results, work, cache, lock = {}, queue.Queue(), DataCache(), threading.Lock()
+    pending = {}
     for plan in plans:
-        work.put(plan)
+        tasks = ([("recompute", None)] if plan.recompute else []) + [("replay", g) for g in replay_groups(plan)]
+        results[plan.path] = {"replay": []} if plan.chosen else {}
+        pending[plan.path] = len(tasks)
+        for task in tasks:
+            work.put((plan, *task))
+        if not tasks and progress:
+            progress(plan.path, results[plan.path])
+
+    def one(plan, kind, group):
+        t0 = time.perf_counter()
+        try:
+            got = recompute_run(plan, cache, timeout) if kind == "recompute" else \
+                {"replay": replay_group(plan, group, timeout)}
+        except ReproError as e:
+            got = {"error": str(e)}
+        except Exception as e:  # a failure of the judge on this run's files: this run's problem
+            got = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        with lock:
+            mine = results[plan.path]
+            mine["seconds"] = round(mine.get("seconds", 0.0) + time.perf_counter() - t0, 3)
+            mine.setdefault("error", got.get("error")) if got.get("error") else None
+            if "recompute" in got:
+                mine["recompute"] = got["recompute"]
+            if "replay" in got:
+                mine["replay"] = sorted(mine.get("replay", []) + got["replay"], key=lambda s: s["a"])
+            pending[plan.path] -= 1
+            done = pending[plan.path] == 0
+        if done and progress:
+            progress(plan.path, results[plan.path])
 
     def lane():
         while True:
             try:
-                plan = work.get_nowait()
+                item = work.get_nowait()
             except queue.Empty:
                 return
-            try:
-                result = audit_run(plan, cache, timeout)
-            except ReproError as e:
-                result = {"error": str(e)}
-            except Exception as e:  # a failure of the judge on this run's files: this run's problem
-                result = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-            results[plan.path] = result
-            if progress:
-                progress(plan.path, result)
+            one(*item)
 
-    threads = [threading.Thread(target=lane, daemon=True) for _ in range(max(1, min(jobs, len(plans))))]
+    threads = [threading.Thread(target=lane, daemon=True) for _ in range(max(1, min(jobs, work.qsize() or 1)))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return results
+    return {p: {k: v for k, v in r.items() if v is not None} for p, r in results.items()}

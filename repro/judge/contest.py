@@ -2,6 +2,7 @@
 
     name: MNIST-1D reproduction (example)
     deadline: "2027-03-31T23:59:59+08:00"
+    budget: 14400                    # seconds one submission's workers may take in all (60..10**7; default 4 h)
     papers:                          # one entry per judged cell; a paper is reproduced when all its entries pass
       - plugin: mnist1d              # the paper name a submitted plugin registers
         experiment: cnn              # the experiment of the plugin that is judged
@@ -83,6 +84,7 @@ class Contest:
     deadline: datetime
     papers: tuple
     path: str = ""
+    budget: int = 14400  # seconds over all of one submission's workers (repro.boundary.task.Budget)
 
     def entries(self, plugin):
         """The entries of one paper (a paper is reproduced when all of them pass)."""
@@ -100,6 +102,8 @@ class Contest:
                          f"{', '.join(p.experiment for p in self.entries(plugin))}, not {experiment!r}")
 
 
+MAX_BUDGET = 10 ** 7
+
 FIELDS = {  # key: (type, required)
     "plugin": (str, True), "experiment": (str, True), "metric": (str, True), "measure": (str, True),
     "value": (float, True), "direction": (str, False), "tolerance": (float, False), "policy": (str, False),
@@ -114,9 +118,12 @@ def read_contest(path):
     where = f"contest file {path}"
     if not isinstance(data, dict):
         raise ReproError(f"{where}: the top level must be a mapping")
-    unknown = sorted(set(data) - {"name", "deadline", "papers"})
+    unknown = sorted(set(data) - {"name", "deadline", "budget", "papers"})
     if unknown:
-        raise ReproError(f"{where}: unknown key {unknown[0]!r} (known: name, deadline, papers)")
+        raise ReproError(f"{where}: unknown key {unknown[0]!r} (known: name, deadline, budget, papers)")
+    budget = _typed(data, "budget", int, where)
+    if budget is not None and not 60 <= budget <= MAX_BUDGET:
+        raise ReproError(f"{where}: budget must be 60 to {MAX_BUDGET:,} seconds, got {budget}")
     name = _typed(data, "name", str, where, required=True)
     deadline = parse_time(_typed(data, "deadline", str, where, required=True), f"{where}: deadline")
     papers = data.get("papers")
@@ -135,7 +142,7 @@ def read_contest(path):
                          f"is judged on one bundle, by one entry")
     base = os.path.dirname(os.path.abspath(path))
     entries = tuple(_with_base(e, base) for e in entries)
-    return Contest(name, deadline, entries, os.path.abspath(path))
+    return Contest(name, deadline, entries, os.path.abspath(path), Contest.budget if budget is None else budget)
 
 
 # bounds of a contest entry's numbers: anything outside is a typo or an attack on the reviewer

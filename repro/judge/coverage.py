@@ -1,17 +1,19 @@
 """Which segments of a run the replay audit re-trains (the coverage): every one (`all`); N
 of them, always the first and the last, the rest drawn from a challenge the submitter
-cannot predict; or the default: every segment of a run whose logged training took at
-most FULL_REPLAY_SECONDS (the audit then costs at most the run's own training time),
-else the first, the last and a DEFAULT_SHARE of the middle ones, drawn. Each run's
-coverage says the probability that one forged segment escapes the draw."""
+cannot predict; or the default: every segment when the registered recipe makes at most
+FULL_REPLAY_SEGMENTS of them (the audit then costs the run's own training steps), else the
+first, the last and a DEFAULT_SHARE of the middle ones, drawn. The default depends on the
+registered recipe alone (its steps, and the audit interval a target, contest or registered
+config requires), never on a number the submitter's log states (its training time, say).
+Each run's coverage says the probability that one forged segment escapes the draw."""
 import hashlib
 import math
 import random
 
-# the default coverage: every segment of a run that trained for at most this long (so the
-# audit costs at most the run's own training time); longer runs: the first, the last and
+# the default coverage: every segment of a run whose registered recipe has at most this many
+# audit segments (steps / the required audit interval); longer ones: the first, the last and
 # this share of the middle segments, drawn with the challenge
-FULL_REPLAY_SECONDS = 900
+FULL_REPLAY_SEGMENTS = 10
 DEFAULT_SHARE = 0.25
 
 
@@ -21,14 +23,28 @@ def segments(run):
     return list(zip(steps, steps[1:]))
 
 
-def count(run, coverage, segs=None):
-    """How many segments of this run the coverage replays (first and last included)."""
-    k = len(segs if segs is not None else segments(run))
+def registered_segments(run, segs):
+    """How many audit segments the registered recipe makes of this run: its steps (which the
+    registration fixes) over the audit interval a target's policy or the registered config
+    requires; with neither, the segments the run has."""
+    steps = int(run.cfg.train.steps)
+    every = [t.policy.audit for t in run.protocol.targets if getattr(t.policy, "audit", 0)]
+    if not every:
+        registered = run.protocol.registered_config(bool(run.header.get("lite"))).get("train.audit_every")
+        every = [registered] if type(registered) is int and registered > 0 else []
+    return math.ceil(steps / min(every)) if every and steps > 0 else len(segs)
+
+
+def count(run, coverage, segs=None, registered=None):
+    """How many segments of this run the coverage replays (first and last included);
+    registered: registered_segments(run, segs), which the default coverage reads."""
+    segs = segs if segs is not None else segments(run)
+    k = len(segs)
     if coverage == "all":
         return k
     if coverage == "default":
-        seconds = float(run.events[-1].get("seconds") or 0) if run.events else 0.0
-        if seconds <= FULL_REPLAY_SECONDS:
+        registered = registered if registered is not None else registered_segments(run, segs)
+        if registered <= FULL_REPLAY_SEGMENTS:
             return k
         return min(k, 2 + math.ceil(DEFAULT_SHARE * max(0, k - 2)))
     return min(k, int(coverage))

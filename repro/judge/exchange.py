@@ -2,12 +2,21 @@
 small JSON request. Nothing here imports paper code or Paddle, and reading never
 executes anything (safetensors, strict JSON, sizes checked before reading).
 
+A worker's outputs come back as one stream on its standard output (send_outputs,
+receive_outputs): for each file a JSON header line (its name and size) and its bytes,
+then an end line. The judge takes only the names it asked for, up to a cap in all, and
+writes them into a folder of its own; every file it then reads is opened without
+following links and parsed from the descriptor it was checked through (strict.open_regular).
+
 Arrays of rows of different lengths (token ids: numpy object arrays) travel as
 two tensors, NAME@values (the rows concatenated) and NAME@offsets (int64, one
 more than rows), and come back as the same object array.
 """
 import json
 import os
+import re
+import stat
+import struct
 
 import numpy as np
 
@@ -16,6 +25,17 @@ from repro.errors import ReproError
 
 MAX_ARRAYS_BYTES = 8 << 30  # one file of arrays from a worker
 MAX_REQUEST_BYTES = 64 << 20
+MAGIC = b"repro-outputs 1\n"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+HEADER_BYTES = 4096
+
+
+class OutputError(ReproError):
+    """What a worker sent cannot be taken; kind is 'malformed' or 'too much'."""
+
+    def __init__(self, kind, why):
+        super().__init__(why)
+        self.kind = kind
 
 
 def write_arrays(path, arrays, metadata=None):
@@ -37,19 +57,16 @@ def write_arrays(path, arrays, metadata=None):
 
 
 def read_arrays(path, what, max_bytes=MAX_ARRAYS_BYTES):
-    """{name: array} of a file a worker wrote (or the judge made); a ReproError naming
-    `what` if it is missing, not a regular file, too large or not safetensors."""
-    from safetensors import safe_open
-    strict.regular_file(path, what)
-    size = os.lstat(path).st_size
-    if size > max_bytes:
-        raise ReproError(f"{what}: {size:,} bytes, over the limit {max_bytes:,}")
+    """{name: array} of a file a worker wrote (or the judge made): opened without following
+    links, checked to be one regular file under max_bytes and parsed from that descriptor;
+    a ReproError naming `what` if it is missing, anything else, too large or not safetensors."""
+    from safetensors.numpy import load
+    data = strict.read_regular(path, what, max_bytes)
     try:
-        with safe_open(path, framework="np") as f:
-            flat = {k: f.get_tensor(k) for k in f.keys()}
-            meta = f.metadata() or {}
+        flat, meta = load(data), _metadata(data)
     except Exception as e:
         raise ReproError(f"{what} is not a readable safetensors file ({type(e).__name__})") from None
+    del data
     out = {}
     for name, a in flat.items():
         base, _, part = name.rpartition("@")
@@ -69,6 +86,13 @@ def read_arrays(path, what, max_bytes=MAX_ARRAYS_BYTES):
     return out, meta
 
 
+def _metadata(data):
+    """The __metadata__ of safetensors bytes (already parsed once by safetensors itself)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    meta = strict.loads_json(data[8:8 + n].decode("utf-8"), "safetensors header").get("__metadata__") or {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
 def write_request(path, request):
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -82,5 +106,96 @@ def read_request(path):
 
 def read_result(path, what):
     """A worker's small JSON answer (never a verdict: sizes, names, timings)."""
-    strict.regular_file(path, what)
-    return strict.read_json(path, what, max_bytes=1 << 20)
+    return strict.loads_json(strict.read_regular(path, what, 1 << 20).decode("utf-8", "replace"), what)
+
+
+def read_text(path, what, max_bytes):
+    """A small text a worker wrote (its last words), read as read_arrays reads."""
+    return strict.read_regular(path, what, max_bytes).decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------------ the worker's outputs, as one stream
+
+def send_outputs(fd, folder):
+    """The worker's side: every entry of its output folder onto descriptor fd. A regular file
+    with one link goes as its header and bytes; anything else (a link, a FIFO, a hard link, a
+    folder) goes as a header naming what it is, which the judge refuses."""
+    with os.fdopen(fd, "wb") as out:
+        out.write(MAGIC)
+        for name in sorted(os.listdir(folder)):
+            try:
+                src, st = strict.open_regular(os.path.join(folder, name), name)
+            except ReproError as e:
+                out.write(_header({"name": name, "invalid": str(e)}))
+                continue
+            with os.fdopen(src, "rb") as f:
+                out.write(_header({"name": name, "size": st.st_size}))
+                left = st.st_size
+                while left > 0:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    left -= len(chunk)
+                out.write(b"\0" * left)  # a file that shrank meanwhile: its size was promised
+        out.write(_header({"end": True}))
+
+
+def _header(obj):
+    return (json.dumps(obj, ensure_ascii=True)[:HEADER_BYTES - 1] + "\n").encode()
+
+
+def receive_outputs(stream, folder, allowed, cap):
+    """The judge's side: the outputs named in `allowed` from a worker's stream, written into
+    folder (the judge's own, empty); [names received]. An OutputError when the stream is not
+    what send_outputs writes, names a file the judge did not ask for or one that was not a
+    regular file, or carries more than cap bytes."""
+    if stream.read(len(MAGIC)) != MAGIC:
+        raise OutputError("malformed", "its outputs do not start as the harness's worker writes them")
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    got, total = [], 0
+    try:
+        while True:
+            line = stream.readline(HEADER_BYTES)
+            if not line.endswith(b"\n"):
+                raise OutputError("malformed", "its outputs end before their end mark")
+            try:
+                head = strict.loads_json(line.decode("ascii"), "an output header")
+            except (ReproError, UnicodeDecodeError):
+                raise OutputError("malformed", "an output header is not what the harness's worker writes") from None
+            if not isinstance(head, dict):
+                raise OutputError("malformed", "an output header is not a mapping")
+            if head.get("end") is True:
+                return got
+            name = head.get("name")
+            if not isinstance(name, str) or not NAME.match(name) or name not in allowed or name in got:
+                raise OutputError("malformed", "it returned a file the judge did not ask for")
+            if "invalid" in head:
+                raise OutputError("malformed", f"its output {name} is not a regular file with one link")
+            size = head.get("size")
+            if type(size) is not int or size < 0:
+                raise OutputError("malformed", f"its output {name} has no size")
+            if total + size > cap:
+                raise OutputError("too much", f"its outputs are over the {cap:,} bytes the judge takes from it")
+            _copy(stream, dir_fd, name, size)
+            got.append(name)
+            total += size
+    finally:
+        os.close(dir_fd)
+
+
+def _copy(stream, dir_fd, name, size):
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                 dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError("malformed", f"its output {name} is not a regular file")
+        left = size
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                raise OutputError("malformed", f"its output {name} ends before its size")
+            os.write(fd, chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)

@@ -103,7 +103,7 @@ class PrivateEval:
         worker = task.Worker(sandbox, env={}, trusted=True)  # the harness's own papers, nothing submitted
         req = {"task": "fresh", "paper": paper, "exp": exp, "lite": False, "set": {}, "threads": 1,
                "n": int(body["n"]), "seed": int(self.seed)}
-        answer, out = task.Staged(worker, req, {}, timeout).run()
+        answer, out = task.Staged(worker, req, {}, timeout, outputs=["data.safetensors"]).run()
         try:
             arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the fresh private split")
         finally:
