@@ -151,3 +151,58 @@ def _forget_outside_plugins():
     for name in [m for m in sys.modules if m.split(".")[0] in ("tinycell", "my_paper")]:
         del sys.modules[name]
     _registry()._loaded = False
+
+
+# ------------------------------------------------------------------ hostile plugins in workers (test_sandbox, test_wall)
+
+IN_WORKER = "import sys as _s\n_w = _s.argv[0].endswith('worker.py')\n"
+
+
+def _train(plugin, out, seed, *over):
+    from repro import train
+    from repro.errors import run_cli
+    with pytest.raises(SystemExit) as e:
+        run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out", out, *over])
+    assert e.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two honest runs (seeds 0, 1) of the tiny plugin, 6 segments each; the plugin folder."""
+    import plugin_tinycell
+
+    from repro import registry
+    root = tmp_path_factory.mktemp("sandbox")
+    plugin = plugin_tinycell.write(str(root / "repo" / "tinycell"))
+    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
+    registry.use_folders([plugin])
+    try:
+        out = [str(root / "logs" / f"seed{s}") for s in (0, 1)]
+        for s, o in zip((0, 1), out):
+            _train(plugin, o, s, "-o", "train.audit_every=50", "-o", "train.checkpoint_every=50")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        registry._loaded = False
+    return root, plugin, out
+
+
+@pytest.fixture
+def hostile(runs, plugin_env):
+    """hostile(payload): the plugin's __init__ runs payload first, inside workers only."""
+    from repro import registry
+    root, plugin, out = runs
+    with open(os.path.join(plugin, "__init__.py")) as f:
+        honest = f.read()
+
+    def make(payload):
+        with open(os.path.join(plugin, "__init__.py"), "w") as f:
+            f.write(IN_WORKER + "if _w:\n" + "".join(f"    {ln}\n" for ln in payload.strip().splitlines()) + honest)
+        registry.use_folders([plugin])
+        return out
+
+    yield make
+    with open(os.path.join(plugin, "__init__.py"), "w") as f:
+        f.write(honest)

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from test_sandbox import _verify, hostile, needs_bwrap, runs  # noqa: F401 (fixtures)
+from test_sandbox import _verify, needs_bwrap
 
 from repro import strict, verify
 from repro.boundary import sandbox, task
