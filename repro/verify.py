@@ -505,11 +505,12 @@ def parse_local(items):
 def add_arguments(ap):
     ap.add_argument("--recompute", action="store_true",
                     help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
+    # argparse %-formats help, so the share's percent sign is doubled (%%)
     ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
                     help="replay audit: re-train segments of each run with the registered recipe and compare with "
                          "its kept checkpoints. With no value, the default coverage: every segment of a run that "
                          f"trained for at most {coverage.FULL_REPLAY_SECONDS} s, else the first, the last and "
-                         f"{coverage.DEFAULT_SHARE:.0%} of the others drawn from the challenge; 'all': every segment; "
+                         f"{coverage.DEFAULT_SHARE:.0%}% of the others drawn from the challenge; 'all': every segment; "
                          "N: N segments (the first and the last always)")
     ap.add_argument("--challenge", metavar="SECRET",
                     help="what chooses the replayed segments (default: fresh randomness, printed so the audit "
