@@ -64,15 +64,15 @@ def _repository(path, folders):
     return top, commit.strip() if commit else None, dirty, changes
 
 
-def _git_state(top):
-    """(commit, dirty, sha256 of the changes) of the repository at top, where dirty
-    means the files its identity covers differ from the commit: edited, added,
-    deleted, untracked or git-ignored, leaving out what identity.EXCLUDED excludes."""
-    commit = _git(top, "rev-parse", "HEAD")
-    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--",
-                  ".", ":(top,exclude)logs")
+def git_changes(top):
+    """[(git's two status letters, path)] of the files of the repository at top that its
+    identity covers and that differ from the commit: edited, added, deleted, untracked
+    or git-ignored, leaving out what identity.excluded() excludes (one rule, also for
+    what is inside an excluded folder); None where git cannot say."""
+    spec = [f":(top,exclude,literal){name}" for name in identity.top_folders()]
+    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--", ".", *spec)
     if status is None:
-        return (commit.strip() if commit else None), None, None
+        return None
     entries, tokens = [], iter(status.split("\0"))
     for token in tokens:
         if len(token) < 4:
@@ -82,12 +82,23 @@ def _git_state(top):
             next(tokens, None)  # the path it was renamed or copied from
         if not identity.excluded(path.rstrip("/"), path.endswith("/")):
             entries.append((xy, path))
+    return sorted(entries, key=lambda e: e[1])
+
+
+def _git_state(top):
+    """(commit, dirty, sha256 of the changes) of the repository at top, where dirty
+    means git_changes(top) lists something."""
+    commit = _git(top, "rev-parse", "HEAD")
+    commit = commit.strip() if commit else None
+    entries = git_changes(top)
+    if entries is None:
+        return commit, None, None
     if not entries:
-        return (commit.strip() if commit else None), False, None
+        return commit, False, None
     tracked = sorted({p for xy, p in entries if xy not in ("??", "!!")})
     diff = _git(top, "diff", "HEAD", "--", *tracked) if tracked else ""
-    text = "".join(f"{xy} {p}\n" for xy, p in sorted(entries, key=lambda e: e[1])) + (diff or "")
-    return (commit.strip() if commit else None), True, hashlib.sha256(text.encode()).hexdigest()
+    text = "".join(f"{xy} {p}\n" for xy, p in entries) + (diff or "")
+    return commit, True, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _under(path, folder):

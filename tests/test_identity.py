@@ -139,6 +139,21 @@ def test_documentation_and_logs_do_not_count(repo):
                        "(not in the run's code: license_check.py, tinycell/logs/x.yaml)")
 
 
+def test_a_venv_a_contest_file_and_caches_do_not_count_nor_make_the_run_dirty(repo):
+    """The template's .venv (full of links), a contest file saved at the top and tools' caches
+    are not code: one rule (identity.excluded) for the identity and for git_dirty (issue 36)."""
+    head = header(repo)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", os.path.join(repo, ".venv")], check=True)
+    write(os.path.join(repo, "contest.yaml"), "name: x\n")
+    write(os.path.join(repo, "tinycell", ".pytest_cache", "v", "x.py"), "X = 1\n")
+    assert identity.check_tree(head, repo) == []
+    code = header(repo)["code"]["paper"]
+    assert code["git_dirty"] is False and code["repository"]["files"] == head["code"]["paper"]["repository"]["files"]
+    assert identity.excluded(".venv/lib/python3.11/site-packages/x.py") and identity.excluded("venv/bin/python")
+    assert not identity.excluded("src/.venv/x.py") and not identity.excluded("tinycell/contest.yaml")
+    assert not identity.excluded("contest.py")
+
+
 def test_bytecode_is_refused(repo):
     cache = os.path.join(repo, "tinycell", "__pycache__")
     os.makedirs(cache)
