@@ -1,4 +1,5 @@
 """What a run was: environment and code identity, recorded in its header."""
+import fnmatch
 import hashlib
 import importlib.metadata
 import os
@@ -159,13 +160,24 @@ def paper_code(paper, exp=None):
 
 # the checkout's folders and the names a wheel installs them under (pyproject.toml's package-dir)
 INSTALLED_AS = (("repro", "repro"), ("metrics", "repro/metrics"), ("papers", "repro/papers"),
-                ("configs", "repro/configs"))
+                ("configs", "repro/configs"), ("templates", "repro/templates"))
+# pyproject.toml's package-data of repro.templates (the contestant template), "*" within one folder
+TEMPLATE_DATA = ("contestant/.gitignore", "contestant/*.txt", "contestant/*.md", "contestant/logs/README.md",
+                 "contestant/*/*.py", "contestant/*/configs/*.yaml")
+
+
+def _matches(rel, pattern):
+    parts, pats = rel.split("/"), pattern.split("/")
+    return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
 
 
 def _shipped(name):
     """Whether a wheel ships the file it installs as name (pyproject.toml: the .py
-    files of its packages, and its package-data papers/*/README.md and configs/*/*.yaml)."""
+    files of its packages, and its package-data papers/*/README.md, configs/*/*.yaml
+    and the template)."""
     parts = name.split("/")
+    if parts[:2] == ["repro", "templates"]:
+        return any(_matches("/".join(parts[2:]), p) for p in TEMPLATE_DATA)
     return (name.endswith(".py")
             or (len(parts) == 4 and parts[:2] == ["repro", "papers"] and parts[3] == "README.md")
             or (len(parts) == 4 and parts[:2] == ["repro", "configs"] and parts[3].endswith(".yaml")))

@@ -38,7 +38,7 @@ def commands():
 def test_the_commands_are_found():
     found = set(commands())
     assert {"repro.train", "repro.verify", "repro.report", "repro.selfcheck", "repro.review", "repro.align",
-            "repro.diffusion.generate", "repro.diffusion.submit"} <= found, found
+            "repro.diffusion.generate", "repro.diffusion.submit", "repro.new"} <= found, found
 
 
 ALIGN = ["ladder", "drift", "diff", "convert"]

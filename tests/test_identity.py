@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import plugin_tinycell
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, copy_checkout
 
 from repro import env, registry, selfcheck, strict, train
 from repro.boundary import identity
@@ -347,7 +347,7 @@ def built(tmp_path_factory):
     """(a checkout copy, the folder a wheel built from it unpacks into)."""
     out = tmp_path_factory.mktemp("wheel")
     src = str(out / "src")
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "logs", "__pycache__", "build"))
+    copy_checkout(src)
     p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                         "-w", str(out), src], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
