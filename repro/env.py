@@ -8,6 +8,11 @@ import subprocess
 import sys
 
 from repro import __version__
+
+try:  # a wheel's build wrote the commit it was built from (setup.py); a checkout has git instead
+    from repro import _build
+except ImportError:
+    _build = None
 from repro.boundary import identity
 from repro.boundary.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.boundary.identity)
 from repro.errors import ReproError
@@ -164,6 +169,7 @@ INSTALLED_AS = (("repro", "repro"), ("metrics", "repro/metrics"), ("papers", "re
 # pyproject.toml's package-data of repro.templates (the contestant template), "*" within one folder
 TEMPLATE_DATA = ("contestant/.gitignore", "contestant/*.txt", "contestant/*.md", "contestant/logs/README.md",
                  "contestant/*/*.py", "contestant/*/configs/*.yaml")
+BUILD_FILE = "repro/_build.py"  # what the wheel's build wrote about it, not its code (setup.py)
 
 
 def _matches(rel, pattern):
@@ -178,7 +184,7 @@ def _shipped(name):
     parts = name.split("/")
     if parts[:2] == ["repro", "templates"]:
         return any(_matches("/".join(parts[2:]), p) for p in TEMPLATE_DATA)
-    return (name.endswith(".py")
+    return ((name.endswith(".py") and name != BUILD_FILE)
             or (len(parts) == 4 and parts[:2] == ["repro", "papers"] and parts[3] == "README.md")
             or (len(parts) == 4 and parts[:2] == ["repro", "configs"] and parts[3].endswith(".yaml")))
 
@@ -216,12 +222,16 @@ def harness_sha256(root):
 def harness_code():
     """The identity of the harness that ran: its version, the sha256 of the files a
     wheel of it ships (the same for a checkout and an installation of one commit),
-    and where it is a checkout, its commit and whether those files differ from it."""
+    and its commit: a checkout's from git, with whether those files differ from it;
+    an installation's as its wheel's build recorded it (repro/_build.py, written by
+    setup.py), whose files then are those of that commit unless it was dirty."""
     root = os.path.dirname(HARNESS)
     commit = dirty = changes = None
     if not _installed(root):  # an installation's git (a venv inside a repository) is not the harness's
         folders = [os.path.join(root, f) for f, _ in INSTALLED_AS if os.path.isdir(os.path.join(root, f))]
         _, commit, dirty, changes = _repository(HARNESS, folders)
+    elif _build is not None:
+        commit, dirty = getattr(_build, "GIT_COMMIT", None), getattr(_build, "GIT_DIRTY", None)
     return {"version": __version__, "sha256": harness_sha256(root),
             "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
 

@@ -55,7 +55,7 @@ def test_the_wheel_holds_every_module_and_config_under_repro(wheel):
     assert want - names == set()
 
 
-def test_the_wheel_holds_the_template(built_wheel):
+def test_the_wheel_holds_the_template_and_the_commit_it_was_built_from(built_wheel):
     """repro.new writes the template from an installation, and the harness logs the commit
     of a wheel, which has no git checkout (issue 36)."""
     path, commit = built_wheel
@@ -66,6 +66,8 @@ def test_the_wheel_holds_the_template(built_wheel):
             for root, dirs, files in os.walk(template) for f in files
             if "__pycache__" not in root and not f.endswith(".pyc")}
     assert len(want) >= 7 and "repro/templates/contestant/.gitignore" in want and want <= names, want - names
+    build = z.read("repro/_build.py").decode()
+    assert f"GIT_COMMIT = {commit!r}" in build and "GIT_DIRTY = False" in build, build
     assert os.path.basename(path) == "repro_paddle-0.2.0-py3-none-any.whl"  # the name the README installs
 
 
@@ -81,7 +83,7 @@ def test_an_unpacked_wheel_logs_its_commit_and_writes_the_template(built_wheel, 
                   "print(json.dumps([repro.__file__, env.harness_code()]))")
     assert p.returncode == 0, p.stderr[-2000:]
     where, code = json.loads(p.stdout)
-    assert where.startswith(str(site))
+    assert where.startswith(str(site)) and code["git_commit"] == commit and code["git_dirty"] is False
     assert code["version"] == "0.2.0" and code["sha256"] == env_of_checkout_sha()
     p = run("-m", "repro.new", "mine", "--paper", "dropout_mlp")
     assert p.returncode == 0, p.stderr[-2000:]
