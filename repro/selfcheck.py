@@ -91,8 +91,10 @@ def uncommitted(repo, repo_arg, contest_path=None):
 
 def fix_of(problem, repo_arg):
     """The command that fixes one problem selfcheck or the review reports (one line)."""
-    rel = problem.split(": ", 1)[0].rstrip("/")
+    rel = problem.removeprefix("the submitted tree: ").split(": ", 1)[0].rstrip("/")
     where = _q(os.path.join(repo_arg, rel))
+    target = re.match(r"(\w+)/(\w+) ([^\s/]+): ", problem)    # "paper/exp metric: why" (review.reasons)
+    run = re.match(r"(\w+)/(\w+) (\S+/\S+): ", problem)      # "paper/exp logs/...: why"
     if identity.BYTECODE in problem:
         return (f"find {_q(repo_arg)} -name __pycache__ -prune -exec rm -r {{}} + && "
                 f"find {_q(repo_arg)} -name '*.py[co]' -delete")
@@ -106,8 +108,19 @@ def fix_of(problem, repo_arg):
         return f"git -C {_q(repo_arg)} add -A && git -C {_q(repo_arg)} commit -m 'my reproduction'"
     if "not a git checkout" in problem:
         return f"git -C {_q(repo_arg)} init && git -C {_q(repo_arg)} add -A && git -C {_q(repo_arg)} commit -m 'my reproduction'"
-    if "targets reached" in problem or ": FAIL" in problem or "no run of" in problem:
-        return "train the seeds the target pins: python -m repro.train --papers PKG --paper P --exp E --seeds --out logs/P/E"
+    if target or run:
+        paper, exp = (target or run).group(1), (target or run).group(2)
+        train = f"python -m repro.train --papers {_q(os.path.join(repo_arg, paper))} --paper {paper} --exp {exp}"
+        if target:
+            return (f"train the seeds the target pins: {train} --seeds "
+                    f"--out {_q(os.path.join(repo_arg, 'logs', paper, exp))}")
+        seed = re.search(r"seed(\d+)", run.group(3))
+        return (f"train this run again: {train} --seed {seed.group(1) if seed else 'N'} "
+                f"--out {_q(os.path.join(repo_arg, run.group(3)))}.new, then put it in place of "
+                f"{run.group(3)} and commit it")
+    if (m := re.match(r"no run of (\w+)/(\w+)", problem)):
+        return (f"python -m repro.train --papers {_q(os.path.join(repo_arg, m.group(1)))} --paper {m.group(1)} "
+                f"--exp {m.group(2)} --seeds --out {_q(os.path.join(repo_arg, 'logs', m.group(1), m.group(2)))}")
     return f"see the line above; then check again: python -m repro.selfcheck {_q(repo_arg)}"
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import plugin_tinycell
 from conftest import REPO, copy_checkout
+from repro import env
 
 NAME = "repro-paddle"  # the distribution (pyproject.toml); test_one_version checks it
 
@@ -21,7 +22,7 @@ def git(repo, *args):
 
 @pytest.fixture(scope="module")
 def built_wheel(tmp_path_factory):
-    """(the wheel built from a committed copy of this checkout, that copy's commit)."""
+    """(the wheel built from a committed copy of this checkout, that copy's commit, the copy)."""
     out = tmp_path_factory.mktemp("wheel")
     src = str(out / "src")  # a copy, so the build leaves nothing in the checkout
     copy_checkout(src)
@@ -31,7 +32,7 @@ def built_wheel(tmp_path_factory):
                         "-w", str(out), src], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     (path,) = [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".whl")]
-    return path, git(src, "rev-parse", "HEAD")
+    return path, git(src, "rev-parse", "HEAD"), src
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_the_wheel_holds_every_module_and_config_under_repro(wheel):
 def test_the_wheel_holds_the_template_and_the_commit_it_was_built_from(built_wheel):
     """repro.new writes the template from an installation, and the harness logs the commit
     of a wheel, which has no git checkout (issue 36)."""
-    path, commit = built_wheel
+    path, commit, _ = built_wheel
     z = zipfile.ZipFile(path)
     names = set(z.namelist())
     template = os.path.join(REPO, "templates", "contestant")
@@ -72,27 +73,22 @@ def test_the_wheel_holds_the_template_and_the_commit_it_was_built_from(built_whe
 
 
 def test_an_unpacked_wheel_logs_its_commit_and_writes_the_template(built_wheel, tmp_path):
-    path, commit = built_wheel
+    path, commit, src = built_wheel
     site = tmp_path / "site"
     zipfile.ZipFile(path).extractall(site)
-    env = {**{k: v for k, v in os.environ.items() if k not in ("REPRO_PAPERS", "REPRO_PAPERS_ONLY")},
-           "PYTHONPATH": str(site)}
+    environ = {**{k: v for k, v in os.environ.items() if k not in ("REPRO_PAPERS", "REPRO_PAPERS_ONLY")},
+               "PYTHONPATH": str(site)}
     run = lambda *args: subprocess.run([sys.executable, *args], cwd=str(tmp_path), capture_output=True,  # noqa: E731
-                                       text=True, timeout=300, env=env)
+                                       text=True, timeout=300, env=environ)
     p = run("-c", "import json, repro; from repro import env; "
                   "print(json.dumps([repro.__file__, env.harness_code()]))")
     assert p.returncode == 0, p.stderr[-2000:]
     where, code = json.loads(p.stdout)
     assert where.startswith(str(site)) and code["git_commit"] == commit and code["git_dirty"] is False
-    assert code["version"] == "0.2.0" and code["sha256"] == env_of_checkout_sha()
+    assert code["version"] == "0.2.0" and code["sha256"] == env.harness_sha256(src)
     p = run("-m", "repro.new", "mine", "--paper", "dropout_mlp")
     assert p.returncode == 0, p.stderr[-2000:]
     assert (tmp_path / "mine" / "dropout_mlp" / "__init__.py").is_file()
-
-
-def env_of_checkout_sha():
-    from repro import env
-    return env.harness_sha256(REPO)
 
 
 def fresh_venv(path):
