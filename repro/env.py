@@ -1,4 +1,5 @@
 """What a run was: environment and code identity, recorded in its header."""
+import fnmatch
 import hashlib
 import importlib.metadata
 import os
@@ -7,6 +8,11 @@ import subprocess
 import sys
 
 from repro import __version__
+
+try:  # a wheel's build wrote the commit it was built from (setup.py); a checkout has git instead
+    from repro import _build
+except ImportError:
+    _build = None
 from repro.boundary import identity
 from repro.boundary.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.boundary.identity)
 from repro.errors import ReproError
@@ -64,15 +70,15 @@ def _repository(path, folders):
     return top, commit.strip() if commit else None, dirty, changes
 
 
-def _git_state(top):
-    """(commit, dirty, sha256 of the changes) of the repository at top, where dirty
-    means the files its identity covers differ from the commit: edited, added,
-    deleted, untracked or git-ignored, leaving out what identity.EXCLUDED excludes."""
-    commit = _git(top, "rev-parse", "HEAD")
-    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--",
-                  ".", ":(top,exclude)logs")
+def git_changes(top):
+    """[(git's two status letters, path)] of the files of the repository at top that its
+    identity covers and that differ from the commit: edited, added, deleted, untracked
+    or git-ignored, leaving out what identity.excluded() excludes (one rule, also for
+    what is inside an excluded folder); None where git cannot say."""
+    spec = [f":(top,exclude,literal){name}" for name in identity.top_folders()]
+    status = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", "--ignored", "--", ".", *spec)
     if status is None:
-        return (commit.strip() if commit else None), None, None
+        return None
     entries, tokens = [], iter(status.split("\0"))
     for token in tokens:
         if len(token) < 4:
@@ -82,12 +88,23 @@ def _git_state(top):
             next(tokens, None)  # the path it was renamed or copied from
         if not identity.excluded(path.rstrip("/"), path.endswith("/")):
             entries.append((xy, path))
+    return sorted(entries, key=lambda e: e[1])
+
+
+def _git_state(top):
+    """(commit, dirty, sha256 of the changes) of the repository at top, where dirty
+    means git_changes(top) lists something."""
+    commit = _git(top, "rev-parse", "HEAD")
+    commit = commit.strip() if commit else None
+    entries = git_changes(top)
+    if entries is None:
+        return commit, None, None
     if not entries:
-        return (commit.strip() if commit else None), False, None
+        return commit, False, None
     tracked = sorted({p for xy, p in entries if xy not in ("??", "!!")})
     diff = _git(top, "diff", "HEAD", "--", *tracked) if tracked else ""
-    text = "".join(f"{xy} {p}\n" for xy, p in sorted(entries, key=lambda e: e[1])) + (diff or "")
-    return (commit.strip() if commit else None), True, hashlib.sha256(text.encode()).hexdigest()
+    text = "".join(f"{xy} {p}\n" for xy, p in entries) + (diff or "")
+    return commit, True, hashlib.sha256(text.encode()).hexdigest()
 
 
 def _under(path, folder):
@@ -148,14 +165,26 @@ def paper_code(paper, exp=None):
 
 # the checkout's folders and the names a wheel installs them under (pyproject.toml's package-dir)
 INSTALLED_AS = (("repro", "repro"), ("metrics", "repro/metrics"), ("papers", "repro/papers"),
-                ("configs", "repro/configs"))
+                ("configs", "repro/configs"), ("templates", "repro/templates"))
+# pyproject.toml's package-data of repro.templates (the contestant template), "*" within one folder
+TEMPLATE_DATA = ("contestant/.gitignore", "contestant/*.txt", "contestant/*.md", "contestant/logs/README.md",
+                 "contestant/*/*.py", "contestant/*/configs/*.yaml")
+BUILD_FILE = "repro/_build.py"  # what the wheel's build wrote about it, not its code (setup.py)
+
+
+def _matches(rel, pattern):
+    parts, pats = rel.split("/"), pattern.split("/")
+    return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
 
 
 def _shipped(name):
     """Whether a wheel ships the file it installs as name (pyproject.toml: the .py
-    files of its packages, and its package-data papers/*/README.md and configs/*/*.yaml)."""
+    files of its packages, and its package-data papers/*/README.md, configs/*/*.yaml
+    and the template)."""
     parts = name.split("/")
-    return (name.endswith(".py")
+    if parts[:2] == ["repro", "templates"]:
+        return any(_matches("/".join(parts[2:]), p) for p in TEMPLATE_DATA)
+    return ((name.endswith(".py") and name != BUILD_FILE)
             or (len(parts) == 4 and parts[:2] == ["repro", "papers"] and parts[3] == "README.md")
             or (len(parts) == 4 and parts[:2] == ["repro", "configs"] and parts[3].endswith(".yaml")))
 
@@ -193,12 +222,16 @@ def harness_sha256(root):
 def harness_code():
     """The identity of the harness that ran: its version, the sha256 of the files a
     wheel of it ships (the same for a checkout and an installation of one commit),
-    and where it is a checkout, its commit and whether those files differ from it."""
+    and its commit: a checkout's from git, with whether those files differ from it;
+    an installation's as its wheel's build recorded it (repro/_build.py, written by
+    setup.py), whose files then are those of that commit unless it was dirty."""
     root = os.path.dirname(HARNESS)
     commit = dirty = changes = None
     if not _installed(root):  # an installation's git (a venv inside a repository) is not the harness's
         folders = [os.path.join(root, f) for f, _ in INSTALLED_AS if os.path.isdir(os.path.join(root, f))]
         _, commit, dirty, changes = _repository(HARNESS, folders)
+    elif _build is not None:
+        commit, dirty = getattr(_build, "GIT_COMMIT", None), getattr(_build, "GIT_DIRTY", None)
     return {"version": __version__, "sha256": harness_sha256(root),
             "git_commit": commit, "git_dirty": dirty, "git_changes_sha256": changes}
 

@@ -11,9 +11,9 @@ class ReproError(Exception):
 
 
 # the harness declares Paddle as its extra [paddle], not as a dependency (pyproject.toml says why)
-NO_PADDLE = ("Paddle is not installed in this Python environment: install the harness with its extra, "
-             "pip install \"repro-paddle[paddle] @ git+https://github.com/repro-paddle/repro\" (Paddle's CPU build, "
-             "paddlepaddle), or for a GPU install paddlepaddle-gpu (https://www.paddlepaddle.org.cn/install)")
+NO_PADDLE = ("Paddle is not installed in this Python environment: install its CPU build, "
+             "pip install paddlepaddle==3.3.1 (what the harness's extra [paddle] brings), or on a GPU machine "
+             "paddlepaddle-gpu==3.3.1 (https://www.paddlepaddle.org.cn/install)")
 
 
 def require_paddle():

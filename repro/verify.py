@@ -508,6 +508,7 @@ def parse_local(items):
 def add_arguments(ap):
     ap.add_argument("--recompute", action="store_true",
                     help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
+    # argparse %-formats help, so the share's percent sign is doubled (%%)
     ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
                     help="replay audit: re-train segments of each run with the registered recipe and compare with "
                          "its kept checkpoints. With no value, the default coverage: every segment when the registered "

@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +8,19 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 sys.path.insert(0, REPO)
+
+
+def copy_checkout(dest):
+    """A copy of this checkout's source at dest: no bytecode, and none of what lies at its top
+    beside the source (git, the virtual environment, the shipped runs, build outputs); a
+    folder of the same name deeper down (the template's logs/) is source and comes along."""
+    top = {".venv", ".git", "logs", "build", "dist", "shared"}
+
+    def ignore(folder, names):
+        at_top = os.path.samefile(folder, REPO)
+        return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info")) or (at_top and n in top)]
+    shutil.copytree(REPO, dest, ignore=ignore)
+    return str(dest)
 
 
 def cli(main, argv, capsys):

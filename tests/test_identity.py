@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import plugin_tinycell
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, copy_checkout
 
 from repro import env, registry, selfcheck, strict, train
 from repro.boundary import identity
@@ -137,6 +137,21 @@ def test_documentation_and_logs_do_not_count(repo):
     (problem,) = identity.check_tree(head, repo)
     assert problem == ("the log was produced by other code than the submitted tree "
                        "(not in the run's code: license_check.py, tinycell/logs/x.yaml)")
+
+
+def test_a_venv_a_contest_file_and_caches_do_not_count_nor_make_the_run_dirty(repo):
+    """The template's .venv (full of links), a contest file saved at the top and tools' caches
+    are not code: one rule (identity.excluded) for the identity and for git_dirty (issue 36)."""
+    head = header(repo)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", os.path.join(repo, ".venv")], check=True)
+    write(os.path.join(repo, "contest.yaml"), "name: x\n")
+    write(os.path.join(repo, "tinycell", ".pytest_cache", "v", "x.py"), "X = 1\n")
+    assert identity.check_tree(head, repo) == []
+    code = header(repo)["code"]["paper"]
+    assert code["git_dirty"] is False and code["repository"]["files"] == head["code"]["paper"]["repository"]["files"]
+    assert identity.excluded(".venv/lib/python3.11/site-packages/x.py") and identity.excluded("venv/bin/python")
+    assert not identity.excluded("src/.venv/x.py") and not identity.excluded("tinycell/contest.yaml")
+    assert not identity.excluded("contest.py")
 
 
 def test_bytecode_is_refused(repo):
@@ -332,7 +347,7 @@ def built(tmp_path_factory):
     """(a checkout copy, the folder a wheel built from it unpacks into)."""
     out = tmp_path_factory.mktemp("wheel")
     src = str(out / "src")
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "logs", "__pycache__", "build"))
+    copy_checkout(src)
     p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                         "-w", str(out), src], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]

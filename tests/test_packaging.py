@@ -1,7 +1,7 @@
 """The harness installs as one top-level package (repro) with its metrics,
 built-in papers and configs inside it, and works installed, away from this checkout."""
+import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,21 +9,35 @@ import zipfile
 import pytest
 
 import plugin_tinycell
-from conftest import REPO
+from conftest import REPO, copy_checkout
+from repro import env
 
 NAME = "repro-paddle"  # the distribution (pyproject.toml); test_one_version checks it
 
 
+def git(repo, *args):
+    return subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                          capture_output=True, text=True, timeout=120).stdout.strip()
+
+
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def built_wheel(tmp_path_factory):
+    """(the wheel built from a committed copy of this checkout, that copy's commit, the copy)."""
     out = tmp_path_factory.mktemp("wheel")
     src = str(out / "src")  # a copy, so the build leaves nothing in the checkout
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "logs", "__pycache__", "build"))
+    copy_checkout(src)
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the harness"]):
+        git(src, *args)
     p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                         "-w", str(out), src], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     (path,) = [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".whl")]
-    return path
+    return path, git(src, "rev-parse", "HEAD"), src
+
+
+@pytest.fixture(scope="module")
+def wheel(built_wheel):
+    return built_wheel[0]
 
 
 def test_the_wheel_holds_every_module_and_config_under_repro(wheel):
@@ -40,6 +54,41 @@ def test_the_wheel_holds_every_module_and_config_under_repro(wheel):
                     want.add(prefix + "/" + os.path.relpath(os.path.join(root, f), os.path.join(REPO, folder))
                              .replace(os.sep, "/"))
     assert want - names == set()
+
+
+def test_the_wheel_holds_the_template_and_the_commit_it_was_built_from(built_wheel):
+    """repro.new writes the template from an installation, and the harness logs the commit
+    of a wheel, which has no git checkout (issue 36)."""
+    path, commit, _ = built_wheel
+    z = zipfile.ZipFile(path)
+    names = set(z.namelist())
+    template = os.path.join(REPO, "templates", "contestant")
+    want = {"repro/templates/contestant/" + os.path.relpath(os.path.join(root, f), template).replace(os.sep, "/")
+            for root, dirs, files in os.walk(template) for f in files
+            if "__pycache__" not in root and not f.endswith(".pyc")}
+    assert len(want) >= 7 and "repro/templates/contestant/.gitignore" in want and want <= names, want - names
+    build = z.read("repro/_build.py").decode()
+    assert f"GIT_COMMIT = {commit!r}" in build and "GIT_DIRTY = False" in build, build
+    assert os.path.basename(path) == "repro_paddle-0.2.0-py3-none-any.whl"  # the name the README installs
+
+
+def test_an_unpacked_wheel_logs_its_commit_and_writes_the_template(built_wheel, tmp_path):
+    path, commit, src = built_wheel
+    site = tmp_path / "site"
+    zipfile.ZipFile(path).extractall(site)
+    environ = {**{k: v for k, v in os.environ.items() if k not in ("REPRO_PAPERS", "REPRO_PAPERS_ONLY")},
+               "PYTHONPATH": str(site)}
+    run = lambda *args: subprocess.run([sys.executable, *args], cwd=str(tmp_path), capture_output=True,  # noqa: E731
+                                       text=True, timeout=300, env=environ)
+    p = run("-c", "import json, repro; from repro import env; "
+                  "print(json.dumps([repro.__file__, env.harness_code()]))")
+    assert p.returncode == 0, p.stderr[-2000:]
+    where, code = json.loads(p.stdout)
+    assert where.startswith(str(site)) and code["git_commit"] == commit and code["git_dirty"] is False
+    assert code["version"] == "0.2.0" and code["sha256"] == env.harness_sha256(src)
+    p = run("-m", "repro.new", "mine", "--paper", "dropout_mlp")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "mine" / "dropout_mlp" / "__init__.py").is_file()
 
 
 def fresh_venv(path):
@@ -120,7 +169,7 @@ def test_installed_from_a_git_url_under_its_distribution_name(tmp_path):
     """pip install "repro-paddle[paddle] @ git+URL", the README's contestant command, from a
     clone of this tree (file://localhost: pip 23 refuses git+file:/// with an empty host)."""
     src = tmp_path / "clone"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "logs", "__pycache__", "build"))
+    copy_checkout(src)
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the harness"]):
         subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
                        capture_output=True, timeout=120)
@@ -131,19 +180,27 @@ def test_installed_from_a_git_url_under_its_distribution_name(tmp_path):
     check_installed(py, site, work)
 
 
-def test_the_readme_installs_the_harness_by_its_distribution_name():
-    """The name is this project's alone (the PyPI project "repro" is another one), and every
-    install line in the README and the template names it, with the extra [paddle] where
-    the harness comes from a git URL."""
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    installs = [ln for ln in readme.splitlines() if "pip install" in ln and "git+" in ln]
-    assert installs and all(f'"{NAME}[paddle] @ git+' in ln for ln in installs), installs
+def test_the_readme_installs_the_harness_from_what_the_user_has():
+    """The name is this project's alone (the PyPI project "repro" is another one) and it is on
+    no index: every install line of the README and the template installs it from a wheel
+    file, a path or the user's own clone, under its distribution name, never from an address
+    nobody confirmed (issue 36); the template pins the version that writes it."""
+    import repro
+    texts = {}
+    for rel in ("README.md", "templates/contestant/README.md", "templates/contestant/requirements.txt",
+                "pyproject.toml", "repro/errors.py"):
+        with open(os.path.join(REPO, rel), encoding="utf-8") as f:
+            texts[rel] = f.read()
+    for rel, text in texts.items():
+        assert "github.com" not in text and "git+https" not in text, rel
+    readme = texts["README.md"]
+    installs = [ln for ln in readme.splitlines() if "pip install" in ln and "[paddle]" in ln]
+    assert any('"dist/repro_paddle-0.2.0-py3-none-any.whl[paddle]"' in ln for ln in installs), installs
+    assert '"/path/to/repro[paddle]"' in readme and f'"{NAME}[paddle] @ git+URL@<commit>"' in readme
     assert '"repro @' not in readme and "pip install repro " not in readme
-    with open(os.path.join(REPO, "templates", "contestant", "requirements.txt"), encoding="utf-8") as f:
-        req = [ln.split("#")[0].strip() for ln in f]
-    assert any(ln.startswith(f"{NAME} @ git+") for ln in req) and any(ln.startswith("paddlepaddle") for ln in req)
-    assert not any(ln.split("@")[0].split("[")[0].strip() == "repro" for ln in req)
+    req = [ln.split("#")[0].strip() for ln in texts["templates/contestant/requirements.txt"].splitlines()]
+    assert f"{NAME}=={repro.__version__}" in req and any(ln.startswith("paddlepaddle") for ln in req)
+    assert not any(ln.split("=")[0].split("@")[0].split("[")[0].strip() == "repro" for ln in req)
 
 
 def test_one_version():
@@ -171,4 +228,5 @@ def test_without_paddle_the_commands_say_how_to_install_it_in_one_line(tmp_path)
         p = subprocess.run([sys.executable, "-m", module, "--help"], cwd=str(tmp_path), capture_output=True,
                            text=True, timeout=120, env=env)
         assert p.returncode == 2 and p.stdout == "", (module, p.stdout, p.stderr)
-        assert p.stderr.count("\n") == 1 and f'"{NAME}[paddle] @ git+' in p.stderr and "paddlepaddle-gpu" in p.stderr
+        assert p.stderr.count("\n") == 1 and "pip install paddlepaddle==3.3.1" in p.stderr, p.stderr
+        assert "paddlepaddle-gpu==3.3.1" in p.stderr

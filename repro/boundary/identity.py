@@ -12,6 +12,12 @@ folders included, except what EXCLUDED declares:
                 a virtual environment at the top: the sandbox runs the harness's own
                 Python and packages, never the submission's, so nothing in it can take
                 part in a review's run (and a venv is full of links, which are refused)
+    /contest*.yaml, /contest*.yml
+                a contest file saved at the top (the maintainers' terms, which
+                repro.selfcheck --contest reads): it is the judge's input, not the
+                submission's code, so saving it there changes no run's identity
+    .pytest_cache/, .mypy_cache/, .ruff_cache/, .ipynb_checkpoints/
+                tools' caches, at any depth: they hold no code a run imports
     *.md, *.rst, README*, LICENSE*, LICENCE*, COPYING*, CHANGELOG*
                 documentation, at any depth, so a README written after training
                 does not change the identity
@@ -19,11 +25,15 @@ folders included, except what EXCLUDED declares:
                 git's settings, at any depth: they decide nothing a run computes
     !*.py       a Python module is code whatever its name (license_utils.py counts)
 
-Patterns are matched case-insensitively against the name of a file (a leading
-"/" matches the path of a file or folder at the top instead); a later "!"
-pattern keeps what an earlier one excluded. An excluded file is never read,
-never compared and never mounted for the sandbox: code that needs it at run
-time fails there.
+A pattern starting with "/" matches an entry (file or folder) at the top by its
+name, case-sensitively; one ending in "/" matches a folder at any depth by its
+name; any other matches the name of a file at any depth, case-insensitively. A
+later "!" pattern keeps what an earlier one excluded. Whatever lies inside an
+excluded folder is excluded with it (excluded(rel) tests every folder on the
+way). This is the one rule of what is not the submission's code: the identity,
+a run's git_dirty (repro.env) and repro.selfcheck all ask excluded(). An
+excluded file is never read, never compared and never mounted for the sandbox:
+code that needs it at run time fails there.
 
 What cannot be identified is refused, one line each naming its path, never
 followed or read: __pycache__ folders and .pyc/.pyo files (bytecode is not
@@ -54,7 +64,9 @@ MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 256 << 20
 MAX_DEPTH = 32
 
-EXCLUDED = ("/.git", "/logs", "/.venv", "/venv", "*.md", "*.rst", "README*", "LICENSE*", "LICENCE*", "COPYING*", "CHANGELOG*",
+EXCLUDED = ("/.git", "/logs", "/.venv", "/venv", "/contest*.yaml", "/contest*.yml",
+            ".pytest_cache/", ".mypy_cache/", ".ruff_cache/", ".ipynb_checkpoints/",
+            "*.md", "*.rst", "README*", "LICENSE*", "LICENCE*", "COPYING*", "CHANGELOG*",
             ".gitignore", ".gitattributes", "!*.py")
 
 BYTECODE = "bytecode is not reviewed source (delete it; PYTHONDONTWRITEBYTECODE=1 keeps Python from writing it)"
@@ -104,21 +116,34 @@ def _hash_at(dir_fd, name, listed):
 
 # ------------------------------------------------------------------ what counts
 
-def excluded(rel, is_dir=False):
-    """Whether the entry at rel (a posix path relative to the repository's top) is
-    left out of the identity by EXCLUDED."""
-    name = rel.rpartition("/")[2].lower()
+def _excluded_entry(rel, is_dir):
+    name = rel.rpartition("/")[2]
     out = False
     for rule in EXCLUDED:
         keep = rule.startswith("!")
         pattern = rule[1:] if keep else rule
         if pattern.startswith("/"):
-            hit = rel == pattern[1:]
+            hit = "/" not in rel and fnmatch.fnmatchcase(rel, pattern[1:])
+        elif pattern.endswith("/"):
+            hit = is_dir and name == pattern[:-1]
         else:
-            hit = not is_dir and fnmatch.fnmatchcase(name, pattern.lower())
+            hit = not is_dir and fnmatch.fnmatchcase(name.lower(), pattern.lower())
         if hit:
             out = not keep
     return out
+
+
+def excluded(rel, is_dir=False):
+    """Whether the entry at rel (a posix path relative to the repository's top) is
+    left out of the identity by EXCLUDED: it, or a folder holding it, is excluded."""
+    parts = rel.strip("/").split("/")
+    return any(_excluded_entry("/".join(parts[:i + 1]), is_dir or i < len(parts) - 1) for i in range(len(parts)))
+
+
+def top_folders():
+    """The folders at the top that EXCLUDED leaves out whole, by their literal names
+    (for a git pathspec: git need not list the thousands of files of a .venv)."""
+    return [r[1:] for r in EXCLUDED if r.startswith("/") and not any(c in r for c in "*?[")]
 
 
 def scan(root, max_file_bytes=MAX_FILE_BYTES, max_files=MAX_FILES, max_total_bytes=MAX_TOTAL_BYTES):
