@@ -231,6 +231,9 @@ def _resolve(req, in_dir):
 
 
 def main(argv):
+    if len(argv) != 2 or any(a.startswith("-") for a in argv):  # started by the sandbox, never by hand
+        print("usage: python -m repro.boundary.worker IN_DIR OUT_DIR  (the sandbox starts it: repro/boundary/sandbox.py)")
+        return 0 if argv in (["--help"], ["-h"]) else 2
     import warnings
     warnings.filterwarnings("ignore")
     in_dir, out = argv
