@@ -1,15 +1,19 @@
-"""What the bubblewrap sandbox adds to a contest review: `repro.review` of the same
-contest, with the sandbox and with --no-sandbox, interleaved, in one run.
+"""What the bubblewrap sandbox adds to a contest review, and what the wall's worker grouping
+costs: `repro.review` of the same contest with the sandbox, with --no-sandbox, and with the
+harness of an earlier commit (--baseline, its own sandbox and one worker per run), interleaved,
+in one run.
 
-    python benchmarks/sandbox_overhead.py [--steps 2000] [--repeats 3]
+    python benchmarks/sandbox_overhead.py [--steps 2000] [--repeats 3] [--baseline COMMIT]
 
 The contest is built here from templates/contestant (the MNIST-1D CNN cell; its
 YAML's train.steps set to --steps, checkpoints every steps/4): one submission
 with seeds 0 and 1, recompute and the default replay coverage (every segment).
 The sandbox's cost is per worker process (starting bwrap, the snapshot of the
 submission), so a short cell is the worst case for the ratio. Prints each
-repeat's two times and the median ratio sandbox / no sandbox (the issue's bar:
-at most 1.10).
+repeat's times, the median ratio sandbox / no sandbox (issue 33's bar: at most 1.10)
+and the median ratio of this harness's review to the baseline's (bar: at most 1.15). The
+baseline's harness is taken from this checkout's git history (git archive), so the two
+reviews judge the same runs; the default baseline is the commit before issue 33's wall.
 """
 import argparse
 import os
@@ -21,6 +25,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASELINE = "cd66580"  # main before issue 33: one model worker per run, the worker root with capabilities
 
 CONTEST = """name: sandbox overhead
 deadline: "2099-01-01T00:00:00+00:00"
@@ -47,8 +52,8 @@ SUBMISSIONS = """submissions:
 """
 
 
-def sh(*args, cwd=None, ok=(0,)):
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}  # this checkout's harness
+def sh(*args, cwd=None, ok=(0,), harness=REPO):
+    env = {**os.environ, "PYTHONPATH": harness + os.pathsep + os.environ.get("PYTHONPATH", "")}  # whose harness
     p = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if p.returncode not in ok:
         sys.exit(f"failed: {' '.join(args)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
@@ -63,6 +68,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000, help="train.steps of the cell (default 2000)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline", default=BASELINE, help=f"the commit whose review is the baseline (default {BASELINE})")
     args = ap.parse_args(argv)
     audit = max(1, args.steps // 4)
     root = tempfile.mkdtemp(prefix="sandbox-bench-")
@@ -90,22 +96,35 @@ def main(argv=None):
         open(contest, "w").write(CONTEST.format(audit=audit, steps=args.steps))
         subs = os.path.join(root, "submissions.yaml")
         open(subs, "w").write(SUBMISSIONS.format(commit=commit))
-        times = {"sandbox": [], "no sandbox": []}
+        base = os.path.join(root, "baseline-harness")
+        os.makedirs(base)
+        archive = subprocess.run(["git", "-C", REPO, "archive", args.baseline, "repro", "metrics", "papers", "configs"],
+                                 capture_output=True)
+        modes = (("sandbox", [], REPO), ("no sandbox", ["--no-sandbox"], REPO))
+        if archive.returncode == 0:
+            subprocess.run(["tar", "-x", "-C", base], input=archive.stdout, check=True)
+            modes += (("baseline", [], base),)
+        else:
+            print(f"the baseline commit {args.baseline} is not in this checkout's history: no baseline measured")
+        times = {m[0]: [] for m in modes}
         for r in range(args.repeats):
-            for mode in (("sandbox", []), ("no sandbox", ["--no-sandbox"])) if r % 2 == 0 else \
-                    (("no sandbox", ["--no-sandbox"]), ("sandbox", [])):
-                out = os.path.join(root, f"review-{r}-{mode[0].replace(' ', '')}")
+            for name, flags, harness in modes[r % len(modes):] + modes[:r % len(modes)]:
+                out = os.path.join(root, f"review-{r}-{name.replace(' ', '')}")
                 t = time.perf_counter()
                 text = sh(sys.executable, "-m", "repro.review", contest, subs, "--out", out, "--challenge", "bench",
-                          *mode[1], cwd=root)
-                times[mode[0]].append(time.perf_counter() - t)
+                          *flags, cwd=root, harness=harness)
+                times[name].append(time.perf_counter() - t)
                 status = open(os.path.join(out, "status.md"), encoding="utf-8").read()
                 if "REPRODUCED" not in status:
-                    sys.exit(f"the honest submission was not reproduced ({mode[0]}):\n{text[-3000:]}")
-            print(f"repeat {r}: sandbox {times['sandbox'][-1]:.1f} s, no sandbox {times['no sandbox'][-1]:.1f} s")
+                    sys.exit(f"the honest submission was not reproduced ({name}):\n{text[-3000:]}")
+            print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()))
         ratios = [a / b for a, b in zip(times["sandbox"], times["no sandbox"])]
         print(f"review with the sandbox / without: {', '.join(f'{x:.3f}' for x in ratios)}, "
               f"median {statistics.median(ratios):.3f} (bar: 1.10)")
+        ratios = [a / b for a, b in zip(times["sandbox"], times.get("baseline", []))]
+        if ratios:
+            print(f"review with the wall's worker grouping / the baseline's ({args.baseline}): "
+                  f"{', '.join(f'{x:.3f}' for x in ratios)}, median {statistics.median(ratios):.3f} (bar: 1.15)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
