@@ -72,6 +72,7 @@ class Options:
         replay = parse_replay(replay)
         # one submission's time over all its workers, and what failed in it (repro.boundary.task.Budget)
         self.budget = task.Budget(budget)
+        self.last_words = []  # [(digest, text)] of failed workers: the maintainers' log, never a page
         # CPU threads of the workers (None: each run's own); a train.verifiable run replays bitwise with any
         self.threads = threads
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
@@ -241,14 +242,15 @@ def worker_for(options):
         snap = options.snapshot()
         rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
         return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
-                            readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget)
+                            readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget,
+                            last_words=options.last_words)
     folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
     parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
     return task.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True,
-                       budget=options.budget)
+                       budget=options.budget, last_words=options.last_words)
 
 
 def local_mounts(options):

@@ -65,10 +65,11 @@ class Worker:
     ~/.cache/repro where it exists) is mounted read-only at its own path and named to the
     worker, whose HOME is elsewhere."""
 
-    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None, budget=None):
+    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None, budget=None, last_words=None):
         self.sandbox, self.env, self.readonly, self.trusted = sandbox, dict(env or {}), list(readonly), trusted
         self.budget = budget or Budget()
-        self.last_words = []  # [(digest, the worker's own last words)]: for the maintainers' log only
+        # [(digest, the worker's own last words)]: for the maintainers' log only
+        self.last_words = last_words if last_words is not None else []
         data_dir = data_dir or os.environ.get(DATA_ENV) or os.path.expanduser(os.path.join("~", ".cache", "repro"))
         if os.path.isdir(data_dir):
             data_dir = os.path.abspath(data_dir)
