@@ -5,7 +5,7 @@ lists what the maintainers received (its format: `--help`, or EPILOG below).
 
 Every submission is reviewed on its own: whatever one of them holds (links out
 of it, FIFOs, a 100 GB file, a hostile .git/config, a name that breaks a
-table), it gets that as its reason in one line and the others are reviewed as
+table, a NUL byte in its listing), it gets that as its reason in one line and the others are reviewed as
 if it were not there; status.md is always written. For each submission: its
 files are listed without following links or opening anything that is not a
 regular file; the layout (README, requirements.txt naming paddlepaddle, the
@@ -72,6 +72,11 @@ EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
 For a text-to-image paper (a contest entry of kind text_to_image), repo holds
 the bundle python -m repro.diffusion.submit wrote, at its top or in one folder.
 
+Every value is short printable text (repo at most 4096 characters). A listing
+that cannot be used (a control character, a value that is not text, a missing
+or unknown key, a paper the contest lacks, a second listing of one submission)
+is that submission's own one-line reason; the others are reviewed.
+
 The review orders submissions by time. Each leaves a receipt at its first
 review (its commit and git tree) in DIR/receipts.json, keyed by team, paper and
 time: a later review that finds another commit or tree there reports the
@@ -116,45 +121,83 @@ class ReviewOptions:
 # ------------------------------------------------------------------ the submissions file
 
 def read_submissions(path, contest):
-    """[submission] in the maintainers' time order. A broken file is one ReproError line;
-    a bad team name or commit is that submission's own reason (sub["invalid"])."""
+    """[submission] in the maintainers' time order. A file that is not a list of submissions is
+    one ReproError line; whatever is wrong with one submission (a missing or unknown key, a value
+    that is not short printable text, a paper the contest lacks, a time without its zone) is that
+    submission's own reason (sub["invalid"]), and the others are read as if it were not there."""
     data = strict.read_yaml(path, "submissions file")
     where = f"submissions file {path}"
     items = data.get("submissions") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ReproError(f"{where}: needs a list under 'submissions'")
     base = os.path.dirname(os.path.abspath(path))
-    keys = ("team", "paper", "repo", "commit", "time")
-    out = []
-    for i, item in enumerate(items):
-        at = f"{where}: submissions[{i}]"
-        if not isinstance(item, dict):
-            raise ReproError(f"{at} must be a mapping")
-        missing = [k for k in keys if k not in item]
-        unknown = sorted(map(str, set(item) - set(keys)))
-        if missing or unknown:
-            raise ReproError(f"{at}: " + (f"missing {', '.join(missing)}" if missing else
-                                          f"unknown key {unknown[0][:40]!r}"))
-        if not all(isinstance(item[k], str) and item[k] for k in keys):
-            raise ReproError(f"{at}: team, paper, repo, commit and time must be non-empty strings")
-        contest.entries(item["paper"])  # a paper the contest has
-        recorded = parse_time(item["time"], f"{at}: time")
-        invalid = []
-        team = item["team"]
-        if len(team) > MAX_TEAM or not team.isprintable() or team != team.strip():
-            invalid.append(f"the team name {_short(team)} is not a name (printable, at most {MAX_TEAM} characters, "
-                           f"no newline or surrounding spaces): the maintainers must record a plain one")
-        if not COMMIT.fullmatch(item["commit"]):
-            invalid.append(f"the announced commit {_short(item['commit'])} is not 7 to 40 hex digits")
-        out.append({"team": team, "paper": item["paper"], "commit": item["commit"], "time": recorded.isoformat(),
-                    "repo": os.path.normpath(os.path.join(base, item["repo"])), "recorded": recorded,
-                    "listed": i, "invalid": invalid})
-    keys = [(s["team"], s["paper"], s["time"]) for s in out]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice:
-        raise ReproError(f"{where}: {_short(twice[0])} / {twice[1]} at {twice[2]} is listed twice (a receipt "
-                         f"names one submission by team, paper and time)")
-    return sorted(out, key=lambda s: (s["recorded"], s["listed"]))  # the maintainers' order, never the logs'
+    out = [_submission(item, i, base, contest) for i, item in enumerate(items)]
+    seen = set()
+    for s in out:
+        key = (s["team"], s["paper"], s["time"])
+        if key in seen and not s["invalid"]:
+            s["invalid"].append(f"{_short(s['team'])} / {s['paper']} at {s['time']} is listed twice in the "
+                                f"submissions file (a receipt names one submission by team, paper and time): "
+                                f"the earlier listing is reviewed")
+            s["repo"] = None
+        seen.add(key)
+    # the maintainers' order, never the logs'; a submission without a readable time goes last
+    return sorted(out, key=lambda s: (s["recorded"] is None, s["recorded"] or contest.deadline, s["listed"]))
+
+
+SUBMISSION_KEYS = ("team", "paper", "repo", "commit", "time")
+MAX_FIELD = {"team": MAX_TEAM, "paper": 100, "repo": 4096, "commit": 64, "time": 64}  # characters
+
+
+def _submission(item, i, base, contest):
+    """One listing of the submissions file: a submission whose repo is None is not reviewed (its
+    invalid reasons say why); an invalid team name or commit is said, and the repository still reviewed."""
+    sub = {"team": f"(submissions[{i}])", "paper": "-", "commit": "-", "time": "-", "repo": None, "recorded": None, "listed": i, "invalid": []}
+    if not isinstance(item, dict):
+        sub["invalid"].append(f"submissions[{i}] is {type(item).__name__} {_short(item)}, not a mapping of "
+                              f"{', '.join(SUBMISSION_KEYS)}")
+        return sub
+    bad = {}
+    for key in SUBMISSION_KEYS:
+        if key not in item:
+            bad[key] = f"it has no {key}"
+            continue
+        why = _field_problem(key, item[key])
+        if why:
+            bad[key] = f"its {key} {why}"
+        if key != "repo":  # a repository is named only once it can be read (below)
+            sub[key] = _short(item[key]) if why else item[key]
+    unknown = sorted(map(_short, set(item) - set(SUBMISSION_KEYS)))
+    if unknown:
+        bad["unknown"] = f"it has an unknown key {unknown[0]} (known: {', '.join(SUBMISSION_KEYS)})"
+    if "paper" not in bad and not any(e.plugin == item["paper"] for e in contest.papers):
+        bad["paper"] = f"its paper {_short(item['paper'])} is not in the contest {contest.name!r}"
+    if "time" not in bad:
+        try:
+            sub["recorded"] = parse_time(item["time"], "its time")
+            sub["time"] = sub["recorded"].isoformat()
+        except ReproError as e:
+            bad["time"] = str(e)
+    if "team" not in bad and (not sub["team"].isprintable() or sub["team"] != sub["team"].strip()):
+        bad["team"] = (f"the team name {_short(sub['team'])} is not a name (printable, at most {MAX_TEAM} "
+                       f"characters, no newline or surrounding spaces): the maintainers must record a plain one")
+    if "commit" not in bad and not COMMIT.fullmatch(sub["commit"]):
+        bad["commit"] = f"the announced commit {_short(sub['commit'])} is not 7 to 40 hex digits"
+    sub["invalid"] = list(bad.values())
+    if not set(bad) - {"team", "commit"}:  # what the review needs is there: the repository is read
+        sub["repo"] = os.path.normpath(os.path.join(base, item["repo"]))
+    return sub
+
+
+def _field_problem(key, value):
+    """Why a submission's field cannot be used (None when it can): text, printable, not too long."""
+    if not isinstance(value, str) or not value:
+        return f"must be non-empty text, not {type(value).__name__} {_short(value)}"
+    if len(value) > MAX_FIELD[key]:
+        return f"is {len(value):,} characters long, over the {MAX_FIELD[key]} it may have"
+    if key != "team" and not value.isprintable():  # the team's own check below says more
+        return f"{_short(value)} holds a control character"
+    return None
 
 
 def printable(text):
@@ -504,10 +547,14 @@ class _Scrub:
 def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
     """One submission's result (a dict); nothing it holds can raise out of here."""
     result = {"team": sub["team"], "paper": sub["paper"], "commit": sub["commit"], "time": sub["time"],
-              "late": sub["recorded"] > contest.deadline, "problems": [], "ok": False, "head": None, "tree": None,
-              "checks": [], "runs": [], "targets": [], "full_review": False}
-    scrub = _Scrub(sub["repo"], scrub_extra)
+              "late": sub["recorded"] is not None and sub["recorded"] > contest.deadline, "problems": [],
+              "ok": False, "head": None, "tree": None, "checks": [], "runs": [], "targets": [], "full_review": False}
+    if sub["repo"] is None:  # the listing itself is unusable: its reasons are all there is to say
+        result["problems"] = [printable(p) for p in sub["invalid"]]
+        return result
+    scrub = printable
     try:
+        scrub = _Scrub(sub["repo"], scrub_extra)
         _review(sub, contest, options, receipts if receipts is not None else [], result, scrub)
     except Exception as e:  # noqa: BLE001 -- one submission's failure is its reason, never everyone's traceback
         what = str(e) if isinstance(e, ReproError) else f"{type(e).__name__}: {e}"

@@ -290,10 +290,11 @@ def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
     first, second = data["submissions"]
     assert not first["ok"] and "no requirements.txt" in first["problems"]
     assert second["ok"] and second["status"].startswith("pending full review"), review.reasons(second)
-    path = listing(os.path.join(root, "twice.yaml"), [("alpha", *fixed, when(3))] * 2)
-    code, _, err = cli(review.main, [contest_file(root, 30.0), path, "--out", str(tmp_path / "r2"), "--logs-only"],
-                       capsys)
-    assert code == 2 and "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice" in err
+    data, _, _ = run_review(root, str(tmp_path / "r2"), [("alpha", *fixed, when(3))] * 2, capsys)
+    first, twice = data["submissions"]
+    assert first["ok"] and twice["problems"] == [
+        "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice in the submissions file (a receipt names "
+        "one submission by team, paper and time): the earlier listing is reviewed"]
 
 
 @pytest.mark.slow
@@ -316,6 +317,65 @@ def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, 
     assert why.startswith("the review of 'beta' / tinycell stopped: OSError") and "README.md" in why
     assert str(tmp_path) not in why and by_team["alpha"]["ok"]
     assert os.path.isfile(tmp_path / "r" / "status.md")
+
+
+@pytest.mark.slow
+def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(base, tmp_path, capsys):
+    """Whatever one listing of the submissions file holds (a NUL or another control character in any
+    field, a value that is not text, an over-long one, a missing or unknown key, a paper the contest
+    lacks, a time without its zone, a second listing of the same submission), it is that submission's
+    one line; the others are reviewed as if it were not there and status.md is written."""
+    root, base_repo = str(tmp_path), base[1]
+    alpha, announced = submission(root, "alpha", base_repo)
+    good = {"team": "alpha", "paper": "tinycell", "repo": alpha, "commit": announced, "time": when(2)}
+    bad = [  # (what the listing changes, what its one line says)
+        ({"team": "nul", "repo": alpha + "\0/x"}, "its repo '"),
+        ({"team": "nul-team\0"}, "the team name 'nul-team\\x00' is not a name"),
+        ({"team": "esc", "paper": "tinycell\x1b[2J"}, "its paper 'tinycell\\x1b[2J' holds a control character"),
+        ({"team": "bell", "commit": announced[:12] + "\x07"}, f"its commit '{announced[:12]}\\x07' holds"),
+        ({"team": "tab", "time": when(4) + "\t"}, f"its time '{when(4)}\\t' holds a control character"),
+        ({"team": 12345}, "its team must be non-empty text, not int 12345"),
+        ({"team": "list", "repo": ["a", "b"]}, "its repo must be non-empty text, not list"),
+        ({"team": "empty", "paper": ""}, "its paper must be non-empty text"),
+        ({"team": "long", "repo": "x" * 100_000}, "its repo is 100,000 characters long, over the 4096"),
+        ({"team": "t" * 10_000}, "its team is 10,000 characters long, over the 64"),
+        ({"team": "nozone", "time": "2027-01-04T09:00:00"}, "has no time zone"),
+        ({"team": "notime", "time": "soon"}, "is not an ISO 8601 time"),
+        ({"team": "other", "paper": "mnist1d"}, "its paper 'mnist1d' is not in the contest"),
+        ({"team": "extra", "bonus": "\0"}, "it has an unknown key 'bonus'"),
+        ({"team": "missing", "commit": None}, "it has no commit"),
+        ({}, "is listed twice in the submissions file"),
+    ]
+    items = [good]
+    for i, (change, _) in enumerate(bad):
+        item = {**good, "time": when(3 + i % 20), **change}
+        items.append({k: v for k, v in item.items() if v is not None})
+    items[-1] = dict(good)  # the second listing of alpha's submission
+    items.append(["not", "a", "mapping"])
+    bad.append(({}, "submissions[17] is list ['not', 'a', 'mapping'], not a mapping"))
+    path = os.path.join(root, "s.yaml")
+    with open(path, "w") as f:
+        json.dump({"submissions": items}, f)
+    out = str(tmp_path / "r")
+    with deadline(240):
+        code, stdout, err = cli(review.main, [contest_file(root, 30.0), path, "--out", out, "--logs-only"], capsys)
+    assert code == 0 and "Traceback" not in err + stdout, err
+    data = json.load(open(os.path.join(out, "review.json")))
+    results = data["submissions"]
+    assert len(results) == len(items) and os.path.isfile(os.path.join(out, "status.md"))
+    first = next(r for r in results if r["team"] == "alpha" and r["ok"])
+    _, alone, _ = run_review(root, str(tmp_path / "alone"), [("alpha", alpha, announced, when(2))], capsys)
+    assert comparable(first) == comparable(alone["alpha"])
+    others = [r for r in results if r is not first]
+    assert len(others) == len(bad)
+    for _, message in bad:
+        found = [r for r in others if any(message in w for w in review.reasons(r))]
+        assert len(found) == 1, (message, [review.reasons(r) for r in others])
+        why = review.reasons(found[0])
+        r = found[0]
+        assert not r["ok"] and r["status"] == "not reproduced" and all(w.isprintable() for w in why), why
+    files = outputs(out)
+    assert "\0" not in files["status.md"] and "\x1b" not in files["status.md"] + files["index.html"]
 
 
 def test_help_documents_the_submissions_file(capsys):
