@@ -16,7 +16,9 @@ receipt (the commit and tree recorded at its first review) against what is
 there now; the code identity of every run; then verify against the contest's
 targets (never the plugin's own) with recompute and the contest's replay
 coverage, paper code running only in sandboxed workers. Runs whose final or
-kept weights are another submission's are copies of the earlier-recorded one.
+kept weights are another submission's are copies of the earlier-recorded one,
+unless both are one team's submissions of one repository (same_repository); two
+repositories recorded under one team name are flagged for a human.
 The first submission, in the maintainers' time order, that passes the full
 review before the deadline reproduces its paper; a --logs-only review names no
 winner (every pass is "pending full review").
@@ -47,6 +49,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -463,6 +466,53 @@ def check_commit(repo, commit, entries=None):
     return state, git_clean(repo, state, entries)
 
 
+def repository_of(repo):
+    """{'roots': the root commits of HEAD's history, 'remotes': its remote URLs (host/path, no
+    user or password)}: what tells one repository from another recorded under the same team
+    name. Read with the same plumbing and settings as git_state (the config file is read as
+    data by `git config --file`, which follows no include and runs nothing); call it only where
+    git_state found a readable HEAD."""
+    gitdir = os.path.join(repo, ".git")
+    roots = (git(gitdir, "rev-list", "--max-parents=0", "HEAD") or "").split()
+    urls = git(gitdir, "config", "--file", os.path.join(gitdir, "config"), "--get-regexp", r"^remote\..*\.url$")
+    remotes = [_remote_key(line.partition(" ")[2]) for line in (urls or "").splitlines()]
+    return {"roots": sorted(set(roots)), "remotes": sorted({r for r in remotes if r})}
+
+
+def _remote_key(url):
+    """A remote URL as host/path, lower-case, without user, password, port, scheme or .git, so that
+    https://github.com/a/b.git and git@github.com:a/b are the same remote."""
+    url = url.strip()
+    scp = re.fullmatch(r"(?:[^@/]+@)?([^:/]+):(?!//)(.+)", url)
+    if scp:
+        host, path = scp.groups()
+    else:
+        parts = urlsplit(url)
+        host, path = (parts.hostname or "", parts.path) if parts.scheme else ("", url)
+    path = path.strip().rstrip("/")
+    path = path[:-4] if path.endswith(".git") else path
+    return f"{host}/{path.strip('/')}".lower() if path.strip("/") else ""
+
+
+def same_repository(a, b):
+    """Whether two reviewed submissions are one repository: a root commit in common and, where both
+    name remotes, a remote in common. False where either could not be read (no git checkout)."""
+    ia, ib = a.get("_repository"), b.get("_repository")
+    if not ia or not ib or not set(ia["roots"]) & set(ib["roots"]):
+        return False
+    return not (ia["remotes"] and ib["remotes"] and not set(ia["remotes"]) & set(ib["remotes"]))
+
+
+def _why_other_repository(a, b):
+    ia, ib = a.get("_repository"), b.get("_repository")
+    if not ia or not ib:
+        return "one of them is not a readable git checkout"
+    if not set(ia["roots"]) & set(ib["roots"]):
+        return (f"another root commit: {', '.join(r[:12] for r in ia['roots'][:3])} against "
+                f"{', '.join(r[:12] for r in ib['roots'][:3])}")
+    return "another remote URL in its git config"
+
+
 # ------------------------------------------------------------------ receipts
 
 def read_receipts(out_dir):
@@ -548,7 +598,8 @@ def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
     """One submission's result (a dict); nothing it holds can raise out of here."""
     result = {"team": sub["team"], "paper": sub["paper"], "commit": sub["commit"], "time": sub["time"],
               "late": sub["recorded"] is not None and sub["recorded"] > contest.deadline, "problems": [],
-              "ok": False, "head": None, "tree": None, "checks": [], "runs": [], "targets": [], "full_review": False}
+              "ok": False, "head": None, "tree": None, "checks": [], "runs": [], "targets": [], "full_review": False,
+              "flags": []}
     if sub["repo"] is None:  # the listing itself is unusable: its reasons are all there is to say
         result["problems"] = [printable(p) for p in sub["invalid"]]
         return result
@@ -580,6 +631,7 @@ def _review(sub, contest, options, receipts, result, scrub):
     state, problems = check_commit(repo, sub["commit"], tree)
     result["problems"] += problems
     result["head"], result["tree"] = state.get("head"), state.get("tree")
+    result["_repository"] = repository_of(repo) if state else None
     if not sub.get("invalid"):
         result["problems"] += check_receipt(sub, state, receipts)
     if package is None or tree.get("logs", (None,))[0] != "dir" or hostile:
@@ -620,6 +672,7 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
     state, problems = check_commit(repo, sub["commit"], tree)
     result["problems"] += problems
     result["head"], result["tree"] = state.get("head"), state.get("tree")
+    result["_repository"] = repository_of(repo) if state else None
     if not sub.get("invalid"):
         result["problems"] += check_receipt(sub, state, receipts)
     if hostile:
@@ -722,9 +775,21 @@ def audit_summary(result):
 
 # ------------------------------------------------------------------ across submissions
 
+def _resubmission(first, later):
+    """A team's own earlier submission (resubmitted with its layout fixed) may lend the later one
+    its runs: the same team name and the same repository (same_repository)."""
+    return first["team"] == later["team"] and same_repository(first, later)
+
+
+def _same_name(first, later):
+    return (f" (recorded under the same team name, but {_why_other_repository(later, first)}: only a "
+            f"resubmission of the same repository may carry its runs)" if first["team"] == later["team"] else "")
+
+
 def flag_copies(results):
-    """A run whose final or kept weights are a run's of another team's earlier-recorded submission
-    is a copy of that one: the later submission fails with that reason, the earlier is unaffected."""
+    """A run whose final or kept weights are a run's of an earlier-recorded submission is a copy of
+    that one, whatever the team names (but for a team's resubmission of the same repository): the
+    later submission fails with that reason, the earlier is unaffected."""
     seen = {}
     for r in results:  # in the maintainers' time order
         found = []
@@ -733,11 +798,11 @@ def flag_copies(results):
                       [("weights at a kept checkpoint", w) for w in run.get("kept_weights") or []]
             for what, w in weights:
                 first = seen.get(w) if w else None
-                if first is not None and first[0] is not r and first[0]["team"] != r["team"]:  # a team's own
-                    # earlier submission (resubmitted with its layout fixed) is not a copy of another's
+                if first is not None and first[0] is not r and not _resubmission(first[0], r):
                     other, orun = first
                     why = (f"its {what} are identical to those of {other['team']}'s run {orun['path']} "
-                           f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission")
+                           f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission"
+                           + _same_name(other, r))
                     run["problems"].append(why)
                     run["copy_of"] = {"team": other["team"], "time": other["time"], "run": orun["path"]}
                     found.append((run, why))
@@ -752,6 +817,28 @@ def flag_copies(results):
             for run, why in found:
                 if id(run) in objects:
                     objects[id(run)].problems.append(why)  # for its page
+
+
+def flag_team_names(results):
+    """Two different repositories (same_repository) recorded under one team name are flagged for a
+    human on both submissions, each naming the other: one team name is one team. A flag is said
+    everywhere (status.md, review.json, the pages) and decides nothing by itself."""
+    for i, later in enumerate(results):
+        for first in results[:i]:
+            if first["team"] == later["team"] and first.get("head") and later.get("head") \
+                    and not same_repository(first, later):
+                why = _why_other_repository(later, first)
+                later["flags"].append(f"the team name {_short(later['team'])} was recorded earlier for another "
+                                      f"repository ({_named(first)}; {why}): one team name is one team, so a human "
+                                      f"must decide whether these are one team")
+                first["flags"].append(f"the team name {_short(first['team'])} was recorded later for another "
+                                      f"repository ({_named(later)}; {why}): a human must decide whether these "
+                                      f"are one team")
+                break
+
+
+def _named(r):
+    return f"{r['paper']} at {r['time']}, commit {str(r.get('head') or r['commit'])[:12]}"
 
 
 NEAR_COPY = 1e-3  # relative distance under which two bundles' LoRA tensors are the same weights
@@ -784,7 +871,7 @@ def weights_distance(a, b):
 def flag_copied_bundles(results):
     """A text-to-image bundle whose LoRA tensors are those of another team's earlier-recorded
     bundle, or within NEAR_COPY of them (relative distance), is a copy of it: the later one
-    fails, the earlier is unaffected (a team's own resubmission is not a copy)."""
+    fails, the earlier is unaffected (a team's resubmission of the same repository is not a copy)."""
     seen = []
     for r in results:  # in the maintainers' time order
         digest = (r.get("bundle") or {}).get("weights_sha256")
@@ -792,9 +879,10 @@ def flag_copied_bundles(results):
             continue
         tensors = _lora_tensors(r)
         for first, first_digest, first_tensors in seen:
-            if first["team"] == r["team"]:
+            if _resubmission(first, r):
                 continue
-            where = f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
+            where = (f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
+                     + _same_name(first, r))
             if first_digest == digest:
                 why = f"its weights are identical to those of {where}: a copy of that submission"
             else:
@@ -884,7 +972,7 @@ def plain(text):
 
 def _why_cell(r, limit=MAX_WHY):
     """Whole reasons up to limit characters, then how many more (a reason is never cut inside a path)."""
-    why, out, used = reasons(r), [], 0
+    why, out, used = [f"for a human: {f}" for f in r.get("flags") or []] + reasons(r), [], 0
     for i, text in enumerate(why):
         if used and used + len(text) > limit:
             out.append(f"and {len(why) - i} more on its page")
@@ -935,6 +1023,10 @@ def status_markdown(contest, papers, results, options):
         lines.append(f"| {i} | {md(r['time'])} | {md(r['team'])} | {md(r['paper'])} | {md(r['commit'][:12])} | "
                      f"{md((r.get('tree') or '-')[:12])} | {md(', '.join(_ran(r)) or '-')} | {md(audit_summary(r))} | "
                      f"{md(private_summary(r))} | {md(r['status'])} | {md(_why_cell(r))} |")
+    flagged = [(r, f) for r in results for f in r.get("flags") or []]
+    if flagged:
+        lines += ["", "### For a human", ""] + [f"- {md(r['team'])} / {md(r['paper'])} ({md(r['time'])}): {md(f)}"
+                                                 for r, f in flagged]
     return "\n".join(lines) + "\n"
 
 
@@ -960,6 +1052,7 @@ def _header_html(r, options, sandbox_banner=True):
     banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r])
                      if sandbox_banner or not options.runs_code)
     return (banner + "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
+            + "".join(f"<p class='FAIL'>For a human: {e(f)}</p>" for f in r.get("flags") or [])
             + ("<ul>" + "".join(f"<li>{e(p)}</li>" for p in r["problems"]) + "</ul>" if r["problems"] else ""))
 
 
@@ -1086,6 +1179,7 @@ def review(contest_path, submissions_path, out_dir, options):
     finally:
         if len(receipts) > known:
             write_receipts(out_dir, receipts)
+    flag_team_names(results)
     flag_copies(results)
     flag_copied_bundles(results)
     papers = ledger(results, contest)

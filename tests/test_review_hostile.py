@@ -298,6 +298,46 @@ def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_one_team_name_is_one_team(base, tmp_path, capsys):
+    """Another repository recorded under a team's name (another root commit, or another remote URL
+    in its git config) is flagged for a human on both submissions, each naming the other, and when it
+    carries the first's runs it is a copy; the same repository resubmitted may carry them."""
+    root, base_repo = str(tmp_path), base[1]
+    alpha = submission(root, "alpha", base_repo)
+    git(alpha[0], "remote", "add", "origin", "https://github.com/alpha/tinycell.git")
+    resubmitted = submission(root, "resubmitted", alpha[0])
+    git(resubmitted[0], "remote", "set-url", "origin", "git@github.com:Alpha/tinycell")  # the same remote
+    rooted = os.path.join(root, "rooted")  # the same files and runs, committed in a repository of its own
+    shutil.copytree(base_repo, rooted, ignore=shutil.ignore_patterns(".git"))
+    git(rooted, "init", "-q")
+    git(rooted, "add", "-A")
+    git(rooted, "commit", "-q", "-m", "all of it")
+    elsewhere = submission(root, "elsewhere", alpha[0])
+    git(elsewhere[0], "remote", "set-url", "origin", "https://github.com/mallory/tinycell.git")
+    subs = [("alpha", *alpha, when(2)), ("alpha", *resubmitted, when(3)), ("alpha", rooted, commit_of(rooted), when(4)),
+            ("alpha", *elsewhere, when(5)), ("beta", *submission(root, "beta", base_repo), when(6))]
+    out = str(tmp_path / "r")
+    data, _, _ = run_review(root, out, subs, capsys)
+    first, again, other_root, other_remote, beta = data["submissions"]
+    assert first["ok"] and again["ok"] and again["flags"] == [], review.reasons(again)
+    for r, why in ((other_root, "another root commit"), (other_remote, "another remote URL in its git config")):
+        reasons = review.reasons(r)
+        assert not r["ok"] and reasons and all("a copy of that submission (recorded under the same team name, but "
+                                               f"{why}" in w for w in reasons), reasons
+        (flag,) = r["flags"]
+        assert flag.startswith(f"the team name 'alpha' was recorded earlier for another repository (tinycell at "
+                               f"{when(2)}, commit {alpha[1][:12]}; {why}") and flag.endswith("one team"), flag
+        assert any(f"(tinycell at {r['time']}, commit {r['commit'][:12]}; {why}" in f for f in first["flags"])
+    assert len(first["flags"]) == 2 and beta["flags"] == [] and not beta["ok"]  # beta: another team's copy
+    files = outputs(out)
+    section = files["status.md"].split("### For a human")[1]
+    assert section.count("- alpha / tinycell") == 4 and "json" not in section
+    for r in (first, other_root, other_remote):
+        assert "For a human: the team name" in files[r["page"]]
+    assert files["index.html"].count("for a human: the team name") >= 3  # a row of each (its cell may be cut)
+
+
+@pytest.mark.slow
 def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, monkeypatch):
     """Any exception while reviewing one (not only a ReproError) is its reason; status.md is written."""
     root, base_repo = str(tmp_path), base[1]
