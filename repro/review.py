@@ -34,6 +34,8 @@ Writes into --out (default ./review): status.md (the table for the pinned
 issue), review.json, index.html, receipts.json (never overwritten: entries are
 only added) and one review page per submission. No path of the maintainer's
 machine appears in them: runs are named by their path inside the submission.
+What failed workers wrote in full goes to workers.log (write_worker_log: 0600,
+the maintainers' own, linked from none of them).
 """
 import argparse
 import hashlib
@@ -96,6 +98,7 @@ MAX_FILE_BYTES = 16 << 30      # any one file of a submission (from its size: ne
 GIT_TIMEOUT = 60
 MAX_WHY = 700                  # characters of reasons in one status.md cell (whole reasons, never cut paths)
 RECEIPTS = "receipts.json"
+WORKER_LOG = "workers.log"     # the maintainers' own: what workers said in full (write_worker_log)
 READMES = ("README.md", "README.rst", "README.txt", "README")
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -1138,6 +1141,24 @@ def index_html(contest, papers, results, options):
             f"<h2>Submissions (maintainers' time order)</h2><table><tr><th>#</th><th>recorded</th><th>team</th>"
             f"<th>paper</th><th>commit</th><th>checks</th><th>audit</th><th>result</th><th>page</th><th>why</th>"
             f"</tr>{rows}</table></body></html>")
+
+
+def write_worker_log(out_dir, lines):
+    """Append lines to OUT/workers.log: the full text of what workers wrote, for the maintainers
+    alone (status.md, review.json and the pages say only how a worker failed and a digest, so a
+    worker's last words are no channel to the public outputs). Created 0600 and never linked;
+    each line is kept to one line (printable); a link or FIFO in its place is refused."""
+    path = os.path.join(out_dir, WORKER_LOG)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise ReproError(f"the workers' log {WORKER_LOG} cannot be opened ({e.strerror or e})") from None
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ReproError(f"the workers' log {WORKER_LOG} is not a regular file")
+        os.fchmod(fd, 0o600)
+        f.write("".join(printable(line) + "\n" for line in lines))
 
 
 def _public(r):

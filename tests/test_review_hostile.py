@@ -418,6 +418,63 @@ def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(ba
     assert "\0" not in files["status.md"] and "\x1b" not in files["status.md"] + files["index.html"]
 
 
+WORKER_FAILURES = ("timed out", "crashed", "ran out of its time budget", "wrote malformed output",
+                   "wrote too much output", "was refused earlier in this submission")
+
+
+def test_worker_failures_are_shown_as_given_and_the_workers_log_is_linked_nowhere(tmp_path):
+    """How a worker failed (its category and digest, issue 33) reaches status.md, the index,
+    review.json and the page word for word; the full text goes to workers.log, named by no output."""
+    contest = read_contest(contest_file(str(tmp_path), 30.0))
+    said = [f"the worker {what} (digest {i:012x})" for i, what in enumerate(WORKER_FAILURES)]
+    run = {"path": "logs/seed0", "paper": "tinycell", "exp": "mlp", "problems": said[3:], "checks": ["logs"],
+           "coverage": None}
+    r = {"team": "alpha", "paper": "tinycell", "commit": "a" * 40, "time": when(2), "late": False,
+         "problems": said[:3], "ok": False, "head": None, "tree": None, "checks": [], "runs": [run], "targets": [],
+         "full_review": False, "flags": [], "page": "alpha.html"}
+    papers = review.ledger([r], contest)
+    options = review.ReviewOptions(recompute=False, replay=False)
+    out = str(tmp_path / "r")
+    os.makedirs(out)
+    review.write_worker_log(out, ["the worker's whole story"])
+    review.write_page(r, out, options)
+    texts = {"status.md": review.status_markdown(contest, papers, [r], options),
+             "index.html": review.index_html(contest, papers, [r], options),
+             "review.json": review._json({"submissions": [review._public(r)]}),
+             "page": open(os.path.join(out, "alpha.html")).read()}
+    for name, text in texts.items():
+        shown = said[:3] if name == "page" else said  # the page's runs come from verify's own objects
+        assert all(s in text for s in shown), (name, [s for s in shown if s not in text])
+        assert review.WORKER_LOG not in text and "whole story" not in text, name
+
+
+def test_the_workers_log_is_appended_for_the_maintainers_alone(tmp_path):
+    out = str(tmp_path)
+    old = os.umask(0)
+    try:
+        review.write_worker_log(out, ["first: the worker timed out", "two\nlines | <b>"])
+        review.write_worker_log(out, ["then: \x1b[2J"])
+    finally:
+        os.umask(old)
+    path = os.path.join(out, review.WORKER_LOG)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert open(path).read() == "first: the worker timed out\ntwo\\nlines | <b>\nthen: \\x1b[2J\n"
+    os.chmod(path, 0o644)  # widened by someone: the next append narrows it again
+    review.write_worker_log(out, ["more"])
+    assert os.stat(path).st_mode & 0o777 == 0o600 and open(path).read().endswith("\nmore\n")
+    os.remove(path)
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("kept\n")
+    os.symlink(target, path)
+    with pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
+        review.write_worker_log(out, ["into a link"])
+    assert target.read_text() == "kept\n"
+    os.remove(path)
+    os.mkfifo(path)
+    with deadline(10), pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
+        review.write_worker_log(out, ["into a FIFO"])
+
+
 def test_help_documents_the_submissions_file(capsys):
     code, out, _ = cli(review.main, ["--help"], capsys)
     assert code == 0 and "submissions:\n    - team: alpha" in out and "receipts.json" in out and "--no-sandbox" in out
