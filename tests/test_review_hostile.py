@@ -418,6 +418,19 @@ def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(ba
     assert "\0" not in files["status.md"] and "\x1b" not in files["status.md"] + files["index.html"]
 
 
+def test_a_repository_is_told_by_its_root_commits_and_remotes():
+    same = ("https://github.com/Alpha/tinycell.git", "git@github.com:alpha/tinycell", "ssh://git@github.com:22/alpha/"
+            "tinycell.git/", "https://user:token@github.com/alpha/tinycell/")
+    assert {review._remote_key(u) for u in same} == {"github.com/alpha/tinycell"}  # no user, no password
+    assert review._remote_key("https://github.com/mallory/tinycell") != "github.com/alpha/tinycell"
+    of = lambda roots, remotes=(): {"_repository": {"roots": list(roots), "remotes": list(remotes)}}
+    assert review.same_repository(of("a"), of("ab"))
+    assert review.same_repository(of("a", ["x"]), of("a"))  # a remote on one side only: its roots decide
+    assert not review.same_repository(of("a"), of("b"))
+    assert not review.same_repository(of("a", ["x"]), of("a", ["y"]))
+    assert not review.same_repository(of("a"), {"_repository": None})  # not a readable checkout: never the same
+
+
 WORKER_FAILURES = ("timed out", "crashed", "ran out of its time budget", "wrote malformed output",
                    "wrote too much output", "was refused earlier in this submission")
 
