@@ -158,7 +158,8 @@ MAX_FIELD = {"team": MAX_TEAM, "paper": 100, "repo": 4096, "commit": 64, "time":
 def _submission(item, i, base, contest):
     """One listing of the submissions file: a submission whose repo is None is not reviewed (its
     invalid reasons say why); an invalid team name or commit is said, and the repository still reviewed."""
-    sub = {"team": f"(submissions[{i}])", "paper": "-", "commit": "-", "time": "-", "repo": None, "recorded": None, "listed": i, "invalid": []}
+    sub = {"team": f"(submissions[{i}])", "paper": "-", "commit": "-", "time": "-", "repo": None, "recorded": None,
+           "listed": i, "invalid": []}
     if not isinstance(item, dict):
         sub["invalid"].append(f"submissions[{i}] is {type(item).__name__} {_short(item)}, not a mapping of "
                               f"{', '.join(SUBMISSION_KEYS)}")
@@ -176,11 +177,21 @@ def _submission(item, i, base, contest):
     unknown = sorted(map(_short, set(item) - set(SUBMISSION_KEYS)))
     if unknown:
         bad["unknown"] = f"it has an unknown key {unknown[0]} (known: {', '.join(SUBMISSION_KEYS)})"
-    if "paper" not in bad and not any(e.plugin == item["paper"] for e in contest.papers):
-        bad["paper"] = f"its paper {_short(item['paper'])} is not in the contest {contest.name!r}"
+    _check_values(sub, contest, bad)
+    sub["invalid"] = list(bad.values())
+    if not set(bad) - {"team", "commit"}:  # what the review needs is there: the repository is read
+        sub["repo"] = os.path.normpath(os.path.join(base, item["repo"]))
+    return sub
+
+
+def _check_values(sub, contest, bad):
+    """What the listing's text fields mean, each not already in bad: a paper of the contest, a time
+    with its zone (sub["recorded"]), a plain team name, an announced commit. Adds to bad."""
+    if "paper" not in bad and not any(e.plugin == sub["paper"] for e in contest.papers):
+        bad["paper"] = f"its paper {_short(sub['paper'])} is not in the contest {contest.name!r}"
     if "time" not in bad:
         try:
-            sub["recorded"] = parse_time(item["time"], "its time")
+            sub["recorded"] = parse_time(sub["time"], "its time")
             sub["time"] = sub["recorded"].isoformat()
         except ReproError as e:
             bad["time"] = str(e)
@@ -189,10 +200,6 @@ def _submission(item, i, base, contest):
                        f"characters, no newline or surrounding spaces): the maintainers must record a plain one")
     if "commit" not in bad and not COMMIT.fullmatch(sub["commit"]):
         bad["commit"] = f"the announced commit {_short(sub['commit'])} is not 7 to 40 hex digits"
-    sub["invalid"] = list(bad.values())
-    if not set(bad) - {"team", "commit"}:  # what the review needs is there: the repository is read
-        sub["repo"] = os.path.normpath(os.path.join(base, item["repo"]))
-    return sub
 
 
 def _field_problem(key, value):
