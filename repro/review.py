@@ -5,7 +5,7 @@ lists what the maintainers received (its format: `--help`, or EPILOG below).
 
 Every submission is reviewed on its own: whatever one of them holds (links out
 of it, FIFOs, a 100 GB file, a hostile .git/config, a name that breaks a
-table), it gets that as its reason in one line and the others are reviewed as
+table, a NUL byte in its listing), it gets that as its reason in one line and the others are reviewed as
 if it were not there; status.md is always written. For each submission: its
 files are listed without following links or opening anything that is not a
 regular file; the layout (README, requirements.txt naming paddlepaddle, the
@@ -16,7 +16,9 @@ receipt (the commit and tree recorded at its first review) against what is
 there now; the code identity of every run; then verify against the contest's
 targets (never the plugin's own) with recompute and the contest's replay
 coverage, paper code running only in sandboxed workers. Runs whose final or
-kept weights are another submission's are copies of the earlier-recorded one.
+kept weights are another submission's are copies of the earlier-recorded one,
+unless both are one team's submissions of one repository (same_repository); two
+repositories recorded under one team name are flagged for a human.
 The first submission, in the maintainers' time order, that passes the full
 review before the deadline reproduces its paper; a --logs-only review names no
 winner (every pass is "pending full review").
@@ -32,6 +34,8 @@ Writes into --out (default ./review): status.md (the table for the pinned
 issue), review.json, index.html, receipts.json (never overwritten: entries are
 only added) and one review page per submission. No path of the maintainer's
 machine appears in them: runs are named by their path inside the submission.
+What failed workers wrote in full goes to workers.log (write_worker_log: 0600,
+the maintainers' own, linked from none of them).
 """
 import argparse
 import hashlib
@@ -47,6 +51,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -72,6 +77,11 @@ EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
 For a text-to-image paper (a contest entry of kind text_to_image), repo holds
 the bundle python -m repro.diffusion.submit wrote, at its top or in one folder.
 
+Every value is short printable text (repo at most 4096 characters). A listing
+that cannot be used (a control character, a value that is not text, a missing
+or unknown key, a paper the contest lacks, a second listing of one submission)
+is that submission's own one-line reason; the others are reviewed.
+
 The review orders submissions by time. Each leaves a receipt at its first
 review (its commit and git tree) in DIR/receipts.json, keyed by team, paper and
 time: a later review that finds another commit or tree there reports the
@@ -88,6 +98,7 @@ MAX_FILE_BYTES = 16 << 30      # any one file of a submission (from its size: ne
 GIT_TIMEOUT = 60
 MAX_WHY = 700                  # characters of reasons in one status.md cell (whole reasons, never cut paths)
 RECEIPTS = "receipts.json"
+WORKER_LOG = "workers.log"     # the maintainers' own: what workers said in full (write_worker_log)
 READMES = ("README.md", "README.rst", "README.txt", "README")
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -116,45 +127,90 @@ class ReviewOptions:
 # ------------------------------------------------------------------ the submissions file
 
 def read_submissions(path, contest):
-    """[submission] in the maintainers' time order. A broken file is one ReproError line;
-    a bad team name or commit is that submission's own reason (sub["invalid"])."""
+    """[submission] in the maintainers' time order. A file that is not a list of submissions is
+    one ReproError line; whatever is wrong with one submission (a missing or unknown key, a value
+    that is not short printable text, a paper the contest lacks, a time without its zone) is that
+    submission's own reason (sub["invalid"]), and the others are read as if it were not there."""
     data = strict.read_yaml(path, "submissions file")
     where = f"submissions file {path}"
     items = data.get("submissions") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise ReproError(f"{where}: needs a list under 'submissions'")
     base = os.path.dirname(os.path.abspath(path))
-    keys = ("team", "paper", "repo", "commit", "time")
-    out = []
-    for i, item in enumerate(items):
-        at = f"{where}: submissions[{i}]"
-        if not isinstance(item, dict):
-            raise ReproError(f"{at} must be a mapping")
-        missing = [k for k in keys if k not in item]
-        unknown = sorted(map(str, set(item) - set(keys)))
-        if missing or unknown:
-            raise ReproError(f"{at}: " + (f"missing {', '.join(missing)}" if missing else
-                                          f"unknown key {unknown[0][:40]!r}"))
-        if not all(isinstance(item[k], str) and item[k] for k in keys):
-            raise ReproError(f"{at}: team, paper, repo, commit and time must be non-empty strings")
-        contest.entries(item["paper"])  # a paper the contest has
-        recorded = parse_time(item["time"], f"{at}: time")
-        invalid = []
-        team = item["team"]
-        if len(team) > MAX_TEAM or not team.isprintable() or team != team.strip():
-            invalid.append(f"the team name {_short(team)} is not a name (printable, at most {MAX_TEAM} characters, "
-                           f"no newline or surrounding spaces): the maintainers must record a plain one")
-        if not COMMIT.fullmatch(item["commit"]):
-            invalid.append(f"the announced commit {_short(item['commit'])} is not 7 to 40 hex digits")
-        out.append({"team": team, "paper": item["paper"], "commit": item["commit"], "time": recorded.isoformat(),
-                    "repo": os.path.normpath(os.path.join(base, item["repo"])), "recorded": recorded,
-                    "listed": i, "invalid": invalid})
-    keys = [(s["team"], s["paper"], s["time"]) for s in out]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice:
-        raise ReproError(f"{where}: {_short(twice[0])} / {twice[1]} at {twice[2]} is listed twice (a receipt "
-                         f"names one submission by team, paper and time)")
-    return sorted(out, key=lambda s: (s["recorded"], s["listed"]))  # the maintainers' order, never the logs'
+    out = [_submission(item, i, base, contest) for i, item in enumerate(items)]
+    seen = set()
+    for s in out:
+        key = (s["team"], s["paper"], s["time"])
+        if key in seen and not s["invalid"]:
+            s["invalid"].append(f"{_short(s['team'])} / {s['paper']} at {s['time']} is listed twice in the "
+                                f"submissions file (a receipt names one submission by team, paper and time): "
+                                f"the earlier listing is reviewed")
+            s["repo"] = None
+        seen.add(key)
+    # the maintainers' order, never the logs'; a submission without a readable time goes last
+    return sorted(out, key=lambda s: (s["recorded"] is None, s["recorded"] or contest.deadline, s["listed"]))
+
+
+SUBMISSION_KEYS = ("team", "paper", "repo", "commit", "time")
+MAX_FIELD = {"team": MAX_TEAM, "paper": 100, "repo": 4096, "commit": 64, "time": 64}  # characters
+
+
+def _submission(item, i, base, contest):
+    """One listing of the submissions file: a submission whose repo is None is not reviewed (its
+    invalid reasons say why); an invalid team name or commit is said, and the repository still reviewed."""
+    sub = {"team": f"(submissions[{i}])", "paper": "-", "commit": "-", "time": "-", "repo": None, "recorded": None,
+           "listed": i, "invalid": []}
+    if not isinstance(item, dict):
+        sub["invalid"].append(f"submissions[{i}] is {type(item).__name__} {_short(item)}, not a mapping of "
+                              f"{', '.join(SUBMISSION_KEYS)}")
+        return sub
+    bad = {}
+    for key in SUBMISSION_KEYS:
+        if key not in item:
+            bad[key] = f"it has no {key}"
+            continue
+        why = _field_problem(key, item[key])
+        if why:
+            bad[key] = f"its {key} {why}"
+        if key != "repo":  # a repository is named only once it can be read (below)
+            sub[key] = _short(item[key]) if why else item[key]
+    unknown = sorted(map(_short, set(item) - set(SUBMISSION_KEYS)))
+    if unknown:
+        bad["unknown"] = f"it has an unknown key {unknown[0]} (known: {', '.join(SUBMISSION_KEYS)})"
+    _check_values(sub, contest, bad)
+    sub["invalid"] = list(bad.values())
+    if not set(bad) - {"team", "commit"}:  # what the review needs is there: the repository is read
+        sub["repo"] = os.path.normpath(os.path.join(base, item["repo"]))
+    return sub
+
+
+def _check_values(sub, contest, bad):
+    """What the listing's text fields mean, each not already in bad: a paper of the contest, a time
+    with its zone (sub["recorded"]), a plain team name, an announced commit. Adds to bad."""
+    if "paper" not in bad and not any(e.plugin == sub["paper"] for e in contest.papers):
+        bad["paper"] = f"its paper {_short(sub['paper'])} is not in the contest {contest.name!r}"
+    if "time" not in bad:
+        try:
+            sub["recorded"] = parse_time(sub["time"], "its time")
+            sub["time"] = sub["recorded"].isoformat()
+        except ReproError as e:
+            bad["time"] = str(e)
+    if "team" not in bad and (not sub["team"].isprintable() or sub["team"] != sub["team"].strip()):
+        bad["team"] = (f"the team name {_short(sub['team'])} is not a name (printable, at most {MAX_TEAM} "
+                       f"characters, no newline or surrounding spaces): the maintainers must record a plain one")
+    if "commit" not in bad and not COMMIT.fullmatch(sub["commit"]):
+        bad["commit"] = f"the announced commit {_short(sub['commit'])} is not 7 to 40 hex digits"
+
+
+def _field_problem(key, value):
+    """Why a submission's field cannot be used (None when it can): text, printable, not too long."""
+    if not isinstance(value, str) or not value:
+        return f"must be non-empty text, not {type(value).__name__} {_short(value)}"
+    if len(value) > MAX_FIELD[key]:
+        return f"is {len(value):,} characters long, over the {MAX_FIELD[key]} it may have"
+    if key != "team" and not value.isprintable():  # the team's own check below says more
+        return f"{_short(value)} holds a control character"
+    return None
 
 
 def printable(text):
@@ -420,6 +476,53 @@ def check_commit(repo, commit, entries=None):
     return state, git_clean(repo, state, entries)
 
 
+def repository_of(repo):
+    """{'roots': the root commits of HEAD's history, 'remotes': its remote URLs (host/path, no
+    user or password)}: what tells one repository from another recorded under the same team
+    name. Read with the same plumbing and settings as git_state (the config file is read as
+    data by `git config --file`, which follows no include and runs nothing); call it only where
+    git_state found a readable HEAD."""
+    gitdir = os.path.join(repo, ".git")
+    roots = (git(gitdir, "rev-list", "--max-parents=0", "HEAD") or "").split()
+    urls = git(gitdir, "config", "--file", os.path.join(gitdir, "config"), "--get-regexp", r"^remote\..*\.url$")
+    remotes = [_remote_key(line.partition(" ")[2]) for line in (urls or "").splitlines()]
+    return {"roots": sorted(set(roots)), "remotes": sorted({r for r in remotes if r})}
+
+
+def _remote_key(url):
+    """A remote URL as host/path, lower-case, without user, password, port, scheme or .git, so that
+    https://github.com/a/b.git and git@github.com:a/b are the same remote."""
+    url = url.strip()
+    scp = re.fullmatch(r"(?:[^@/]+@)?([^:/]+):(?!//)(.+)", url)
+    if scp:
+        host, path = scp.groups()
+    else:
+        parts = urlsplit(url)
+        host, path = (parts.hostname or "", parts.path) if parts.scheme else ("", url)
+    path = path.strip().rstrip("/")
+    path = path[:-4] if path.endswith(".git") else path
+    return f"{host}/{path.strip('/')}".lower() if path.strip("/") else ""
+
+
+def same_repository(a, b):
+    """Whether two reviewed submissions are one repository: a root commit in common and, where both
+    name remotes, a remote in common. False where either could not be read (no git checkout)."""
+    ia, ib = a.get("_repository"), b.get("_repository")
+    if not ia or not ib or not set(ia["roots"]) & set(ib["roots"]):
+        return False
+    return not (ia["remotes"] and ib["remotes"] and not set(ia["remotes"]) & set(ib["remotes"]))
+
+
+def _why_other_repository(a, b):
+    ia, ib = a.get("_repository"), b.get("_repository")
+    if not ia or not ib:
+        return "one of them is not a readable git checkout"
+    if not set(ia["roots"]) & set(ib["roots"]):
+        return (f"another root commit: {', '.join(r[:12] for r in ia['roots'][:3])} against "
+                f"{', '.join(r[:12] for r in ib['roots'][:3])}")
+    return "another remote URL in its git config"
+
+
 # ------------------------------------------------------------------ receipts
 
 def read_receipts(out_dir):
@@ -504,10 +607,15 @@ class _Scrub:
 def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
     """One submission's result (a dict); nothing it holds can raise out of here."""
     result = {"team": sub["team"], "paper": sub["paper"], "commit": sub["commit"], "time": sub["time"],
-              "late": sub["recorded"] > contest.deadline, "problems": [], "ok": False, "head": None, "tree": None,
-              "checks": [], "runs": [], "targets": [], "full_review": False}
-    scrub = _Scrub(sub["repo"], scrub_extra)
+              "late": sub["recorded"] is not None and sub["recorded"] > contest.deadline, "problems": [],
+              "ok": False, "head": None, "tree": None, "checks": [], "runs": [], "targets": [], "full_review": False,
+              "flags": []}
+    if sub["repo"] is None:  # the listing itself is unusable: its reasons are all there is to say
+        result["problems"] = [printable(p) for p in sub["invalid"]]
+        return result
+    scrub = printable
     try:
+        scrub = _Scrub(sub["repo"], scrub_extra)
         _review(sub, contest, options, receipts if receipts is not None else [], result, scrub)
     except Exception as e:  # noqa: BLE001 -- one submission's failure is its reason, never everyone's traceback
         what = str(e) if isinstance(e, ReproError) else f"{type(e).__name__}: {e}"
@@ -533,6 +641,7 @@ def _review(sub, contest, options, receipts, result, scrub):
     state, problems = check_commit(repo, sub["commit"], tree)
     result["problems"] += problems
     result["head"], result["tree"] = state.get("head"), state.get("tree")
+    result["_repository"] = repository_of(repo) if state else None
     if not sub.get("invalid"):
         result["problems"] += check_receipt(sub, state, receipts)
     if package is None or tree.get("logs", (None,))[0] != "dir" or hostile:
@@ -574,6 +683,7 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
     state, problems = check_commit(repo, sub["commit"], tree)
     result["problems"] += problems
     result["head"], result["tree"] = state.get("head"), state.get("tree")
+    result["_repository"] = repository_of(repo) if state else None
     if not sub.get("invalid"):
         result["problems"] += check_receipt(sub, state, receipts)
     if hostile:
@@ -676,9 +786,21 @@ def audit_summary(result):
 
 # ------------------------------------------------------------------ across submissions
 
+def _resubmission(first, later):
+    """A team's own earlier submission (resubmitted with its layout fixed) may lend the later one
+    its runs: the same team name and the same repository (same_repository)."""
+    return first["team"] == later["team"] and same_repository(first, later)
+
+
+def _same_name(first, later):
+    return (f" (recorded under the same team name, but {_why_other_repository(later, first)}: only a "
+            f"resubmission of the same repository may carry its runs)" if first["team"] == later["team"] else "")
+
+
 def flag_copies(results):
-    """A run whose final or kept weights are a run's of another team's earlier-recorded submission
-    is a copy of that one: the later submission fails with that reason, the earlier is unaffected."""
+    """A run whose final or kept weights are a run's of an earlier-recorded submission is a copy of
+    that one, whatever the team names (but for a team's resubmission of the same repository): the
+    later submission fails with that reason, the earlier is unaffected."""
     seen = {}
     for r in results:  # in the maintainers' time order
         found = []
@@ -687,11 +809,11 @@ def flag_copies(results):
                       [("weights at a kept checkpoint", w) for w in run.get("kept_weights") or []]
             for what, w in weights:
                 first = seen.get(w) if w else None
-                if first is not None and first[0] is not r and first[0]["team"] != r["team"]:  # a team's own
-                    # earlier submission (resubmitted with its layout fixed) is not a copy of another's
+                if first is not None and first[0] is not r and not _resubmission(first[0], r):
                     other, orun = first
                     why = (f"its {what} are identical to those of {other['team']}'s run {orun['path']} "
-                           f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission")
+                           f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission"
+                           + _same_name(other, r))
                     run["problems"].append(why)
                     run["copy_of"] = {"team": other["team"], "time": other["time"], "run": orun["path"]}
                     found.append((run, why))
@@ -706,6 +828,28 @@ def flag_copies(results):
             for run, why in found:
                 if id(run) in objects:
                     objects[id(run)].problems.append(why)  # for its page
+
+
+def flag_team_names(results):
+    """Two different repositories (same_repository) recorded under one team name are flagged for a
+    human on both submissions, each naming the other: one team name is one team. A flag is said
+    everywhere (status.md, review.json, the pages) and decides nothing by itself."""
+    for i, later in enumerate(results):
+        for first in results[:i]:
+            if first["team"] == later["team"] and first.get("head") and later.get("head") \
+                    and not same_repository(first, later):
+                why = _why_other_repository(later, first)
+                later["flags"].append(f"the team name {_short(later['team'])} was recorded earlier for another "
+                                      f"repository ({_named(first)}; {why}): one team name is one team, so a human "
+                                      f"must decide whether these are one team")
+                first["flags"].append(f"the team name {_short(first['team'])} was recorded later for another "
+                                      f"repository ({_named(later)}; {why}): a human must decide whether these "
+                                      f"are one team")
+                break
+
+
+def _named(r):
+    return f"{r['paper']} at {r['time']}, commit {str(r.get('head') or r['commit'])[:12]}"
 
 
 NEAR_COPY = 1e-3  # relative distance under which two bundles' LoRA tensors are the same weights
@@ -738,7 +882,7 @@ def weights_distance(a, b):
 def flag_copied_bundles(results):
     """A text-to-image bundle whose LoRA tensors are those of another team's earlier-recorded
     bundle, or within NEAR_COPY of them (relative distance), is a copy of it: the later one
-    fails, the earlier is unaffected (a team's own resubmission is not a copy)."""
+    fails, the earlier is unaffected (a team's resubmission of the same repository is not a copy)."""
     seen = []
     for r in results:  # in the maintainers' time order
         digest = (r.get("bundle") or {}).get("weights_sha256")
@@ -746,9 +890,10 @@ def flag_copied_bundles(results):
             continue
         tensors = _lora_tensors(r)
         for first, first_digest, first_tensors in seen:
-            if first["team"] == r["team"]:
+            if _resubmission(first, r):
                 continue
-            where = f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
+            where = (f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
+                     + _same_name(first, r))
             if first_digest == digest:
                 why = f"its weights are identical to those of {where}: a copy of that submission"
             else:
@@ -838,7 +983,7 @@ def plain(text):
 
 def _why_cell(r, limit=MAX_WHY):
     """Whole reasons up to limit characters, then how many more (a reason is never cut inside a path)."""
-    why, out, used = reasons(r), [], 0
+    why, out, used = [f"for a human: {f}" for f in r.get("flags") or []] + reasons(r), [], 0
     for i, text in enumerate(why):
         if used and used + len(text) > limit:
             out.append(f"and {len(why) - i} more on its page")
@@ -889,6 +1034,10 @@ def status_markdown(contest, papers, results, options):
         lines.append(f"| {i} | {md(r['time'])} | {md(r['team'])} | {md(r['paper'])} | {md(r['commit'][:12])} | "
                      f"{md((r.get('tree') or '-')[:12])} | {md(', '.join(_ran(r)) or '-')} | {md(audit_summary(r))} | "
                      f"{md(private_summary(r))} | {md(r['status'])} | {md(_why_cell(r))} |")
+    flagged = [(r, f) for r in results for f in r.get("flags") or []]
+    if flagged:
+        lines += ["", "### For a human", ""] + [f"- {md(r['team'])} / {md(r['paper'])} ({md(r['time'])}): {md(f)}"
+                                                 for r, f in flagged]
     return "\n".join(lines) + "\n"
 
 
@@ -914,6 +1063,7 @@ def _header_html(r, options, sandbox_banner=True):
     banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r])
                      if sandbox_banner or not options.runs_code)
     return (banner + "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
+            + "".join(f"<p class='FAIL'>For a human: {e(f)}</p>" for f in r.get("flags") or [])
             + ("<ul>" + "".join(f"<li>{e(p)}</li>" for p in r["problems"]) + "</ul>" if r["problems"] else ""))
 
 
@@ -1001,6 +1151,24 @@ def index_html(contest, papers, results, options):
             f"</tr>{rows}</table></body></html>")
 
 
+def write_worker_log(out_dir, lines):
+    """Append lines to OUT/workers.log: the full text of what workers wrote, for the maintainers
+    alone (status.md, review.json and the pages say only how a worker failed and a digest, so a
+    worker's last words are no channel to the public outputs). Created 0600 and never linked;
+    each line is kept to one line (printable); a link or FIFO in its place is refused."""
+    path = os.path.join(out_dir, WORKER_LOG)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise ReproError(f"the workers' log {WORKER_LOG} cannot be opened ({e.strerror or e})") from None
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ReproError(f"the workers' log {WORKER_LOG} is not a regular file")
+        os.fchmod(fd, 0o600)
+        f.write("".join(printable(line) + "\n" for line in lines))
+
+
 def _public(r):
     """A result as review.json has it (no objects, no paths of this machine)."""
     return {k: v for k, v in r.items() if not k.startswith("_")}
@@ -1040,6 +1208,7 @@ def review(contest_path, submissions_path, out_dir, options):
     finally:
         if len(receipts) > known:
             write_receipts(out_dir, receipts)
+    flag_team_names(results)
     flag_copies(results)
     flag_copied_bundles(results)
     papers = ledger(results, contest)

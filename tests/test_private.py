@@ -5,14 +5,19 @@ public test split, whatever its code does, while honest runs agree.
 The dishonest runs are made with their dishonest code, so recompute and replay
 (which run that same code) pass; only the private check refuses them."""
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import plugin_tinycell
 import pytest
+from conftest import REPO
 from test_tamper import evaluate, forge, read, set_metric
 
 from repro import registry, train, verify
+from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
 from repro.judge import private
 from repro.run import checkpoint, rundir
@@ -171,6 +176,36 @@ def test_the_private_seed_comes_from_the_maintainers_only(monkeypatch):
     for bad in ("-1", "x", "1" * 19):
         with pytest.raises(ReproError, match="private seed"):
             private.seed_from(bad)
+
+
+def test_every_seed_the_readmes_recipe_makes_draws_a_split():
+    """The README's recipe, run as written, gives a secret that the private evaluation takes: one
+    mapping in the judge (private.generator_seed) brings it into every generator's range; the same
+    secret draws the same split, another secret another one."""
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = readme.split("### Private evaluation")[1].split("\n### ")[0]
+    (code,) = re.findall(r'`python -c "([^"`]+)"`', section)
+    made = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    secret = private.seed_from(made.stdout)
+    sandbox = Sandbox("auto")
+    spec = {"fresh": {"n": 30, "source": "mnist1d/mlp"}}
+    x, y = private.PrivateEval(spec, secret).data(sandbox)
+    again, _ = private.PrivateEval(spec, secret).data(sandbox)
+    other, _ = private.PrivateEval(spec, private.MAX_SECRET - 1).data(sandbox)  # the largest the recipe makes
+    assert x.shape == (30, 40) and len(y) == 30 and np.array_equal(x, again) and not np.array_equal(x, other)
+    lo, hi = private.GENERATOR_SEEDS
+    assert hi <= 2**31 and all(lo <= private.generator_seed(s) < hi for s in (0, 42, secret, private.MAX_SECRET - 1))
+    assert private.generator_seed(secret) == private.generator_seed(int(made.stdout))
+
+
+@pytest.mark.parametrize("bad", [-1, private.MAX_SECRET, 2.5, "12", True, None])
+def test_a_secret_the_generator_cannot_take_is_one_line(bad):
+    with pytest.raises(ReproError, match="the private seed must be an integer between 0 and 10\\*\\*18 - 1") as e:
+        private.PrivateEval({"fresh": {"n": 10, "source": "mnist1d/mlp"}}, bad if bad is not None else -5)
+    assert "\n" not in str(e.value)
+    for text in ("1" * 19, "²", "1e5", "0x10", " ", "١٢"):
+        with pytest.raises(ReproError, match="at most 18 digits"):
+            private.seed_from(text)
 
 
 def test_a_private_file_must_be_the_named_one(tmp_path):

@@ -290,10 +290,51 @@ def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
     first, second = data["submissions"]
     assert not first["ok"] and "no requirements.txt" in first["problems"]
     assert second["ok"] and second["status"].startswith("pending full review"), review.reasons(second)
-    path = listing(os.path.join(root, "twice.yaml"), [("alpha", *fixed, when(3))] * 2)
-    code, _, err = cli(review.main, [contest_file(root, 30.0), path, "--out", str(tmp_path / "r2"), "--logs-only"],
-                       capsys)
-    assert code == 2 and "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice" in err
+    data, _, _ = run_review(root, str(tmp_path / "r2"), [("alpha", *fixed, when(3))] * 2, capsys)
+    first, twice = data["submissions"]
+    assert first["ok"] and twice["problems"] == [
+        "'alpha' / tinycell at 2027-01-03T09:00:00+08:00 is listed twice in the submissions file (a receipt names "
+        "one submission by team, paper and time): the earlier listing is reviewed"]
+
+
+@pytest.mark.slow
+def test_one_team_name_is_one_team(base, tmp_path, capsys):
+    """Another repository recorded under a team's name (another root commit, or another remote URL
+    in its git config) is flagged for a human on both submissions, each naming the other, and when it
+    carries the first's runs it is a copy; the same repository resubmitted may carry them."""
+    root, base_repo = str(tmp_path), base[1]
+    alpha = submission(root, "alpha", base_repo)
+    git(alpha[0], "remote", "add", "origin", "https://github.com/alpha/tinycell.git")
+    resubmitted = submission(root, "resubmitted", alpha[0])
+    git(resubmitted[0], "remote", "set-url", "origin", "git@github.com:Alpha/tinycell")  # the same remote
+    rooted = os.path.join(root, "rooted")  # the same files and runs, committed in a repository of its own
+    shutil.copytree(base_repo, rooted, ignore=shutil.ignore_patterns(".git"))
+    git(rooted, "init", "-q")
+    git(rooted, "add", "-A")
+    git(rooted, "commit", "-q", "-m", "all of it")
+    elsewhere = submission(root, "elsewhere", alpha[0])
+    git(elsewhere[0], "remote", "set-url", "origin", "https://github.com/mallory/tinycell.git")
+    subs = [("alpha", *alpha, when(2)), ("alpha", *resubmitted, when(3)), ("alpha", rooted, commit_of(rooted), when(4)),
+            ("alpha", *elsewhere, when(5)), ("beta", *submission(root, "beta", base_repo), when(6))]
+    out = str(tmp_path / "r")
+    data, _, _ = run_review(root, out, subs, capsys)
+    first, again, other_root, other_remote, beta = data["submissions"]
+    assert first["ok"] and again["ok"] and again["flags"] == [], review.reasons(again)
+    for r, why in ((other_root, "another root commit"), (other_remote, "another remote URL in its git config")):
+        reasons = review.reasons(r)
+        assert not r["ok"] and reasons and all("a copy of that submission (recorded under the same team name, but "
+                                               f"{why}" in w for w in reasons), reasons
+        (flag,) = r["flags"]
+        assert flag.startswith(f"the team name 'alpha' was recorded earlier for another repository (tinycell at "
+                               f"{when(2)}, commit {alpha[1][:12]}; {why}") and flag.endswith("one team"), flag
+        assert any(f"(tinycell at {r['time']}, commit {r['commit'][:12]}; {why}" in f for f in first["flags"])
+    assert len(first["flags"]) == 2 and beta["flags"] == [] and not beta["ok"]  # beta: another team's copy
+    files = outputs(out)
+    section = files["status.md"].split("### For a human")[1]
+    assert section.count("- alpha / tinycell") == 4 and "json" not in section
+    for r in (first, other_root, other_remote):
+        assert "For a human: the team name" in files[r["page"]]
+    assert files["index.html"].count("for a human: the team name") >= 3  # a row of each (its cell may be cut)
 
 
 @pytest.mark.slow
@@ -316,6 +357,135 @@ def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, 
     assert why.startswith("the review of 'beta' / tinycell stopped: OSError") and "README.md" in why
     assert str(tmp_path) not in why and by_team["alpha"]["ok"]
     assert os.path.isfile(tmp_path / "r" / "status.md")
+
+
+@pytest.mark.slow
+def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(base, tmp_path, capsys):
+    """Whatever one listing of the submissions file holds (a NUL or another control character in any
+    field, a value that is not text, an over-long one, a missing or unknown key, a paper the contest
+    lacks, a time without its zone, a second listing of the same submission), it is that submission's
+    one line; the others are reviewed as if it were not there and status.md is written."""
+    root, base_repo = str(tmp_path), base[1]
+    alpha, announced = submission(root, "alpha", base_repo)
+    good = {"team": "alpha", "paper": "tinycell", "repo": alpha, "commit": announced, "time": when(2)}
+    bad = [  # (what the listing changes, what its one line says)
+        ({"team": "nul", "repo": alpha + "\0/x"}, "its repo '"),
+        ({"team": "nul-team\0"}, "the team name 'nul-team\\x00' is not a name"),
+        ({"team": "esc", "paper": "tinycell\x1b[2J"}, "its paper 'tinycell\\x1b[2J' holds a control character"),
+        ({"team": "bell", "commit": announced[:12] + "\x07"}, f"its commit '{announced[:12]}\\x07' holds"),
+        ({"team": "tab", "time": when(4) + "\t"}, f"its time '{when(4)}\\t' holds a control character"),
+        ({"team": 12345}, "its team must be non-empty text, not int 12345"),
+        ({"team": "list", "repo": ["a", "b"]}, "its repo must be non-empty text, not list"),
+        ({"team": "empty", "paper": ""}, "its paper must be non-empty text"),
+        ({"team": "long", "repo": "x" * 100_000}, "its repo is 100,000 characters long, over the 4096"),
+        ({"team": "t" * 10_000}, "its team is 10,000 characters long, over the 64"),
+        ({"team": "nozone", "time": "2027-01-04T09:00:00"}, "has no time zone"),
+        ({"team": "notime", "time": "soon"}, "is not an ISO 8601 time"),
+        ({"team": "other", "paper": "mnist1d"}, "its paper 'mnist1d' is not in the contest"),
+        ({"team": "extra", "bonus": "\0"}, "it has an unknown key 'bonus'"),
+        ({"team": "missing", "commit": None}, "it has no commit"),
+        ({}, "is listed twice in the submissions file"),
+    ]
+    items = [good]
+    for i, (change, _) in enumerate(bad):
+        item = {**good, "time": when(3 + i % 20), **change}
+        items.append({k: v for k, v in item.items() if v is not None})
+    items[-1] = dict(good)  # the second listing of alpha's submission
+    items.append(["not", "a", "mapping"])
+    bad.append(({}, "submissions[17] is list ['not', 'a', 'mapping'], not a mapping"))
+    path = os.path.join(root, "s.yaml")
+    with open(path, "w") as f:
+        json.dump({"submissions": items}, f)
+    out = str(tmp_path / "r")
+    with deadline(240):
+        code, stdout, err = cli(review.main, [contest_file(root, 30.0), path, "--out", out, "--logs-only"], capsys)
+    assert code == 0 and "Traceback" not in err + stdout, err
+    data = json.load(open(os.path.join(out, "review.json")))
+    results = data["submissions"]
+    assert len(results) == len(items) and os.path.isfile(os.path.join(out, "status.md"))
+    first = next(r for r in results if r["team"] == "alpha" and r["ok"])
+    _, alone, _ = run_review(root, str(tmp_path / "alone"), [("alpha", alpha, announced, when(2))], capsys)
+    assert comparable(first) == comparable(alone["alpha"])
+    others = [r for r in results if r is not first]
+    assert len(others) == len(bad)
+    for _, message in bad:
+        found = [r for r in others if any(message in w for w in review.reasons(r))]
+        assert len(found) == 1, (message, [review.reasons(r) for r in others])
+        why = review.reasons(found[0])
+        r = found[0]
+        assert not r["ok"] and r["status"] == "not reproduced" and all(w.isprintable() for w in why), why
+    files = outputs(out)
+    assert "\0" not in files["status.md"] and "\x1b" not in files["status.md"] + files["index.html"]
+
+
+def test_a_repository_is_told_by_its_root_commits_and_remotes():
+    same = ("https://github.com/Alpha/tinycell.git", "git@github.com:alpha/tinycell", "ssh://git@github.com:22/alpha/"
+            "tinycell.git/", "https://user:token@github.com/alpha/tinycell/")
+    assert {review._remote_key(u) for u in same} == {"github.com/alpha/tinycell"}  # no user, no password
+    assert review._remote_key("https://github.com/mallory/tinycell") != "github.com/alpha/tinycell"
+    of = lambda roots, remotes=(): {"_repository": {"roots": list(roots), "remotes": list(remotes)}}
+    assert review.same_repository(of("a"), of("ab"))
+    assert review.same_repository(of("a", ["x"]), of("a"))  # a remote on one side only: its roots decide
+    assert not review.same_repository(of("a"), of("b"))
+    assert not review.same_repository(of("a", ["x"]), of("a", ["y"]))
+    assert not review.same_repository(of("a"), {"_repository": None})  # not a readable checkout: never the same
+
+
+WORKER_FAILURES = ("timed out", "crashed", "ran out of its time budget", "wrote malformed output",
+                   "wrote too much output", "was refused earlier in this submission")
+
+
+def test_worker_failures_are_shown_as_given_and_the_workers_log_is_linked_nowhere(tmp_path):
+    """How a worker failed (its category and digest, issue 33) reaches status.md, the index,
+    review.json and the page word for word; the full text goes to workers.log, named by no output."""
+    contest = read_contest(contest_file(str(tmp_path), 30.0))
+    said = [f"the worker {what} (digest {i:012x})" for i, what in enumerate(WORKER_FAILURES)]
+    run = {"path": "logs/seed0", "paper": "tinycell", "exp": "mlp", "problems": said[3:], "checks": ["logs"],
+           "coverage": None}
+    r = {"team": "alpha", "paper": "tinycell", "commit": "a" * 40, "time": when(2), "late": False,
+         "problems": said[:3], "ok": False, "head": None, "tree": None, "checks": [], "runs": [run], "targets": [],
+         "full_review": False, "flags": [], "page": "alpha.html"}
+    papers = review.ledger([r], contest)
+    options = review.ReviewOptions(recompute=False, replay=False)
+    out = str(tmp_path / "r")
+    os.makedirs(out)
+    review.write_worker_log(out, ["the worker's whole story"])
+    review.write_page(r, out, options)
+    texts = {"status.md": review.status_markdown(contest, papers, [r], options),
+             "index.html": review.index_html(contest, papers, [r], options),
+             "review.json": review._json({"submissions": [review._public(r)]}),
+             "page": open(os.path.join(out, "alpha.html")).read()}
+    for name, text in texts.items():
+        shown = said[:3] if name == "page" else said  # the page's runs come from verify's own objects
+        assert all(s in text for s in shown), (name, [s for s in shown if s not in text])
+        assert review.WORKER_LOG not in text and "whole story" not in text, name
+
+
+def test_the_workers_log_is_appended_for_the_maintainers_alone(tmp_path):
+    out = str(tmp_path)
+    old = os.umask(0)
+    try:
+        review.write_worker_log(out, ["first: the worker timed out", "two\nlines | <b>"])
+        review.write_worker_log(out, ["then: \x1b[2J"])
+    finally:
+        os.umask(old)
+    path = os.path.join(out, review.WORKER_LOG)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert open(path).read() == "first: the worker timed out\ntwo\\nlines | <b>\nthen: \\x1b[2J\n"
+    os.chmod(path, 0o644)  # widened by someone: the next append narrows it again
+    review.write_worker_log(out, ["more"])
+    assert os.stat(path).st_mode & 0o777 == 0o600 and open(path).read().endswith("\nmore\n")
+    os.remove(path)
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("kept\n")
+    os.symlink(target, path)
+    with pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
+        review.write_worker_log(out, ["into a link"])
+    assert target.read_text() == "kept\n"
+    os.remove(path)
+    os.mkfifo(path)
+    with deadline(10), pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
+        review.write_worker_log(out, ["into a FIFO"])
 
 
 def test_help_documents_the_submissions_file(capsys):

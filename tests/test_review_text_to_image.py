@@ -197,19 +197,22 @@ def test_weights_identical_or_nearly_identical_to_another_teams_are_a_copy(tmp_p
     mine = {"unet.a.lora.down.weight": rng.normal(size=(4, 32)).astype(np.float32),
             "unet.a.lora.up.weight": rng.normal(size=(32, 4)).astype(np.float32)}
 
-    def result(team, tensors, day):
+    def result(team, tensors, day, root=None):
         path = str(tmp_path / f"{team}-{day}.safetensors")
         save_file(tensors, path)
         digest = "".join(f"{v.tobytes().hex()[:8]}" for v in tensors.values())
         return {"team": team, "paper": "p", "time": f"2027-01-0{day}", "problems": [], "ok": True,
-                "bundle": {"weights_sha256": digest}, "_weights": path}
+                "bundle": {"weights_sha256": digest}, "_weights": path,
+                "_repository": {"roots": [root or f"{team}-root"], "remotes": []}}
 
     nudged = {k: v * np.float32(1 + 1e-5) for k, v in mine.items()}
     other = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in mine.items()}
     results = [result("alpha", mine, 1), result("alpha", nudged, 2), result("beta", nudged, 3),
-               result("gamma", other, 4), result("delta", mine, 5)]
+               result("gamma", other, 4), result("delta", mine, 5), result("alpha", nudged, 6, root="another")]
     review.flag_copied_bundles(results)
-    assert [r["ok"] for r in results] == [True, True, False, True, False]  # a team's own resubmission is its own
+    # a team's resubmission of its own repository is its own; another repository under its name is a copy
+    assert [r["ok"] for r in results] == [True, True, False, True, False, False]
+    assert "recorded under the same team name, but another root commit" in results[5]["problems"][0]
     (why,) = results[2]["problems"]
     assert why.startswith("its weights are those of alpha's bundle (p, recorded earlier: 2027-01-01) but for a "
                           "relative difference of 1.0e-05 (under 0.001): a copy"), why

@@ -26,6 +26,10 @@
                                      # diffusion.; scalars only
         path_keys: []                # config keys that may hold a machine's local paths
         source: "Greydanus & Kobak 2024, results table"
+        train_data: {n: 4000, sha256: 9c1e...}   # the split build_data must return; it does not pin
+                                     # what train_step consumes (README: only private_eval answers
+                                     # training on the test split)
+        private_eval: {fresh: {n: 4000, source: mnist1d/cnn}}   # repro/judge/private.py
 
 An entry with `kind: text_to_image` judges a submitted text-to-image bundle
 instead of training runs: its schema is repro/judge/contest_t2i.py.

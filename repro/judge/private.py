@@ -8,9 +8,11 @@ the maintainers trust, never the submission's code:
                                                               # harness regenerates n samples
     private_eval: {file: {path: /secure/sst2_private.safetensors, sha256: <64 hex>}}
 
-A fresh split is drawn from a seed only the maintainers hold (`--private-seed`
-or $REPRO_PRIVATE_SEED, never the contest file) by the source paper's
-`fresh_split`, in a worker of the sandbox; a file split is a safetensors file
+A fresh split is drawn from a secret only the maintainers hold (`--private-seed`
+or $REPRO_PRIVATE_SEED, never the contest file: any integer 0 <= N < 10**18) by
+the source paper's `fresh_split`, in a worker of the sandbox, given the
+generator seed generator_seed(N) (a hash of the secret, in [2**20, 2**31): a
+range every generator takes, above the small seeds of public data); a file split is a safetensors file
 with arrays `x` and `y`, checked against its sha256. Every final checkpoint's
 outputs on it come from the submission's model worker, which gets the inputs
 and never the labels; the judge scores them.
@@ -22,8 +24,10 @@ p2 over n1 and n2 samples, and p their pooled value, the run is refused when
 normal approximation to the binomial (so an honest run is refused about once in a
 thousand). Accuracy-type metrics only (a fraction of samples right).
 """
+import hashlib
 import math
 import os
+import re
 
 from repro.boundary import task
 from repro.errors import ReproError
@@ -31,6 +35,10 @@ from repro.judge import exchange
 from repro.run import checkpoint
 
 SEED_ENV = "REPRO_PRIVATE_SEED"
+MAX_SECRET = 10**18  # the README's recipe: secrets.randbelow(10**18)
+# What a paper's generator is given: numpy's legacy seeding takes < 2**32, some generators a
+# signed 32-bit int; public data use small seeds (42, 0-4, 2026), which this range never meets.
+GENERATOR_SEEDS = (2**20, 2**31)
 CONFIDENCE = 0.999
 Z = 3.090232306167813  # the standard normal's 99.9% quantile
 
@@ -59,10 +67,22 @@ def seed_from(value):
     if text is None:
         return None
     text = str(text).strip()
-    if not text.isdigit() or len(text) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", text):  # ASCII digits: str.isdigit() also takes '²'
         raise ReproError(f"the private seed must be a non-negative integer of at most 18 digits "
                          f"(--private-seed or ${SEED_ENV})")
     return int(text)
+
+
+def generator_seed(secret):
+    """The seed every source paper's generator gets for the maintainers' secret (0 <= secret <
+    10**18): the first 8 bytes of sha256("repro private split <secret>") into GENERATOR_SEEDS.
+    One mapping for every paper, the same secret always giving the same split."""
+    if type(secret) is not int or not 0 <= secret < MAX_SECRET:
+        raise ReproError(f"the private seed must be an integer between 0 and 10**18 - 1, got "
+                         f"{type(secret).__name__} {repr(secret)[:40]}")
+    digest = hashlib.sha256(f"repro private split {secret}".encode()).digest()
+    lo, hi = GENERATOR_SEEDS
+    return lo + int.from_bytes(digest[:8], "big") % (hi - lo)
 
 
 class PrivateEval:
@@ -75,6 +95,8 @@ class PrivateEval:
         if kind == "fresh" and seed is None:
             raise ReproError(f"{where}: a fresh private split needs the maintainers' seed: --private-seed N or "
                              f"${SEED_ENV} (never written in the contest file)")
+        if kind == "fresh":
+            generator_seed(seed)  # a secret the generator cannot be given is said now, in one line
 
     def describe(self):
         kind, body = next(iter(self.spec.items()))
@@ -102,7 +124,7 @@ class PrivateEval:
         paper, _, exp = body["source"].partition("/")
         worker = task.Worker(sandbox, env={}, trusted=True)  # the harness's own papers, nothing submitted
         req = {"task": "fresh", "paper": paper, "exp": exp, "lite": False, "set": {}, "threads": 1,
-               "n": int(body["n"]), "seed": int(self.seed)}
+               "n": int(body["n"]), "seed": generator_seed(self.seed)}
         answer, out = task.Staged(worker, req, {}, timeout, outputs=["data.safetensors"]).run()
         try:
             arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the fresh private split")
