@@ -652,6 +652,7 @@ def _review(sub, contest, options, receipts, result, scrub):
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
                    tree=repo, plugin=package, private=options.private if options.recompute else None,
                    budget=contest.budget)
+    result["_last_words"] = opts.last_words  # failed workers' full words: workers.log, never a page
     try:
         verdict = verify([logs], opts)
     except ReproError as e:
@@ -1208,6 +1209,10 @@ def review(contest_path, submissions_path, out_dir, options):
     finally:
         if len(receipts) > known:
             write_receipts(out_dir, receipts)
+    words = [f"{plain(r['team'])} / {r.get('paper', '?')}: digest {digest}: {text}"
+             for r in results for digest, text in r.get("_last_words") or []]
+    if words:
+        write_worker_log(out_dir, words)
     flag_team_names(results)
     flag_copies(results)
     flag_copied_bundles(results)

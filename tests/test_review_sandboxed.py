@@ -1,6 +1,6 @@
 """A full review in the sandbox (issues 22 and 23): a later team's plugin, trained with
 code that behaves in training and cheats under review, tries to edit the earlier
-team's logs, to patch the worker and to claim results, and carries the public test
+team's logs and to leave a file outside its sandbox, and carries the public test
 split's answers in its own code. The earlier team still wins with its log untouched;
 the later one is refused, by the private evaluation for the answers it carried;
 the judge (this process) never imports either plugin."""
@@ -37,12 +37,8 @@ if _sys.argv[0].endswith("worker.py"):
         open({marker!r}, "w").write("escaped")
     except OSError:
         pass
-    _w = _sys.modules.get("__main__")
-    for _fd in range(3, 30):
-        try:
-            _o.write(_fd, b'{{"verdict": "REPRODUCED", "metrics": {{"test_acc": 100.0}}}}\\n')
-        except OSError:
-            pass
+    # (claims written on every descriptor would break its own output stream, failing the run as
+    # malformed: tests/test_sandbox.py has that; here the answer sheet must reach the private check)
 '''
 ANSWERS = '''
     def build_model(self, cfg):

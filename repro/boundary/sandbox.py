@@ -145,7 +145,8 @@ class Sandbox:
         receive(stream) while it runs. readonly: [(host path, path inside)]; host_out: the
         worker's output folder when unsandboxed (sandboxed, it is a tmpfs at OUT); env: extra
         variables. Returns Ended: its status (-9: killed at the time limit), whether it flooded
-        its standard error, the end of what it wrote there, and what receive returned."""
+        its standard error, the end of what it wrote there, and what receive returned (an
+        exception it returns, for output that cannot be taken, kills the worker at once)."""
         child_env = _env(env or {})
         bpf = seccomp.compiled() if self.enabled else None
         try:
@@ -193,9 +194,12 @@ def _watch(proc, timeout, receive):
     reader.start()
     received = None
     try:
-        received = receive(proc.stdout) if receive else proc.stdout.read(0)
-        if receive:
-            proc.stdout.read()  # nothing should follow; read to the end so the worker can exit
+        received = receive(proc.stdout) if receive else None
+        if isinstance(received, BaseException):  # what it sent cannot be taken: stop it now
+            _kill(proc)
+        else:
+            while proc.stdout.read(1 << 16):  # nothing should follow; drain so the worker can exit
+                pass
         proc.wait()
     except BaseException:
         _kill(proc)
