@@ -18,6 +18,7 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 from repro.boundary import identity, task
@@ -32,6 +33,7 @@ from repro.judge.contest import protocol_of as contest_protocol, read_contest
 from repro.judge.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY, add_papers_option, use_folders
 from repro.run import rundir
+from repro.run.progress import fmt_eta
 from repro.targets import judge
 
 
@@ -300,7 +302,16 @@ def _audit(runs, options):
         if options.progress:
             options.progress(f"[{done['n']}/{len(runs)}] {path}: {_summary(result)}")
 
-    results = audit.run_audits(plans, options.jobs, options.timeout, progress)
+    t0 = time.perf_counter()
+
+    def tasks_done(step, total, path, what):
+        if options.progress:
+            took = time.perf_counter() - t0
+            left = f", about {fmt_eta(took / step * (total - step))} left" if step < total else ""
+            options.progress(f"audit: {step} of {total} worker tasks done ({path}: {what}), "
+                             f"{fmt_eta(took)} so far{left}")
+
+    results = audit.run_audits(plans, options.jobs, options.timeout, progress, tasks_done)
     for run in runs:
         _judge_audit(run, results.get(run.path, {"error": "no result"}), options)
 

@@ -42,8 +42,10 @@ def test_progress_follows_the_log(tmp_path):
     job.poll_log()
     assert (job.step, job.acc) == (750, 75.0)
     job.state, job.started = "running", 0.0
-    lines = _status([job], 0.0, 75.0)  # 750 steps in 75 s: 250 left, about 25 s
-    assert "750/1000  acc 75.0" in lines[0] and "0:00:25 left" in lines[-1], lines
+    lines = _status([job], 0.0, 75.0)  # 750 steps in 75 s: 250 left (25 s), then the verify's 1000 (100 s)
+    assert "750/1000  acc 75.0" in lines[0] and "about 0:02:05 left with the verify" in lines[-1], lines
+    job.state = "done"
+    assert "about 0:01:40 left with the verify" in _status([job], 0.0, 100.0)[-1]  # never "?" once a rate is known
 
 
 @pytest.mark.slow

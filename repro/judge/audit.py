@@ -527,14 +527,17 @@ def _judge_verifiable(seg):
 
 # ------------------------------------------------------------------ the pool
 
-def run_audits(plans, jobs=1, timeout=3600, progress=None):
-    """{path: result} for each plan, its worker tasks (recompute, replay groups) `jobs` at a time."""
+def run_audits(plans, jobs=1, timeout=3600, progress=None, tasks_done=None):
+    """{path: result} for each plan, its worker tasks (recompute, replay groups) `jobs` at a time.
+    progress(path, result) when a run's tasks are all done; tasks_done(done, total, path, what)
+    after each task."""
     results, work, cache, lock = {}, queue.Queue(), DataCache(), threading.Lock()
-    pending = {}
+    pending, count = {}, {"done": 0, "total": 0}
     for plan in plans:
         tasks = ([("recompute", None)] if plan.recompute else []) + [("replay", g) for g in replay_groups(plan)]
         results[plan.path] = {"replay": []} if plan.chosen else {}
         pending[plan.path] = len(tasks)
+        count["total"] += len(tasks)
         for task in tasks:
             work.put((plan, *task))
         if not tasks and progress:
@@ -559,6 +562,12 @@ def run_audits(plans, jobs=1, timeout=3600, progress=None):
                 mine["replay"] = sorted(mine.get("replay", []) + got["replay"], key=lambda s: s["a"])
             pending[plan.path] -= 1
             done = pending[plan.path] == 0
+            count["done"] += 1
+            step = count["done"]
+        if tasks_done:
+            what = "recompute" if kind == "recompute" else \
+                f"replay of {len(group)} segment{'s' if len(group) != 1 else ''}"
+            tasks_done(step, count["total"], plan.path, what)
         if done and progress:
             progress(plan.path, results[plan.path])
 

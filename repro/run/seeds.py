@@ -48,6 +48,7 @@ class _Seed:
     def __init__(self, seed, run_dir):
         self.seed, self.dir = seed, run_dir
         self.proc, self.err, self.state, self.started = None, None, "waiting", None
+        self.rate = None  # seconds per step while it ran
         self.step, self.steps, self.acc = 0, 0, None
 
     def poll_log(self):
@@ -157,8 +158,9 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
 def train_and_verify(args, paper, exp, parent):
     """The --seeds command: train, then verify the set with --recompute; the exit status."""
     seeds = parse_seeds(None if args.seeds == PINNED else args.seeds, paper, exp)
-    print(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seeds {', '.join(map(str, seeds))}, "
-          f"{args.jobs} at a time, {args.threads} thread(s) each -> {parent}", flush=True)
+    print(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''}: {len(seeds)} seed"
+          f"{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}), {args.jobs} process"
+          f"{'es' if args.jobs != 1 else ''} at a time, {args.threads} thread(s) each -> {parent}", flush=True)
     t0 = time.time()
     failed = run_seeds(args, paper, exp, seeds, parent)
     trained = time.time() - t0
@@ -197,22 +199,30 @@ def _changes(jobs, said, t0, now, finished):
               f"{f', {failed} failed,' if failed else ''} in {fmt_eta(now - t0)}", flush=True)
 
 
+VERIFY_SHARE = 1.0  # the closing verify replays every segment by default: about the training's own time
+
+
 def _status(jobs, t0, now):
+    """A line per seed and the overall line, whose ETA covers the training left and the verify
+    that follows it (recompute and the default replay: about the training's own step time)."""
     lines = []
-    rates = []
     for j in jobs:
         if j.state == "running" and j.steps and j.step:
-            rates.append((now - j.started) / j.step)
+            j.rate = (now - j.started) / j.step  # kept once the seed is done
+    rates = [j.rate for j in jobs if j.rate]
     per_step = sum(rates) / len(rates) if rates else None
-    parallel = max(1, sum(j.state == "running" for j in jobs))
-    left = 0.0
+    parallel = max(1, min(len(jobs), max(sum(j.state == "running" for j in jobs), 1)))
+    left, total = 0.0, 0
     for j in jobs:
         frac = f"{j.step}/{j.steps}" if j.steps else "-"
         acc = f"  acc {j.acc:.1f}" if isinstance(j.acc, (int, float)) else ""
         lines.append(f"  seed {j.seed:<4} {j.state:<8} {frac:>11}{acc}")
-        if per_step and j.state in ("waiting", "resume", "running"):
-            left += per_step * ((j.steps or (jobs[0].steps or 0)) - (j.step if j.state == "running" else 0))
-    eta = fmt_eta(left / parallel) if per_step else "?"
+        steps = j.steps or (jobs[0].steps or 0)
+        total += steps if j.state != "failed" else 0
+        if j.state in ("waiting", "resume", "running"):
+            left += steps - (j.step if j.state == "running" else 0)
+    eta = "?" if per_step is None else \
+        fmt_eta((left * per_step + VERIFY_SHARE * total * per_step) / parallel)
     lines.append(f"  {sum(j.state == 'done' for j in jobs)} of {len(jobs)} seeds done, {fmt_eta(now - t0)} so far, "
-                 f"about {eta} left")
+                 f"about {eta} left with the verify")
     return lines
