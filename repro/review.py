@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -787,6 +787,28 @@ def audit_summary(result):
 
 # ------------------------------------------------------------------ across submissions
 
+def _reviewed(sub, contest, out_dir, options, receipts, extra, earlier):
+    """One submission's review. With code to run, its logs are read first: a submission whose
+    runs' weights are an earlier one's (a copy, flag_copies) is refused from that quick pass,
+    without running its code (a copy's audit would only repeat the earlier one's)."""
+    if not options.runs_code:
+        return review_one(sub, contest, out_dir, options, receipts, extra)
+    quick = review_one(sub, contest, out_dir, replace(options, recompute=False, replay=False), receipts, extra)
+    if _copies_earlier(quick, earlier):
+        quick["problems"].append("refused as a copy from its logs, before running its code")
+        return quick
+    return review_one(sub, contest, out_dir, options, receipts, extra)
+
+
+def _copies_earlier(result, earlier):
+    """Whether any run of result has final or kept weights of a run of an earlier submission
+    (not its own team's resubmission of the same repository)."""
+    weights = lambda r: {w for run in r.get("runs") or [] for w in [run.get("final_weights")]
+                         + list(run.get("kept_weights") or []) if w}
+    mine = weights(result)
+    return bool(mine) and any(mine & weights(r) and not _resubmission(r, result) for r in earlier)
+
+
 def _resubmission(first, later):
     """A team's own earlier submission (resubmitted with its layout fixed) may lend the later one
     its runs: the same team name and the same repository (same_repository)."""
@@ -1202,7 +1224,7 @@ def review(contest_path, submissions_path, out_dir, options):
         for i, sub in enumerate(subs, 1):
             if options.progress:
                 options.progress(f"[{i}/{len(subs)}] {plain(sub['team'])} / {sub['paper']} ({sub['time']})")
-            r = review_one(sub, contest, out_dir, options, receipts, extra)
+            r = _reviewed(sub, contest, out_dir, options, receipts, extra, results)
             r["_repo"] = sub["repo"]
             r["page"] = _page_name(i, sub)
             results.append(r)

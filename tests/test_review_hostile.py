@@ -280,6 +280,28 @@ def test_a_copy_is_flagged_on_the_later_submission_only(base, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not __import__("repro.boundary.sandbox", fromlist=["x"]).available(),
+                    reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_copy_found_from_the_logs_is_refused_before_its_code_runs(base, tmp_path, capsys):
+    """A full review reads a submission's logs first: the copy's weights are the earlier team's,
+    so its code is never run (its audit would only repeat the earlier one's)."""
+    root, base_repo = str(tmp_path), base[1]
+    first = submission(root, "first", base_repo)
+    second = submission(root, "second", base_repo)
+    path = listing(os.path.join(root, "full.yaml"), [("first", *first, when(3)), ("second", *second, when(4))])
+    out = str(tmp_path / "full")
+    with deadline(600):
+        code, _, err = cli(review.main, [contest_file(root, 30.0), path, "--out", out, "--challenge", "c"], capsys)
+    assert code == 0, err
+    by_team = {s["team"]: s for s in json.load(open(os.path.join(out, "review.json")))["submissions"]}
+    assert by_team["first"]["ok"] and by_team["first"]["full_review"]
+    copy = by_team["second"]
+    assert not copy["ok"] and "refused as a copy from its logs, before running its code" in copy["problems"]
+    assert all("recomputed" not in r or r["recomputed"] is None for r in copy["runs"])
+    assert all(not r.get("replay") for r in copy["runs"]), copy["runs"]
+
+
+@pytest.mark.slow
 def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
     """A team's second submission (its layout fixed) carries its own runs: not another team's copy."""
     root, base_repo = str(tmp_path), base[1]
