@@ -49,8 +49,8 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -562,7 +562,7 @@ def check_receipt(sub, state, receipts):
         if state:
             receipts.append({"team": sub["team"], "paper": sub["paper"], "time": sub["time"],
                              "commit": state["head"], "tree": state["tree"],
-                             "first_reviewed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                             "first_reviewed": now_iso()})
         return []
     now = (state.get("head"), state.get("tree"))
     if now != (found.get("commit"), found.get("tree")):
@@ -994,6 +994,12 @@ def reasons(r):
 _MD = {ord(c): f"&#{ord(c)};" for c in "&<>|`@[]\\"}  # links, HTML, code, mentions, cells
 
 
+def now_iso():
+    """The one time format of the review's outputs: ISO 8601 to the second, with the offset as
+    the submissions file writes it (+08:00, never +0800)."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def md(text):
     """Text safe in a Markdown table cell of a GitHub issue: no new lines, pipes, HTML, code or mentions."""
     return "".join(c if c.isprintable() else " " for c in str(text)).translate(_MD)
@@ -1035,7 +1041,7 @@ def _banners(options, results):
 
 
 def status_markdown(contest, papers, results, options):
-    lines = [f"## {md(contest.name)}: status as of {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
+    lines = [f"## {md(contest.name)}: status as of {now_iso()}", ""]
     for b in _banners(options, results):
         lines += [b, ""]
     lines += [f"Deadline {contest.deadline.isoformat()}. A paper counts as reproduced by the first submission, in "
@@ -1294,7 +1300,9 @@ def main(argv=None):
 
 
 def plain_lines(text):
-    return "\n".join(plain(line) for line in text.splitlines())
+    """status.md as terminal text: its Markdown escapes (&#62; ...) turned back into characters,
+    then every line made safe for a terminal."""
+    return "\n".join(plain(line) for line in html.unescape(text).splitlines())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ receipts pin a submission; a copy of an earlier submission's runs fails; a
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -598,3 +599,10 @@ def test_private_and_train_data_entries_are_checked(tmp_path, edit, message):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ReproError, match=message):
         read_contest(str(path))
+
+
+def test_status_on_the_terminal_is_plain_text_and_times_have_one_format():
+    text = review.plain_lines("| mean 86.95 &#62;= 85.50 &#124; x |\n\x1b[31mred")
+    assert text.splitlines()[0] == "| mean 86.95 >= 85.50 | x |" and "\x1b" not in text, text
+    stamp = review.now_iso()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", stamp), stamp
