@@ -41,6 +41,7 @@ def _probe_line(run):
     return next(p for p in run.problems if "PROBE" in p)
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_a_worker_is_nobody_without_capabilities_and_cannot_remount_trace_or_nest(runs, hostile):
     got, ok = _verify(hostile(PROBE)[:1], replay=0)
@@ -50,6 +51,7 @@ def test_a_worker_is_nobody_without_capabilities_and_cannot_remount_trace_or_nes
     assert "harness=read-only" in line and not ok
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_no_setuid_file_a_worker_makes_reaches_the_host(runs, hostile):
     payload = """
@@ -98,6 +100,7 @@ if req["task"] == "model":
         assert "final=False" in line or "ends=[]" in line, line  # the final weights go to a worker that replays nothing
 
 
+@pytest.mark.slow
 @needs_bwrap
 @pytest.mark.parametrize("kind, reason", [
     ("link", "not a regular file with one link"),
@@ -124,6 +127,7 @@ x.write_arrays = write
     assert not ok and bad and all(reason in p and "\n" not in p for p in bad), got[0].problems
 
 
+@pytest.mark.slow
 @needs_bwrap
 def test_a_worker_flooding_its_standard_error_is_stopped_at_the_cap_and_verify_goes_on(runs, hostile):
     payload = """
@@ -139,6 +143,7 @@ for _ in range(200):
         assert any("wrote too much output" in p for p in run.problems), run.problems
 
 
+@pytest.mark.slow
 def test_a_sleeping_data_worker_is_charged_once_for_the_whole_submission(runs, hostile):
     payload = """
 import sys, time
