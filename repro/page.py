@@ -12,6 +12,7 @@ import os
 from repro import strict
 from repro.config import flatten
 from repro.errors import ReproError
+from repro.judge.checks import excluded_note, ran, told
 from repro.judge.coverage import describe_coverage
 
 ENV_KEYS = ("python", "paddlepaddle", "paddlenlp", "ppdiffusers", "numpy", "cuda", "cudnn", "device", "cpu",
@@ -179,24 +180,18 @@ def _who(runs, total, show=str):
 
 
 def run_checks(run, options):
-    """The checks that ran on this run (not those asked for): recompute only where the judge
-    recomputed its metrics, replay only where segments were replayed."""
-    asked = options.checks() if hasattr(options, "checks") else \
-        ["logs"] + (["recompute"] if options.recompute else []) + (["replay"] if options.replay else [])
-    done = {"recompute": run.recomputed is not None, "replay": bool(run.replayed),
-            "private evaluation": getattr(run, "private", None) is not None}
-    return [c for c in asked if done.get(c, True)]
+    """The checks that ran on this run (not those asked for): repro.judge.checks.ran."""
+    return ran(run, options.checks())
+
+
+def checks_told(runs, options):
+    """Which checks ran on these runs, in the words every output uses (repro.judge.checks.told)."""
+    return told(options.checks(), [run_checks(r, options) for r in runs], options.challenge)
 
 
 def checked_text(runs, options):
-    """What was checked, as it ran: each check with the share of runs it ran on."""
-    asked = options.checks() if hasattr(options, "checks") else run_checks(type("R", (), {
-        "recomputed": {}, "replayed": [1], "private": {}})(), options)
-    n, parts = len(runs), []
-    for check in asked:
-        k = sum(check in run_checks(r, options) for r in runs)
-        what = check + (f" (challenge {options.challenge})" if check == "replay" and k else "")
-        parts.append(what if k == n and n else f"{what}: {'ran on none' if not k else f'{k} of {n} runs'}")
+    """What was checked, as it ran: the checks with the share of runs each ran on, then how paper code ran."""
+    parts = [checks_told(runs, options)]
     if not (options.recompute or options.replay):
         parts.append("no paper code ran")
     else:
@@ -225,6 +220,10 @@ def coverage_of(run):
     return "not replayed"
 
 
+BELOW = "see Runs that do not count"
+BELOW_MD = "see Runs that do not count, below"
+
+
 def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=None):
     """(page HTML, summary Markdown, ok). preamble: HTML put under the verdict (repro.review's
     header); title/verdict: override the page's; show(text): how a run's path or reason is shown
@@ -248,14 +247,15 @@ def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=
     failing = [r for r in rows if not r["passed"]]
     if failing:
         parts.append("<ul>" + "".join(f"<li><b>{html.escape(r['paper'])}/{html.escape(r['exp'])}</b> "
-                                      f"{html.escape(r['metric'])}: {html.escape(show(r['why']))}</li>"
+                                      f"{html.escape(r['metric'])}: {html.escape(show(r['why']) + excluded_note(r, BELOW))}</li>"
                                       for r in failing) + "</ul>")
 
     parts.append("<h2>Targets</h2>")
     parts.append(_table(["experiment", "metric", "paper", "achieved: mean ± std [min, max]", "bar", "policy", "runs",
                          "verdict", "why"],
                         [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"], r["bar"],
-                          r["policy"], len(r["seeds"]), "PASS" if r["passed"] else "FAIL", show(r["why"])] for r in rows],
+                          r["policy"], len(r["seeds"]), "PASS" if r["passed"] else "FAIL", show(r["why"]) + excluded_note(r, BELOW)]
+                         for r in rows],
                         [[None] * 7 + ["PASS" if r["passed"] else "FAIL", None] for r in rows]))
 
     excluded = [r for r in runs if r.problems]
@@ -354,7 +354,8 @@ def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=
     md += [f"| {r['paper']}/{r['exp']} | {r['metric']} | {r['paper_value']:.2f} | {r['achieved']} | "
            f"{r['bar']} | {r['policy']} | {len(r['seeds'])} | "
            f"{'PASS' if r['passed'] else 'FAIL'} |" for r in rows]
-    md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {show(r['why'])}" for r in rows]
+    md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {show(r['why'])}{excluded_note(r, BELOW_MD)}"
+                          for r in rows]
     if excluded:
         md += ["", "Runs that do not count:"] + [f"- `{show(r.path)}`: {'; '.join(show(p) for p in r.problems)}"
                                                  for r in excluded]

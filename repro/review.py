@@ -41,7 +41,6 @@ import argparse
 import hashlib
 import html
 import json
-import math
 import os
 import re
 import secrets
@@ -53,12 +52,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import numpy as np
 
 from repro import strict
 from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
-from repro.judge import exchange
+from repro.judge import copies
+from repro.judge.checks import excluded_note, told
 from repro.judge.contest import parse_time, protocol_of, read_contest
 from repro.page import CSS, render
 from repro.strict import sha256_file
@@ -504,25 +503,6 @@ def _remote_key(url):
     return f"{host}/{path.strip('/')}".lower() if path.strip("/") else ""
 
 
-def same_repository(a, b):
-    """Whether two reviewed submissions are one repository: a root commit in common and, where both
-    name remotes, a remote in common. False where either could not be read (no git checkout)."""
-    ia, ib = a.get("_repository"), b.get("_repository")
-    if not ia or not ib or not set(ia["roots"]) & set(ib["roots"]):
-        return False
-    return not (ia["remotes"] and ib["remotes"] and not set(ia["remotes"]) & set(ib["remotes"]))
-
-
-def _why_other_repository(a, b):
-    ia, ib = a.get("_repository"), b.get("_repository")
-    if not ia or not ib:
-        return "one of them is not a readable git checkout"
-    if not set(ia["roots"]) & set(ib["roots"]):
-        return (f"another root commit: {', '.join(r[:12] for r in ia['roots'][:3])} against "
-                f"{', '.join(r[:12] for r in ib['roots'][:3])}")
-    return "another remote URL in its git config"
-
-
 # ------------------------------------------------------------------ receipts
 
 def read_receipts(out_dir):
@@ -604,8 +584,9 @@ class _Scrub:
         return text
 
 
-def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
-    """One submission's result (a dict); nothing it holds can raise out of here."""
+def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=(), earlier=()):
+    """One submission's result (a dict); nothing it holds can raise out of here. earlier: the results
+    of the submissions recorded before it (a run holding their weights is a copy)."""
     result = {"team": sub["team"], "paper": sub["paper"], "commit": sub["commit"], "time": sub["time"],
               "late": sub["recorded"] is not None and sub["recorded"] > contest.deadline, "problems": [],
               "ok": False, "head": None, "tree": None, "checks": [], "runs": [], "targets": [], "full_review": False,
@@ -616,7 +597,7 @@ def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
     scrub = printable
     try:
         scrub = _Scrub(sub["repo"], scrub_extra)
-        _review(sub, contest, options, receipts if receipts is not None else [], result, scrub)
+        _review(sub, contest, options, receipts if receipts is not None else [], result, scrub, earlier)
     except Exception as e:  # noqa: BLE001 -- one submission's failure is its reason, never everyone's traceback
         what = str(e) if isinstance(e, ReproError) else f"{type(e).__name__}: {e}"
         result["problems"].append(f"the review of {_short(sub['team'])} / {sub['paper']} stopped: {scrub(what)}")
@@ -625,7 +606,7 @@ def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=()):
     return result
 
 
-def _review(sub, contest, options, receipts, result, scrub):
+def _review(sub, contest, options, receipts, result, scrub, earlier=()):
     entries = contest.entries(sub["paper"])
     repo = sub["repo"]
     result["problems"] += sub.get("invalid", [])
@@ -651,7 +632,8 @@ def _review(sub, contest, options, receipts, result, scrub):
                    challenge=options.challenge, jobs=options.jobs, timeout=options.timeout,
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
                    tree=repo, plugin=package, private=options.private if options.recompute else None,
-                   budget=contest.budget)
+                   budget=contest.budget, earlier=copies.earlier_weights(earlier, result),
+                   refused=result["problems"])
     result["_last_words"] = opts.last_words  # failed workers' full words: workers.log, never a page
     try:
         verdict = verify([logs], opts)
@@ -665,9 +647,8 @@ def _review(sub, contest, options, receipts, result, scrub):
     result["runs"] = [_run_result(run, got, opts, repo, scrub) for run, got in zip(runs, report["runs"])]
     result["_runs"] = runs
     result["targets"] = [{**row, "why": scrub(row["why"]), "source": scrub(row.get("source", ""))} for row in rows]
-    result.update(checked=scrub(report.get("checked", opts.assurance())), challenge=report.get("challenge"),
-                  checks=list(report.get("checks") or _checks(opts)),
-                  sandbox=report.get("sandbox") or _sandbox_text(opts))
+    result.update(checked=scrub(report["checked"]), challenge=report["challenge"], checks=list(report["checks"]),
+                  sandbox=report["sandbox"])
     result["full_review"] = bool(result["runs"]) and all(
         "recompute" in r["checks"] and "replay" in r["checks"] for r in result["runs"])
     result["ok"] = verdict.ok and not result["problems"]
@@ -697,28 +678,9 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
     result["ok"] = not result["problems"] and all(t.get("passed") for t in result["targets"])
 
 
-def _checks(opts):
-    return opts.checks() if hasattr(opts, "checks") else \
-        ["logs", "code identity"] + (["recompute"] if opts.recompute else []) + (["replay"] if opts.replay else [])
-
-
-def _sandbox_text(opts):
-    if hasattr(opts, "sandbox_text"):
-        return opts.sandbox_text()
-    return "no code run" if not (opts.recompute or opts.replay) else "unknown"
-
-
 def _run_result(run, got, opts, repo, scrub):
     """What review.json and the pages say of one run: relative path, checks that ran, coverage, weights."""
-    checks = got.get("checks")
-    if checks is None:
-        checks = [c for c in _checks(opts) if (c != "recompute" or run.recomputed is not None)
-                  and (c != "replay" or run.replayed)]
-    coverage = got.get("coverage") or getattr(run, "coverage", None)
-    final = got.get("final_weights") or getattr(run, "final_weights", None) or _logged_final(run)
-    kept = got.get("kept_weights")
-    if kept is None:
-        kept = sorted(set(getattr(run, "kept_weights", {}).values()))
+    final = got["final_weights"] or _logged_final(run)
     rel = printable(os.path.relpath(run.path, repo))
     replay = [{k: scrub(v) if isinstance(v, str) else v for k, v in seg.items()} if isinstance(seg, dict) else seg
               for seg in run.replayed]
@@ -726,9 +688,10 @@ def _run_result(run, got, opts, repo, scrub):
     return {"path": rel, "paper": text(run.header.get("paper")), "exp": text(run.header.get("exp")),
             "seed": run.seed, "problems": [scrub(p) for p in run.problems],
             "warnings": [scrub(w) for w in run.warnings],
-            "metrics": run.metrics, "recomputed": run.recomputed, "replay": replay, "checks": list(checks),
-            "coverage": coverage, "coverage_text": got.get("coverage_text") or coverage_text(coverage),
-            "final_weights": final or None, "kept_weights": list(kept), "private": got.get("private")}
+            "metrics": run.metrics, "recomputed": run.recomputed, "replay": replay, "checks": got["checks"],
+            "coverage": got["coverage"], "coverage_text": got["coverage_text"],
+            "final_weights": final or None, "kept_weights": got["kept_weights"], "private": got["private"],
+            **({"copy_of": run.copy_of} if run.copy_of else {})}
 
 
 def _logged_final(run):
@@ -739,17 +702,6 @@ def _logged_final(run):
     ev = ckpts.get(steps) or (ckpts[max(ckpts)] if ckpts else None)
     value = ev.get("weights_sha256") if isinstance(ev, dict) else None
     return value if isinstance(value, str) else None
-
-
-def coverage_text(cov):
-    """'replayed 3 of 8 segments, 38% of steps; one forged segment escapes with probability at most 62%'."""
-    if not isinstance(cov, dict) or not cov.get("segments"):
-        return None
-    share = cov.get("steps", 0) / max(1, cov.get("total_steps") or 0)
-    text = f"replayed {cov.get('replayed', 0)} of {cov['segments']} segments, {share:.0%} of steps"
-    escape = cov.get("escape") or 0.0
-    return text + (f"; one forged segment escapes with probability at most {escape:.0%}" if escape > 0
-                   else "; every segment replayed")
 
 
 def private_summary(result):
@@ -789,68 +741,16 @@ def audit_summary(result):
 
 def _reviewed(sub, contest, out_dir, options, receipts, extra, earlier):
     """One submission's review. With code to run, its logs are read first: a submission whose
-    runs' weights are an earlier one's (a copy, flag_copies) is refused from that quick pass,
+    runs' weights are an earlier one's (a copy, repro.judge.copies) is refused from that quick pass,
     without running its code (a copy's audit would only repeat the earlier one's)."""
     if not options.runs_code:
-        return review_one(sub, contest, out_dir, options, receipts, extra)
-    quick = review_one(sub, contest, out_dir, replace(options, recompute=False, replay=False), receipts, extra)
-    if _copies_earlier(quick, earlier):
+        return review_one(sub, contest, out_dir, options, receipts, extra, earlier)
+    quick = review_one(sub, contest, out_dir, replace(options, recompute=False, replay=False), receipts, extra,
+                       earlier)
+    if any(run.get("copy_of") for run in quick["runs"]):
         quick["problems"].append("refused as a copy from its logs, before running its code")
         return quick
-    return review_one(sub, contest, out_dir, options, receipts, extra)
-
-
-def _copies_earlier(result, earlier):
-    """Whether any run of result has final or kept weights of a run of an earlier submission
-    (not its own team's resubmission of the same repository)."""
-    weights = lambda r: {w for run in r.get("runs") or [] for w in [run.get("final_weights")]
-                         + list(run.get("kept_weights") or []) if w}
-    mine = weights(result)
-    return bool(mine) and any(mine & weights(r) and not _resubmission(r, result) for r in earlier)
-
-
-def _resubmission(first, later):
-    """A team's own earlier submission (resubmitted with its layout fixed) may lend the later one
-    its runs: the same team name and the same repository (same_repository)."""
-    return first["team"] == later["team"] and same_repository(first, later)
-
-
-def _same_name(first, later):
-    return (f" (recorded under the same team name, but {_why_other_repository(later, first)}: only a "
-            f"resubmission of the same repository may carry its runs)" if first["team"] == later["team"] else "")
-
-
-def flag_copies(results):
-    """A run whose final or kept weights are a run's of an earlier-recorded submission is a copy of
-    that one, whatever the team names (but for a team's resubmission of the same repository): the
-    later submission fails with that reason, the earlier is unaffected."""
-    seen = {}
-    for r in results:  # in the maintainers' time order
-        found = []
-        for run in r["runs"]:
-            weights = [("final weights", run.get("final_weights"))] + \
-                      [("weights at a kept checkpoint", w) for w in run.get("kept_weights") or []]
-            for what, w in weights:
-                first = seen.get(w) if w else None
-                if first is not None and first[0] is not r and not _resubmission(first[0], r):
-                    other, orun = first
-                    why = (f"its {what} are identical to those of {other['team']}'s run {orun['path']} "
-                           f"({other['paper']}, recorded earlier: {other['time']}): a copy of that submission"
-                           + _same_name(other, r))
-                    run["problems"].append(why)
-                    run["copy_of"] = {"team": other["team"], "time": other["time"], "run": orun["path"]}
-                    found.append((run, why))
-                    break
-        for run in r["runs"]:
-            for w in [run.get("final_weights")] + list(run.get("kept_weights") or []):
-                if w and w not in seen:
-                    seen[w] = (r, run)
-        if found:
-            r["ok"] = False
-            objects = dict(zip(map(id, r["runs"]), r.get("_runs", [])))
-            for run, why in found:
-                if id(run) in objects:
-                    objects[id(run)].problems.append(why)  # for its page
+    return review_one(sub, contest, out_dir, options, receipts, extra, earlier)
 
 
 def flag_team_names(results):
@@ -860,8 +760,8 @@ def flag_team_names(results):
     for i, later in enumerate(results):
         for first in results[:i]:
             if first["team"] == later["team"] and first.get("head") and later.get("head") \
-                    and not same_repository(first, later):
-                why = _why_other_repository(later, first)
+                    and not copies.same_repository(first, later):
+                why = copies.why_other_repository(later, first)
                 later["flags"].append(f"the team name {_short(later['team'])} was recorded earlier for another "
                                       f"repository ({_named(first)}; {why}): one team name is one team, so a human "
                                       f"must decide whether these are one team")
@@ -873,63 +773,6 @@ def flag_team_names(results):
 
 def _named(r):
     return f"{r['paper']} at {r['time']}, commit {str(r.get('head') or r['commit'])[:12]}"
-
-
-NEAR_COPY = 1e-3  # relative distance under which two bundles' LoRA tensors are the same weights
-
-
-def _lora_tensors(r):
-    """{name: array} of a reviewed bundle's LoRA (the judge read it already), or None."""
-    path = r.get("_weights")
-    if not path:
-        return None
-    try:
-        arrays, _ = exchange.read_arrays(path, "the bundle's LoRA weights", 2 << 30)
-    except (ReproError, OSError):
-        return None
-    return arrays
-
-
-def weights_distance(a, b):
-    """|a - b| / |b| over every tensor (b the earlier bundle's), or None where they are not the
-    same tensors (names, shapes) or b is all zeros."""
-    if a is None or b is None or set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
-        return None
-    f64 = lambda v: np.asarray(v, np.float64)
-    norm = math.sqrt(sum(float(np.sum(f64(v) ** 2)) for v in b.values()))
-    if not norm:
-        return None
-    return math.sqrt(sum(float(np.sum((f64(a[k]) - f64(b[k])) ** 2)) for k in a)) / norm
-
-
-def flag_copied_bundles(results):
-    """A text-to-image bundle whose LoRA tensors are those of another team's earlier-recorded
-    bundle, or within NEAR_COPY of them (relative distance), is a copy of it: the later one
-    fails, the earlier is unaffected (a team's resubmission of the same repository is not a copy)."""
-    seen = []
-    for r in results:  # in the maintainers' time order
-        digest = (r.get("bundle") or {}).get("weights_sha256")
-        if not digest:
-            continue
-        tensors = _lora_tensors(r)
-        for first, first_digest, first_tensors in seen:
-            if _resubmission(first, r):
-                continue
-            where = (f"{first['team']}'s bundle ({first['paper']}, recorded earlier: {first['time']})"
-                     + _same_name(first, r))
-            if first_digest == digest:
-                why = f"its weights are identical to those of {where}: a copy of that submission"
-            else:
-                d = weights_distance(tensors, first_tensors)
-                if d is None or d >= NEAR_COPY:
-                    continue
-                why = (f"its weights are those of {where} but for a relative difference of {d:.1e} (under "
-                       f"{NEAR_COPY:g}): a copy of that submission")
-            r["problems"].append(why)
-            r["bundle"]["copy_of"] = {"team": first["team"], "time": first["time"]}
-            r["ok"] = False
-            break
-        seen.append((r, digest, tensors))
 
 
 def _bar(e):
@@ -982,8 +825,8 @@ def reasons(r):
     """Every reason the submission does not count, one line each: experiment and run named."""
     why = list(r.get("problems", []))
     for t in r.get("targets", []):
-        if not t.get("passed"):
-            why.append(f"{t['paper']}/{t['exp']} {t['metric']}: {t['why']}")
+        if not t.get("passed") and not t.get("refused"):  # a refused submission's reasons are above
+            why.append(f"{t['paper']}/{t['exp']} {t['metric']}: {t['why']}{excluded_note(t, None)}")
     for run in r.get("runs", []):
         why += [f"{run.get('paper')}/{run.get('exp')} {run['path']}: {p}" for p in run["problems"]]
     return why
@@ -1040,29 +883,40 @@ def _banners(options, results):
     return lines
 
 
-def status_markdown(contest, papers, results, options):
-    lines = [f"## {md(contest.name)}: status as of {now_iso()}", ""]
+def status_markdown(contest, papers, results, options, at=None, full=None):
+    """status.md: the papers and the submissions as this review found them (at: when it began); after a
+    quick pass, the last full review's results (full: last_full_review) beside them, with its time."""
+    lines = [f"## {md(contest.name)}: status as of {at or now_iso()}", ""]
     for b in _banners(options, results):
         lines += [b, ""]
+    if full:
+        lines += [f"**The last full review ({md(full['at'])}) stands:** its results are in the columns 'last "
+                  f"full review'; the others are this quick pass's ({md(at)}).", ""]
     lines += [f"Deadline {contest.deadline.isoformat()}. A paper counts as reproduced by the first submission, in "
               "the order the maintainers recorded them, that reaches its bar in a full review (logs, code identity, "
               "recomputed metrics and the replay audit" + ("; for a text-to-image paper: the bundle's files, model card "
                                                            "and works, every work redrawn from its weights, and the "
                                                            "scores computed from the redrawn works"
                                                            if any(getattr(e, "kind", "") == "text_to_image"
-                                                                  for e in contest.papers) else "") + ").", "",
-              "| paper | experiment | bar | policy | replay | status | by | recorded |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                                                                  for e in contest.papers) else "") + ").", ""]
+    full_papers = {p.get("paper"): p for p in (full or {}).get("papers") or []}
+    extra = " last full review |" if full else ""
+    lines += ["| paper | experiment | bar | policy | replay | status | by | recorded |" + extra,
+              "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if full else "")]
     for p in papers:
+        was = full_papers.get(p["paper"]) or {}
         lines.append(f"| {md(p['paper'])} | {md(p['experiment'])} | {md(p['bar'])} | {md(p['policy'])} | "
-                     f"{md(p['replay'])} | {md(p['status'])} | {md(p['reproduced_by'] or '-')} | {md(p['at'] or '-')} |")
+                     f"{md(p['replay'])} | {md(p['status'])} | {md(p['reproduced_by'] or '-')} | {md(p['at'] or '-')} |"
+                     + (f" {md(str(was.get('status', '-')) + (' by ' + str(was['reproduced_by']) if was.get('reproduced_by') else ''))} |"
+                        if full else ""))
     lines += ["", "### Submissions, in the order they were recorded", "",
-              "| # | recorded | team | paper | commit | tree | checks | audit | public / private | result | why |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| # | recorded | team | paper | commit | tree | checks | audit | public / private | result | why |" + extra,
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if full else "")]
     for i, r in enumerate(results, 1):
         lines.append(f"| {i} | {md(r['time'])} | {md(r['team'])} | {md(r['paper'])} | {md(r['commit'][:12])} | "
-                     f"{md((r.get('tree') or '-')[:12])} | {md(', '.join(_ran(r)) or '-')} | {md(audit_summary(r))} | "
-                     f"{md(private_summary(r))} | {md(r['status'])} | {md(_why_cell(r))} |")
+                     f"{md((r.get('tree') or '-')[:12])} | {md(checks_told(r))} | {md(audit_summary(r))} | "
+                     f"{md(private_summary(r))} | {md(r['status'])} | {md(_why_cell(r))} |"
+                     + (f" {md(full_status(full, r))} |" if full else ""))
     flagged = [(r, f) for r in results for f in r.get("flags") or []]
     if flagged:
         lines += ["", "### For a human", ""] + [f"- {md(r['team'])} / {md(r['paper'])} ({md(r['time'])}): {md(f)}"
@@ -1070,14 +924,12 @@ def status_markdown(contest, papers, results, options):
     return "\n".join(lines) + "\n"
 
 
-def _ran(r):
-    """The checks that ran on every run of the submission (of a text-to-image bundle: on it)."""
+def checks_told(r):
+    """Which checks ran on the submission's runs (of a text-to-image bundle: on it), in the words of
+    every output (repro.judge.checks.told)."""
     if r.get("bundle") is not None:
-        return list(r.get("checks") or [])
-    runs = r.get("runs") or []
-    if not runs:
-        return []
-    return [c for c in runs[0]["checks"] if all(c in x["checks"] for x in runs)]
+        return told(r.get("checks") or [], [r.get("checks") or []])
+    return told(r.get("checks") or [], [run["checks"] for run in r.get("runs") or []], r.get("challenge"))
 
 
 def _header_html(r, options, sandbox_banner=True):
@@ -1086,7 +938,7 @@ def _header_html(r, options, sandbox_banner=True):
     e = lambda v: html.escape(str(v if v is not None else "-"))
     rows = [("team", r["team"]), ("paper", r["paper"]), ("announced commit", r["commit"]),
             ("checked-out commit", r.get("head")), ("git tree", r.get("tree")), ("recorded", r["time"]),
-            ("ledger", r["status"]), ("checks that ran", ", ".join(_ran(r)) or "none"),
+            ("ledger", r["status"]), ("checks that ran", checks_told(r)),
             ("audit", audit_summary(r)), ("public / private", private_summary(r)),
             ("submitted code ran", r.get("sandbox") or "no code run")]
     banner = "".join(f"<p class='FAIL'>{html.escape(b.replace('**', ''))}</p>" for b in _banners(options, [r])
@@ -1160,15 +1012,18 @@ def _page_name(i, sub):
     return f"{i:03d}-{safe[:48]}-{tag}.html"
 
 
-def index_html(contest, papers, results, options):
+def index_html(contest, papers, results, options, full=None):
     e = lambda v: html.escape(str(v))
     banners = "".join(f"<p class='FAIL'>{e(b.replace('**', ''))}</p>" for b in _banners(options, results))
+    if full:
+        banners += f"<p>The last full review ({e(full['at'])}) stands: its results are in the column 'last full review'.</p>"
     rows = "".join(
         f"<tr><td>{i}</td><td>{e(r['time'])}</td><td>{e(r['team'])}</td><td>{e(r['paper'])}</td>"
-        f"<td>{e(r['commit'][:12])}</td><td>{e(', '.join(_ran(r)) or '-')}</td><td>{e(audit_summary(r))}</td>"
+        f"<td>{e(r['commit'][:12])}</td><td>{e(checks_told(r))}</td><td>{e(audit_summary(r))}</td>"
         f"<td class='{'PASS' if r['status'].startswith('REPRODUCED') else 'FAIL'}'>{e(r['status'])}</td><td>"
         + (f"<a href='{e(r['page'])}'>review page</a>" if r.get("page") else "-")
-        + f"</td><td>{e(_why_cell(r, 400))}</td></tr>" for i, r in enumerate(results, 1))
+        + f"</td><td>{e(_why_cell(r, 400))}</td>" + (f"<td>{e(full_status(full, r))}</td>" if full else "")
+        + "</tr>" for i, r in enumerate(results, 1))
     table = "".join(f"<tr><td>{e(p['paper'])}</td><td>{e(p['bar'])}</td><td>{e(p['replay'])}</td>"
                     f"<td>{e(p['status'] + (' by ' + p['reproduced_by'] if p['reproduced_by'] else ''))}</td></tr>"
                     for p in papers)
@@ -1177,7 +1032,7 @@ def index_html(contest, papers, results, options):
             f"<h2>Papers</h2><table><tr><th>paper</th><th>bar</th><th>replay</th><th>status</th></tr>{table}</table>"
             f"<h2>Submissions (maintainers' time order)</h2><table><tr><th>#</th><th>recorded</th><th>team</th>"
             f"<th>paper</th><th>commit</th><th>checks</th><th>audit</th><th>result</th><th>page</th><th>why</th>"
-            f"</tr>{rows}</table></body></html>")
+            + ("<th>last full review</th>" if full else "") + f"</tr>{rows}</table></body></html>")
 
 
 def write_worker_log(out_dir, lines):
@@ -1209,6 +1064,34 @@ def _json(data):
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def last_full_review(out_dir):
+    """What the last full review into out_dir found, as a quick pass (--logs-only) keeps it beside its
+    own results: {'at', 'papers', 'submissions': [{team, paper, time, status, page}]}, or None (no full
+    review there, or its review.json is unreadable)."""
+    path = os.path.join(out_dir, "review.json")
+    if not os.path.lexists(path):
+        return None
+    try:
+        data = strict.read_json(path, "the earlier review")
+    except ReproError:
+        return None
+    if data.get("logs_only"):
+        return data.get("last_full_review")
+    keep = ("team", "paper", "time", "status", "page")
+    return {"at": data.get("reviewed_at") or "an earlier review", "papers": data.get("papers") or [],
+            "submissions": [{k: s.get(k) for k in keep} for s in data.get("submissions") or []
+                            if isinstance(s, dict)]}
+
+
+def full_status(full, r):
+    """The last full review's result of the submission r ('-' where it had none), as a quick pass shows it."""
+    if not full:
+        return "-"
+    found = next((s for s in full["submissions"] if (s.get("team"), s.get("paper"), s.get("time"))
+                  == (r["team"], r["paper"], r["time"])), None)
+    return str(found.get("status")) if found else "not in it"
+
+
 def review(contest_path, submissions_path, out_dir, options):
     contest = read_contest(contest_path)
     subs = read_submissions(submissions_path, contest)
@@ -1221,6 +1104,8 @@ def review(contest_path, submissions_path, out_dir, options):
             options.progress(f"replay audit: challenge {options.challenge} (pass --challenge {options.challenge} "
                              f"to repeat it)")
     os.makedirs(out_dir, exist_ok=True)
+    started = now_iso()
+    full = None if options.runs_code else last_full_review(out_dir)
     receipts = read_receipts(out_dir)
     known = len(receipts)
     extra = ((os.path.abspath(out_dir), "<out>"), (os.path.dirname(os.path.abspath(submissions_path)), "<submissions>"),
@@ -1232,7 +1117,7 @@ def review(contest_path, submissions_path, out_dir, options):
                 options.progress(f"[{i}/{len(subs)}] {plain(sub['team'])} / {sub['paper']} ({sub['time']})")
             r = _reviewed(sub, contest, out_dir, options, receipts, extra, results)
             r["_repo"] = sub["repo"]
-            r["page"] = _page_name(i, sub)
+            r["page"] = ("" if options.runs_code else "quick-") + _page_name(i, sub)
             results.append(r)
     finally:
         if len(receipts) > known:
@@ -1242,8 +1127,7 @@ def review(contest_path, submissions_path, out_dir, options):
     if words:
         write_worker_log(out_dir, words)
     flag_team_names(results)
-    flag_copies(results)
-    flag_copied_bundles(results)
+    copies.flag_copied_bundles(results)
     papers = ledger(results, contest)
     for r in results:
         try:
@@ -1251,12 +1135,15 @@ def review(contest_path, submissions_path, out_dir, options):
         except Exception as e:  # noqa: BLE001 -- a page that cannot be written is said, never fatal for all
             r["problems"].append(f"its review page could not be written: {type(e).__name__}")
             r.pop("page", None)
-    for name, text in (("status.md", status_markdown(contest, papers, results, options)),
-                       ("index.html", index_html(contest, papers, results, options)),
-                       ("review.json", _json({"contest": contest.name, "logs_only": not options.runs_code,
-                                              "sandbox": "not used" if not options.runs_code else
-                                              ("off (--no-sandbox)" if options.sandbox == "off" else "bubblewrap"),
-                                              "papers": papers, "submissions": [_public(r) for r in results]}))):
+    data = {"contest": contest.name, "logs_only": not options.runs_code, "reviewed_at": started,
+            "sandbox": "not used" if not options.runs_code else
+            ("off (--no-sandbox)" if options.sandbox == "off" else "bubblewrap"),
+            "papers": papers, "submissions": [_public(r) for r in results]}
+    if full:
+        data["last_full_review"] = full
+    for name, text in (("status.md", status_markdown(contest, papers, results, options, started, full)),
+                       ("index.html", index_html(contest, papers, results, options, full)),
+                       ("review.json", _json(data))):
         with open(os.path.join(out_dir, name), "w", encoding="utf-8", errors="replace") as f:
             f.write(text)
     return papers, results

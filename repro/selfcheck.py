@@ -196,7 +196,7 @@ def with_contest(repo, repo_arg, contest_path, args):
                "passes the checks that ran; the review also recomputes and replays (run it without --logs-only)"
                if passes else f"fails: {len(failing)} problem(s), each with the command that fixes it")
     print(f"self-check of {r['paper']} at {state['head'][:12]}: {verdict}")
-    print(f"checks that ran: {', '.join(review._ran(r)) or 'none'}; audit: {review.audit_summary(r)}; "
+    print(f"checks that ran: {review.checks_told(r)}; audit: {review.audit_summary(r)}; "
           f"public / private: {review.private_summary(r)}; your code ran: {r.get('sandbox') or '-'}")
     _print_failing(failing)
     return 0 if passes else 1

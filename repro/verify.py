@@ -27,7 +27,8 @@ from repro.config import flatten
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import cpu, run_cpu
 from repro.errors import ReproError, run_cli
-from repro.judge import audit, coverage, private as private_eval
+from repro.judge import audit, copies, coverage, private as private_eval
+from repro.judge.checks import excluded_note, ran, refusals
 from repro.judge.compliance import LITE, check_run, load_run, registered
 from repro.judge.contest import protocol_of as contest_protocol, read_contest
 from repro.judge.protocol import OPT_IN_KEYS
@@ -70,8 +71,12 @@ class Options:
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
                  timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None,
-                 private=None, threads=None, budget=None):
+                 private=None, threads=None, budget=None, earlier=None, refused=()):
         replay = parse_replay(replay)
+        # what a contest review knows before this submission's targets are judged: {weights_sha256:
+        # repro.judge.copies.Earlier} of earlier submissions' runs (a run holding one is a copy), and the
+        # submission's own refusals (its receipt, its files): no target of a refused submission is reached
+        self.earlier, self.refused = earlier or {}, list(refused)
         # one submission's time over all its workers, and what failed in it (repro.boundary.task.Budget)
         self.budget = task.Budget(budget)
         self.last_words = []  # [(digest, text)] of failed workers: the maintainers' log, never a page
@@ -170,7 +175,8 @@ def verify(paths, options=None):
     for run in runs:
         if run.protocol is not None:
             groups.setdefault((run.protocol.paper, run.protocol.exp), []).append(run)
-    _flag_copies(runs)
+    copies.flag_copies(runs)
+    copies.flag_earlier(runs, options.earlier)
     for group in groups.values():
         for run in group:  # a run without a target's metric counts for none of them
             for target in run.protocol.targets:
@@ -185,14 +191,14 @@ def verify(paths, options=None):
         for target in group[0].protocol.targets:
             values = [(r.seed, float(_value(r, target.metric))) for r in good]
             verdict = judge(target, values)
-            why = verdict.why
-            excluded = len(group) - len(values)
-            if excluded:
-                why += f" ({excluded} run(s) excluded, see below)"
+            passed, why = verdict.passed, verdict.why
+            if options.refused:
+                passed, why = False, f"not reached: the submission is refused: {refusals(options.refused)}"
             rows.append({"paper": paper_name, "exp": exp_name, "metric": target.metric,
                          "paper_value": target.paper_value, "achieved": verdict.achieved,
                          "tolerance": target.tolerance, "direction": target.direction, "bar": target.bar(),
-                         "policy": str(target.policy), "passed": verdict.passed, "why": why,
+                         "policy": str(target.policy), "passed": passed, "why": why,
+                         "excluded": len(group) - len(values), "refused": bool(options.refused),
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
                          "source": target.source, "recomputed": bool(options.recompute)})
     ok = bool(rows) and all(r["passed"] for r in rows) and not any(r.problems for r in runs)
@@ -202,38 +208,6 @@ def verify(paths, options=None):
 def _value(run, metric):
     """The value a verdict uses: verify's own recomputation when there is one."""
     return run.recomputed[metric] if run.recomputed is not None else run.metrics[metric]
-
-
-def _flag_copies(runs):
-    """Runs whose weights at any kept checkpoint (the final one included) are the same as another
-    run's, in any cell verify sees: one run relabelled, or stretches of one spliced into another.
-    Within a cell (one experiment), also the same initial weights: a seed relabelled (across cells
-    the same seed legitimately gives the same initial weights to the same architecture)."""
-    cells = {}
-    for run in runs:
-        if run.events:
-            cells.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
-    for group in cells.values():
-        _same(group, "initial weights (as logged)", lambda r: [r.header.get("init_weights_sha256")])
-    _same([r for r in runs if r.events], "weights", lambda r: [r.final_weights] + list(r.kept_weights.values()))
-
-
-def _same(runs, what, keys):
-    by = {}
-    for run in runs:
-        for key in dict.fromkeys(k for k in keys(run) if k):
-            by.setdefault(key, []).append(run)
-    flagged = set()
-    for copies in by.values():
-        for run in copies if len(copies) > 1 else ():
-            if id(run) in flagged:
-                continue
-            flagged.add(id(run))
-            others = ", ".join(r.path for r in copies if r is not run)
-            where = what if what.startswith("initial") else \
-                ("final weights" if run.final_weights in {r.final_weights for r in copies if r is not run}
-                 else "weights at a kept checkpoint")
-            run.problems.append(f"its {where} are identical to those of {others} (a copied or spliced run)")
 
 
 def worker_for(options):
@@ -458,7 +432,8 @@ class Verdict:
                 print(line(cells))
             print("\nwhy:")
             for r in rows:
-                print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}")
+                print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}"
+                      f"{excluded_note(r, 'see below')}")
         audited = [r for r in runs if r.replayed]
         if audited:
             steps = sum(s.get("steps", 0) for r in audited for s in r.replayed)
@@ -500,8 +475,7 @@ class Verdict:
                           "warnings": r.warnings, "metrics": r.metrics, "recomputed": r.recomputed,
                           "replay": r.replayed, "coverage": r.coverage,
                           "coverage_text": coverage.describe_coverage(r.coverage) if r.coverage else None,
-                          "checks": [c for c in checks if (c != "recompute" or r.recomputed is not None)
-                                     and (c != "replay" or r.replayed)],
+                          "checks": ran(r, checks),
                           "private": r.private,
                           "final_weights": r.final_weights or None,
                           "kept_weights": sorted(set(r.kept_weights.values()))}

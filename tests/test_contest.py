@@ -251,6 +251,88 @@ def test_a_log_only_review_never_imports_the_submitted_code(made, tmp_path, plug
     # and the logs do not match the code now in the tree (its __init__.py changed)
     data = json.loads(open(tmp_path / "r" / "review.json").read())
     assert "produced by other code" in " ".join(review.reasons(data["submissions"][0]))
+    # the target's reason names the runs left out, and every output lists them where it says (issue 35:
+    # no '(2 run(s) excluded, see below)' where nothing follows below)
+    (row,) = data["submissions"][0]["targets"]
+    assert row["excluded"] == 2 and "see below" not in row["why"]
+    for name in os.listdir(tmp_path / "r"):
+        assert "see below" not in open(tmp_path / "r" / name, encoding="utf-8").read(), name
+    assert "(2 run(s) excluded)" in " ".join(review.reasons(data["submissions"][0]))
+
+
+def _review(root, tmp_path, capsys, subs, out, *args):
+    listing = tmp_path / f"{os.path.basename(out)}.yaml"
+    listing.write_text("submissions:\n" + "".join(
+        f"  - {{team: {t}, paper: tinycell, repo: {r}, commit: {c}, time: \"{when}\"}}\n" for t, when, (r, c) in subs))
+    from repro import review
+    code, _, err = cli(review.main, [contest_file(root, 30.0), str(listing), "--out", out, *args], capsys)
+    assert code == 0, err
+    data = json.loads(open(os.path.join(out, "review.json")).read())
+    return data, {s["team"]: s for s in data["submissions"]}
+
+
+def test_a_copys_targets_are_judged_after_its_refusal(made, tmp_path, plugin_env, capsys):
+    """Issue 35: a copy's page said NOT REPRODUCED over '1 of 1 targets reached' and a green PASS (the
+    copy was refused after its target was judged). A copied run never counts, and a refused
+    submission (no requirements.txt) reaches no target: one verdict, told the same everywhere."""
+    root, repo, plugin = made
+    subs = [("alpha", "2027-01-02T09:00:00+08:00", _submission(str(tmp_path), "alpha", repo)),
+            ("beta", "2027-01-03T09:00:00+08:00", _submission(str(tmp_path), "beta", repo)),
+            ("gamma", "2027-01-04T09:00:00+08:00",
+             _submission(str(tmp_path), "gamma", str(tmp_path / "alpha"),
+                         edit=lambda r: os.remove(os.path.join(r, "requirements.txt"))))]
+    out = str(tmp_path / "r")
+    _, by_team = _review(root, tmp_path, capsys, subs, out, "--logs-only")
+    assert by_team["alpha"]["ok"] and by_team["alpha"]["targets"][0]["passed"]
+    beta = by_team["beta"]
+    (row,) = beta["targets"]
+    assert not beta["ok"] and not row["passed"] and row["excluded"] == 2, row
+    assert all(r["copy_of"]["team"] == "alpha" for r in beta["runs"])
+    page = open(os.path.join(out, beta["page"]), encoding="utf-8").read()
+    assert "0 of 1 targets reached; 0 of 2 runs count" in page and "class=\"PASS\"" not in page
+    (row,) = by_team["gamma"]["targets"]
+    assert not row["passed"] and row["why"].startswith("not reached: the submission is refused: no requirements.txt")
+    page = open(os.path.join(out, by_team["gamma"]["page"]), encoding="utf-8").read()
+    assert "0 of 1 targets reached" in page and "class=\"PASS\"" not in page
+
+
+def test_which_checks_ran_is_told_one_way(made, tmp_path, plugin_env, capsys):
+    """Issue 35: status.md, the index and the page's header and its verdict line say the same checks."""
+    from repro import review
+    root, repo, plugin = made
+    out = str(tmp_path / "r")
+    _, by_team = _review(root, tmp_path, capsys, [("alpha", "2027-01-02T09:00:00+08:00",
+                                                  _submission(str(tmp_path), "alpha", repo))], out, "--logs-only")
+    alpha = by_team["alpha"]
+    told = review.checks_told(alpha)
+    assert told == "logs; code identity"
+    page = open(os.path.join(out, alpha["page"]), encoding="utf-8").read()
+    assert f"<th>checks that ran</th><td>{told}</td>" in page
+    assert page.split("Checks that ran: ")[1].startswith(told + ";")
+    assert f"| {told} |" in open(os.path.join(out, "status.md")).read()
+    assert f"<td>{told}</td>" in open(os.path.join(out, "index.html")).read()
+
+
+@pytest.mark.slow
+def test_a_quick_pass_keeps_what_the_full_review_found(made, tmp_path, plugin_env, capsys):
+    """Issue 35: a --logs-only pass into the --out of a full review erased it (status.md and the index
+    went back to 'pending full review'); the full review's result stands beside the quick pass's."""
+    root, repo, plugin = made
+    subs = [("alpha", "2027-01-02T09:00:00+08:00", _submission(str(tmp_path), "alpha", repo))]
+    out = str(tmp_path / "r")
+    first, by_team = _review(root, tmp_path, capsys, subs, out, "--no-sandbox", "--challenge", "c")
+    full_page = by_team["alpha"]["page"]
+    assert by_team["alpha"]["status"].startswith("REPRODUCED") and first["reviewed_at"]
+    data, by_team = _review(root, tmp_path, capsys, subs, out, "--logs-only")
+    assert by_team["alpha"]["status"].startswith("pending full review")
+    assert data["last_full_review"]["at"] == first["reviewed_at"]
+    status = open(os.path.join(out, "status.md")).read()
+    assert f"The last full review ({first['reviewed_at']}) stands" in status
+    assert "REPRODUCED: first to reach the bar" in status and "reproduced by alpha" in status
+    assert "REPRODUCED" in open(os.path.join(out, full_page)).read()  # its page is still there
+    assert "REPRODUCED: first to reach the bar" in open(os.path.join(out, "index.html")).read()
+    again, _ = _review(root, tmp_path, capsys, subs, out, "--logs-only")  # a second quick pass keeps it too
+    assert again["last_full_review"] == data["last_full_review"]
 
 
 def test_bad_contest_and_submission_files_are_one_line(tmp_path, capsys):

@@ -18,6 +18,7 @@ from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
 
 from repro import review
 from repro.errors import ReproError
+from repro.judge import copies
 from repro.judge.contest import read_contest
 
 
@@ -447,11 +448,11 @@ def test_a_repository_is_told_by_its_root_commits_and_remotes():
     assert {review._remote_key(u) for u in same} == {"github.com/alpha/tinycell"}  # no user, no password
     assert review._remote_key("https://github.com/mallory/tinycell") != "github.com/alpha/tinycell"
     of = lambda roots, remotes=(): {"_repository": {"roots": list(roots), "remotes": list(remotes)}}
-    assert review.same_repository(of("a"), of("ab"))
-    assert review.same_repository(of("a", ["x"]), of("a"))  # a remote on one side only: its roots decide
-    assert not review.same_repository(of("a"), of("b"))
-    assert not review.same_repository(of("a", ["x"]), of("a", ["y"]))
-    assert not review.same_repository(of("a"), {"_repository": None})  # not a readable checkout: never the same
+    assert copies.same_repository(of("a"), of("ab"))
+    assert copies.same_repository(of("a", ["x"]), of("a"))  # a remote on one side only: its roots decide
+    assert not copies.same_repository(of("a"), of("b"))
+    assert not copies.same_repository(of("a", ["x"]), of("a", ["y"]))
+    assert not copies.same_repository(of("a"), {"_repository": None})  # not a readable checkout: never the same
 
 
 WORKER_FAILURES = ("timed out", "crashed", "ran out of its time budget", "wrote malformed output",

@@ -92,6 +92,7 @@ class Run:
     private: dict = None                          # the private evaluation's result (repro.judge.private)
     recomputed: dict = None                       # metrics verify computed itself (--recompute)
     replayed: list = field(default_factory=list)  # replay audit results, one per segment
+    copy_of: dict = None                          # the earlier submission's run whose weights it holds
 
     @property
     def header(self):
