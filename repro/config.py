@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from repro import strict
+from repro.strict import short
 from repro.errors import ReproError
 
 
@@ -110,20 +111,16 @@ def _coerce(key, tp, value):
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise ReproError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {_short(value)}")
+        raise ReproError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {short(value, 60)}")
     if tp is float:
         try:
             value = float(value)
         except OverflowError:
             value = math.inf
         if not math.isfinite(value):
-            raise ReproError(f"config: {key} must be a finite number, got {_short(value)}")
+            raise ReproError(f"config: {key} must be a finite number, got {short(value, 60)}")
     return value
 
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fields(obj):
@@ -134,7 +131,7 @@ def _fields(obj):
 def set_key(cfg, dotted, value):
     """Set cfg.a.b = value with schema checks; dotted is 'a.b'."""
     if not isinstance(dotted, str):
-        raise ReproError(f"config: key {_short(dotted)} is not a name")
+        raise ReproError(f"config: key {short(dotted, 60)} is not a name")
     parts = dotted.split(".")
     node = cfg
     for i, part in enumerate(parts):
@@ -143,7 +140,7 @@ def set_key(cfg, dotted, value):
         if part not in known:
             prefix = ".".join(parts[:i])
             names = ", ".join(f"{prefix}.{k}" if prefix else k for k in known)
-            raise ReproError(f"config: unknown key {_short(where)} (known: {names})")
+            raise ReproError(f"config: unknown key {short(where, 60)} (known: {names})")
         tp, f = known[part]
         if i < len(parts) - 1:
             node = getattr(node, part)
@@ -152,25 +149,25 @@ def set_key(cfg, dotted, value):
             continue
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise ReproError(f"config: {where} is a section; give a mapping, got {_short(value)}")
+                raise ReproError(f"config: {where} is a section; give a mapping, got {short(value, 60)}")
             for k, v in value.items():
                 set_key(cfg, f"{where}.{k}", v)
             return
         value = _coerce(where, tp, value)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
-            raise ReproError(f"config: {where} must be one of {', '.join(map(str, choices))}, got {_short(value)}")
+            raise ReproError(f"config: {where} must be one of {', '.join(map(str, choices))}, got {short(value, 60)}")
         setattr(node, part, value)
 
 
 def parse_override(text):
     """'train.lr=0.005' -> ('train.lr', 0.005); the value is read as YAML."""
     if "=" not in text:
-        raise ReproError(f"override {_short(text)} is not key=value")
+        raise ReproError(f"override {short(text, 60)} is not key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ReproError(f"override {_short(text)} has no key")
+        raise ReproError(f"override {short(text, 60)} has no key")
     try:
         value = strict.loads_yaml(raw, f"override {key}") if raw.strip() else ""
     except ReproError:

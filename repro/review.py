@@ -60,7 +60,7 @@ from repro.judge import copies
 from repro.judge.checks import excluded_note, told
 from repro.judge.contest import parse_time, protocol_of, read_contest
 from repro.page import CSS, render
-from repro.strict import sha256_file
+from repro.strict import sha256_file, short
 from repro.verify import Options, private_of, verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
@@ -141,7 +141,7 @@ def read_submissions(path, contest):
     for s in out:
         key = (s["team"], s["paper"], s["time"])
         if key in seen and not s["invalid"]:
-            s["invalid"].append(f"{_short(s['team'])} / {s['paper']} at {s['time']} is listed twice in the "
+            s["invalid"].append(f"{short(s['team'])} / {s['paper']} at {s['time']} is listed twice in the "
                                 f"submissions file (a receipt names one submission by team, paper and time): "
                                 f"the earlier listing is reviewed")
             s["repo"] = None
@@ -160,7 +160,7 @@ def _submission(item, i, base, contest):
     sub = {"team": f"(submissions[{i}])", "paper": "-", "commit": "-", "time": "-", "repo": None, "recorded": None,
            "listed": i, "invalid": []}
     if not isinstance(item, dict):
-        sub["invalid"].append(f"submissions[{i}] is {type(item).__name__} {_short(item)}, not a mapping of "
+        sub["invalid"].append(f"submissions[{i}] is {type(item).__name__} {short(item)}, not a mapping of "
                               f"{', '.join(SUBMISSION_KEYS)}")
         return sub
     bad = {}
@@ -172,8 +172,8 @@ def _submission(item, i, base, contest):
         if why:
             bad[key] = f"its {key} {why}"
         if key != "repo":  # a repository is named only once it can be read (below)
-            sub[key] = _short(item[key]) if why else item[key]
-    unknown = sorted(map(_short, set(item) - set(SUBMISSION_KEYS)))
+            sub[key] = short(item[key]) if why else item[key]
+    unknown = sorted(map(short, set(item) - set(SUBMISSION_KEYS)))
     if unknown:
         bad["unknown"] = f"it has an unknown key {unknown[0]} (known: {', '.join(SUBMISSION_KEYS)})"
     _check_values(sub, contest, bad)
@@ -187,7 +187,7 @@ def _check_values(sub, contest, bad):
     """What the listing's text fields mean, each not already in bad: a paper of the contest, a time
     with its zone (sub["recorded"]), a plain team name, an announced commit. Adds to bad."""
     if "paper" not in bad and not any(e.plugin == sub["paper"] for e in contest.papers):
-        bad["paper"] = f"its paper {_short(sub['paper'])} is not in the contest {contest.name!r}"
+        bad["paper"] = f"its paper {short(sub['paper'])} is not in the contest {contest.name!r}"
     if "time" not in bad:
         try:
             sub["recorded"] = parse_time(sub["time"], "its time")
@@ -195,20 +195,20 @@ def _check_values(sub, contest, bad):
         except ReproError as e:
             bad["time"] = str(e)
     if "team" not in bad and (not sub["team"].isprintable() or sub["team"] != sub["team"].strip()):
-        bad["team"] = (f"the team name {_short(sub['team'])} is not a name (printable, at most {MAX_TEAM} "
+        bad["team"] = (f"the team name {short(sub['team'])} is not a name (printable, at most {MAX_TEAM} "
                        f"characters, no newline or surrounding spaces): the maintainers must record a plain one")
     if "commit" not in bad and not COMMIT.fullmatch(sub["commit"]):
-        bad["commit"] = f"the announced commit {_short(sub['commit'])} is not 7 to 40 hex digits"
+        bad["commit"] = f"the announced commit {short(sub['commit'])} is not 7 to 40 hex digits"
 
 
 def _field_problem(key, value):
     """Why a submission's field cannot be used (None when it can): text, printable, not too long."""
     if not isinstance(value, str) or not value:
-        return f"must be non-empty text, not {type(value).__name__} {_short(value)}"
+        return f"must be non-empty text, not {type(value).__name__} {short(value)}"
     if len(value) > MAX_FIELD[key]:
         return f"is {len(value):,} characters long, over the {MAX_FIELD[key]} it may have"
     if key != "team" and not value.isprintable():  # the team's own check below says more
-        return f"{_short(value)} holds a control character"
+        return f"{short(value)} holds a control character"
     return None
 
 
@@ -221,10 +221,6 @@ def printable(text):
     return "".join(c if c.isprintable() else
                    (f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else repr(c)[1:-1]) for c in text)
 
-
-def _short(text, n=40):
-    text = repr(text)
-    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 # ------------------------------------------------------------------ the files of a submission
@@ -469,7 +465,7 @@ def check_commit(repo, commit, entries=None):
     if not state:
         return state, problems
     if len(commit) < 7 or not state["head"].startswith(commit.lower()):
-        return state, [f"the checkout is at {state['head'][:12]}, not the announced commit {_short(commit)}"]
+        return state, [f"the checkout is at {state['head'][:12]}, not the announced commit {short(commit)}"]
     if entries is None:
         entries, _ = scan_tree(repo)
     return state, git_clean(repo, state, entries)
@@ -600,7 +596,7 @@ def review_one(sub, contest, out_dir, options, receipts=None, scrub_extra=(), ea
         _review(sub, contest, options, receipts if receipts is not None else [], result, scrub, earlier)
     except Exception as e:  # noqa: BLE001 -- one submission's failure is its reason, never everyone's traceback
         what = str(e) if isinstance(e, ReproError) else f"{type(e).__name__}: {e}"
-        result["problems"].append(f"the review of {_short(sub['team'])} / {sub['paper']} stopped: {scrub(what)}")
+        result["problems"].append(f"the review of {short(sub['team'])} / {sub['paper']} stopped: {scrub(what)}")
         result["ok"] = False
     result["problems"] = [scrub(p) for p in result["problems"]]
     return result
@@ -762,10 +758,10 @@ def flag_team_names(results):
             if first["team"] == later["team"] and first.get("head") and later.get("head") \
                     and not copies.same_repository(first, later):
                 why = copies.why_other_repository(later, first)
-                later["flags"].append(f"the team name {_short(later['team'])} was recorded earlier for another "
+                later["flags"].append(f"the team name {short(later['team'])} was recorded earlier for another "
                                       f"repository ({_named(first)}; {why}): one team name is one team, so a human "
                                       f"must decide whether these are one team")
-                first["flags"].append(f"the team name {_short(first['team'])} was recorded later for another "
+                first["flags"].append(f"the team name {short(first['team'])} was recorded later for another "
                                       f"repository ({_named(later)}; {why}): a human must decide whether these "
                                       f"are one team")
                 break

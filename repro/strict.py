@@ -236,10 +236,10 @@ def typed(data, key, tp, where, required=False):
     return value
 
 
-def short(value):
-    """repr(value), cut to 40 characters for a message."""
+def short(value, n=40):
+    """repr(value), cut to n characters for a message: the one shortening helper."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 # ------------------------------------------------------------------ hashing

@@ -15,6 +15,7 @@ from repro.registry import get_paper
 from repro.run import decisions, rundir
 from repro.run.checkpoint import weights_sha256
 from repro.run.runlog import GENESIS, line_hash
+from repro.strict import short
 
 LITE = "a --lite smoke run, not the experiment"
 
@@ -91,7 +92,7 @@ def check_protocol(run, protocol):
     metrics = protocol.metric_definitions(run.cfg)
     logged = head["metrics"] if protocol.owns_header else {k: v for k, v in head["metrics"].items() if k in metrics}
     if logged != metrics:
-        problems.append(f"metric definitions differ from the registered ones: logged {_short(head['metrics'])}, "
+        problems.append(f"metric definitions differ from the registered ones: logged {short(head['metrics'], 80)}, "
                         f"registered {metrics}")
     for split, (n, sha) in ({} if head["lite"] else protocol.eval_data).items():  # lite runs use smoke data
         got = head["data"].get(split)
@@ -179,8 +180,8 @@ def check_results(run, protocol):
     problems = []
     total = run.cfg.train.steps
     if end.get("metrics") != last_eval["metrics"]:
-        problems.append(f"results contradict each other: the final metrics {_short(end.get('metrics'))} are not "
-                        f"those of the last evaluation {_short(last_eval['metrics'])}")
+        problems.append(f"results contradict each other: the final metrics {short(end.get('metrics'), 80)} are not "
+                        f"those of the last evaluation {short(last_eval['metrics'], 80)}")
     if not (end["step"] == last_eval["step"] == total):
         problems.append(f"the run ends at step {end['step']} with its last evaluation at step "
                         f"{last_eval['step']}, but the config trains {total} steps")
@@ -314,17 +315,13 @@ def check_run(run, protocol_of=registered):
 
 # ------------------------------------------------------------------ helpers
 
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
 
 def _diff_targets(logged, registered):
     if not isinstance(logged, list) or len(logged) != len(registered):
-        return f"logged {_short(logged)}"
+        return f"logged {short(logged, 80)}"
     out = []
     for got, want in zip(logged, registered):
         for k in want:
             if got.get(k) != want[k]:
-                out.append(f"{want['metric']} {k} {_short(got.get(k))} (registered {want[k]!r})")
+                out.append(f"{want['metric']} {k} {short(got.get(k), 80)} (registered {want[k]!r})")
     return "; ".join(out)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from repro.config import TrainConfig, flatten, from_dict, to_dict
 from repro.errors import ReproError
+from repro.strict import short
 
 # Config keys a run may change without changing the experiment: they decide
 # what is logged and kept, and when, not what is computed. (Since every
@@ -84,7 +85,7 @@ class Protocol:
 
     def config_differences(self, config, lite=False):
         """Keys where a run's config departs from the registered one: the changes a run may not make."""
-        return [f"{k}={_short(ours)} (registered " + ("True: every run must have it on)" if k in OPT_IN_KEYS
+        return [f"{k}={short(ours, 80)} (registered " + ("True: every run must have it on)" if k in OPT_IN_KEYS
                                                       else f"{theirs!r})")
                 for k, ours, theirs, permitted in self.config_changes(config, lite) if not permitted]
 
@@ -131,6 +132,4 @@ def parse_train_only(config):
     return from_dict(TrainOnlyConfig, {"train": config["train"]})
 
 
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+

@@ -21,6 +21,7 @@ import re
 import time
 
 from repro import strict
+from repro.strict import short
 from repro.errors import ReproError
 
 FORMAT = "repro-log/2"
@@ -124,17 +125,13 @@ def check_event(ev, where):
             raise ReproError(f"{where}: {kind} has an unknown key {key!r}")
         ok = fields[key](value) if fields[key] is not bool else type(value) is bool
         if not ok:
-            raise ReproError(f"{where}: {kind} key {key!r} must be {TYPES[fields[key]]}, got {_short(value)}")
+            raise ReproError(f"{where}: {kind} key {key!r} must be {TYPES[fields[key]]}, got {short(value, 60)}")
     for key in {**COMMON, **required}:
         if key not in ev:
             raise ReproError(f"{where}: {kind} has no {key!r}")
     if kind == "run_end" and ev["status"] not in STATUSES:
         raise ReproError(f"{where}: run_end status {ev['status']!r} is not one of {', '.join(STATUSES)}")
 
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------- reading
