@@ -192,8 +192,10 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
         assert by_team[team]["status"] == "not reproduced"
     # the hostile config's checkout was read and compared (it is clean: only its runs are alpha's), yet
     # nothing the git config names ran, though `git status` there runs it (the trap works)
-    assert by_team["gitconfig"]["tree"] and all("a copy of that submission" in w
-                                                for w in review.reasons(by_team["gitconfig"]))
+    # (its copied runs do not count, so its target is not reached: issue 35)
+    target, *runs = review.reasons(by_team["gitconfig"])
+    assert by_team["gitconfig"]["tree"] and target.endswith("no run of this experiment counts (2 run(s) excluded)")
+    assert runs and all("a copy of that submission" in w for w in runs), runs
     assert sorted(os.listdir(markers)) == []
     subprocess.run(["git", "-C", os.path.join(root, "gitconfig"), "status", "--porcelain"], capture_output=True,
                    timeout=60)
@@ -345,7 +347,8 @@ def test_one_team_name_is_one_team(base, tmp_path, capsys):
     first, again, other_root, other_remote, beta = data["submissions"]
     assert first["ok"] and again["ok"] and again["flags"] == [], review.reasons(again)
     for r, why in ((other_root, "another root commit"), (other_remote, "another remote URL in its git config")):
-        reasons = review.reasons(r)
+        target, *reasons = review.reasons(r)  # its copied runs do not count: the target is not reached
+        assert "no run of this experiment counts (2 run(s) excluded)" in target, target
         assert not r["ok"] and reasons and all("a copy of that submission (recorded under the same team name, but "
                                                f"{why}" in w for w in reasons), reasons
         (flag,) = r["flags"]
