@@ -177,10 +177,10 @@ def own_protocol(run):
 
 
 def verify_child(paths, threads, cross):
-    from repro import verify
-    options = verify.Options(replay="all", challenge="bench", protocol_of=own_protocol, threads=threads,
+    from repro.judge import verdict
+    options = verdict.Options(replay="all", challenge="bench", protocol_of=own_protocol, threads=threads,
                              cross_platform=cross)
-    rows, runs, ok = verify.verify(paths, options)
+    rows, runs, ok = verdict.verify(paths, options)
     print(json.dumps([{"path": r.path, "problems": r.problems, "replay": r.replayed} for r in runs]))
 
 

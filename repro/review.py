@@ -61,7 +61,8 @@ from repro.judge.checks import excluded_note, told
 from repro.judge.contest import parse_time, protocol_of, read_contest
 from repro.page import CSS, render
 from repro.strict import sha256_file, short
-from repro.verify import Options, private_of, verify
+from repro.judge.options import Options, private_of
+from repro.judge.verdict import verify
 
 EPILOG = """submissions file (YAML), in the order the maintainers recorded them:
 

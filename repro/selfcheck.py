@@ -37,7 +37,8 @@ from repro.errors import ReproError, run_cli
 from repro.judge.contest import read_contest
 from repro.registry import use_folders
 from repro.run import rundir
-from repro.verify import Options, private_of, verify
+from repro.judge.options import Options, private_of
+from repro.judge.verdict import verify
 
 
 def plugins_in(repo):

@@ -80,8 +80,8 @@ def recomputes(recomputed, logged):
 def audited(path, **options):
     """The run at path as verify judges it (rundir.Run with problems, recomputed, replayed),
     e.g. audited(path, recompute=True, replay=2)."""
-    from repro import verify
-    _, runs, _ = verify.verify([path], verify.Options(**options))
+    from repro.judge import verdict
+    _, runs, _ = verdict.verify([path], verdict.Options(**options))
     return runs[0]
 
 

@@ -16,9 +16,10 @@ import pytest
 from conftest import REPO
 from test_tamper import evaluate, forge, read, set_metric
 
-from repro import registry, train, verify
+from repro import registry, train
 from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
+from repro.judge import verdict
 from repro.judge import private
 from repro.run import checkpoint, rundir
 
@@ -100,8 +101,8 @@ def made(tmp_path_factory):
 def _judged(plugin, run):
     _use(plugin)
     spec = private.PrivateEval({"fresh": {"n": N, "source": "mnist1d/mlp"}}, SEED)
-    options = verify.Options(recompute=True, replay="all", challenge="x", private={("tinycell", "mlp"): spec})
-    _, runs, _ = verify.verify([run], options)
+    options = verdict.Options(recompute=True, replay="all", challenge="x", private={("tinycell", "mlp"): spec})
+    _, runs, _ = verdict.verify([run], options)
     return runs[0]
 
 
@@ -150,7 +151,7 @@ def test_fine_tuning_on_the_test_split_is_refused_by_the_private_check(made, plu
         set_metric(events, key, value)
     forge(forged, events, {r.cfg.train.steps: final})
     spec = private.PrivateEval({"fresh": {"n": N, "source": "mnist1d/mlp"}}, SEED)
-    _, runs, _ = verify.verify([forged], verify.Options(recompute=True, private={("tinycell", "mlp"): spec}))
+    _, runs, _ = verdict.verify([forged], verdict.Options(recompute=True, private={("tinycell", "mlp"): spec}))
     assert [p.split(":")[0] for p in runs[0].problems] == ["private evaluation"], runs[0].problems
     p = runs[0].private
     print(f"fine-tuned: public {p['public']:.2f}, private {p['private']:.2f}, z {p['z']:.1f}")
@@ -233,6 +234,6 @@ def test_a_contest_can_pin_the_training_data(made, tmp_path):
         data["papers"][0].update({"train_data": pin, "protocol": {"train.steps": 2000}})
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(data))
-        _, runs, _ = verify.verify([run], verify.Options(protocol_of=protocol_of(read_contest(str(path)))))
+        _, runs, _ = verdict.verify([run], verdict.Options(protocol_of=protocol_of(read_contest(str(path)))))
         pinned = [p for p in runs[0].problems if "training data differ from the pinned ones" in p]
         assert (pinned == []) == ok, runs[0].problems

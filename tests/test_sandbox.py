@@ -13,9 +13,10 @@ import sys
 
 import pytest
 
-from repro import registry, verify
+from repro import registry
 from repro.boundary import sandbox
 from repro.errors import ReproError
+from repro.judge import compliance, options as judge_options, verdict
 from repro.judge import coverage
 from repro.run import rundir
 
@@ -24,7 +25,7 @@ needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bw
 
 def _verify(paths, **options):
     options = {"recompute": True, "replay": "all", "challenge": "fixed", **options}
-    rows, runs, ok = verify.verify(paths, verify.Options(**options))
+    rows, runs, ok = verdict.verify(paths, verdict.Options(**options))
     return runs, ok
 
 
@@ -137,9 +138,9 @@ w._outputs = lambda paper, cfg, artifact, weights, rows, chunks: np.full((3, 10)
 
 
 def test_a_worker_over_its_time_is_killed_with_one_line(runs, hostile):
-    verdict = verify.verify(hostile("import time\ntime.sleep(600)")[:1], verify.Options(recompute=True, timeout=5))
-    (run,) = verdict.runs
-    assert not verdict.ok
+    result = verdict.verify(hostile("import time\ntime.sleep(600)")[:1], verdict.Options(recompute=True, timeout=5))
+    (run,) = result.runs
+    assert not result.ok
     assert any("the worker timed out (after 5 s)" in p for p in run.problems), run.problems
 
 
@@ -176,7 +177,7 @@ def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_tim
     _, plugin, out = runs
     registry.use_folders([plugin])
     run = rundir.open_run(out[0])
-    run.protocol = verify.registered(run)
+    run.protocol = compliance.registered(run)
     segs = coverage.segments(run)
     registered = coverage.registered_segments(run, segs)
     assert len(segs) == 6 and registered <= coverage.FULL_REPLAY_SEGMENTS
@@ -192,7 +193,7 @@ def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_tim
 def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):
     _, plugin, out = runs
     registry.use_folders([plugin])
-    got = verify.verify(out[:1], verify.Options(replay=2, challenge="x")).runs
+    got = verdict.verify(out[:1], verdict.Options(replay=2, challenge="x")).runs
     assert any("never replays a middle one" in w for w in got[0].warnings), got[0].warnings
     assert got[0].coverage["escape"] == 1.0
 
@@ -200,5 +201,5 @@ def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):
 def test_replay_counts_are_checked(capsys):
     for bad in ("1", "0x", "-3", "some"):
         with pytest.raises(ReproError, match="--replay"):
-            verify.parse_replay(bad)
-    assert verify.parse_replay(None) == 0 and verify.parse_replay("all") == "all" and verify.parse_replay("4") == 4
+            judge_options.parse_replay(bad)
+    assert judge_options.parse_replay(None) == 0 and judge_options.parse_replay("all") == "all" and judge_options.parse_replay("4") == 4

@@ -12,8 +12,9 @@ import plugin_tinycell
 import pytest
 from test_tamper import evaluate, forge, read, set_metric
 
-from repro import registry, train, verify
+from repro import registry, train
 from repro.errors import run_cli
+from repro.judge import verdict
 from repro.run import checkpoint, recipe, rundir
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def _forged(src, dst, tensors, events=None):
 
 def _check(forged, honest, where, replay="default"):
     """verify --recompute --replay (the default, or 'all') on the forgery and the honest run."""
-    rows, runs, ok = verify.verify([forged, honest], verify.Options(recompute=True, replay=replay,
+    rows, runs, ok = verdict.verify([forged, honest], verdict.Options(recompute=True, replay=replay,
                                                                     challenge="fixed"))
     bad = next(r for r in runs if os.path.normpath(r.path) == os.path.normpath(forged))
     assert not ok and any(p.startswith(where) for p in bad.problems), bad.problems
@@ -112,7 +113,7 @@ def test_a_run_spliced_onto_another_runs_later_checkpoints_is_a_copy(cell, tmp_p
     bad, other = _check(forged, seed1, "its final weights are identical to those of")
     assert any("identical to those of" in p for p in other.problems)  # the donor's files hold the same weights
     # alone: the replay audit finds the seam
-    _, runs, _ = verify.verify([forged], verify.Options(recompute=True, replay="default", challenge="fixed"))
+    _, runs, _ = verdict.verify([forged], verdict.Options(recompute=True, replay="default", challenge="fixed"))
     assert [p.split(":")[0] for p in runs[0].problems] == ["replay 50->100"], runs[0].problems
 
 
@@ -131,7 +132,7 @@ def test_a_hijacked_resume_in_the_middle_is_caught_at_the_next_segment(cell, tmp
     # on this model (sequential batches, constant lr, no dropout) the recipe from seed 1's state is seed 1's
     # run, whatever the seed: beside it, the copy check refuses the forgery from the files alone
     _check(forged, seed1, "its final weights are identical to those of")
-    _, runs, _ = verify.verify([forged], verify.Options(recompute=True, replay="default", challenge="fixed"))
+    _, runs, _ = verdict.verify([forged], verdict.Options(recompute=True, replay="default", challenge="fixed"))
     assert [p.split(":")[0] for p in runs[0].problems] == ["replay 150->200"], runs[0].problems
 
 
@@ -159,6 +160,6 @@ def test_replay_2_lets_a_middle_forgery_through_and_says_so(cell, tmp_path):
     tensors = {150: checkpoint.state_tensors(state.net, state.optimizer)}
     tensors.update(_train_on(run, state, range(151, STEPS + 1), {200: 200, 250: 250, 300: 300}))
     forged = _forged(seed0, str(tmp_path / "f"), tensors)
-    _, runs, _ = verify.verify([forged], verify.Options(recompute=True, replay=2, challenge="fixed"))
+    _, runs, _ = verdict.verify([forged], verdict.Options(recompute=True, replay=2, challenge="fixed"))
     assert runs[0].problems == [] and runs[0].coverage["escape"] == 1.0
     assert any("never replays a middle one" in w for w in runs[0].warnings)

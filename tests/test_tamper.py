@@ -21,6 +21,7 @@ from conftest import REPO, cli, recomputes, same_platform
 
 from repro import verify
 from repro.config import config_hash
+from repro.judge import verdict
 from repro.run import checkpoint, rundir
 from repro.run.runlog import GENESIS, line_hash
 
@@ -150,8 +151,8 @@ def evaluate(path, tensors):
 
 
 def problems(path, others=(), recompute=False, replay=0, cross_platform=False):
-    options = verify.Options(recompute=recompute, replay=replay, challenge="fixed", cross_platform=cross_platform)
-    _, runs, _ = verify.verify([path, *others], options)
+    options = verdict.Options(recompute=recompute, replay=replay, challenge="fixed", cross_platform=cross_platform)
+    _, runs, _ = verdict.verify([path, *others], options)
     return next(r for r in runs if os.path.normpath(r.path) == os.path.normpath(path)).problems
 
 
@@ -160,7 +161,7 @@ def test_the_shipped_runs_pass_the_log_checks_and_recompute(shipped):
     """Everywhere, in the fast tier: logs and --recompute (exact on the runs' own CPU, within
     the cross-platform tolerance elsewhere); their replay is the next test's."""
     here = all(same_platform(p) for p in shipped)
-    rows, runs, ok = verify.verify(shipped, verify.Options(recompute=True, cross_platform=not here))
+    rows, runs, ok = verdict.verify(shipped, verdict.Options(recompute=True, cross_platform=not here))
     assert ok and all(r.problems == [] for r in runs), [r.problems for r in runs]
     if here:
         assert all(recomputes(r.recomputed, r.metrics) for r in runs)
@@ -170,8 +171,8 @@ def test_the_shipped_runs_pass_the_log_checks_and_recompute(shipped):
 def test_the_genuine_runs_pass_everything(genuine):
     """Replayed too, bitwise: the shipped runs on their own CPU, else the same recipe and seeds
     trained here (the fixture)."""
-    options = verify.Options(recompute=True, replay=3, challenge="fixed")
-    rows, runs, ok = verify.verify(genuine, options)
+    options = verdict.Options(recompute=True, replay=3, challenge="fixed")
+    rows, runs, ok = verdict.verify(genuine, options)
     assert ok and all(r.problems == [] for r in runs), [r.problems for r in runs]
     assert all(len(r.replayed) == 3 and all(s["exact"] for s in r.replayed) for r in runs)
 

@@ -17,6 +17,7 @@ from test_tamper import forge, read
 
 from repro import registry, train, verify
 from repro.errors import ReproError, run_cli
+from repro.judge import verdict
 from repro.run import checkpoint, decisions, rundir
 
 STEPS, EVERY = 300, 100
@@ -54,7 +55,7 @@ def honest(plugin):
 
 def _verify(paths, **options):
     options = {"replay": "all", "challenge": "fixed", **options}
-    _, runs, ok = verify.verify(paths if isinstance(paths, list) else [paths], verify.Options(**options))
+    _, runs, ok = verdict.verify(paths if isinstance(paths, list) else [paths], verdict.Options(**options))
     return runs
 
 
@@ -249,7 +250,7 @@ def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(
     with pytest.raises(SystemExit):
         run_cli(train.main, ["--paper", "tinycell", "--out", plain, "-o", "train.steps=20",
                              "-o", "train.audit_every=10", "-o", "train.eval_every=10"])
-    got = {r.path: r for r in verify.verify([honest, plain], verify.Options(protocol_of=requiring)).runs}
+    got = {r.path: r for r in verdict.verify([honest, plain], verdict.Options(protocol_of=requiring)).runs}
     assert any("requires verifiable training" in p for p in got[plain].problems), got[plain].problems
     assert not any("requires verifiable training" in p for p in got[honest].problems), got[honest].problems
     assert str(Policy("single", verifiable=True)) == "single, verifiable training"

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from test_sandbox import _verify, needs_bwrap
 
-from repro import strict, verify
+from repro import strict
 from repro.boundary import sandbox, task
 from repro.errors import ReproError
+from repro.judge import verdict
 from repro.judge import audit, exchange
 
 PROBE = """
@@ -151,9 +152,9 @@ w = sys.modules["__main__"]
 w.data_task = lambda req, out: time.sleep(600)
 """
     t0 = time.perf_counter()
-    verdict = verify.verify(hostile(payload), verify.Options(recompute=True, replay=2, challenge="c", timeout=5))
+    result = verdict.verify(hostile(payload), verdict.Options(recompute=True, replay=2, challenge="c", timeout=5))
     took = time.perf_counter() - t0
-    problems = [p for run in verdict.runs for p in run.problems]
+    problems = [p for run in result.runs for p in run.problems]
     assert sum("timed out" in p and "earlier" not in p for p in problems) == 1, problems
     assert any("not started" in p for p in problems), problems
     assert took < 60, took  # one 5-second timeout, not one per run and task

@@ -17,8 +17,8 @@ import sys
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, REPO)
 
-from repro import verify  # noqa: E402
 from repro.errors import run_cli  # noqa: E402
+from repro.judge import verdict  # noqa: E402
 from repro.judge import private
 
 CELLS = ("logreg", "mlp", "cnn", "gru", "logreg_shuffled", "mlp_shuffled", "cnn_shuffled", "gru_shuffled")
@@ -37,8 +37,8 @@ def main(argv=None):
     print(f"{'cell':<17} runs  gap mean  gap min  gap max  max z  refused")
     for cell in args.cells:
         spec = private.PrivateEval({"fresh": {"n": args.n, "source": f"mnist1d/{cell}"}}, args.seed)
-        options = verify.Options(recompute=True, jobs=args.jobs, private={("mnist1d", cell): spec})
-        _, runs, _ = verify.verify([os.path.join(ROOT, cell)], options)
+        options = verdict.Options(recompute=True, jobs=args.jobs, private={("mnist1d", cell): spec})
+        _, runs, _ = verdict.verify([os.path.join(ROOT, cell)], options)
         gaps, zs, refused = [], [], 0
         for run in runs:
             p = run.private or {}

@@ -43,7 +43,8 @@ from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
 from repro.run.checkpoint import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
-from repro.verify import Options, verify
+from repro.judge.options import Options
+from repro.judge.verdict import verify
 
 LOG_FILES = (EVENTS, TEXT, CONFIG)
 

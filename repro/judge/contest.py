@@ -68,7 +68,7 @@ class ContestPaper:
     n: int = 1
     seeds: tuple = ()
     audit: int = 0
-    replay: object = "default"       # "default", "all" or an int N >= 2 (repro.verify.parse_replay)
+    replay: object = "default"       # "default", "all" or an int N >= 2 (repro.judge.options.parse_replay)
     eval_data: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
     path_keys: tuple = ()
