@@ -12,7 +12,7 @@ import argparse
 import os
 
 from repro.errors import ReproError, run_cli
-from repro.page import render
+from repro.pages.run import render
 from repro.registry import add_papers_option, use_folders
 from repro.judge.options import Options, add_arguments, options_from
 from repro.judge.verdict import verify

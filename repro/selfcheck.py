@@ -31,14 +31,16 @@ import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 
-from repro import env, review
-from repro.boundary import identity
+from repro import env
+from repro.boundary import identity, safegit
 from repro.errors import ReproError, run_cli
+from repro.judge import assess, ledger, submissions
 from repro.judge.contest import read_contest
-from repro.registry import use_folders
-from repro.run import rundir
 from repro.judge.options import Options, private_of
 from repro.judge.verdict import verify
+from repro.pages import contest as contest_pages
+from repro.registry import use_folders
+from repro.run import rundir
 
 
 def plugins_in(repo):
@@ -94,7 +96,7 @@ def fix_of(problem, repo_arg):
     """The command that fixes one problem selfcheck or the review reports (one line)."""
     rel = problem.removeprefix("the submitted tree: ").split(": ", 1)[0].rstrip("/")
     where = _q(os.path.join(repo_arg, rel))
-    target = re.match(r"(\w+)/(\w+) ([^\s/]+): ", problem)    # "paper/exp metric: why" (review.reasons)
+    target = re.match(r"(\w+)/(\w+) ([^\s/]+): ", problem)    # "paper/exp metric: why" (ledger.reasons)
     run = re.match(r"(\w+)/(\w+) (\S+/\S+): ", problem)      # "paper/exp logs/...: why"
     if identity.BYTECODE in problem:
         return (f"find {_q(repo_arg)} -name __pycache__ -prune -exec rm -r {{}} + && "
@@ -167,7 +169,7 @@ def with_contest(repo, repo_arg, contest_path, args):
         raise ReproError(f"{repo_arg}: the contest judges {', '.join(sorted(names))}; the repository needs exactly one "
                          f"of them as a plugin package at its top or under src/ (found "
                          f"{', '.join(os.path.basename(p) for p in mine) or 'none'})")
-    state, problems = review.git_state(repo)
+    state, problems = safegit.git_state(repo)
     if problems:
         raise ReproError(f"{repo_arg}: {problems[0]} (fix: {fix_of('not a git checkout', repo_arg)})")
     local = uncommitted(repo, repo_arg, contest_path)
@@ -183,22 +185,22 @@ def with_contest(repo, repo_arg, contest_path, args):
         with open(subs, "w", encoding="utf-8") as f:
             json.dump({"submissions": [{"team": _team(repo_arg), "paper": os.path.basename(mine[0]),
                                         "repo": clone, "commit": state["head"], "time": when.isoformat()}]}, f)
-        options = review.ReviewOptions(
+        options = submissions.ReviewOptions(
             recompute=not args.logs_only, replay=not args.logs_only, challenge=challenge, jobs=args.jobs,
-            timeout=args.timeout, progress=lambda msg: print(review.plain(msg), file=sys.stderr, flush=True),
+            timeout=args.timeout, progress=lambda msg: print(contest_pages.plain(msg), file=sys.stderr, flush=True),
             sandbox="off" if args.no_sandbox else "auto", private=_private(contest, args))
-        _, results = review.review(contest_path, subs, os.path.join(out, "review"), options)
+        _, results = assess.review(contest_path, subs, os.path.join(out, "review"), options)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     (r,) = results
-    failing = [(line, fix_of(line, repo_arg)) for line in review.reasons(r)] + local
+    failing = [(line, fix_of(line, repo_arg)) for line in ledger.reasons(r)] + local
     passes = r["ok"] and not failing
     verdict = ("passes: the review would count it" if passes and r["full_review"] else
                "passes the checks that ran; the review also recomputes and replays (run it without --logs-only)"
                if passes else f"fails: {len(failing)} problem(s), each with the command that fixes it")
     print(f"self-check of {r['paper']} at {state['head'][:12]}: {verdict}")
-    print(f"checks that ran: {review.checks_told(r)}; audit: {review.audit_summary(r)}; "
-          f"public / private: {review.private_summary(r)}; your code ran: {r.get('sandbox') or '-'}")
+    print(f"checks that ran: {ledger.checks_told(r)}; audit: {ledger.audit_summary(r)}; "
+          f"public / private: {ledger.private_summary(r)}; your code ran: {r.get('sandbox') or '-'}")
     _print_failing(failing)
     return 0 if passes else 1
 

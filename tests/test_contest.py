@@ -12,6 +12,7 @@ from contest_repo import make_repo
 
 from repro import registry, train, verify
 from repro.errors import ReproError
+from repro.judge import ledger
 
 CONTEST = """name: Tiny contest
 deadline: "2027-01-31T23:59:59+08:00"
@@ -214,7 +215,7 @@ def test_review_keeps_a_first_to_reach_ledger(made, tmp_path, plugin_env, capsys
     data = json.loads(open(os.path.join(out, "review.json")).read())
     status = {s["team"]: s["status"] for s in data["submissions"]}
     assert status["beta"] == "not reproduced"  # earlier, but its logs came from other code
-    why = {s["team"]: " ".join(review.reasons(s)) for s in data["submissions"]}
+    why = {s["team"]: " ".join(ledger.reasons(s)) for s in data["submissions"]}
     assert status["alpha"].startswith("REPRODUCED"), why["alpha"]
     assert status["gamma"].startswith("passes, but alpha reproduced tinycell first")
     assert status["delta"] == "not reproduced"
@@ -250,14 +251,14 @@ def test_a_log_only_review_never_imports_the_submitted_code(made, tmp_path, plug
     assert not os.path.exists(marker)
     # and the logs do not match the code now in the tree (its __init__.py changed)
     data = json.loads(open(tmp_path / "r" / "review.json").read())
-    assert "produced by other code" in " ".join(review.reasons(data["submissions"][0]))
+    assert "produced by other code" in " ".join(ledger.reasons(data["submissions"][0]))
     # the target's reason names the runs left out, and every output lists them where it says (issue 35:
     # no '(2 run(s) excluded, see below)' where nothing follows below)
     (row,) = data["submissions"][0]["targets"]
     assert row["excluded"] == 2 and "see below" not in row["why"]
     for name in os.listdir(tmp_path / "r"):
         assert "see below" not in open(tmp_path / "r" / name, encoding="utf-8").read(), name
-    assert "(2 run(s) excluded)" in " ".join(review.reasons(data["submissions"][0]))
+    assert "(2 run(s) excluded)" in " ".join(ledger.reasons(data["submissions"][0]))
 
 
 def _review(root, tmp_path, capsys, subs, out, *args):
@@ -298,13 +299,12 @@ def test_a_copys_targets_are_judged_after_its_refusal(made, tmp_path, plugin_env
 
 def test_which_checks_ran_is_told_one_way(made, tmp_path, plugin_env, capsys):
     """Issue 35: status.md, the index and the page's header and its verdict line say the same checks."""
-    from repro import review
     root, repo, plugin = made
     out = str(tmp_path / "r")
     _, by_team = _review(root, tmp_path, capsys, [("alpha", "2027-01-02T09:00:00+08:00",
                                                   _submission(str(tmp_path), "alpha", repo))], out, "--logs-only")
     alpha = by_team["alpha"]
-    told = review.checks_told(alpha)
+    told = ledger.checks_told(alpha)
     assert told == "logs; code identity"
     page = open(os.path.join(out, alpha["page"]), encoding="utf-8").read()
     assert f"<th>checks that ran</th><td>{told}</td>" in page

@@ -172,7 +172,7 @@ def test_a_data_override_is_an_exploration_whose_eval_splits_are_not_checked(tmp
 
 def test_the_template_is_a_complete_submission_whose_registered_eval_data_are_current(plugin_env, forget_modules):
     from repro.data import fingerprint
-    from repro.review import check_layout
+    from repro.judge.submissions import check_layout
     problems, package = check_layout(TEMPLATE, "my_paper")
     assert problems == [] and package == os.path.join(TEMPLATE, "my_paper")
     req = open(os.path.join(TEMPLATE, "requirements.txt")).read()

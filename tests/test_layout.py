@@ -73,7 +73,7 @@ def test_no_paper_imports_another_paper():
 # two doors into the family, each inside a function so that importing the core never loads it
 # (issue 28): review hands a text-to-image bundle to the family's judge, and the worker (a program
 # started in the sandbox) draws a bundle's works again
-DOORS = {os.path.join("repro", "review.py"): "repro.diffusion.judge",
+DOORS = {os.path.join("repro", "judge", "assess.py"): "repro.diffusion.judge",
          os.path.join("repro", "boundary", "worker.py"): "repro.diffusion.redraw"}
 
 
@@ -150,7 +150,7 @@ def test_the_judge_never_imports_what_runs_paper_code():
 # are the only ones left inside functions, each for a heavy or optional dependency it would
 # otherwise bring into every importer: {(module file, imported repro module): why}.
 LOCAL_IMPORTS = {
-    ("repro/review.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
+    ("repro/judge/assess.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
     ("repro/boundary/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
     ("repro/boundary/worker.py", "repro.eval"): "Paddle, only for the model task",
     ("repro/diffusion/scoring.py", "repro.metrics.inception"): "Paddle's Inception network, only for FID",
@@ -227,7 +227,7 @@ def test_the_readme_layout_names_every_module_and_folder_of_the_harness():
     layout = text[text.index("## Layout"):]
     layout = layout[:layout.index("```", layout.index("```") + 3)]
     words = set(re.findall(r"[\w/]+(?:\.py)?", layout))
-    names = {n for sub in ("", "run", "judge", "boundary") for n in os.listdir(os.path.join(REPO, "repro", sub))
+    names = {n for sub in ("", "run", "judge", "boundary", "pages") for n in os.listdir(os.path.join(REPO, "repro", sub))
              if n.endswith(".py") and n != "__init__.py"}
     folders = {n + "/" for n in os.listdir(os.path.join(REPO, "repro"))
                if os.path.isdir(os.path.join(REPO, "repro", n)) and not n.startswith(("_", "."))}

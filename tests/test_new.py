@@ -6,7 +6,7 @@ import pytest
 
 from conftest import cli, subprocess_cli
 from repro import __version__, new
-from repro.review import check_layout
+from repro.judge.submissions import check_layout
 
 
 def test_the_template_is_written_under_the_papers_name(tmp_path, capsys):

@@ -5,7 +5,8 @@ import subprocess
 import pytest
 from conftest import REPO, cli
 
-from repro import page, report
+from repro import report
+from repro.pages import run as page
 
 
 def test_report_page_and_summary(lite_run, tmp_path, capsys):

@@ -17,9 +17,11 @@ from conftest import cli
 from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
 
 from repro import review
+from repro.boundary import safegit
 from repro.errors import ReproError
-from repro.judge import copies
+from repro.judge import copies, ledger, receipts, submissions
 from repro.judge.contest import read_contest
+from repro.pages import contest as contest_pages
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def outputs(out):
 def comparable(s):
     """What a submission's result is, apart from where it stands in the listing."""
     return {"ok": s["ok"], "status": s["status"], "problems": s["problems"], "checks": s["checks"],
-            "runs": [(r["path"], r["problems"], r["checks"]) for r in s["runs"]], "reasons": review.reasons(s)}
+            "runs": [(r["path"], r["problems"], r["checks"]) for r in s["runs"]], "reasons": ledger.reasons(s)}
 
 
 # ------------------------------------------------------------------ the corpus
@@ -186,14 +188,14 @@ def test_hostile_submissions_are_each_caught_and_change_no_other_result(base, tm
     data, by_team, _ = run_review(root, out, subs, capsys)
 
     for team, _, reason in corpus:
-        why = review.reasons(by_team[team])
+        why = ledger.reasons(by_team[team])
         assert any(reason in w for w in why), (team, why)
         assert all("\n" not in w for w in why) and not by_team[team]["ok"], (team, why)
         assert by_team[team]["status"] == "not reproduced"
     # the hostile config's checkout was read and compared (it is clean: only its runs are alpha's), yet
     # nothing the git config names ran, though `git status` there runs it (the trap works)
     # (its copied runs do not count, so its target is not reached: issue 35)
-    target, *runs = review.reasons(by_team["gitconfig"])
+    target, *runs = ledger.reasons(by_team["gitconfig"])
     assert by_team["gitconfig"]["tree"] and target.endswith("no run of this experiment counts (2 run(s) excluded)")
     assert runs and all("a copy of that submission" in w for w in runs), runs
     assert sorted(os.listdir(markers)) == []
@@ -256,9 +258,9 @@ def test_a_changed_submission_fails_its_receipt_and_receipts_are_never_lost(base
     git(alpha[0], "commit", "-qam", "later")
     subs[0] = ("alpha", alpha[0], commit_of(alpha[0]), when(2))
     _, by_team, _ = run_review(root, out, subs, capsys)
-    why = " ".join(review.reasons(by_team["alpha"]))
+    why = " ".join(ledger.reasons(by_team["alpha"]))
     assert "it changed since its receipt" in why and f"commit {alpha[1][:12]}" in why and not by_team["alpha"]["ok"]
-    assert by_team["beta"]["ok"] is False and "a copy of that submission" in " ".join(review.reasons(by_team["beta"]))
+    assert by_team["beta"]["ok"] is False and "a copy of that submission" in " ".join(ledger.reasons(by_team["beta"]))
     assert json.load(open(os.path.join(out, "receipts.json")))["receipts"] == receipts  # never overwritten
     # a damaged receipts file stops the review with one line, and is left as it was
     with open(os.path.join(out, "receipts.json"), "w") as f:
@@ -315,7 +317,7 @@ def test_a_team_resubmitting_its_own_runs_is_not_a_copy(base, tmp_path, capsys):
                             capsys)
     first, second = data["submissions"]
     assert not first["ok"] and "no requirements.txt" in first["problems"]
-    assert second["ok"] and second["status"].startswith("pending full review"), review.reasons(second)
+    assert second["ok"] and second["status"].startswith("pending full review"), ledger.reasons(second)
     data, _, _ = run_review(root, str(tmp_path / "r2"), [("alpha", *fixed, when(3))] * 2, capsys)
     first, twice = data["submissions"]
     assert first["ok"] and twice["problems"] == [
@@ -345,9 +347,9 @@ def test_one_team_name_is_one_team(base, tmp_path, capsys):
     out = str(tmp_path / "r")
     data, _, _ = run_review(root, out, subs, capsys)
     first, again, other_root, other_remote, beta = data["submissions"]
-    assert first["ok"] and again["ok"] and again["flags"] == [], review.reasons(again)
+    assert first["ok"] and again["ok"] and again["flags"] == [], ledger.reasons(again)
     for r, why in ((other_root, "another root commit"), (other_remote, "another remote URL in its git config")):
-        target, *reasons = review.reasons(r)  # its copied runs do not count: the target is not reached
+        target, *reasons = ledger.reasons(r)  # its copied runs do not count: the target is not reached
         assert "no run of this experiment counts (2 run(s) excluded)" in target, target
         assert not r["ok"] and reasons and all("a copy of that submission (recorded under the same team name, but "
                                                f"{why}" in w for w in reasons), reasons
@@ -370,7 +372,7 @@ def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, 
     root, base_repo = str(tmp_path), base[1]
     alpha = submission(root, "alpha", base_repo)
     beta = submission(root, "beta", base_repo)
-    real = review.check_layout
+    real = submissions.check_layout
 
     def explode(repo, plugin, entries=None):
         if repo.endswith("beta"):
@@ -436,9 +438,9 @@ def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(ba
     others = [r for r in results if r is not first]
     assert len(others) == len(bad)
     for _, message in bad:
-        found = [r for r in others if any(message in w for w in review.reasons(r))]
-        assert len(found) == 1, (message, [review.reasons(r) for r in others])
-        why = review.reasons(found[0])
+        found = [r for r in others if any(message in w for w in ledger.reasons(r))]
+        assert len(found) == 1, (message, [ledger.reasons(r) for r in others])
+        why = ledger.reasons(found[0])
         r = found[0]
         assert not r["ok"] and r["status"] == "not reproduced" and all(w.isprintable() for w in why), why
     files = outputs(out)
@@ -448,8 +450,8 @@ def test_a_bad_listing_is_that_submissions_reason_and_the_others_are_reviewed(ba
 def test_a_repository_is_told_by_its_root_commits_and_remotes():
     same = ("https://github.com/Alpha/tinycell.git", "git@github.com:alpha/tinycell", "ssh://git@github.com:22/alpha/"
             "tinycell.git/", "https://user:token@github.com/alpha/tinycell/")
-    assert {review._remote_key(u) for u in same} == {"github.com/alpha/tinycell"}  # no user, no password
-    assert review._remote_key("https://github.com/mallory/tinycell") != "github.com/alpha/tinycell"
+    assert {safegit._remote_key(u) for u in same} == {"github.com/alpha/tinycell"}  # no user, no password
+    assert safegit._remote_key("https://github.com/mallory/tinycell") != "github.com/alpha/tinycell"
     of = lambda roots, remotes=(): {"_repository": {"roots": list(roots), "remotes": list(remotes)}}
     assert copies.same_repository(of("a"), of("ab"))
     assert copies.same_repository(of("a", ["x"]), of("a"))  # a remote on one side only: its roots decide
@@ -472,47 +474,47 @@ def test_worker_failures_are_shown_as_given_and_the_workers_log_is_linked_nowher
     r = {"team": "alpha", "paper": "tinycell", "commit": "a" * 40, "time": when(2), "late": False,
          "problems": said[:3], "ok": False, "head": None, "tree": None, "checks": [], "runs": [run], "targets": [],
          "full_review": False, "flags": [], "page": "alpha.html"}
-    papers = review.ledger([r], contest)
-    options = review.ReviewOptions(recompute=False, replay=False)
+    papers = ledger.ledger([r], contest)
+    options = submissions.ReviewOptions(recompute=False, replay=False)
     out = str(tmp_path / "r")
     os.makedirs(out)
-    review.write_worker_log(out, ["the worker's whole story"])
-    review.write_page(r, out, options)
-    texts = {"status.md": review.status_markdown(contest, papers, [r], options),
-             "index.html": review.index_html(contest, papers, [r], options),
-             "review.json": review._json({"submissions": [review._public(r)]}),
+    contest_pages.write_worker_log(out, ["the worker's whole story"])
+    contest_pages.write_page(r, out, options)
+    texts = {"status.md": contest_pages.status_markdown(contest, papers, [r], options),
+             "index.html": contest_pages.index_html(contest, papers, [r], options),
+             "review.json": contest_pages.to_json({"submissions": [contest_pages.public(r)]}),
              "page": open(os.path.join(out, "alpha.html")).read()}
     for name, text in texts.items():
         shown = said[:3] if name == "page" else said  # the page's runs come from verify's own objects
         assert all(s in text for s in shown), (name, [s for s in shown if s not in text])
-        assert review.WORKER_LOG not in text and "whole story" not in text, name
+        assert contest_pages.WORKER_LOG not in text and "whole story" not in text, name
 
 
 def test_the_workers_log_is_appended_for_the_maintainers_alone(tmp_path):
     out = str(tmp_path)
     old = os.umask(0)
     try:
-        review.write_worker_log(out, ["first: the worker timed out", "two\nlines | <b>"])
-        review.write_worker_log(out, ["then: \x1b[2J"])
+        contest_pages.write_worker_log(out, ["first: the worker timed out", "two\nlines | <b>"])
+        contest_pages.write_worker_log(out, ["then: \x1b[2J"])
     finally:
         os.umask(old)
-    path = os.path.join(out, review.WORKER_LOG)
+    path = os.path.join(out, contest_pages.WORKER_LOG)
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert open(path).read() == "first: the worker timed out\ntwo\\nlines | <b>\nthen: \\x1b[2J\n"
     os.chmod(path, 0o644)  # widened by someone: the next append narrows it again
-    review.write_worker_log(out, ["more"])
+    contest_pages.write_worker_log(out, ["more"])
     assert os.stat(path).st_mode & 0o777 == 0o600 and open(path).read().endswith("\nmore\n")
     os.remove(path)
     target = tmp_path / "elsewhere.txt"
     target.write_text("kept\n")
     os.symlink(target, path)
     with pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
-        review.write_worker_log(out, ["into a link"])
+        contest_pages.write_worker_log(out, ["into a link"])
     assert target.read_text() == "kept\n"
     os.remove(path)
     os.mkfifo(path)
     with deadline(10), pytest.raises(ReproError, match="workers' log workers.log cannot be opened"):
-        review.write_worker_log(out, ["into a FIFO"])
+        contest_pages.write_worker_log(out, ["into a FIFO"])
 
 
 def test_help_documents_the_submissions_file(capsys):
@@ -571,7 +573,7 @@ def test_a_review_without_the_sandbox_says_so_everywhere(base, tmp_path, capsys)
     assert code == 0, err
     data = json.load(open(os.path.join(out, "review.json")))
     (alpha,) = data["submissions"]
-    assert alpha["status"].startswith("REPRODUCED") and alpha["full_review"], review.reasons(alpha)
+    assert alpha["status"].startswith("REPRODUCED") and alpha["full_review"], ledger.reasons(alpha)
     assert data["sandbox"] == "off (--no-sandbox)" and alpha["sandbox"] == "off (--no-sandbox)"
     assert all(r["checks"] == ["logs", "code identity", "recompute", "replay"] for r in alpha["runs"])
     assert all(r["coverage_text"] == "replayed 3 of 3 segments, 100% of steps; every segment replayed"
@@ -606,7 +608,7 @@ def test_private_and_train_data_entries_are_checked(tmp_path, edit, message):
 
 
 def test_status_on_the_terminal_is_plain_text_and_times_have_one_format():
-    text = review.plain_lines("| mean 86.95 &#62;= 85.50 &#124; x |\n\x1b[31mred")
+    text = contest_pages.plain_lines("| mean 86.95 &#62;= 85.50 &#124; x |\n\x1b[31mred")
     assert text.splitlines()[0] == "| mean 86.95 >= 85.50 | x |" and "\x1b" not in text, text
-    stamp = review.now_iso()
+    stamp = receipts.now_iso()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", stamp), stamp

@@ -15,6 +15,7 @@ from contest_repo import CONTEST, commit_of, git, train_runs
 
 from repro import review
 from repro.boundary import sandbox
+from repro.judge import ledger
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")]
@@ -114,9 +115,9 @@ def test_a_later_hostile_team_cannot_touch_the_earlier_one_or_pass(tmp_path, cap
     assert code == 0, err
     data = json.load(open(os.path.join(out, "review.json")))
     a, b = data["submissions"]
-    assert a["status"].startswith("REPRODUCED") and a["full_review"], review.reasons(a)
+    assert a["status"].startswith("REPRODUCED") and a["full_review"], ledger.reasons(a)
     assert not b["ok"] and not b["status"].startswith("REPRODUCED")
-    reasons = " ".join(review.reasons(b))
+    reasons = " ".join(ledger.reasons(b))
     assert "fitted to the test split" in reasons, reasons
     # the answer sheet passes what runs the same code: recompute agrees with the log, every segment replays
     assert all(r["recomputed"]["test_acc"] == r["metrics"]["test_acc"] == 100.0 for r in b["runs"])

@@ -19,6 +19,7 @@ from PIL import Image
 from repro import review
 from repro.boundary import sandbox
 from repro.errors import ReproError
+from repro.judge import copies, ledger
 from repro.judge.contest import read_contest
 
 EXAMPLE = os.path.join(REPO, "configs", "contests", "text_to_image.yaml")
@@ -209,7 +210,7 @@ def test_weights_identical_or_nearly_identical_to_another_teams_are_a_copy(tmp_p
     other = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in mine.items()}
     results = [result("alpha", mine, 1), result("alpha", nudged, 2), result("beta", nudged, 3),
                result("gamma", other, 4), result("delta", mine, 5), result("alpha", nudged, 6, root="another")]
-    review.flag_copied_bundles(results)
+    copies.flag_copied_bundles(results)
     # a team's resubmission of its own repository is its own; another repository under its name is a copy
     assert [r["ok"] for r in results] == [True, True, False, True, False, False]
     assert "recorded under the same team name, but another root commit" in results[5]["problems"][0]
@@ -330,7 +331,7 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
     assert code == 0, err
     data = json.load(open(os.path.join(out, "review.json"), encoding="utf-8"))
     got = {r["team"]: r for r in data["submissions"]}
-    why = {team: review.reasons(r) for team, r in got.items()}
+    why = {team: ledger.reasons(r) for team, r in got.items()}
     copy = "its weights are identical to those of alpha's bundle"
 
     alpha = got["alpha"]
@@ -398,7 +399,7 @@ def test_off_platform_within_the_tolerance_and_a_score_below_its_bar(made, tmp_p
     assert not r["bundle"]["platform"]["same"] and r["bundle"]["tolerance"] == 2
     assert max(diffs) == 1 and all(w["ok"] for w in r["bundle"]["works"]), diffs  # 2 threads round otherwise
     assert r["bundle"]["summary"] == "redrew 4 works on another platform: largest difference 1 (allowed 2)"
-    (reason,) = review.reasons(r)
+    (reason,) = ledger.reasons(r)
     assert reason.startswith("landscape_lora/works clip_score: 0.") and "does not reach the bar >= 0.90 (computed by " \
         "the judge from the 4 works it redrew)" in reason, reason
 

@@ -42,7 +42,7 @@ from repro.errors import ReproError
 from repro.judge import exchange
 from repro.boundary.task import Staged, Worker
 from repro.judge.contest_t2i import MAX_PROMPT
-from repro.review import _open_regular
+from repro.boundary.tree import read_at_most as _open_regular
 from repro.strict import sha256_file
 
 SUMS = "SHA256SUMS"
