@@ -30,7 +30,7 @@ from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import code_identity, environment
 from repro.errors import ReproError, run_cli
-from repro.eval import evaluate
+from repro.run.evaluation import evaluate
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders
 from repro.run import checkpoint, recipe, rundir, seeds
 from repro.run.dist import SINGLE, Dist

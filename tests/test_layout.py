@@ -128,7 +128,8 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
 JUDGE = tuple(sorted(f"repro/judge/{n}" for n in os.listdir(os.path.join(REPO, "repro", "judge")) if n.endswith(".py"))) + (
     "repro/verify.py", "repro/review.py", "repro/boundary/sandbox.py", "repro/boundary/task.py", "repro/targets.py",
     "repro/run/runlog.py", "repro/run/checkpoint.py", "repro/diffusion/judge.py")
-RUNS_PAPER_CODE = ("repro.boundary.worker", "repro.run.recipe", "repro.train", "repro.paper", "repro.eval", "repro.papers",
+RUNS_PAPER_CODE = ("repro.boundary.worker", "repro.run.recipe", "repro.run.evaluation", "repro.train", "repro.paper",
+                   "repro.eval", "repro.papers",
                    "repro.inference", "repro.export", "repro.registry.get_paper", "repro.registry.load_papers")
 
 
@@ -152,7 +153,7 @@ def test_the_judge_never_imports_what_runs_paper_code():
 LOCAL_IMPORTS = {
     ("repro/judge/assess.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
     ("repro/boundary/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
-    ("repro/boundary/worker.py", "repro.eval"): "Paddle, only for the model task",
+    ("repro/boundary/worker.py", "repro.run.evaluation"): "Paddle, only for the model task",
     ("repro/diffusion/scoring.py", "repro.metrics.inception"): "Paddle's Inception network, only for FID",
     ("repro/boundary/sandbox.py", "repro"): "the package's own folder, found at run time",
 }
@@ -243,3 +244,25 @@ def test_making_a_run_never_imports_the_judge():
     for path in [os.path.join(REPO, "repro", "train.py")] + list(files(os.path.join("repro", "run"))):
         bad = {m for m in imports(path) if m.startswith(("repro.verify", "repro.judge", "repro.review"))}
         assert not bad, (path, bad)
+
+
+def command_modules():
+    """The modules run as python -m repro.X: those with a __main__ block (and the package mains)."""
+    out = set()
+    for path in files("repro"):
+        text = open(path, encoding="utf-8").read()
+        if 'if __name__ == "__main__":' in text or path.endswith("__main__.py"):
+            out.add(os.path.relpath(path, REPO)[:-3].replace(os.sep, "."))
+    return out
+
+
+def test_commands_are_leaves():
+    """STYLE 17 (issue 35): a command holds argparse, its epilog and main; what it drives lives in
+    library modules. No module of the harness, paper or metric imports a command, at any level."""
+    commands = command_modules()
+    assert {"repro.train", "repro.verify", "repro.review", "repro.eval"} <= commands
+    for folder in ("repro", "metrics", "papers"):
+        for path in files(folder):
+            me = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+            bad = {m for m in imports(path) for c in commands if (m == c or m.startswith(c + ".")) and m != me}
+            assert not bad, (path, bad)

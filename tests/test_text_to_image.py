@@ -128,7 +128,7 @@ def test_lora_to_four_512_works_to_bundle_that_reloads_in_ppdiffusers(lora_run, 
 
 def test_lora_weights_change_the_images(lora_run, tmp_path):
     """The bundle's weights are not a no-op: without load_lora_weights the same seed gives another image."""
-    from repro.diffusion.generate import load_trained
+    from repro.diffusion.works import load_trained
     _, cfg, model, _, _, _ = load_trained(lora_run)
     lora = model.lora_weights()
     assert any(np.abs(v).sum() > 0 for k, v in lora.items() if k.endswith("up.weight"))
@@ -454,7 +454,7 @@ def test_lora_on_a_chinese_text_encoder_reloads_in_ppdiffusers(tmp_path, capsys)
                                        "--seed", "3", "--out", gen], capsys)
     assert code == 0, err
 
-    from repro.diffusion.generate import load_trained
+    from repro.diffusion.works import load_trained
     paper, cfg, model, _, _, _ = load_trained(run)
     assert type(model.pipe.text_encoder).__name__ == "BertModel"
     tok = model.pipe.tokenizer

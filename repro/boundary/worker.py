@@ -173,7 +173,7 @@ def model_task(req, out):
         if isinstance(paper, GenerativePaper):  # scored by the paper's own code: only believed for built-in papers
             import paddle
 
-            from repro.eval import evaluate
+            from repro.run.evaluation import evaluate
             paddle.seed(0)
             model = paper.model(cfg, artifact)
             tensors, _ = checkpoint.read(job["weights"], model)

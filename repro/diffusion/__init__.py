@@ -11,7 +11,8 @@ worker reach judge and redraw from inside a function, for a text-to-image contes
   sampling    the diffusion loss and seeded image generation
   scoring     the FID Inception and CLIP models, and scoring with them
   finetune    what the SD fine-tunes share (base pipeline, provenance, evaluation)
-  generate    python -m repro.diffusion.generate RUN_DIR --prompts FILE
+  works       a trained run's model loaded, and its works drawn with their metadata
+  generate    python -m repro.diffusion.generate RUN_DIR --prompts FILE (the command of works)
   submit      python -m repro.diffusion.submit RUN_DIR (weights, model card, works)
   redraw      the sandboxed worker's task: a bundle's works drawn again from its weights
   judge       repro.review of a bundle: files, card, works, the redraw compared, scores

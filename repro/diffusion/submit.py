@@ -36,7 +36,7 @@ import shutil
 import time
 
 from repro import hints
-from repro.diffusion.generate import METADATA, load_trained
+from repro.diffusion.works import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
