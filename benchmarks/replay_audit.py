@@ -36,9 +36,10 @@ sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 
 from repro import env  # noqa: E402
-from repro.boundary import worker
+from repro import worker
 from repro.config import flatten  # noqa: E402
 from repro.judge import audit, coverage
+from repro.registry import get_paper
 from repro.run import checkpoint, recipe, rundir
 
 # The benchmark measures this harness's own shipped runs, so it runs the worker's code in this
@@ -119,7 +120,7 @@ def main():
     cost_rows, storage_rows, genuine_rows, forged_rows = [], [], [], []
     for exp in args.exps:
         for seed in args.seeds:
-            run = rundir.open_run(os.path.join(args.runs, exp, f"seed{seed}"))
+            run = rundir.open_run(get_paper, os.path.join(args.runs, exp, f"seed{seed}"))
             cfg = config_of(run)
             batch_cost = statistics.mean(e["batch_cost"] for e in run.events if e["kind"] == "train")
             segs = coverage.segments(run)
@@ -141,7 +142,7 @@ def main():
                         fd = audit._distance(r2, forged, start, forged)
                         forged_rows.append((exp, name, fd, spread, verdict(fd, spread)))
                 if a == 0:
-                    other = rundir.open_run(os.path.join(
+                    other = rundir.open_run(get_paper, os.path.join(
                         args.runs, exp, f"seed{args.seeds[(args.seeds.index(seed) + 1) % len(args.seeds)]}"))
                     if other.path != run.path:
                         cloned = rundir.read_checkpoint(other, b)[0]

@@ -139,9 +139,10 @@ def reorder(paper, order):
 def emulate(path, order):
     """In a child: every segment of a verifiable run replayed (the worker's own code, in this
     process) with the batch summed in another order; the judge's comparisons on the result."""
-    from repro.boundary import worker
+    from repro import worker
+    from repro.registry import get_paper
     from repro.run import decisions, rundir
-    run = rundir.open_run(path)
+    run = rundir.open_run(get_paper, path)
     reorder(run.paper, order)
     steps, out = [0] + run.kept_steps(), []
     for a, b in zip(steps, steps[1:]):
@@ -256,6 +257,7 @@ def forgeries(run_path, work):
     """{kind: forged copy} of an honest verifiable run."""
     from safetensors.numpy import save_file
 
+    from repro.registry import get_paper
     from repro.run import checkpoint, decisions as dec, rundir
     out = {}
     evs = events(run_path)
@@ -280,7 +282,7 @@ def forgeries(run_path, work):
     import paddle
 
     from repro.run import recipe
-    run = rundir.open_run(dst)
+    run = rundir.open_run(get_paper, dst)
     state = recipe.build(run.paper, run.cfg, init=False)
     rundir.load_trained(run, last, into=state.net)
     opt = paddle.optimizer.Adam(learning_rate=1e-4, parameters=state.net.parameters())

@@ -39,7 +39,7 @@ def main(argv=None):
 
     artifact = None
     if rundir.is_run(source):  # a run directory: its last logged checkpoint, checked against its log
-        run = rundir.open_run(source)
+        run = rundir.open_run(get_paper, source)
         paper = get_paper(args.paper) if args.paper else run.paper
         exp = paper.experiment(args.exp or run.exp.name)
         if (run.paper.name, run.exp.name) != (paper.name, exp.name):

@@ -31,7 +31,7 @@ from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
 from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
 from repro.paper import TextClassificationPaper
-from repro.registry import add_papers_option, use_folders
+from repro.registry import add_papers_option, get_paper, use_folders
 from repro.run import rundir
 from repro.run.checkpoint import sha256_file
 
@@ -101,7 +101,7 @@ def _random_inputs(specs, seed=0):
 
 def export(run_dir, out=None, echo=print):
     """Export RUN_DIR's checkpoint into out (default RUN_DIR/export); returns export.json's content."""
-    run = rundir.open_run(run_dir)
+    run = rundir.open_run(get_paper, run_dir)
     out = out or os.path.join(run_dir, "export")
     _check_out(out)
     paper, exp, cfg = run.paper, run.exp, run.cfg

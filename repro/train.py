@@ -291,7 +291,7 @@ def _prepare_out(out):
 def _open_resume(args):
     """The run to continue, checked: its log (strictly), config.yaml, and the last
     logged checkpoint's sha256 and chain head (checked again as it loads)."""
-    run = rundir.open_run(args.resume, allow_partial_tail=True)
+    run = rundir.open_run(get_paper, args.resume, allow_partial_tail=True)
     if args.override or args.seed is not None or args.lite:
         raise ReproError("--resume continues a run with its own config; drop -o/--seed/--lite")
     end = run.events[-1]

@@ -15,6 +15,7 @@ from conftest import cli, subprocess_cli
 
 from repro import export as export_cli, inference, predict as predict_cli
 from repro.errors import ReproError
+from repro.registry import get_paper
 from repro.run import checkpoint, rundir
 
 ATOL = 1e-5
@@ -64,7 +65,7 @@ def reference(run):
     """The test split's first N samples and the dynamic model's logits on them."""
     import paddle
 
-    opened = rundir.open_run(run)
+    opened = rundir.open_run(get_paper, run)
     paper, cfg = opened.paper, opened.cfg
     x = paper.build_data(cfg).eval["test"][0][:N]
     x = getattr(paper, "preprocess", lambda a: a)(x)

@@ -74,7 +74,7 @@ def test_no_paper_imports_another_paper():
 # (issue 28): review hands a text-to-image bundle to the family's judge, and the worker (a program
 # started in the sandbox) draws a bundle's works again
 DOORS = {os.path.join("repro", "judge", "assess.py"): "repro.diffusion.judge",
-         os.path.join("repro", "boundary", "worker.py"): "repro.diffusion.redraw"}
+         os.path.join("repro", "worker.py"): "repro.diffusion.redraw"}
 
 
 def module_level_imports(path):
@@ -124,26 +124,51 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
     assert "PPDIFFUSERS False" in p.stderr and "PADDLENLP False" in p.stderr, p.stderr[-2000:]
 
 
-# the judge: every module of repro/judge/, the commands that decide, and what they read with
-JUDGE = tuple(sorted(f"repro/judge/{n}" for n in os.listdir(os.path.join(REPO, "repro", "judge")) if n.endswith(".py"))) + (
-    "repro/verify.py", "repro/review.py", "repro/boundary/sandbox.py", "repro/boundary/task.py", "repro/targets.py",
-    "repro/run/runlog.py", "repro/run/checkpoint.py", "repro/diffusion/judge.py")
-RUNS_PAPER_CODE = ("repro.boundary.worker", "repro.run.recipe", "repro.run.evaluation", "repro.train", "repro.paper",
+# the judge, by folder (issue 35): repro/judge/ decides, repro/boundary/ is the wall's judge side
+# (sandbox, identity, tree scanning, git safety, the exchange format), repro/pages/ renders what was
+# decided; with them, every harness module they import (what they read with) and the commands that
+# drive them (the modules that import them). The untrusted side is repro/worker.py alone.
+JUDGE_FOLDERS = ("repro/judge", "repro/boundary", "repro/pages")
+UNTRUSTED = "repro/worker.py"  # python -m repro.worker: it imports the exchange format to hand data back
+
+
+def judge_modules():
+    """Relative paths of the judge: its folders, the harness modules they import, and the commands
+    (python -m repro.X modules) that import them."""
+    def rel(name):
+        base = os.path.join(REPO, *name.split("."))
+        return next((os.path.relpath(p, REPO) for p in (base + ".py", os.path.join(base, "__init__.py"))
+                     if os.path.isfile(p)), None)
+    inside = {os.path.relpath(p, REPO) for folder in JUDGE_FOLDERS for p in files(folder)}
+    used = {rel(m) for p in inside for m in imports(os.path.join(REPO, p)) if m.startswith("repro.")} - {None}
+    names = {r[:-3].replace(os.sep, ".") for r in inside}
+    drivers = {os.path.relpath(p, REPO) for p in files("repro") if os.path.relpath(p, REPO)[:-3].replace(os.sep, ".")
+               in command_modules() and imports(p) & names}
+    # registry.py is the paper discovery itself: the judge may take its names (ENV, ONLY) but never
+    # call it (RUNS_PAPER_CODE names its doors)
+    return sorted((inside | used | drivers) - {"repro/__init__.py", "repro/registry.py", UNTRUSTED})
+
+
+RUNS_PAPER_CODE = ("repro.worker", "repro.run.recipe", "repro.run.evaluation", "repro.train", "repro.paper",
                    "repro.eval", "repro.papers",
                    "repro.inference", "repro.export", "repro.registry.get_paper", "repro.registry.load_papers")
 
 
 def test_the_judge_never_imports_what_runs_paper_code():
     """The trust boundary (issue 22): the judge reads files, compares and decides; only the
-    sandboxed worker (repro/boundary/worker.py) imports a paper. The one door to a paper's own code in
+    sandboxed worker (repro/worker.py) imports a paper. The one door to a paper's own code in
     the judge is the registered protocol of a paper this harness or its user registered
     (compliance.registered), never used against a contest's submission."""
-    for rel in JUDGE:
+    judge = judge_modules()
+    assert {"repro/verify.py", "repro/review.py", "repro/judge/verdict.py", "repro/boundary/sandbox.py",
+            "repro/boundary/exchange.py", "repro/pages/contest.py", "repro/targets.py"} <= set(judge), judge
+    assert not [p for p in files("repro/boundary") if "repro.worker" in imports(p) or p.endswith("worker.py")]
+    for rel in judge:
         bad = {m for m in imports(os.path.join(REPO, rel)) if m.startswith(RUNS_PAPER_CODE)}
         if rel == "repro/judge/compliance.py":
             bad -= {"repro.registry.get_paper"}
         assert not bad, (rel, bad)
-    worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.boundary.worker" in imports(p)]
+    worker_users = [p for folder in ("repro",) for p in files(folder) if "repro.worker" in imports(p)]
     assert worker_users == [], worker_users  # started as a program by the sandbox, never imported
 
 
@@ -152,8 +177,8 @@ def test_the_judge_never_imports_what_runs_paper_code():
 # otherwise bring into every importer: {(module file, imported repro module): why}.
 LOCAL_IMPORTS = {
     ("repro/judge/assess.py", "repro.diffusion.judge"): "the text-to-image family (ppdiffusers), only for such contests",
-    ("repro/boundary/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
-    ("repro/boundary/worker.py", "repro.run.evaluation"): "Paddle, only for the model task",
+    ("repro/worker.py", "repro.diffusion.redraw"): "the text-to-image family, only for the redraw task",
+    ("repro/worker.py", "repro.run.evaluation"): "Paddle, only for the model task",
     ("repro/diffusion/scoring.py", "repro.metrics.inception"): "Paddle's Inception network, only for FID",
     ("repro/boundary/sandbox.py", "repro"): "the package's own folder, found at run time",
 }
@@ -244,6 +269,8 @@ def test_making_a_run_never_imports_the_judge():
     for path in [os.path.join(REPO, "repro", "train.py")] + list(files(os.path.join("repro", "run"))):
         bad = {m for m in imports(path) if m.startswith(("repro.verify", "repro.judge", "repro.review"))}
         assert not bad, (path, bad)
+    for path in files(os.path.join("repro", "run")):  # a run directory is opened with the paper it names,
+        assert not {m for m in imports(path) if m.startswith("repro.registry")}, path  # found by the caller
 
 
 def command_modules():

@@ -75,7 +75,7 @@ def _export_and_predict(paper, exp, run, capsys):
     code, _, err = cli(export.main, [run], capsys)
     assert code == 0, err
     import paddle
-    opened = rundir.open_run(run)
+    opened = rundir.open_run(get_paper, run)
     # the paper's own evaluation splits (not necessarily "test"), with the run's artifact
     data = paper.data(opened.cfg, rundir.read_artifact(opened), train=False)
     split = next(iter(data.eval))
@@ -95,7 +95,7 @@ def test_predict_reads_an_image_file_for_a_vision_paper(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert cli(train.main, ["--paper", "lenet5", "--lite", "--out", run, "-o", "train.visualdl=false"], capsys)[0] == 0
     assert cli(export.main, [run], capsys)[0] == 0
-    opened = rundir.open_run(run)
+    opened = rundir.open_run(get_paper, run)
     paper, cfg = opened.paper, opened.cfg
     digit = paper.build_data(cfg).eval["test"][0][0]  # uint8 [28, 28]
     png = str(tmp_path / "digit.png")

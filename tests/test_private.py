@@ -19,8 +19,8 @@ from test_tamper import evaluate, forge, read, set_metric
 from repro import registry, train
 from repro.boundary.sandbox import Sandbox
 from repro.errors import ReproError, run_cli
-from repro.judge import verdict
-from repro.judge import private
+from repro.judge import private, verdict
+from repro.registry import get_paper
 from repro.run import checkpoint, rundir
 
 SEED = 9001  # the maintainers' private seed in these tests
@@ -134,7 +134,7 @@ def test_fine_tuning_on_the_test_split_is_refused_by_the_private_check(made, plu
     _use(plugin)
     forged = str(tmp_path / "forged")
     shutil.copytree(honest, forged)
-    r = rundir.open_run(forged)
+    r = rundir.open_run(get_paper, forged)
     model, _, _, _ = rundir.load_trained(r)
     model.train()
     opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
@@ -210,7 +210,7 @@ def test_a_secret_the_generator_cannot_take_is_one_line(bad):
 
 
 def test_a_private_file_must_be_the_named_one(tmp_path):
-    from repro.judge import exchange
+    from repro.boundary import exchange
     path = str(tmp_path / "private.safetensors")
     exchange.write_arrays(path, {"x": np.zeros((5, 40), np.float32), "y": np.arange(5, dtype=np.int64)})
     sha = checkpoint.sha256_file(path)

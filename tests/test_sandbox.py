@@ -1,5 +1,5 @@
 """Untrusted code, trusted judge: hostile paper code in the workers of recompute and
-replay (repro/boundary/worker.py, run in repro/boundary/sandbox.py) is contained, and nothing it says
+replay (repro/worker.py, run in repro/boundary/sandbox.py) is contained, and nothing it says
 is believed (repro/judge/audit.py judges tensors).
 
 Runs are made with an honest plugin; then its code is swapped for a hostile one
@@ -16,8 +16,8 @@ import pytest
 from repro import registry
 from repro.boundary import sandbox
 from repro.errors import ReproError
-from repro.judge import compliance, options as judge_options, verdict
-from repro.judge import coverage
+from repro.judge import compliance, coverage, options as judge_options, verdict
+from repro.registry import get_paper
 from repro.run import rundir
 
 needs_bwrap = pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here: "
@@ -98,7 +98,7 @@ raise RuntimeError("PROBE " + " ".join(found))
 @pytest.mark.slow
 def test_a_plugin_that_patches_the_worker_or_writes_its_own_results_is_not_believed(runs, hostile):
     payload = """
-import json, os, repro.judge.exchange as x
+import json, os, repro.boundary.exchange as x
 def fake(path, arrays, metadata=None):
     for fd in range(3, 20):
         try:
@@ -176,7 +176,7 @@ def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_tim
     log's last line says the training took; more than FULL_REPLAY_SEGMENTS: a drawn share."""
     _, plugin, out = runs
     registry.use_folders([plugin])
-    run = rundir.open_run(out[0])
+    run = rundir.open_run(get_paper, out[0])
     run.protocol = compliance.registered(run)
     segs = coverage.segments(run)
     registered = coverage.registered_segments(run, segs)

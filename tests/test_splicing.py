@@ -15,6 +15,7 @@ from test_tamper import evaluate, forge, read, set_metric
 from repro import registry, train
 from repro.errors import run_cli
 from repro.judge import verdict
+from repro.registry import get_paper
 from repro.run import checkpoint, recipe, rundir
 
 pytestmark = pytest.mark.slow
@@ -45,9 +46,9 @@ def cell(tmp_path_factory):
 
 def _state(path, step, load_from=None):
     """The training state of run `path` at `step` (weights and optimizer from load_from's checkpoint)."""
-    run = rundir.open_run(path)
+    run = rundir.open_run(get_paper, path)
     state = recipe.build(run.paper, run.cfg, init=False)
-    rundir.load_trained(rundir.open_run(load_from or path), step, into=state.net, optimizer=state.optimizer)
+    rundir.load_trained(rundir.open_run(get_paper, load_from or path), step, into=state.net, optimizer=state.optimizer)
     return run, state
 
 

@@ -22,6 +22,7 @@ from conftest import REPO, cli, recomputes, same_platform
 from repro import verify
 from repro.config import config_hash
 from repro.judge import verdict
+from repro.registry import get_paper
 from repro.run import checkpoint, rundir
 from repro.run.runlog import GENESIS, line_hash
 
@@ -121,7 +122,7 @@ def trained_further(path, step, how):
     import paddle
 
     from repro.run import recipe
-    run = rundir.open_run(path)
+    run = rundir.open_run(get_paper, path)
     state = recipe.build(run.paper, run.cfg, init=False)
     final = step == run.cfg.train.steps  # the final checkpoint holds the weights alone: a fresh Adam goes on
     rundir.load_trained(run, step, into=state.net, optimizer=None if final else state.optimizer)
@@ -143,7 +144,7 @@ def evaluate(path, tensors):
     from safetensors.numpy import save_file
 
     from repro.eval import evaluate as run_eval
-    run = rundir.open_run(path)
+    run = rundir.open_run(get_paper, path)
     file = os.path.join(os.path.dirname(path), "weights.safetensors")
     save_file(tensors, file, metadata={"format": checkpoint.FORMAT})
     model = rundir.load_weights(run.paper, run.cfg, file)[0]

@@ -85,7 +85,7 @@ def chn_run(tmp_path_factory):
 
 
 def test_the_vocabulary_is_the_runs_artifact_with_its_sha256_in_the_header(chn_run):
-    run = rundir.open_run(chn_run)
+    run = rundir.open_run(get_paper, chn_run)
     artifact = rundir.read_artifact(run)
     assert artifact["kind"] == "vocabulary" and artifact["tokens"][:2] == ["[PAD]", "[UNK]"]
     assert run.header["artifact_sha256"] == rundir.artifact_sha256(artifact)
@@ -128,7 +128,7 @@ def test_predict_takes_a_sentence_and_prints_its_class_and_probability(chn_run, 
     assert code == 0, err
     result = json.loads(out)["results"][0]
     # the exported model's probability is the dynamic model's on the same ids
-    run = rundir.open_run(chn_run)
+    run = rundir.open_run(get_paper, chn_run)
     paper, cfg = run.paper, run.cfg
     ids = paper.encode_text(REVIEW, cfg, rundir.read_artifact(run))
     model = rundir.load_trained(run)[0]

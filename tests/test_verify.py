@@ -176,7 +176,7 @@ def test_cross_platform_replay_rejects_a_forgery_on_a_calm_segment(tmp_path, cap
     run = str(tmp_path / "run")
     assert cli(train.main, ["--paper", "mnist1d", "--exp", "logreg", "--lite", "--out", run,
                             "-o", "train.visualdl=false"], capsys)[0] == 0
-    r = rundir.open_run(run)
+    r = rundir.open_run(get_paper, run)
     final = max(r.checkpoints())
     tensors = rundir.read_checkpoint(r, final)[0]
     nudged = {k: (v * np.float32(1.01) if k.startswith("model/") else v) for k, v in tensors.items()}

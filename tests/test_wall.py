@@ -17,7 +17,8 @@ from repro import strict
 from repro.boundary import sandbox, task
 from repro.errors import ReproError
 from repro.judge import verdict
-from repro.judge import audit, exchange
+from repro.boundary import exchange
+from repro.judge import audit
 
 PROBE = """
 import ctypes, errno, os, repro
@@ -115,7 +116,7 @@ def test_link_fifo_hardlink_and_oversize_outputs_are_refused_with_one_line(runs,
            "hardlink": "os.link(path, path.replace('seg-', 'jitter-'))",
            "oversize": "open(path, 'ab').write(b'0' * (300 << 20))"}[kind]
     payload = f"""
-import os, repro.judge.exchange as x
+import os, repro.boundary.exchange as x
 real = x.write_arrays
 def write(path, arrays, metadata=None):
     real(path, arrays, metadata)

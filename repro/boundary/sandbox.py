@@ -1,6 +1,6 @@
 """The sandbox: the one place that starts a process which imports paper code.
 
-Every worker (repro.boundary.worker: building a split, recomputing outputs, replaying a
+Every worker (repro.worker: building a split, recomputing outputs, replaying a
 segment) runs through Sandbox.run() below. Under bubblewrap (`bwrap`, Debian's package
 `bubblewrap`, the sandbox Flatpak uses) the worker is nobody:
 
@@ -24,7 +24,7 @@ segment) runs through Sandbox.run() below. Under bubblewrap (`bwrap`, Debian's p
     vanish with it: no file it makes (a setuid one, a device, a link) reaches the host;
   - limits on address space, CPU time, file size, open files and processes.
 
-What it hands back comes as one stream on its standard output (repro.judge.exchange),
+What it hands back comes as one stream on its standard output (repro.boundary.exchange),
 read by the judge up to a cap into a folder of the judge's own; its standard error is a
 capped pipe. A worker that writes more than either cap is killed. Without bwrap, mode
 "required" (a contest review, verify --contest) refuses with how to install it; "off"
@@ -350,8 +350,8 @@ def _etc_folder():
 
 
 def worker_argv(*args):
-    """This Python running repro.boundary.worker: no bytecode written, no user site, isolated from cwd."""
-    return [sys.executable, "-B", "-s", "-m", "repro.boundary.worker", *args]
+    """This Python running repro.worker: no bytecode written, no user site, isolated from cwd."""
+    return [sys.executable, "-B", "-s", "-m", "repro.worker", *args]
 
 
 def elapsed(t0):

@@ -16,10 +16,10 @@ import tempfile
 import threading
 import time
 
+from repro.boundary import exchange
 from repro.boundary.sandbox import IN, OUT, worker_argv
 from repro.datasets.download import ENV as DATA_ENV
 from repro.errors import ReproError
-from repro.judge import exchange
 
 OUTPUT_BYTES = 1 << 30  # what the judge takes back from one worker unless its caller says otherwise
 _STAGED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")

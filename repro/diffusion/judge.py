@@ -8,7 +8,7 @@ The bundle's files are read as data, each from a regular file of bounded size
 submission): SHA256SUMS, submission.json, images/metadata.json and the model
 card as strict JSON / YAML / text, the works as PNGs whose header is checked
 before a pixel is decoded, the LoRA as safetensors arrays. The works are drawn
-again by a worker in the sandbox (repro.boundary.worker's task "redraw",
+again by a worker in the sandbox (repro.worker's task "redraw",
 repro.diffusion.redraw) from the LoRA, the maintainers' own copy of the declared
 base model and each work's claimed prompt and seed; the worker never gets the
 submitted images. Here they are compared pixel by pixel (exact where the worker's
@@ -39,7 +39,7 @@ from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identit
 from repro.diffusion.redraw import LORA_FILE, PLATFORM_KEYS
 from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
 from repro.errors import ReproError
-from repro.judge import exchange
+from repro.boundary import exchange
 from repro.boundary.task import Staged, Worker
 from repro.judge.contest_t2i import MAX_PROMPT
 from repro.boundary.tree import read_at_most as _open_regular

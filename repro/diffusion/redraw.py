@@ -1,5 +1,5 @@
 """Redrawing a submitted text-to-image bundle's works: the worker's task "redraw"
-(repro.boundary.worker, inside the sandbox), and the platform record the works carry.
+(repro.worker, inside the sandbox), and the platform record the works carry.
 
 The task loads the maintainers' base model (a local directory the judge names
 and binds read-only, its identity checked by the judge), the bundle's LoRA
@@ -17,10 +17,10 @@ Request: {"task": "redraw", "base": DIR, "weights": "lora", "scheduler": "ddim",
 import importlib.metadata
 import os
 
+from repro.boundary import exchange
 from repro.diffusion.pretrained import load_pipeline
 from repro.diffusion.sampling import generate
 from repro.env import cpu
-from repro.judge import exchange
 from repro.run import recipe
 
 LORA_FILE = "lora.safetensors"  # the name the LoRA tensors have among the worker's inputs

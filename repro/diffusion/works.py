@@ -15,6 +15,7 @@ from repro.diffusion.redraw import platform
 from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError
 from repro.paper import GenerativePaper
+from repro.registry import get_paper
 from repro.run import recipe, rundir
 
 
@@ -24,7 +25,7 @@ METADATA = "metadata.json"
 def load_trained(run_dir):
     """(paper, cfg, model, checkpoint metadata, checkpoint sha256, header) of a
     generative run, with the weights of its last logged checkpoint."""
-    run = rundir.open_run(run_dir)
+    run = rundir.open_run(get_paper, run_dir)
     if not isinstance(run.paper, GenerativePaper):
         raise ReproError(f"{run_dir} is a {run.paper.name} run; only the generative papers' runs generate images")
     model, _, meta, ev = rundir.load_trained(run)

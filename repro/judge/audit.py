@@ -1,7 +1,7 @@
 """The judge's side of recompute and the replay audit: what to re-execute and every
 comparison that decides.
 
-Trust boundary: this module never imports paper code. Workers (repro.boundary.worker)
+Trust boundary: this module never imports paper code. Workers (repro.worker)
 import it, inside the sandbox (repro.boundary.sandbox), and hand back tensors: the
 evaluation splits they built, the model's outputs on inputs the judge gives
 (never the labels), the weights a replayed segment ends in (never having seen
@@ -46,10 +46,10 @@ import time
 import numpy as np
 
 from repro import strict
+from repro.boundary import exchange
 from repro.boundary.task import Staged
 from repro.data import fingerprint
 from repro.errors import ReproError
-from repro.judge import exchange
 from repro.run import checkpoint, decisions, rundir
 
 MARGIN = 10.0

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repro.boundary import exchange
 from repro.errors import ReproError
-from repro.judge import exchange
 
 NEAR_COPY = 1e-3  # relative distance under which two bundles' LoRA tensors are the same weights
 

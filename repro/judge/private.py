@@ -29,9 +29,8 @@ import math
 import os
 import re
 
-from repro.boundary import task
+from repro.boundary import exchange, task
 from repro.errors import ReproError
-from repro.judge import exchange
 from repro.run import checkpoint
 
 SEED_ENV = "REPRO_PRIVATE_SEED"

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from repro import strict
 from repro.config import config_hash, dump_yaml, from_dict
 from repro.errors import ReproError
-from repro.registry import get_paper
 from repro.run import checkpoint
 from repro.run.checkpoint import sha256_file
 from repro.run.runlog import line_hash, read_log
@@ -145,12 +144,10 @@ def read(path, allow_partial_tail=False):
     return Run(path, lines, events, tail)
 
 
-def resolve(run, registry=None):
+def resolve(run, paper):
     """Set run.paper, run.exp and run.cfg from the header, with the config checked
-    exactly as load_config checks it; a ReproError otherwise."""
-
+    exactly as load_config checks it (paper: the one its header names); a ReproError otherwise."""
     head = run.header
-    paper = (registry or get_paper)(head["paper"])
     exp = paper.experiment(head["exp"])
     if config_hash(head["config"]) != head["config_hash"]:
         raise ReproError(f"{run.path}: the header's config_hash does not match its config")
@@ -158,9 +155,11 @@ def resolve(run, registry=None):
     return run
 
 
-def open_run(path, allow_partial_tail=False):
-    """read() and resolve(): a run whose paper and config are known here."""
-    return resolve(read(path, allow_partial_tail))
+def open_run(paper_of, path, allow_partial_tail=False):
+    """read() and resolve(): a run whose paper and config are known here. paper_of(name) gives the
+    paper its header names (repro.registry.get_paper): making a run never imports the registry."""
+    run = read(path, allow_partial_tail)
+    return resolve(run, paper_of(run.header.get("paper")))
 
 
 def check_config_file(run):

@@ -2,11 +2,11 @@
 the sandbox (repro.boundary.sandbox). It is handed inputs and writes tensors; it never
 sees a run's logs or the checkpoint a replay must reach, and it decides nothing.
 
-    python -B -m repro.boundary.worker IN_DIR OUT_DIR
+    python -B -m repro.worker IN_DIR OUT_DIR
 
 IN_DIR/request.json says what to do (its inputs named by file name in IN_DIR). Sandboxed,
 IN_DIR is /in and OUT_DIR a private tmpfs at /out; when the task ends, every file in
-OUT_DIR goes to the judge as one stream on standard output (repro.judge.exchange), and
+OUT_DIR goes to the judge as one stream on standard output (repro.boundary.exchange), and
 the judge keeps only what it asked for. Whatever the code prints goes to standard error.
 
   task "data":  build the experiment's evaluation splits (and, for a paper that
@@ -39,9 +39,9 @@ import time
 import traceback
 
 from repro import strict
+from repro.boundary import exchange
 from repro.config import set_key, validate
 from repro.data import fingerprint
-from repro.judge import exchange
 from repro.paper import GenerativePaper
 from repro.registry import get_paper
 from repro.run import checkpoint, decisions, recipe, rundir
@@ -232,12 +232,12 @@ def _resolve(req, in_dir):
 
 def main(argv):
     if len(argv) != 2 or any(a.startswith("-") for a in argv):  # started by the sandbox, never by hand
-        print("usage: python -m repro.boundary.worker IN_DIR OUT_DIR  (the sandbox starts it: repro/boundary/sandbox.py)")
+        print("usage: python -m repro.worker IN_DIR OUT_DIR  (the sandbox starts it: repro/boundary/sandbox.py)")
         return 0 if argv in (["--help"], ["-h"]) else 2
     import warnings
     warnings.filterwarnings("ignore")
     in_dir, out = argv
-    # the judge reads this worker's outputs from its standard output (repro.judge.exchange):
+    # the judge reads this worker's outputs from its standard output (repro.boundary.exchange):
     # keep that descriptor apart, and send whatever the code prints to standard error
     stream = os.dup(1)
     os.dup2(2, 1)
