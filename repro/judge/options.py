@@ -10,7 +10,6 @@ from repro.boundary.sandbox import Sandbox
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError
 from repro.judge import audit, coverage, private as private_eval
-from repro.judge.compliance import registered
 from repro.judge.contest import protocol_of as contest_protocol, read_contest
 
 
@@ -24,7 +23,7 @@ class Options:
     trusted beyond tensors."""
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
-                 timeout=3600, progress=None, protocol_of=registered, sandbox="auto", tree=None, plugin=None,
+                 timeout=3600, progress=None, protocol_of=None, sandbox="auto", tree=None, plugin=None,
                  private=None, threads=None, budget=None, earlier=None, refused=()):
         replay = parse_replay(replay)
         # what a contest review knows before this submission's targets are judged: {weights_sha256:
@@ -39,7 +38,8 @@ class Options:
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
-        self.protocol_of = protocol_of  # what each run is judged against (repro.judge.protocol)
+        # what each run is judged against (repro.judge.protocol); None: its paper's own registration
+        self.protocol_of = protocol_of
         self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
         self.private = private or {}  # {(paper, exp): repro.judge.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
@@ -178,7 +178,7 @@ def private_of(contest, seed):
 def options_from(args, progress=None):
     use_data_dir(args)  # the audit's workers get it
     local = parse_local(args.local)
-    protocol_of, tree, plugin, sandbox, private, budget = registered, None, None, "auto", {}, None
+    protocol_of, tree, plugin, sandbox, private, budget = None, None, None, "auto", {}, None
     runs_code = args.recompute or args.replay
     if getattr(args, "contest", None):
         tree = os.path.abspath(args.code) if args.code else None

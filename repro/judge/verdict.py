@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from repro.errors import ReproError
 from repro.judge import copies, coverage
 from repro.judge.checks import excluded_note, ran, refusals
-from repro.judge.compliance import LITE, check_run, load_run
+from repro.judge.compliance import LITE, check_run, load_run, registered
 from repro.judge.options import Options
 from repro.judge.recheck import audit_runs
 from repro.run import rundir
@@ -40,7 +40,7 @@ def find_runs(paths):
 def verify(paths, options=None):
     """The Verdict on the runs under paths (rows, runs, ok = verify(...) unpacks it)."""
     options = options or Options()
-    runs = [check_run(load_run(p), options.protocol_of) for p in find_runs(paths)]
+    runs = [check_run(load_run(p), options.protocol_of or registered) for p in find_runs(paths)]
     groups = {}
     for run in runs:
         if run.protocol is not None:
