@@ -224,6 +224,176 @@ BELOW = "see Runs that do not count"
 BELOW_MD = "see Runs that do not count, below"
 
 
+def _targets_html(rows, show):
+    """The targets' table, each with its verdict and why."""
+    out = []
+    out.append("<h2>Targets</h2>")
+    out.append(_table(["experiment", "metric", "paper", "achieved: mean ± std [min, max]", "bar", "policy", "runs",
+                         "verdict", "why"],
+                        [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"], r["bar"],
+                          r["policy"], len(r["seeds"]), "PASS" if r["passed"] else "FAIL", show(r["why"]) + excluded_note(r, BELOW)]
+                         for r in rows],
+                        [[None] * 7 + ["PASS" if r["passed"] else "FAIL", None] for r in rows]))
+    return out
+
+
+def _runs_html(runs, options, show):
+    """The runs that do not count, and the checks that ran on each run."""
+    out = []
+    excluded = [r for r in runs if r.problems]
+    if excluded:
+        out.append("<h2>Runs that do not count</h2>")
+        out.append(_table(["run", "seed", "why it does not count"],
+                          [[show(r.path), r.seed, "\n".join(show(p) for p in r.problems)] for r in excluded]))
+
+    out.append("<h2>Checks that ran, per run</h2>")
+    same = {}  # runs of one experiment with the same checks and audit share a row
+    for r in sorted(runs, key=lambda r: r.path):
+        key = (os.path.dirname(show(r.path)), ", ".join(run_checks(r, options)) or "-", coverage_of(r))
+        same.setdefault(key, []).append(r)
+    out.append(_table(["runs", "seeds", "checks that ran", "replay audit"],
+                        [[where if len(rs) > 1 else show(rs[0].path), ", ".join(str(r.seed) for r in rs), checks, audit]
+                         for (where, checks, audit), rs in same.items()]))
+    return out
+
+
+def _cells(runs):
+    """{(paper, experiment): [runs]} in the order the runs come."""
+    groups = {}
+    for run in runs:
+        groups.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
+    return groups
+
+
+def _curves_html(groups):
+    """Each cell's curves, as an embedded PNG."""
+    out = []
+    out.append("<h2>Curves</h2><div class='grid'>")
+    for (paper, exp), group in groups.items():
+        targets = group[0].protocol.targets if group[0].protocol else ()
+        png = base64.b64encode(curves_png(group, f"{paper}/{exp}", targets)).decode()
+        out.append(f"<img alt='curves of {html.escape(f'{paper}/{exp}')}' src='data:image/png;base64,{png}'>")
+    out.append("</div>")
+    return out
+
+
+def _seeds_html(groups):
+    """Each cell's final value of each run."""
+    out = []
+    out.append("<h2>Final values per seed</h2>")
+    seed_rows = []
+    for (paper, exp), group in groups.items():
+        metric = group[0].protocol.targets[0].metric if group[0].protocol and group[0].protocol.targets else None
+        vals = []
+        for run in sorted(group, key=lambda r: (r.seed is None, r.seed)):
+            v = (run.recomputed or run.metrics or {}).get(metric) if metric else None
+            vals.append(f"seed {run.seed}: {v:.2f}" if isinstance(v, (int, float)) else f"seed {run.seed}: -")
+        seed_rows.append([f"{paper}/{exp}", metric or "-", " · ".join(vals)])
+    out.append(_table(["experiment", "metric", "final value of each run (recomputed where verify did)"], seed_rows))
+    return out
+
+
+def _warned_html(warned, runs, show):
+    """What a reviewer should look at beyond the verdict, grouped by text."""
+    out = []
+    if warned:
+        out.append("<h2>Worth a look</h2><ul>" + "".join(
+            f"<li class='warn'>{html.escape(text)} <span class='muted'>({html.escape(_who(rs, len(runs), show))})"
+            f"</span></li>"
+            for text, rs in warned.items()) + "</ul>")
+    return out
+
+
+def _config_html(runs, show):
+    """Each run's config against its registered experiment."""
+    out = []
+    out.append("<h2>Config against the registered experiment</h2>")
+    permitted, departures = {}, []
+    for run in runs:
+        for key, used, registered, free in config_changes(run):
+            if free:
+                permitted.setdefault(key, set()).add(repr(used))
+            else:
+                departures.append([show(run.path), key, repr(used), repr(registered)])
+    if departures:
+        out.append("<p>Departures (these make a run not count):</p>")
+        out.append(_table(["run", "key", "run's value", "registered"], departures,
+                            [[None, "depart", "depart", None] for _ in departures]))
+    if permitted:
+        out.append("<p>Permitted differences (a run may choose these), one line per key with the values seen:</p><ul>"
+                     + "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(', '.join(sorted(v)))}</li>"
+                               for k, v in sorted(permitted.items())) + "</ul>")
+    if not departures and not permitted:
+        out.append("<p>None: every run used the registered config.</p>")
+    return out
+
+
+def _env_html(runs):
+    """The environment and code identity, distinct values across the runs."""
+    out = []
+    out.append("<h2>Environment and code</h2>")
+    env_rows = []
+    for key in ENV_KEYS:
+        values = sorted({str(r.header.get("env", {}).get(key)) for r in runs})
+        env_rows.append([key, " | ".join(values)])
+    for key in CODE_KEYS:
+        values = sorted({str(flatten(r.header.get("code", {})).get(key)) for r in runs})
+        env_rows.append([f"code.{key}", " | ".join(values)])
+    out.append(_table(["key", "value (distinct values across the runs, separated by |)"], env_rows))
+    return out
+
+
+def _align_html(runs, show):
+    """The alignment reports repro.align wrote into the runs."""
+    out = []
+    align_rows, align_cls = [], []
+    for run in runs:
+        for name, passed, rows_ in alignment_results(run.path):
+            for row in rows_:
+                align_rows.append([show(run.path), name, row["key"], show(row.get("detail", "")),
+                                   "PASS" if row["passed"] else "FAIL"])
+                align_cls.append([None] * 4 + ["PASS" if row["passed"] else "FAIL"])
+    if align_rows:
+        out.append("<h2>Alignment (repro.align)</h2>")
+        out.append(_table(["run", "check", "rung / key", "detail", "result"], align_rows, align_cls))
+    return out
+
+
+def _sources_html(rows, show):
+    """Where each target comes from."""
+    out = []
+    sources = sorted({r["source"] for r in rows})
+    if sources:
+        out.append("<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(show(s))}</li>" for s in sources) + "</ul>")
+    return out
+
+
+def _markdown(title, warning, verdict, reached, counted, checked, rows, runs, warned, show):
+    """The page's Markdown summary."""
+    excluded = [r for r in runs if r.problems]
+    md = [f"## repro review: {title}", ""] + ([f"**{warning}**", ""] if warning else []) + [
+          f"**{verdict}**: {reached} of {len(rows)} targets reached; "
+          f"{counted} of {len(runs)} runs count (checks that ran: {checked}).", "",
+          "| experiment | metric | paper | achieved | bar | policy | runs | verdict |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    md += [f"| {r['paper']}/{r['exp']} | {r['metric']} | {r['paper_value']:.2f} | {r['achieved']} | "
+           f"{r['bar']} | {r['policy']} | {len(r['seeds'])} | "
+           f"{'PASS' if r['passed'] else 'FAIL'} |" for r in rows]
+    md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {show(r['why'])}{excluded_note(r, BELOW_MD)}"
+                          for r in rows]
+    if excluded:
+        md += ["", "Runs that do not count:"] + [f"- `{show(r.path)}`: {'; '.join(show(p) for p in r.problems)}"
+                                                 for r in excluded]
+    audited = [r for r in runs if getattr(r, "coverage", None)]
+    if audited:
+        md += ["", "Replay audit:"] + [f"- `{show(r.path)}`: {coverage_of(r)}" for r in audited]
+    if warned:
+        md += ["", "Worth a look:"] + [f"- {text} ({_who(rs, len(runs), show)})" for text, rs in warned.items()]
+    env = runs[0].header.get("env", {}) if runs else {}
+    md += ["", "Environment: " + ", ".join(f"{k} {env.get(k)}" for k in ENV_KEYS if env.get(k) is not None)]
+    return "\n".join(md) + "\n"
+
+
 def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=None):
     """(page HTML, summary Markdown, ok). preamble: HTML put under the verdict (repro.review's
     header); title/verdict: override the page's; show(text): how a run's path or reason is shown
@@ -250,120 +420,12 @@ def render(rows, runs, ok, options, preamble="", title=None, verdict=None, show=
                                       f"{html.escape(r['metric'])}: {html.escape(show(r['why']) + excluded_note(r, BELOW))}</li>"
                                       for r in failing) + "</ul>")
 
-    parts.append("<h2>Targets</h2>")
-    parts.append(_table(["experiment", "metric", "paper", "achieved: mean ± std [min, max]", "bar", "policy", "runs",
-                         "verdict", "why"],
-                        [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"], r["bar"],
-                          r["policy"], len(r["seeds"]), "PASS" if r["passed"] else "FAIL", show(r["why"]) + excluded_note(r, BELOW)]
-                         for r in rows],
-                        [[None] * 7 + ["PASS" if r["passed"] else "FAIL", None] for r in rows]))
-
-    excluded = [r for r in runs if r.problems]
-    if excluded:
-        parts.append("<h2>Runs that do not count</h2>")
-        parts.append(_table(["run", "seed", "why it does not count"],
-                            [[show(r.path), r.seed, "\n".join(show(p) for p in r.problems)] for r in excluded]))
-
-    parts.append("<h2>Checks that ran, per run</h2>")
-    same = {}  # runs of one experiment with the same checks and audit share a row
-    for r in sorted(runs, key=lambda r: r.path):
-        key = (os.path.dirname(show(r.path)), ", ".join(run_checks(r, options)) or "-", coverage_of(r))
-        same.setdefault(key, []).append(r)
-    parts.append(_table(["runs", "seeds", "checks that ran", "replay audit"],
-                        [[where if len(rs) > 1 else show(rs[0].path), ", ".join(str(r.seed) for r in rs), checks, audit]
-                         for (where, checks, audit), rs in same.items()]))
-
-    parts.append("<h2>Curves</h2><div class='grid'>")
-    groups = {}
-    for run in runs:
-        groups.setdefault((run.header.get("paper"), run.header.get("exp")), []).append(run)
-    for (paper, exp), group in groups.items():
-        targets = group[0].protocol.targets if group[0].protocol else ()
-        png = base64.b64encode(curves_png(group, f"{paper}/{exp}", targets)).decode()
-        parts.append(f"<img alt='curves of {html.escape(f'{paper}/{exp}')}' src='data:image/png;base64,{png}'>")
-    parts.append("</div>")
-
-    parts.append("<h2>Final values per seed</h2>")
-    seed_rows = []
-    for (paper, exp), group in groups.items():
-        metric = group[0].protocol.targets[0].metric if group[0].protocol and group[0].protocol.targets else None
-        vals = []
-        for run in sorted(group, key=lambda r: (r.seed is None, r.seed)):
-            v = (run.recomputed or run.metrics or {}).get(metric) if metric else None
-            vals.append(f"seed {run.seed}: {v:.2f}" if isinstance(v, (int, float)) else f"seed {run.seed}: -")
-        seed_rows.append([f"{paper}/{exp}", metric or "-", " · ".join(vals)])
-    parts.append(_table(["experiment", "metric", "final value of each run (recomputed where verify did)"], seed_rows))
-
+    parts += _targets_html(rows, show) + _runs_html(runs, options, show)
+    groups = _cells(runs)
+    parts += _curves_html(groups) + _seeds_html(groups)
     warned = _grouped(runs, lambda r: [show(w) for w in run_warnings(r)[len(r.problems):]])
-    if warned:
-        parts.append("<h2>Worth a look</h2><ul>" + "".join(
-            f"<li class='warn'>{html.escape(text)} <span class='muted'>({html.escape(_who(rs, len(runs), show))})"
-            f"</span></li>"
-            for text, rs in warned.items()) + "</ul>")
-
-    parts.append("<h2>Config against the registered experiment</h2>")
-    permitted, departures = {}, []
-    for run in runs:
-        for key, used, registered, free in config_changes(run):
-            if free:
-                permitted.setdefault(key, set()).add(repr(used))
-            else:
-                departures.append([show(run.path), key, repr(used), repr(registered)])
-    if departures:
-        parts.append("<p>Departures (these make a run not count):</p>")
-        parts.append(_table(["run", "key", "run's value", "registered"], departures,
-                            [[None, "depart", "depart", None] for _ in departures]))
-    if permitted:
-        parts.append("<p>Permitted differences (a run may choose these), one line per key with the values seen:</p><ul>"
-                     + "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(', '.join(sorted(v)))}</li>"
-                               for k, v in sorted(permitted.items())) + "</ul>")
-    if not departures and not permitted:
-        parts.append("<p>None: every run used the registered config.</p>")
-
-    parts.append("<h2>Environment and code</h2>")
-    env_rows = []
-    for key in ENV_KEYS:
-        values = sorted({str(r.header.get("env", {}).get(key)) for r in runs})
-        env_rows.append([key, " | ".join(values)])
-    for key in CODE_KEYS:
-        values = sorted({str(flatten(r.header.get("code", {})).get(key)) for r in runs})
-        env_rows.append([f"code.{key}", " | ".join(values)])
-    parts.append(_table(["key", "value (distinct values across the runs, separated by |)"], env_rows))
-
-    align_rows, align_cls = [], []
-    for run in runs:
-        for name, passed, rows_ in alignment_results(run.path):
-            for row in rows_:
-                align_rows.append([show(run.path), name, row["key"], show(row.get("detail", "")),
-                                   "PASS" if row["passed"] else "FAIL"])
-                align_cls.append([None] * 4 + ["PASS" if row["passed"] else "FAIL"])
-    if align_rows:
-        parts.append("<h2>Alignment (repro.align)</h2>")
-        parts.append(_table(["run", "check", "rung / key", "detail", "result"], align_rows, align_cls))
-
-    sources = sorted({r["source"] for r in rows})
-    if sources:
-        parts.append("<h2>Sources</h2><ul>" + "".join(f"<li>{html.escape(show(s))}</li>" for s in sources) + "</ul>")
+    parts += _warned_html(warned, runs, show) + _config_html(runs, show) + _env_html(runs) + _align_html(runs, show)
+    parts += _sources_html(rows, show)
     parts.append("</body></html>")
-
-    md = [f"## repro review: {title}", ""] + ([f"**{warning}**", ""] if warning else []) + [
-          f"**{verdict}**: {reached} of {len(rows)} targets reached; "
-          f"{counted} of {len(runs)} runs count (checks that ran: {checked}).", "",
-          "| experiment | metric | paper | achieved | bar | policy | runs | verdict |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    md += [f"| {r['paper']}/{r['exp']} | {r['metric']} | {r['paper_value']:.2f} | {r['achieved']} | "
-           f"{r['bar']} | {r['policy']} | {len(r['seeds'])} | "
-           f"{'PASS' if r['passed'] else 'FAIL'} |" for r in rows]
-    md += ["", "Why:"] + [f"- {r['paper']}/{r['exp']} {r['metric']}: {show(r['why'])}{excluded_note(r, BELOW_MD)}"
-                          for r in rows]
-    if excluded:
-        md += ["", "Runs that do not count:"] + [f"- `{show(r.path)}`: {'; '.join(show(p) for p in r.problems)}"
-                                                 for r in excluded]
-    audited = [r for r in runs if getattr(r, "coverage", None)]
-    if audited:
-        md += ["", "Replay audit:"] + [f"- `{show(r.path)}`: {coverage_of(r)}" for r in audited]
-    if warned:
-        md += ["", "Worth a look:"] + [f"- {text} ({_who(rs, len(runs), show)})" for text, rs in warned.items()]
-    env = runs[0].header.get("env", {}) if runs else {}
-    md += ["", "Environment: " + ", ".join(f"{k} {env.get(k)}" for k in ENV_KEYS if env.get(k) is not None)]
-    return "".join(parts), "\n".join(md) + "\n", ok
+    md = _markdown(title, warning, verdict, reached, counted, checked, rows, runs, warned, show)
+    return "".join(parts), md, ok
