@@ -277,6 +277,15 @@ def sha256_file(path, follow=True):
         os.close(fd)
 
 
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def kind_of(mode):
+    """What an entry that is not a regular file or a folder is, in words (from its lstat mode)."""
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
 def open_regular(path, what, max_bytes=None, dir_fd=None):
     """(descriptor, os.fstat) of a file a stranger may have laid out, opened without following a
     link (O_NOFOLLOW, relative to dir_fd when given) and without blocking on a FIFO; it must be

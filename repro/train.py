@@ -132,23 +132,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
               "this run computes in float32", flush=True)
     meta = {"paper": paper.name, "exp": exp.name, "config_hash": config_hash(cfg), "lite": lite}
 
-    start, note, previous = 0, "", None
-    if resume is not None:
-        done = resume.checkpoints()
-        if done:
-            start = max(done)
-            # the final checkpoint holds the weights alone: nothing trains on from it
-            final = start == tc.steps
-            _, _, ckpt_meta, ckpt_ev = rundir.load_trained(resume, start, into=state.net,
-                                                           optimizer=None if final else state.optimizer)
-            state.amp.load_state(ckpt_meta.get("amp_scaler"))
-            if state.exact is not None and not final:  # verifiable: go on with the segment's record
-                state.exact.resume(start, rundir.is_kept(tc, start), os.path.join(resume.path, rundir.decisions_name(start)),
-                                   ckpt_ev.get("decisions_sha256"))
-            previous = None if rundir.is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
-        else:
-            paper.init_model(state.net, state.data)
-            note = "no checkpoint was logged before the interruption: training starts again from step 0"
+    start, note, previous = _resume_point(paper, tc, state, resume, run_dir) if resume is not None else (0, "", None)
     echo = echo and dist.main
     progress = Progress(tc.steps, f"{paper.name}/{exp.name}")
     progress.enabled = progress.enabled and echo
@@ -197,6 +181,25 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
               seconds=round(time.perf_counter() - t_start, 2))
     log.close()
     return metrics
+
+
+def _resume_point(paper, tc, state, resume, run_dir):
+    """(step, note, previous checkpoint to drop) where a resumed run goes on: its last logged
+    checkpoint loaded into state, or step 0 afresh when it logged none."""
+    done = resume.checkpoints()
+    if not done:
+        paper.init_model(state.net, state.data)
+        return 0, "no checkpoint was logged before the interruption: training starts again from step 0", None
+    start = max(done)
+    final = start == tc.steps  # the final checkpoint holds the weights alone: nothing trains on from it
+    _, _, ckpt_meta, ckpt_ev = rundir.load_trained(resume, start, into=state.net,
+                                                   optimizer=None if final else state.optimizer)
+    state.amp.load_state(ckpt_meta.get("amp_scaler"))
+    if state.exact is not None and not final:  # verifiable: go on with the segment's record
+        state.exact.resume(start, rundir.is_kept(tc, start), os.path.join(resume.path, rundir.decisions_name(start)),
+                           ckpt_ev.get("decisions_sha256"))
+    previous = None if rundir.is_kept(tc, start) else os.path.join(run_dir, rundir.checkpoint_name(start))
+    return start, "", previous
 
 
 def _loop(paper, cfg, state, run_dir, start, previous, log, progress, dist, meta, pos):
@@ -322,7 +325,7 @@ def _drop_partial_tail(run):
         print(f"note: dropped an incomplete last log line ({len(run.tail)} bytes) left by the interruption")
 
 
-def main(argv=None):
+def _parser():
     ap = argparse.ArgumentParser(prog="python -m repro.train", description="Train one experiment of one paper.")
     ap.add_argument("--paper", help="registered paper name (see --list)")
     ap.add_argument("--exp", help="experiment (default: the paper's default)")
@@ -347,7 +350,11 @@ def main(argv=None):
     ap.add_argument("--pretrained", metavar="DIR",
                     help="a local pretrained model directory (model.pretrained), for papers that fine-tune one")
     add_papers_option(ap)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
     use_folders(args.papers)
     use_data_dir(args)
     if args.pretrained:

@@ -57,7 +57,7 @@ import os
 import stat
 
 from repro.errors import ReproError
-from repro.strict import hash_read as _hash_read
+from repro.strict import hash_read as _hash_read, kind_of
 
 MAX_FILE_BYTES = 64 << 20
 MAX_FILES = 10_000
@@ -73,9 +73,6 @@ BYTECODE = "bytecode is not reviewed source (delete it; PYTHONDONTWRITEBYTECODE=
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
 
 class _Changed(Exception):
     """A file was not, when opened or read, the regular file that was listed."""
@@ -146,6 +143,21 @@ def top_folders():
     return [r[1:] for r in EXCLUDED if r.startswith("/") and not any(c in r for c in "*?[")]
 
 
+def _refused(rel, st, name, dir_fd, max_file_bytes):
+    """Why an entry that is not a folder cannot be identified: a link, not a regular file, or too big."""
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            target = "?"
+        return (f"{rel}: a symbolic link (to {target!r}): links are not followed; "
+                f"put the file itself there or move it out of the repository")
+    if not stat.S_ISREG(st.st_mode):
+        return f"{rel}: {kind_of(st.st_mode)}: only regular files can be identified"
+    return (f"{rel}: {st.st_size:,} bytes, over the {max_file_bytes:,} a file may have "
+            f"(keep data and weights outside the repository)")
+
+
 def scan(root, max_file_bytes=MAX_FILE_BYTES, max_files=MAX_FILES, max_total_bytes=MAX_TOTAL_BYTES):
     """({relative posix path: sha256}, [problem, one line each]) of the repository at
     root, in sorted order. Nothing is followed through a link; see the module's doc
@@ -194,19 +206,8 @@ def scan(root, max_file_bytes=MAX_FILE_BYTES, max_files=MAX_FILES, max_total_byt
                     walk(sub, rel + "/", depth + 1)
                 finally:
                     os.close(sub)
-            elif stat.S_ISLNK(mode):
-                try:
-                    target = os.readlink(entry.name, dir_fd=dir_fd)
-                except OSError:
-                    target = "?"
-                problems.append(f"{rel}: a symbolic link (to {target!r}): links are not followed; "
-                                f"put the file itself there or move it out of the repository")
-            elif not stat.S_ISREG(mode):
-                kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
-                problems.append(f"{rel}: {kind}: only regular files can be identified")
-            elif st.st_size > max_file_bytes:
-                problems.append(f"{rel}: {st.st_size:,} bytes, over the {max_file_bytes:,} a file may have "
-                                f"(keep data and weights outside the repository)")
+            elif not stat.S_ISREG(mode) or st.st_size > max_file_bytes:
+                problems.append(_refused(rel, st, entry.name, dir_fd, max_file_bytes))
             elif len(files) >= max_files:
                 problems.append(f"{rel}: more than {max_files:,} files to identify; stopped here "
                                 f"(keep data, environments and caches outside the repository)")

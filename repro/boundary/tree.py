@@ -12,9 +12,6 @@ MAX_ENTRIES = 200_000          # files and folders a submission may hold
 MAX_FILE_BYTES = 16 << 30      # any one file of a submission (from its size: never read to find out)
 
 
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
 
 def printable(text):
     """Text on one line with nothing a terminal or a page would act on: other characters
@@ -61,7 +58,7 @@ def scan_tree(repo):
                     problems[path] = (f"{shown} is {st.st_size:,} bytes, over the {MAX_FILE_BYTES >> 30} GiB a file of "
                                       f"a submission may have (not read)")
             else:
-                kind = next((what for test, what in _KINDS if test(st.st_mode)), "not a regular file")
+                kind = strict.kind_of(st.st_mode)
                 entries[path] = (kind, 0)
                 problems[path] = (f"{shown} is {kind}: a submission holds regular files and folders only "
                                   f"(never followed or opened)")
