@@ -18,7 +18,7 @@ For each run (RUNS/<exp>/seed<N>, made with train.audit_every 1000):
             final weights fine-tuned on the test split for 1 step at lr 1e-4, for
             10 steps at lr 1e-3; 100 more steps of the recipe) and a clone's first
             segment (another seed's weights at its end) judged against them by
-            repro.judge.audit.judge_segment: consistent, inconclusive (a chaotic
+            repro.judge.segments.judge_segment: consistent, inconclusive (a chaotic
             segment) or rejected. Distances are |x - y| / |logged - start|, L2.
 Prints one table per part: per experiment, how many genuine segments are
 consistent / inconclusive / rejected, their distances and spreads, and what
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from repro import env  # noqa: E402
 from repro import worker
 from repro.config import flatten  # noqa: E402
-from repro.judge import audit, coverage
+from repro.judge import coverage, segments
 from repro.registry import get_paper
 from repro.run import checkpoint, recipe, rundir
 
@@ -66,7 +66,7 @@ def replay(run, cfg, a, b):
     want = rundir.read_checkpoint(run, b, want_optimizer=True)[0]
     exact = got.keys() == want.keys() and all(got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k])
                                                for k in got)
-    return {"exact": exact, "distance": audit._distance(got, want, start, want)}
+    return {"exact": exact, "distance": segments.distance(got, want, start, want)}
 
 
 def forged_states(run, cfg, b):
@@ -106,7 +106,7 @@ def other_platform(run, cfg, a, b):
 
 
 def verdict(distance, spread):
-    why = audit.judge_segment({"exact": False, "distance": distance, "spread": spread}, True)
+    why = segments.judge_segment({"exact": False, "distance": distance, "spread": spread}, True)
     return "consistent" if why is None else ("inconclusive" if why.startswith("inconclusive") else "rejected")
 
 
@@ -134,19 +134,19 @@ def main():
                 cost_rows.append((exp, seed, f"{a}->{b}", replay_s, batch_cost * (b - a)))
                 start, r2, r3 = other_platform(run, cfg, a, b)
                 want = rundir.read_checkpoint(run, b)[0]
-                spread = audit._distance(r3, r2, start, want)
-                d = audit._distance(r2, want, start, want)
+                spread = segments.distance(r3, r2, start, want)
+                d = segments.distance(r2, want, start, want)
                 genuine_rows.append((exp, d, spread, verdict(d, spread)))
                 if b == segs[-1][1]:
                     for name, forged in forged_states(run, cfg, b).items():
-                        fd = audit._distance(r2, forged, start, forged)
+                        fd = segments.distance(r2, forged, start, forged)
                         forged_rows.append((exp, name, fd, spread, verdict(fd, spread)))
                 if a == 0:
                     other = rundir.open_run(get_paper, os.path.join(
                         args.runs, exp, f"seed{args.seeds[(args.seeds.index(seed) + 1) % len(args.seeds)]}"))
                     if other.path != run.path:
                         cloned = rundir.read_checkpoint(other, b)[0]
-                        fd = audit._distance(r2, cloned, start, cloned)
+                        fd = segments.distance(r2, cloned, start, cloned)
                         forged_rows.append((exp, "clone (first segment)", fd, spread, verdict(fd, spread)))
             kept = sum(os.path.getsize(os.path.join(run.path, rundir.checkpoint_name(s))) for s in run.kept_steps()[:-1])
             rest = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(run.path) for f in fs) - kept
@@ -170,7 +170,7 @@ def main():
         print(f"{exp:<16} {k:>12,.0f} {r:>11,.0f} {k / r:>6.2f}")
 
     print(f"\nverify --cross-platform, simulated (2 threads vs the run's 1; spread: jittered vs plain); "
-          f"consistent when distance <= {audit.MARGIN:g} x spread and spread <= {audit.CHAOS_LIMIT:g}")
+          f"consistent when distance <= {segments.MARGIN:g} x spread and spread <= {segments.CHAOS_LIMIT:g}")
     print(f"{'experiment':<16} {'genuine: consistent/inconclusive/rejected':>42} {'distance median':>16} "
           f"{'spread median':>14} {'max distance/spread':>20}")
     for exp in args.exps:

@@ -211,12 +211,12 @@ def verdict(seg):
     if "error" in seg:
         return "error"
     if seg.get("verifiable"):
-        from repro.judge import audit
-        return "exact" if audit.judge_segment(seg, True) is None else "mismatch"
+        from repro.judge import segments
+        return "exact" if segments.judge_segment(seg, True) is None else "mismatch"
     if seg["exact"]:
         return "exact"
-    from repro.judge import audit
-    why = audit.judge_segment(seg, True)
+    from repro.judge import segments
+    why = segments.judge_segment(seg, True)
     return "consistent" if why is None else ("inconclusive" if why.startswith("inconclusive") else "rejected")
 
 

@@ -151,7 +151,7 @@ def test_cross_platform_replay_is_judged_against_its_own_rounding_spread():
     """Same platform: bitwise or nothing. Across platforms: the logged end within MARGIN
     times what rounding alone does to the segment here, and only on a calm segment;
     a chaotic segment is inconclusive, never a pass."""
-    from repro.judge.audit import CHAOS_LIMIT, MARGIN, judge_segment
+    from repro.judge.segments import CHAOS_LIMIT, MARGIN, judge_segment
     calm = CHAOS_LIMIT / 100
     assert judge_segment({"exact": True, "distance": 0.0}, False) is None
     assert "bitwise equality" in judge_segment({"exact": False, "distance": 1e-9}, False)

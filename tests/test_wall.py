@@ -14,11 +14,9 @@ import pytest
 from test_sandbox import _verify, needs_bwrap
 
 from repro import strict
-from repro.boundary import sandbox, task
+from repro.boundary import exchange, sandbox, task
 from repro.errors import ReproError
-from repro.judge import verdict
-from repro.boundary import exchange
-from repro.judge import audit
+from repro.judge import audit, segments, verdict
 
 PROBE = """
 import ctypes, errno, os, repro
@@ -233,11 +231,11 @@ def test_the_worker_gets_every_split_as_shuffled_batches_and_the_judge_puts_them
     bs = 7
     splits = {"test": (np.arange(30, dtype=np.float32).reshape(15, 2), np.zeros(15, np.int64)),
               audit.PRIVATE: (np.arange(100, 122, dtype=np.float32).reshape(11, 2), np.zeros(11, np.int64))}
-    rows, chunks, order = audit._shuffled_batches(splits, bs)
+    rows, chunks, order = segments.shuffled_batches(splits, bs)
     assert sum(chunks) == 26 and len(rows) == 26 and all(n <= bs for n in chunks)
     logits = np.repeat(rows[:, :1], 3, axis=1)  # a model whose scores are its input's first value
-    back = audit._unshuffled(logits, order, {s: y for s, (x, y) in splits.items()}, bs)
+    back = segments.unshuffled(logits, order, {s: y for s, (x, y) in splits.items()}, bs)
     for s, (x, _) in splits.items():
         assert np.array_equal(back[s][:, 0], x[:, 0])
     with pytest.raises(ReproError, match="not 26 rows"):
-        audit._unshuffled(logits[:-1], order, {s: y for s, (x, y) in splits.items()}, bs)
+        segments.unshuffled(logits[:-1], order, {s: y for s, (x, y) in splits.items()}, bs)

@@ -24,7 +24,7 @@ runs' audits `jobs` at a time (run_audits).
 On the same platform (CPU, the run's thread count, this Paddle) the comparison
 is bitwise. Across platforms (--cross-platform) each segment is replayed twice,
 once as the recipe says and once rounded the other way on purpose, and the
-logged checkpoint is judged against the spread of the two: within MARGIN times
+logged checkpoint is judged against the spread of the two (repro.judge.segments): within MARGIN times
 it on a segment calm enough for a forgery to stand out (spread at most
 CHAOS_LIMIT); inconclusive on a chaotic segment.
 
@@ -37,7 +37,6 @@ whose tags differ there, and requires the end state exactly.
 """
 import os
 import queue
-import secrets
 import shutil
 import tempfile
 import threading
@@ -50,10 +49,9 @@ from repro.boundary import exchange
 from repro.boundary.task import Staged
 from repro.data import fingerprint
 from repro.errors import ReproError
+from repro.judge import segments
 from repro.run import checkpoint, decisions, rundir
 
-MARGIN = 10.0
-CHAOS_LIMIT = 1e-4
 RECOMPUTE_RTOL = 1e-3
 PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
 TRAIN = "\0train"
@@ -200,7 +198,7 @@ def recompute_run(plan, data_cache, timeout):
             inputs["final.safetensors"] = _checked_copy(run, max(run.checkpoints()), tmp)
             job, order = {"weights": "final.safetensors"}, None
             if splits:
-                rows, job["chunks"], order = _shuffled_batches(splits, run.cfg.train.eval_batch_size)
+                rows, job["chunks"], order = segments.shuffled_batches(splits, run.cfg.train.eval_batch_size)
                 exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {"rows": rows})
                 inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
                 job["inputs"] = "inputs.safetensors"
@@ -222,28 +220,6 @@ def recompute_run(plan, data_cache, timeout):
         return {"recompute": out}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _shuffled_batches(splits, bs):
-    """(rows, chunk sizes, order): every split cut into the batches evaluation uses, the batches
-    of all splits in a random order, concatenated; order[i] = (split, first row) of chunk i."""
-    batches = [(s, i, x[i:i + bs]) for s, (x, y) in splits.items() for i in range(0, len(x), bs)]
-    perm = np.random.default_rng(secrets.randbits(64)).permutation(len(batches))
-    batches = [batches[i] for i in perm]
-    rows = _concat([b for _, _, b in batches])
-    return rows, [len(b) for _, _, b in batches], [(s, i) for s, i, _ in batches]
-
-
-def _concat(parts):
-    if parts and parts[0].dtype == object:
-        out = np.empty(sum(len(p) for p in parts), dtype=object)
-        k = 0
-        for p in parts:
-            for row in p:
-                out[k] = row
-                k += 1
-        return out
-    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
 
 def replay_group(plan, group, timeout):
@@ -376,7 +352,7 @@ def _judge_outputs(plan, wout, labels, answer, order=None):
                 "samples": gen.get("samples") if isinstance(gen.get("samples"), dict) else {}}
     try:
         outputs, _ = exchange.read_arrays(os.path.join(wout, "outputs.safetensors"), "the model's outputs")
-        outputs = _unshuffled(outputs.get("rows"), order, labels, run.cfg.train.eval_batch_size)
+        outputs = segments.unshuffled(outputs.get("rows"), order, labels, run.cfg.train.eval_batch_size)
     except ReproError as e:
         return {"error": str(e)}
     metrics, samples = {}, {}
@@ -392,20 +368,6 @@ def _judge_outputs(plan, wout, labels, answer, order=None):
             metrics[f"{split}_{name}"] = float(metric.compute())
         samples[split] = len(y)
     return {"metrics": metrics, "samples": samples}
-
-
-def _unshuffled(rows, order, labels, bs):
-    """{split: logits} from the logits of the shuffled batches (repro.judge.audit._shuffled_batches)."""
-    if rows is None or rows.ndim != 2 or rows.dtype.kind != "f" or order is None \
-            or len(rows) != sum(len(y) for y in labels.values()):
-        raise ReproError(f"the worker's outputs are not {sum(len(y) for y in labels.values())} rows of class scores")
-    parts = {s: [None] * len(range(0, len(y), bs)) for s, y in labels.items()}
-    k = 0
-    for split, first in order:
-        n = min(bs, len(labels[split]) - first)
-        parts[split][first // bs] = rows[k:k + n]
-        k += n
-    return {s: np.concatenate(p) if p else np.zeros((0, rows.shape[1]), rows.dtype) for s, p in parts.items()}
 
 
 def _judge_segment(plan, seg, wout, tmp, seconds, exact=None):
@@ -426,13 +388,13 @@ def _judge_segment(plan, seg, wout, tmp, seconds, exact=None):
         out["exact"] = got.keys() == want.keys() and all(
             got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and np.array_equal(got[k], want[k])
             for k in got)
-        out["distance"] = _distance(got, want, start, want)
+        out["distance"] = segments.distance(got, want, start, want)
         if plan.verifiable:
             out.update(_judge_exact(name, wout, tmp, seg, (exact or {}).get(name)))
         elif plan.cross_platform and not out["exact"]:
             other, _ = exchange.read_arrays(os.path.join(wout, f"jitter-{name}.safetensors"),
                                             f"the second replay of {a}->{b}")
-            out["spread"] = _distance(other, got, start, want)
+            out["spread"] = segments.distance(other, got, start, want)
         if isinstance(seconds.get(name), (int, float)):
             out["seconds"] = float(seconds[name])
     except ReproError as e:
@@ -464,65 +426,6 @@ def _judge_exact(name, wout, tmp, seg, said):
             if type(said.get(key)) is int:
                 out[as_] = said[key]
     return out
-
-
-def _distance(x, y, start, scale_to):
-    """|x - y| / |scale_to - start|, L2 over the model's weights."""
-    keys = sorted(k for k in scale_to if k.startswith("model/"))
-    if not all(k in x and k in y and k in start and x[k].shape == scale_to[k].shape == y[k].shape == start[k].shape
-               and x[k].dtype.kind == "f" and y[k].dtype.kind == "f" for k in keys):
-        return float("inf")
-    vec = lambda t: np.concatenate([np.asarray(t[k], np.float64).ravel() for k in keys]) if keys else np.zeros(0)
-    moved, diff = np.linalg.norm(vec(scale_to) - vec(start)), np.linalg.norm(vec(x) - vec(y))
-    if not np.isfinite(diff):
-        return float("inf")
-    return float(diff / moved) if moved > 0 else (0.0 if diff == 0 else float("inf"))
-
-
-def judge_segment(seg, cross_platform):
-    """None when a replayed segment is acceptable, else why not (one line, without the
-    segment's name). Same platform: bitwise only. Across platforms: see the module's doc.
-    A train.verifiable run: bitwise on any platform, with the first diverging update named."""
-    if seg.get("verifiable"):
-        return _judge_verifiable(seg)
-    if seg["exact"]:
-        return None
-    d = seg["distance"]
-    if not cross_platform:
-        return (f"re-training this segment with the registered recipe does not give the logged checkpoint "
-                f"(distance {d:.2e}, required: bitwise equality on the same platform; --cross-platform for runs "
-                f"made elsewhere)")
-    spread = seg.get("spread", float("inf"))
-    if spread > CHAOS_LIMIT:
-        return (f"inconclusive across platforms: two replays of this segment here, one rounded differently on "
-                f"purpose, end {spread:.2e} apart (over {CHAOS_LIMIT:g}), so rounding alone can carry it as far as "
-                f"the logged checkpoint's {d:.2e}; replay it on the platform the run was made on, where it must be "
-                f"bitwise")
-    if d > MARGIN * spread:
-        return (f"re-training this segment with the registered recipe does not give the logged checkpoint "
-                f"(distance {d:.2e}, while rounding here moves it {spread:.2e}; consistent up to {MARGIN:g} times that)")
-    return None
-
-
-def _judge_verifiable(seg):
-    problem, first = seg.get("decision_problem"), seg.get("first_diverging")
-    if seg["exact"] and not problem:
-        return None
-    if seg["exact"]:
-        return (f"the replay matched the logged checkpoint bit for bit, but not the run's record of the updates "
-                f"before it: {problem}")
-    why = (f"re-training this segment in verifiable mode does not give the logged checkpoint bit for bit "
-           f"(distance {seg['distance']:.2e}; a train.verifiable run must match on any machine)")
-    if first:
-        where = f" in {', '.join(first['groups'])}" if first["groups"] else ""
-        why += f"; the state first departs from the logged hashes after update {first['update']}{where}"
-    elif "bisect_error" in seg:
-        why += f"; no bisection: {seg['bisect_error']}"
-    else:
-        why += "; every update's logged state hash matches the replay's, so the checkpoint file is not the state the log describes"
-    if problem:
-        why += f"; the replay reports {problem}"
-    return why
 
 
 # ------------------------------------------------------------------ the pool

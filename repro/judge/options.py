@@ -9,7 +9,7 @@ from repro.boundary import identity, task
 from repro.boundary.sandbox import Sandbox
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError
-from repro.judge import audit, coverage, private as private_eval
+from repro.judge import audit, coverage, private as private_eval, segments
 from repro.judge.contest import protocol_of as contest_protocol, read_contest
 
 
@@ -148,8 +148,8 @@ def add_arguments(ap):
     ap.add_argument("--cross-platform", action="store_true",
                     help="the runs were made on another platform (a GPU, another CPU or thread count): recomputed "
                          f"metrics within {audit.RECOMPUTE_RTOL:g} relative, and each replayed segment, trained "
-                         f"twice here in different summation orders, within {audit.MARGIN:g} times their spread "
-                         f"where that spread is at most {audit.CHAOS_LIMIT:g} (inconclusive where it is larger)")
+                         f"twice here in different summation orders, within {segments.MARGIN:g} times their spread "
+                         f"where that spread is at most {segments.CHAOS_LIMIT:g} (inconclusive where it is larger)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
     ap.add_argument("--threads", type=int, metavar="N",
                     help="CPU threads of the recompute and replay workers (default: each run's own, which a "

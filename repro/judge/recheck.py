@@ -8,7 +8,7 @@ from repro.boundary import task
 from repro.config import flatten
 from repro.env import cpu, run_cpu
 from repro.errors import ReproError
-from repro.judge import audit, coverage, private as private_eval
+from repro.judge import audit, coverage, private as private_eval, segments
 from repro.judge.protocol import OPT_IN_KEYS
 from repro.registry import ENV, ONLY
 from repro.run import rundir
@@ -124,7 +124,7 @@ def _judge_audit(run, result, options):
         if seg["a"] == 0 and seg.get("init_weights_sha256") != run.header["init_weights_sha256"]:
             run.problems.append(f"{where}: the initial weights its seed gives are not the ones the log names "
                                 "(a cloned or relabelled run)")
-        why = audit.judge_segment(seg, options.cross_platform)
+        why = segments.judge_segment(seg, options.cross_platform)
         if why is None and not seg["exact"]:
             run.warnings.append(f"{where}: not bitwise equal but consistent across platforms: distance "
                                 f"{seg['distance']:.2e}, rounding here {seg['spread']:.2e}")
