@@ -137,6 +137,15 @@ class Ladder:
             p_metric[name] = np.array(m.compute())
         self._rung("metric", p_metric, {name: np.array(ref.accuracy(p_logits, y)) for name in metrics})
 
+        self._train_rungs(pmodel, tmodel, fake)
+        self._lr_rung()
+        return self
+
+    def _train_rungs(self, pmodel, tmodel, fake):
+        """The loss, backward and optimizer rungs: both models trained the same steps on the same fake batches."""
+        import paddle
+        import torch
+        cfg, tc, ref = self.cfg, self.cfg.train, self.ref
         pmodel.train()
         tmodel.train()
         popt = build_optimizer(tc, pmodel)
@@ -168,6 +177,11 @@ class Ladder:
         self._rung("backward", p_grad, r_grad)
         self._rung("optimizer", p_w, r_w)
 
+
+    def _lr_rung(self):
+        """The learning rate of every step of the run, by the port's schedule and the reference's."""
+        import torch
+        cfg, tc, ref = self.cfg, self.cfg.train, self.ref
         sched_opt = ref.optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
         sched = ref.scheduler(cfg, sched_opt)
         p_lr, r_lr = [], []
@@ -178,7 +192,6 @@ class Ladder:
                 sched_opt.step()
                 sched.step()
         self._rung("lr", {"lr": np.array(p_lr)}, {"lr": np.array(r_lr)})
-        return self
 
     @property
     def passed(self):
