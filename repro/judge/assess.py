@@ -87,12 +87,7 @@ def _review(sub, contest, options, receipts, result, scrub, earlier=()):
     layout, package = check_layout(repo, sub["paper"], tree)
     named = {p.split(" ")[0] for p in layout}
     result["problems"] += layout + [why for path, why in sorted(hostile.items()) if path not in named]
-    state, problems = check_commit(repo, sub["commit"], tree)
-    result["problems"] += problems
-    result["head"], result["tree"] = state.get("head"), state.get("tree")
-    result["_repository"] = repository_of(repo) if state else None
-    if not sub.get("invalid"):
-        result["problems"] += check_receipt(sub, state, receipts)
+    _pin(sub, tree, receipts, result)
     if package is None or tree.get("logs", (None,))[0] != "dir" or hostile:
         return
     logs = os.path.join(repo, "logs")
@@ -123,6 +118,18 @@ def _review(sub, contest, options, receipts, result, scrub, earlier=()):
     result["_render"] = (rows, runs, opts, scrub)  # for the page, written once the ledger is known
 
 
+def _pin(sub, tree, receipts, result):
+    """The checkout against its announced commit, and the submission against its receipt (added at
+    its first review): their problems, its head and tree, and its repository's identity."""
+    repo = sub["repo"]
+    state, problems = check_commit(repo, sub["commit"], tree)
+    result["problems"] += problems
+    result["head"], result["tree"] = state.get("head"), state.get("tree")
+    result["_repository"] = repository_of(repo) if state else None
+    if not sub.get("invalid"):
+        result["problems"] += check_receipt(sub, state, receipts)
+
+
 def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
     """A text-to-image submission: a repository holding the bundle repro.diffusion.submit wrote,
     checked like any submission (files, commit, receipt), then by repro.diffusion.judge: its
@@ -130,12 +137,7 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
     the scores computed here from the redrawn works."""
     repo = sub["repo"]
     result["problems"] += [why for _, why in sorted(hostile.items())]
-    state, problems = check_commit(repo, sub["commit"], tree)
-    result["problems"] += problems
-    result["head"], result["tree"] = state.get("head"), state.get("tree")
-    result["_repository"] = repository_of(repo) if state else None
-    if not sub.get("invalid"):
-        result["problems"] += check_receipt(sub, state, receipts)
+    _pin(sub, tree, receipts, result)
     if hostile:
         return
     if options.runs_code:

@@ -82,17 +82,13 @@ class Options:
         return parts
 
     def assurance(self):
-        parts = ["logs"]
-        if self.tree:
-            parts.append("code identity")
-        if self.recompute:
-            parts.append("recomputed metrics")
-        if self.recompute and self.private:
-            parts.append("private evaluation")
+        """The checks, as verify's last line and a results file say them (with the replay's coverage)."""
+        words = {"recompute": "recomputed metrics"}
         if self.replay:
             what = {"default": "the default coverage", "all": "every segment"}.get(self.replay,
                                                                                  f"{self.replay} segments")
-            parts.append(f"replay audit of {what} per run (challenge {self.challenge})")
+            words["replay"] = f"replay audit of {what} per run (challenge {self.challenge})"
+        parts = [words.get(c, c) for c in self.checks()]
         text = ", ".join(parts) + (" [cross-platform tolerances]" if self.cross_platform else "")
         if self.recompute or self.replay:
             text += f"; paper code ran with the sandbox {self.sandbox_text()}"
