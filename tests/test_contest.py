@@ -8,38 +8,11 @@ import subprocess
 import plugin_tinycell
 import pytest
 from conftest import REPO, cli
-from contest_repo import make_repo
+from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
 
 from repro import registry, train, verify
 from repro.errors import ReproError
 from repro.judge import ledger
-
-CONTEST = """name: Tiny contest
-deadline: "2027-01-31T23:59:59+08:00"
-papers:
-  - plugin: tinycell
-    experiment: mlp
-    metric: test_acc
-    measure: accuracy
-    value: {value}
-    direction: higher
-    tolerance: 0.0
-    policy: mean_of_n
-    n: 2
-    seeds: [0, 1]
-    audit: 100
-    replay: default
-    eval_data:
-      test: {{n: 1000, sha256: 5b45252af737bb954e45da270fc51c5a15b08af25eab200a3f938b6322903f33}}
-    protocol: {{train.steps: 300, train.lr: 0.01, train.batch_size: 100, train.eval_every: 100}}
-    source: the tiny contest
-"""
-
-
-def git(repo, *args):
-    subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                   capture_output=True)
-
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
@@ -69,17 +42,6 @@ def made(tmp_path_factory):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the logs")
     return root, repo, plugin
-
-
-def contest_file(root, value):
-    path = os.path.join(root, f"contest-{value}.yaml")
-    with open(path, "w") as f:
-        f.write(CONTEST.format(value=value))
-    return path
-
-
-def commit_of(repo):
-    return subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def test_an_outside_plugin_trains_and_its_log_names_its_own_code(made):
