@@ -19,28 +19,7 @@ def made(tmp_path_factory):
     """A contestant's repository: README, requirements.txt, the plugin package, logs of seeds 0 and 1."""
     root = tmp_path_factory.mktemp("contest")
     repo = str(root / "alpha")
-    plugin = plugin_tinycell.write(os.path.join(repo, "tinycell"))
-    with open(os.path.join(repo, "README.md"), "w") as f:
-        f.write("# tinycell\n")
-    with open(os.path.join(repo, "requirements.txt"), "w") as f:
-        f.write("paddlepaddle==3.3.1\nrepro-paddle\n")
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the plugin")
-    old = os.environ.get(registry.ENV)
-    registry.use_folders([plugin])
-    try:
-        for seed in (0, 1):
-            with pytest.raises(SystemExit) as e:
-                from repro.errors import run_cli
-                run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out",
-                                     os.path.join(repo, "logs", f"seed{seed}")])
-            assert e.value.code == 0
-    finally:
-        os.environ.pop(registry.ENV) if old is None else os.environ.__setitem__(registry.ENV, old)
-        registry._loaded = False
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the logs")
+    plugin = make_repo(repo)
     return root, repo, plugin
 
 

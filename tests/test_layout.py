@@ -210,15 +210,26 @@ def test_the_harness_imports_its_own_modules_at_the_top_but_for_the_listed_few()
     assert sorted(k for k in LOCAL_IMPORTS if k not in found) == [], "a listed local import is gone: drop it here"
 
 
-def test_no_import_cycle_among_the_harness_modules():
+def file_level_imports(path):
+    """module_level_imports, with `from repro import x` naming module repro.x."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    return module_level_imports(path) | {f"{n.module}.{a.name}" for n in tree.body
+                                         if isinstance(n, ast.ImportFrom) and n.module for a in n.names}
+
+
+def module_graph(imported):
+    """{harness module: the harness modules it imports}, imported(path) giving a file's imports."""
     graph = {}
     for folder in ("repro", "metrics"):
         for path in files(folder):
             rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
             name = ("repro." + rel if rel.startswith("metrics") else rel).removesuffix(".__init__")
-            # every import, those inside functions too (issue 35): a local import hides a cycle, never breaks it
-            graph[name] = {m for m in imports(path) if m.startswith("repro")}
-    graph = {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
+            graph[name] = {m for m in imported(path) if m.startswith("repro")}
+    return {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
+
+
+def test_no_import_cycle_among_the_harness_modules():
+    graph = module_graph(imports)  # every import, those inside functions too (issue 35): a local import hides a cycle
     state = {}
 
     def visit(node, path):
@@ -300,15 +311,7 @@ MAX_FLOORS = 9
 
 
 def test_the_import_graph_has_few_floors():
-    graph = {}
-    for folder in ("repro", "metrics"):
-        for path in files(folder):
-            rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
-            name = ("repro." + rel if rel.startswith("metrics") else rel).removesuffix(".__init__")
-            tree = ast.parse(open(path, encoding="utf-8").read())
-            graph[name] = module_level_imports(path) | {f"{n.module}.{a.name}" for n in tree.body
-                                                        if isinstance(n, ast.ImportFrom) and n.module for a in n.names}
-    graph = {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
+    graph = module_graph(file_level_imports)
     floor = {}
 
     def of(name):
