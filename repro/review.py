@@ -21,7 +21,9 @@ unless both are one team's submissions of one repository (same_repository); two
 repositories recorded under one team name are flagged for a human.
 The first submission, in the maintainers' time order, that passes the full
 review before the deadline reproduces its paper; a --logs-only review names no
-winner (every pass is "pending full review").
+winner (every pass is "pending full review"), and erases nothing a full review
+into the same --out found: its results stand beside the quick pass's, with the
+time of each.
 
 A text-to-image paper's submission (a contest entry of kind text_to_image) is
 a repository holding a bundle repro.diffusion.submit wrote: after the same
