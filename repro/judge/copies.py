@@ -182,6 +182,6 @@ def flag_copied_bundles(results):
             r["bundle"]["copy_of"] = {"team": first["team"], "time": first["time"]}
             r["ok"] = False
             for t in r.get("targets") or []:  # the refusal is the verdict: no score of a copy is reached
-                t["passed"] = False
+                t.update(passed=False, refused=True, why=f"not reached: the submission is refused: {why}")
             break
         seen.append((r, digest, tensors))
