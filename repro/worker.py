@@ -106,11 +106,7 @@ def _outputs(paper, cfg, artifact, weights, rows, chunks):
     sends the evaluation's own batches, so each is computed as evaluation computed it)."""
     import numpy as np
     import paddle
-    paddle.seed(0)
-    model = paper.model(cfg, artifact)
-    tensors, _ = checkpoint.read(weights, model)
-    checkpoint.load_model(model, tensors)
-    model.eval()
+    model, _, _ = rundir.load_weights(paper, cfg, weights, artifact)  # the one loader of a weights file (eval mode)
     prepare = paper.data(cfg, artifact, train=False).prepare
     out, k = [], 0
     with paddle.no_grad():
@@ -171,13 +167,8 @@ def model_task(req, out):
     if job:
         t0 = time.perf_counter()
         if isinstance(paper, GenerativePaper):  # scored by the paper's own code: only believed for built-in papers
-            import paddle
-
             from repro.run.evaluation import evaluate
-            paddle.seed(0)
-            model = paper.model(cfg, artifact)
-            tensors, _ = checkpoint.read(job["weights"], model)
-            checkpoint.load_model(model, tensors)
+            model, _, _ = rundir.load_weights(paper, cfg, job["weights"], artifact)
             metrics, samples = evaluate(paper, model, cfg, paper.data(cfg, artifact, train=False))
             answer["generative"] = {"metrics": metrics, "samples": samples}
         else:
