@@ -19,7 +19,7 @@ from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
 from repro import review
 from repro.boundary import safegit
 from repro.errors import ReproError
-from repro.judge import copies, ledger, receipts, submissions
+from repro.judge import assess, copies, ledger, receipts, submissions
 from repro.judge.contest import read_contest
 from repro.pages import contest as contest_pages
 
@@ -379,7 +379,7 @@ def test_one_broken_submission_does_not_stop_the_others(base, tmp_path, capsys, 
             raise OSError(5, "Input/output error", os.path.join(repo, "README.md"))
         return real(repo, plugin, entries)
 
-    monkeypatch.setattr(review, "check_layout", explode)
+    monkeypatch.setattr(assess, "check_layout", explode)
     _, by_team, _ = run_review(root, str(tmp_path / "r"), [("alpha", *alpha, when(2)), ("beta", *beta, when(3))],
                                capsys)
     (why,) = by_team["beta"]["problems"]

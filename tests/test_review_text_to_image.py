@@ -232,7 +232,7 @@ def made(tmp_path_factory):
     """Two LoRA runs on the tiny model (the second with another seed), the first's four 512x512
     works, one more work drawn with another seed, and the first's honest bundle."""
     from repro import train
-    from repro.diffusion import submit, works
+    from repro.diffusion import submit, works as drawing
     from repro.errors import run_cli
     root = tmp_path_factory.mktemp("t2i")
     runs = {}
@@ -243,10 +243,10 @@ def made(tmp_path_factory):
                                  "-o", "train.visualdl=false"])
         assert e.value.code == 0
     quiet = lambda *a, **k: None
-    works = works.run(runs["a"], [PROMPT], n=4, size=512, seed=0, steps=2, out=str(root / "works"), echo=quiet)
-    other = works.run(runs["a"], [PROMPT], n=1, size=512, seed=99, steps=2, out=str(root / "seed99"), echo=quiet)
+    works = drawing.run(runs["a"], [PROMPT], n=4, size=512, seed=0, steps=2, out=str(root / "works"), echo=quiet)
+    other = drawing.run(runs["a"], [PROMPT], n=1, size=512, seed=99, steps=2, out=str(root / "seed99"), echo=quiet)
     honest, _ = submit.submit(runs["a"], works, str(root / "honest"), license_name="apache-2.0", echo=quiet)
-    from repro.diffusion.works import load_trained
+    load_trained = drawing.load_trained
     paper, cfg, model, *_ = load_trained(runs["b"])
     paper.publish(model, cfg, str(root / "lora-b"))
     return {"root": str(root), "honest": honest, "seed99": os.path.join(other, "p00_0.png"),
