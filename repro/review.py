@@ -77,15 +77,6 @@ where bubblewrap is missing, unless --no-sandbox, which every page then states).
 """
 
 
-# ------------------------------------------------------------------ the files of a submission
-
-
-# ------------------------------------------------------------------ receipts
-
-
-# ------------------------------------------------------------------ across submissions
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m repro.review", description=__doc__.splitlines()[0],
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
