@@ -174,7 +174,10 @@ def build(dest, steps=None, progress=print):
     contest = contest_path()
     entry = read_contest(contest).entry(PLUGIN, EXPERIMENT)
     steps, audit = recipe(entry, steps)
-    os.makedirs(dest, exist_ok=True)
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as e:
+        raise ReproError(f"{dest}: cannot make the folder ({e.strerror})") from None
     dest = os.path.abspath(dest)
     if (steps, audit) != recipe(entry):  # a smaller example: its own contest file, the recipe's steps pinned
         contest = write_contest(contest, os.path.join(dest, "contest.yaml"), steps, audit)
