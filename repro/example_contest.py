@@ -207,12 +207,8 @@ def build(dest, steps=None, progress=print):
         for team, what in TEAMS:
             f.write(f"#   {team}: {what}\n")
         yaml.safe_dump(submissions, f, sort_keys=False)
-    # below 2**32: the private split is drawn by MNIST-1D's generator, which seeds numpy with it
-    # (a larger seed, which --private-seed accepts, crashes the worker that draws the split)
-    seed = secrets.randbelow(2 ** 32)
-    while seed == 42:  # the public split's seed is never a private one
-        seed = secrets.randbelow(2 ** 32)
-    return contest, path, seed
+    # the README's recipe; the judge maps it into the generator's range (repro.judge.private.generator_seed)
+    return contest, path, secrets.randbelow(10 ** 18)
 
 
 def write_contest(shipped, path, steps, audit):
