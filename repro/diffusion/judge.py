@@ -30,11 +30,14 @@ import os
 import re
 import shutil
 import stat
+import time
 
 import numpy as np
 
 from repro import strict
 from repro.boundary.sandbox import Sandbox
+from repro.diffusion import bundle_files, card
+from repro.diffusion.bundle_files import CARD, EVENTS, GRID, LORA, MANIFEST, METADATA, REGENERATE, SUMS
 from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.diffusion.redraw import LORA_FILE, PLATFORM_KEYS
 from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
@@ -45,14 +48,8 @@ from repro.judge.contest_t2i import MAX_PROMPT
 from repro.review import _open_regular
 from repro.strict import sha256_file
 
-SUMS = "SHA256SUMS"
-MANIFEST = "submission.json"
-CARD = "README.md"
 IMAGES = "images"
-METADATA = "images/metadata.json"
-GRID = "images/grid.png"
-LORA = "weights/paddle_lora_weights.safetensors"
-LOGS_HEADER = "logs/events.jsonl"
+CONFIG = "logs/config.yaml"
 BASE = "base"
 MAX_SUMS_BYTES = 1 << 20
 MAX_CARD_BYTES = 1 << 20
@@ -267,71 +264,34 @@ def read_works(meta, entry):
     scheduler = meta.get("scheduler")
     if scheduler not in names:
         raise ReproError(f"{METADATA}: scheduler {str(scheduler)[:60]!r} is not one of {', '.join(names)}")
-    platform = meta.get("platform") if isinstance(meta.get("platform"), dict) else None
-    threads = platform.get("threads") if platform else 1
+    platform = meta.get("platform")
+    if not isinstance(platform, dict) or not platform:
+        raise ReproError(f"{METADATA} records no platform (what drew the works): the redraw must be exact on the "
+                         f"judge's platform, so the works must say where they were made")
+    threads = platform.get("threads")
     if type(threads) is not int or not 1 <= threads <= 1024:
-        threads = 1
+        raise ReproError(f"{METADATA}: platform.threads must be an integer between 1 and 1024")
     params = {"scheduler": names[scheduler], "steps": steps, "guidance": float(guidance), "negative_prompt": negative,
               "size": entry.size, "threads": threads}
+    problems += cost_problems(params, entry)
     return works, params, platform, problems
 
 
-# ------------------------------------------------------------------ the model card
-
-def card_parts(text):
-    """(front matter, {lower-case heading: section text}) of a Markdown model card."""
-    front, body = {}, text
-    if text.startswith("---\n"):
-        end = text.find("\n---\n", 3)
-        if end > 0:
-            value = strict.loads_yaml(text[4:end + 1], "the model card's front matter")
-            front = value if isinstance(value, dict) else {}
-            body = text[end + 5:]
-    sections, current, fence = {}, None, False
-    for line in body.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            fence = not fence
-        heading = None if fence else re.match(r"\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", line)
-        if heading:
-            current = heading.group(1).strip().lower()
-            sections.setdefault(current, [])
-        elif current is not None:
-            sections[current].append(line)
-    return front, {k: "\n".join(v) for k, v in sections.items()}
-
-
-def card_problems(text, fields, works):
-    """(problems, the base model sha256 the card names or None): the card's required fields."""
-    try:
-        front, sections = card_parts(text)
-    except ReproError as e:
-        return [f"model card ({CARD}): {e}"], None
+def cost_problems(params, entry):
+    """What the redraw would cost beyond what the contest sets (its redraw: steps, scheduler,
+    guidance, threads): each one line, found before anything is drawn."""
+    bounds = entry.redraw or {}
     problems = []
-    base_text = sections.get("base model", "")
-    named = SHA_IN_TEXT.findall(base_text)
-    value = lambda key: front.get(key) if isinstance(front.get(key), (str, int, float)) else None
-    if "license" in fields and not str(value("license") or "").strip():
-        problems.append("the model card has no license (license: in its front matter)")
-    if "base_model" in fields and (not str(value("base_model") or "").strip() or not named):
-        problems.append("the model card does not name its base model and that model's sha256 (base_model: in its "
-                        "front matter, and sha256:<64 hex> in a Base model section)")
-    if "training_data" in fields and not sections.get("training data", "").strip():
-        problems.append("the model card has no Training data section")
-    if "prompts" in fields:
-        listed = sections.get("prompts", "")
-        missing = sorted({w["prompt"] for w in works if w["prompt"] not in listed})
-        if missing:
-            problems.append(f"the model card's Prompts section does not list the prompt {missing[0]!r}"
-                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    if "seeds" in fields:
-        lines = text.splitlines()
-        missing = [w["file"] for w in works
-                   if not any(w["file"] in ln and re.search(rf"(?<![\w.]){w['seed']}(?![\w.])", ln.replace(w["file"], ""))
-                              for ln in lines)]
-        if missing:
-            problems.append(f"the model card does not give the seed of {_names(missing)} (a line naming the work "
-                            f"and its seed)")
-    return problems, (named[0] if len(set(named)) == 1 else (named[0] if named else None))
+    for key, what in (("steps", "steps"), ("guidance", "guidance_scale"), ("threads", "platform.threads")):
+        lo, hi = bounds.get(key, (params[key], params[key]))
+        if not lo <= params[key] <= hi:
+            allowed = f"{lo:g}" if lo == hi else f"{lo:g} to {hi:g}"
+            problems.append(f"{METADATA}: {what} {params[key]:g} is outside what the contest redraws ({allowed}): "
+                            f"refused before any redraw")
+    if params["scheduler"] not in bounds.get("scheduler", (params["scheduler"],)):
+        problems.append(f"{METADATA}: scheduler {params['scheduler']} is not one the contest redraws with "
+                        f"({', '.join(bounds['scheduler'])}): refused before any redraw")
+    return problems
 
 
 # ------------------------------------------------------------------ the base model
@@ -356,9 +316,9 @@ def declared_bases(bundle, files, manifest, card_sha):
     found[MANIFEST] = m.group(1) if m else None
     if card_sha:
         found["the model card"] = card_sha
-    if LOGS_HEADER in files:
+    if EVENTS in files:
         try:
-            head = strict.loads_json(first_line(os.path.join(bundle, LOGS_HEADER), LOGS_HEADER), LOGS_HEADER)
+            head = strict.loads_json(first_line(os.path.join(bundle, EVENTS), EVENTS), EVENTS)
             prov = head.get("provenance") if isinstance(head, dict) else None
             text = prov.get("pretrained") if isinstance(prov, dict) else None
             m = SHA_IN_TEXT.search(text) if isinstance(text, str) else None
@@ -373,7 +333,7 @@ def declared_bases(bundle, files, manifest, card_sha):
 
 # ------------------------------------------------------------------ redraw, compare, score
 
-def redraw(entry, base_dir, lora_path, digest, works, params, options):
+def redraw(entry, base_dir, lora_path, digest, works, params, options, timeout=None):
     """(images uint8 [N, size, size, 3], the worker's platform) drawn in the sandbox; the same
     request (base, weights' digest, parameters, prompts and seeds) is drawn once per review."""
     key = repr((entry.base_model["sha256"], digest, sorted(params.items()),
@@ -384,7 +344,7 @@ def redraw(entry, base_dir, lora_path, digest, works, params, options):
     req = {"task": "redraw", "base": base_dir, "weights": entry.weights, **params,
            "works": [[w["prompt"], w["seed"]] for w in works]}
     worker = Worker(Sandbox(options.sandbox), readonly=[(base_dir, base_dir)], trusted=False)
-    answer, out = Staged(worker, req, {LORA_FILE: lora_path}, options.timeout).run()
+    answer, out = Staged(worker, req, {LORA_FILE: lora_path}, timeout if timeout is not None else options.timeout).run()
     try:
         arrays, _ = exchange.read_arrays(os.path.join(out, "works.safetensors"), "the redrawn works")
     finally:
@@ -444,39 +404,230 @@ def scores(entry, images, works):
     return values, models
 
 
+# ------------------------------------------------------------------ the bundle's own files
+
+def read_manifest(bundle, files, entry, problems):
+    """submission.json, or None (its problems added)."""
+    try:
+        if MANIFEST not in files:
+            raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
+        manifest = _json(bundle, MANIFEST, MANIFEST)
+    except ReproError as e:
+        problems.append(str(e))
+        return None
+    if manifest.get("weights") != entry.weights:
+        problems.append(f"{MANIFEST} says its weights are {str(manifest.get('weights'))[:40]!r}; the contest "
+                        f"judges {entry.weights} bundles")
+    base = manifest.get("base_model")
+    if not isinstance(base, str) or not base or len(base) > 200 or not base.isprintable():
+        problems.append(f"{MANIFEST}: base_model must name the base model (printable text)")
+    if not isinstance(manifest.get("lite"), bool):
+        problems.append(f"{MANIFEST}: lite must be true or false (whether the weights come from a --lite smoke run)")
+    return manifest
+
+
+def check_card(bundle, files, entry, meta, works, manifest, problems):
+    """The model card against its structured block, the block against the bundle's own records
+    (the works, submission.json), regenerate.py against what the harness writes; returns the
+    card's (text, block) or (None, None)."""
+    try:
+        if CARD not in files:
+            raise ReproError(f"it has no model card ({CARD})")
+        text = _read(os.path.join(bundle, CARD), MAX_CARD_BYTES, f"the model card ({CARD})").decode("utf-8")
+        block = card.read_block(text)
+    except UnicodeDecodeError:
+        problems.append(f"the model card ({CARD}) is not UTF-8 text")
+        return None, None
+    except ReproError as e:
+        problems.append(str(e) if str(e).startswith(("it has", "the model card")) else f"model card ({CARD}): {e}")
+        return None, None
+    claimed = [{k: w[k] for k in ("file", "prompt", "seed")} for w in works]
+    if works and block["works"] != claimed:
+        problems.append(f"the model card's repro.works are not the works of {METADATA} (their files, prompts and "
+                        f"seeds, in order)")
+    if block["prompts"] != list(dict.fromkeys(w["prompt"] for w in claimed)):
+        problems.append("the model card's repro.prompts are not its works' prompts")
+    if manifest is not None:
+        for key, mine, what in (("base_model", block["base_model"], "base_model"),
+                                ("base_model_identity", block["identity"], "repro.base_model_identity"),
+                                ("lite", block["lite"], "repro.lite")):
+            if manifest.get(key) != mine:
+                problems.append(f"the model card's {what} is {str(mine)[:60]!r}; {MANIFEST} says "
+                                f"{str(manifest.get(key))[:60]!r}")
+    regenerate = expected_regenerate(manifest, meta)
+    if regenerate is not None and REGENERATE in files:
+        got = _read(os.path.join(bundle, REGENERATE), MAX_CARD_BYTES, REGENERATE).decode("utf-8", "replace")
+        if got != regenerate:
+            line = next((i for i, (a, b) in enumerate(zip(got.splitlines() + [""], regenerate.splitlines() + [""]), 1)
+                         if a != b), 1)
+            problems.append(f"{REGENERATE} is not the code the harness writes for these works (from line {line}): "
+                            f"the card tells readers to run it")
+    config = _read(os.path.join(bundle, CONFIG), MAX_CARD_BYTES, CONFIG).decode("utf-8", "replace") \
+        if CONFIG in files else ""
+    problems += card.body_problems(text, block, entry.card_fields, regenerate or "", config)
+    return text, block
+
+
+def expected_regenerate(manifest, meta):
+    """regenerate.py as repro.diffusion.submit writes it for these works, or None where the bundle's
+    records are too broken to say."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("base_model"), str) or not isinstance(meta, dict):
+        return None
+    try:
+        return card.load_code(manifest["base_model"], "lora", meta)
+    except (KeyError, TypeError):
+        return None
+
+
+def check_log(bundle, files, manifest, block, entry, info, problems):
+    """The training log's header against submission.json and the card (paper, smoke run), and
+    whether the contest takes a smoke run's weights."""
+    if EVENTS not in files:
+        return  # bundle_files says it is required
+    try:
+        head = strict.loads_json(first_line(os.path.join(bundle, EVENTS), EVENTS), EVENTS)
+    except ReproError as e:
+        problems.append(f"its training log cannot be read: {e}")
+        return
+    if not isinstance(head, dict) or head.get("kind") != "run_start":
+        problems.append(f"its training log ({EVENTS}) does not start with the run's header (run_start)")
+        return
+    lite = {EVENTS: bool(head.get("lite"))}
+    if isinstance(manifest, dict) and isinstance(manifest.get("lite"), bool):
+        lite[MANIFEST] = manifest["lite"]
+        if head.get("paper") != manifest.get("paper"):
+            problems.append(f"its training log is a run of {str(head.get('paper'))[:40]!r}; {MANIFEST} says "
+                            f"{str(manifest.get('paper'))[:40]!r}")
+    if block is not None:
+        lite["the model card"] = block["lite"]
+    if len(set(lite.values())) > 1:
+        problems.append("whether its weights come from a --lite smoke run is told two ways: "
+                        + "; ".join(f"{where} says {'yes' if v else 'no'}" for where, v in lite.items()))
+    info["lite"] = any(lite.values())
+    if info["lite"]:
+        info["caveats"].append("weights from a --lite smoke run")
+        if entry.smoke_runs == "refuse":
+            problems.append("its weights come from a --lite smoke run (its training log and submission.json say so); "
+                            "the contest refuses smoke runs (smoke_runs: refuse)")
+
+
+# ------------------------------------------------------------------ redraw, on the judge's terms
+
+def budget(options, deadline):
+    """Seconds the redraw may take: the review's per-task timeout, cut to what is left of the
+    submission's time budget (deadline: a time.monotonic() instant, or options.deadline)."""
+    timeout = getattr(options, "timeout", None)
+    deadline = deadline if deadline is not None else getattr(options, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = int(deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+def redraw_and_compare(entry, base_dir, lora_path, digest, works, params, made_on, submitted, options, deadline,
+                       info, problems):
+    """Redraw the works in the sandbox and compare: exact on the works' platform; elsewhere
+    refused unless the contest accepts that platform (tolerate:), and then said so. True where
+    every work comes from the weights."""
+    seconds = budget(options, deadline)
+    if seconds is not None and seconds < 1:
+        problems.append("not redrawn: the submission's time budget was spent before its redraw")
+        return False
+    try:
+        images, redrawn_on = redraw(entry, base_dir, lora_path, digest, works, params, options, seconds)
+    except ReproError as e:
+        problems.append(f"the redraw of its works did not finish within the submission's time budget "
+                        f"({seconds} s): {e}" if seconds is not None and "longer than" in str(e) else
+                        f"the redraw of its works failed: {e}")
+        return False
+    same = same_platform(made_on, redrawn_on)
+    tolerance = 0 if same else entry.tolerated(made_on)
+    info["platform"] = {"works": made_on, "redraw": redrawn_on, "same": same}
+    info["tolerance"] = tolerance
+    compared = compare(works, submitted, images, tolerance or 0)
+    info["works"] = compared
+    info["_images"] = images
+    found = [c["largest_difference"] for c in compared if c["largest_difference"] is not None]
+    largest = max(found) if found else None
+    if tolerance is None:
+        problems.append(f"its works were drawn on another platform than the judge's ({_platform_diff(made_on, redrawn_on)}): "
+                        f"the redraw must be exact and the contest accepts no other platform (tolerate:)")
+        info["summary"] = f"redrew {len(compared)} works on another platform, not accepted: largest difference {largest}"
+        return False
+    bad = [c for c in compared if not c["ok"]]
+    where = ("on the platform the works were made on: exact required" if same else
+             f"on another platform than the works' ({_platform_diff(made_on, redrawn_on)}), which the contest "
+             f"accepts within a largest difference of {tolerance}")
+    if bad:
+        detail = "; ".join(f"{IMAGES}/{c['file']} (prompt {c['prompt'][:40]!r}, claimed seed {c['seed']})"
+                           + (f" differs by up to {c['largest_difference']} of 255 in "
+                              f"{c['differing']:.1%} of its values" if c["largest_difference"] is not None
+                              else " could not be read") for c in bad[:4])
+        problems.append(f"{len(bad)} of {len(compared)} works {'does' if len(bad) == 1 else 'do'} not come from the "
+                        f"submitted weights and the declared base model: redrawn from their prompt and claimed seed, "
+                        f"{detail}" + (f" and {len(bad) - 4} more" if len(bad) > 4 else "") + f" ({where})")
+    elif not same:
+        info["caveats"].append(f"not an exact redraw: the works were made on another platform "
+                               f"({_platform_diff(made_on, redrawn_on)}) and pass within a tolerance of {tolerance} "
+                               f"of 255 (largest difference {largest})")
+    info["summary"] = (f"redrew {len(compared)} works {'on their platform' if same else 'on another platform'}: "
+                       + (f"{len(bad)} differ{'s' if len(bad) == 1 else ''}, " if bad else "")
+                       + f"largest difference {largest if largest is not None else '-'}"
+                       + ("" if same else f" (tolerated up to {tolerance}: not exact)"))
+    return not bad
+
+
+def score_targets(entry, images, works, info, result):
+    values, models = scores(entry, images, works)
+    info["scores"], info["score_models"] = values, models
+    result["checks"].append("scores")
+    for name, target in entry.targets().items():
+        value = values.get(name)
+        passed = value is not None and target.reached(value)
+        result["targets"].append({
+            "paper": entry.plugin, "exp": entry.experiment, "metric": name, "value": value, "bar": target.bar(),
+            "passed": passed, "why": "" if passed else
+            f"{value:.4f} does not reach the bar {target.bar()} (computed by the judge from the "
+            f"{len(works)} works it redrew)"})
+
+
+def judges_scores(info, targets):
+    """The judge's scores, as the card the contest publishes gives them (Markdown)."""
+    rows = "\n".join(f"| {t['metric']} | {t['value']:.4f} | {t['bar']} | {info['score_models'].get(t['metric'], '-')} |"
+                     for t in targets if isinstance(t.get("value"), (int, float)))
+    notes = "".join(f"\n- {c}" for c in info["caveats"])
+    return (f"Computed by the judge from the works it redrew ({info['summary']}); any other number in this card is "
+            f"the submitter's own.{notes}\n\n| score | value | bar | model |\n|---|---|---|---|\n{rows}\n")
+
+
 # ------------------------------------------------------------------ one submission
 
-def review_bundle(repo, tree, entry, options, result):
+def review_bundle(repo, tree, entry, options, result, deadline=None):
     """Review the bundle in a submitted repository (tree: repro.review.scan_tree's entries, with
-    nothing but regular files and folders): fills result's problems, checks, targets, bundle."""
+    nothing but regular files and folders): fills result's problems, checks, targets, bundle.
+    deadline: the submission's time budget as a time.monotonic() instant (or options.deadline);
+    the redraw runs within it."""
     prefix = find_bundle(tree)
     bundle = os.path.join(repo, prefix) if prefix else repo
     files = {(rel[len(prefix) + 1:] if prefix else rel): size for rel, (kind, size) in tree.items()
              if kind == "file" and (not prefix or rel.startswith(prefix + "/"))}
     info = {"folder": prefix or ".", "works": [], "weights_sha256": None, "base_model": None, "scores": {},
-            "score_models": {}, "platform": None, "tolerance": None, "summary": "not redrawn"}
+            "score_models": {}, "platform": None, "tolerance": None, "lite": None, "caveats": [],
+            "summary": "not redrawn"}
     result["bundle"] = info
     problems = result["problems"]
     checks = ["files", "card", "works"]
     result["checks"] = checks
     problems += check_sums(bundle, files)
-
-    manifest = None
-    try:
-        if MANIFEST not in files:
-            raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
-        manifest = _json(bundle, MANIFEST, MANIFEST)
-        if manifest.get("weights") != entry.weights:
-            problems.append(f"{MANIFEST} says its weights are {str(manifest.get('weights'))[:40]!r}; the contest "
-                            f"judges {entry.weights} bundles")
-    except ReproError as e:
-        problems.append(str(e))
-
-    works, params, made_on = [], None, None
+    problems += bundle_files.check_files(repo, {rel: size for rel, (kind, size) in tree.items() if kind == "file"},
+                                         prefix)
+    manifest = read_manifest(bundle, files, entry, problems)
+    works, params, made_on, meta = [], None, None, None
     try:
         if METADATA not in files:
             raise ReproError(f"it has no {METADATA} (the works' prompts and seeds)")
-        works, params, made_on, found = read_works(_json(bundle, METADATA, METADATA), entry)
+        meta = _json(bundle, METADATA, METADATA)
+        works, params, made_on, found = read_works(meta, entry)
         problems += found
     except ReproError as e:
         problems.append(str(e))
@@ -485,20 +636,33 @@ def review_bundle(repo, tree, entry, options, result):
                    {METADATA, GRID} | {f"{IMAGES}/{w['file']}" for w in works})
     if extra and works:
         problems.append(f"images/ holds files that are not works listed in {METADATA}: {_names(extra)}")
+    text, block = check_card(bundle, files, entry, meta, works, manifest, problems)
+    check_log(bundle, files, manifest, block, entry, info, problems)
+    submitted = read_submitted(bundle, files, works, entry, problems)
+    base_dir = check_bases(bundle, files, entry, manifest, block, info, problems)
+    lora_path, digest = check_lora(bundle, files, info, result, problems)
 
-    card_sha = None
-    if CARD not in files:
-        problems.append(f"it has no model card ({CARD})")
-    else:
-        try:
-            text = _read(os.path.join(bundle, CARD), MAX_CARD_BYTES, f"the model card ({CARD})").decode("utf-8")
-            found, card_sha = card_problems(text, entry.card_fields, works)
-            problems += found
-        except UnicodeDecodeError:
-            problems.append(f"the model card ({CARD}) is not UTF-8 text")
-        except ReproError as e:
-            problems.append(str(e))
+    if not options.runs_code:
+        info["summary"] = "not redrawn (--logs-only)"
+        return
+    if digest is None or not works or params is None or problems:
+        info["summary"] = "not redrawn: " + ("no readable weights" if digest is None else "no readable works"
+                                             if not works or params is None else "refused before its redraw")
+        return
+    if not redraw_and_compare(entry, base_dir, lora_path, digest, works, params, made_on, submitted, options,
+                              deadline, info, problems):
+        info.pop("_images", None)
+        return
+    checks.append("redraw")
+    images = info.pop("_images")
+    if entry.scores:
+        score_targets(entry, images, works, info, result)
+    if text is not None:
+        result["_card"] = card.published(text, judges_scores(info, result["targets"]))
+    result["full_review"] = True
 
+
+def read_submitted(bundle, files, works, entry, problems):
     submitted = []
     for w in works:
         rel = f"{IMAGES}/{w['file']}"
@@ -509,10 +673,13 @@ def review_bundle(repo, tree, entry, options, result):
         except ReproError as e:
             problems.append(str(e))
             submitted.append(None)
+    return submitted
 
+
+def check_bases(bundle, files, entry, manifest, block, info, problems):
     base_dir = contest_base(entry)  # the maintainers' copy: a wrong one is their problem, said as such
     want = entry.base_model["sha256"]
-    declared = declared_bases(bundle, files, manifest, card_sha)
+    declared = declared_bases(bundle, files, manifest, block["sha256"] if block else None)
     info["base_model"] = {"contest": want, "declared": declared}
     if declared.get(MANIFEST) is None and manifest is not None:
         problems.append(f"{MANIFEST} does not declare its base model's identity (base_model_identity: "
@@ -522,7 +689,10 @@ def review_bundle(repo, tree, entry, options, result):
         problems.append("a base model other than the declared one: " + "; ".join(
             f"{where} names sha256:{sha[:12]}..." for where, sha in other.items())
             + f"; the contest's base model is sha256:{want[:12]}...")
+    return base_dir
 
+
+def check_lora(bundle, files, info, result, problems):
     lora_path, digest = os.path.join(bundle, LORA), None
     others = sorted(f for f in files if f.startswith("weights/") and f != LORA)
     if others:
@@ -538,53 +708,7 @@ def review_bundle(repo, tree, entry, options, result):
     info["weights_sha256"] = digest
     if digest is not None:
         result["_weights"] = lora_path  # for the comparison across teams (repro.review), never published
-
-    if not options.runs_code:
-        info["summary"] = "not redrawn (--logs-only)"
-        return
-    if digest is None or not works or params is None:
-        info["summary"] = "not redrawn: " + ("no readable weights" if digest is None else "no readable works")
-        return
-    images, redrawn_on = redraw(entry, base_dir, lora_path, digest, works, params, options)
-    same = same_platform(made_on, redrawn_on)
-    tolerance = 0 if same else entry.pixel_tolerance
-    info["platform"] = {"works": made_on, "redraw": redrawn_on, "same": same}
-    info["tolerance"] = tolerance
-    compared = compare(works, submitted, images, tolerance)
-    info["works"] = compared
-    checks.append("redraw")
-    bad = [c for c in compared if not c["ok"]]
-    where = ("on the platform the works were made on: exact required" if same else
-             f"on another platform than the works' ({_platform_diff(made_on, redrawn_on)}): the contest allows a "
-             f"largest difference of {tolerance}")
-    found = [c["largest_difference"] for c in compared if c["largest_difference"] is not None]
-    largest = max(found) if found else None
-    if bad:
-        detail = "; ".join(f"{IMAGES}/{c['file']} (prompt {c['prompt'][:40]!r}, claimed seed {c['seed']})"
-                           + (f" differs by up to {c['largest_difference']} of 255 in "
-                              f"{c['differing']:.1%} of its values" if c["largest_difference"] is not None
-                              else " could not be read") for c in bad[:4])
-        problems.append(f"{len(bad)} of {len(compared)} works {'does' if len(bad) == 1 else 'do'} not come from the "
-                        f"submitted weights and the "
-                        f"declared base model: redrawn from their prompt and claimed seed, {detail}"
-                        + (f" and {len(bad) - 4} more" if len(bad) > 4 else "") + f" ({where})")
-    info["summary"] = (f"redrew {len(compared)} works {'on their platform' if same else 'on another platform'}: "
-                       + (f"{len(bad)} differ{'s' if len(bad) == 1 else ''}, " if bad else "")
-                       + f"largest difference {largest if largest is not None else '-'}"
-                       + ("" if same else f" (allowed {tolerance})"))
-    if entry.scores:
-        values, models = scores(entry, images, works)
-        info["scores"], info["score_models"] = values, models
-        checks.append("scores")
-        for name, target in entry.targets().items():
-            value = values.get(name)
-            passed = value is not None and target.reached(value)
-            result["targets"].append({
-                "paper": entry.plugin, "exp": entry.experiment, "metric": name, "value": value, "bar": target.bar(),
-                "passed": passed, "why": "" if passed else
-                f"{value:.4f} does not reach the bar {target.bar()} (computed by the judge from the "
-                f"{len(works)} works it redrew)"})
-    result["full_review"] = True
+    return lora_path, digest
 
 
 def _platform_diff(a, b):
