@@ -165,20 +165,21 @@ def check_files(root, files, bundle_prefix):
     """Problems with a submitted repository's files (root: its top; files: {path: size} of its
     regular files; bundle_prefix: the bundle's folder, '' for the top): every file of the bundle
     is one submit writes, of its kind; the required ones are there; nothing anywhere runs."""
-    problems = []
-    inside = {}
+    problems, inside, bundle = [], {}, set()
     for rel in sorted(files):
+        mine = not bundle_prefix or rel.startswith(bundle_prefix + "/")
+        if mine:
+            bundle.add(rel[len(bundle_prefix) + 1:] if bundle_prefix else rel)
         why = hazard(os.path.join(root, rel), rel)
         if why:
             problems.append(why)
-            continue
-        if not bundle_prefix or rel.startswith(bundle_prefix + "/"):
+        elif mine:
             inside[rel[len(bundle_prefix) + 1:] if bundle_prefix else rel] = rel
     for rel in sorted(r for r in inside if kind_of(r) is None):
         problems.append(f"{rel} is not a file repro.diffusion.submit writes: a bundle holds its weights, works, "
                         f"card, logs and their sums, nothing else")
     for rel in REQUIRED:
-        if rel not in inside:
+        if rel not in bundle:
             what = "the training log" if rel == EVENTS else "a file repro.diffusion.submit writes"
             problems.append(f"it has no {rel} ({what}; the review requires it)")
     for rel, full in sorted(inside.items()):

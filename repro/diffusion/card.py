@@ -22,7 +22,7 @@ UNVERIFIED = "(unverified)"
 FRONT_KEYS = {"license", "base_model", "library_name", "pipeline_tag", "language", "tags", "repro"}
 BLOCK_KEYS = {"format", "base_model_identity", "lite", "prompts", "works"}
 SHA_IN_TEXT = re.compile(r"sha256:([0-9a-f]{64})")
-SCORE_WORD = re.compile(r"(?i)(?<![A-Za-z])(clip[\s_-]*score|fid|fr[ée]chet|inception[\s_-]*score|kid|precision|"
+SCORE_WORD = re.compile(r"(?i)(?<![A-Za-z])(clip|clip[\s_-]*score|fid|mse|rmse|auc|elo|win[\s_-]*rate|results?|benchmarks?|fr[ée]chet|inception[\s_-]*score|kid|precision|"
                         r"recall|accuracy|loss|psnr|ssim|lpips|aesthetic|scores?|(?:val|test|eval|train)_\w+|"
                         r"metrics?)(?![A-Za-z])")
 HEX = re.compile(r"[0-9a-f]{12,}")
@@ -189,6 +189,10 @@ def read_block(text):
     for key in ("license", "base_model"):
         if key in front and not (isinstance(front[key], str) and front[key].strip() and front[key].isprintable()):
             raise ReproError(f"the model card's {key}: must be printable text")
+    for key in ("library_name", "pipeline_tag", "language", "tags"):
+        values = front.get(key) if isinstance(front.get(key), list) else [front.get(key)]
+        if any(not (v is None or (isinstance(v, str) and len(v) <= 100)) or claims(str(v or "")) for v in values):
+            raise ReproError(f"the model card's {key}: must be short text, no score")
     works = block["works"]
     good = lambda w: isinstance(w, dict) and set(w) == {"file", "prompt", "seed"} and isinstance(w["file"], str) \
         and isinstance(w["prompt"], str) and type(w["seed"]) is int
@@ -238,6 +242,7 @@ def _work_line(n, line, works, problems):
     numbers = {int(x) for x in INTEGER.findall(rest)}
     other = sorted(numbers - {w["seed"]})
     if other:
+        w["_wrong"] = True
         problems.append(f"the model card's line {n} gives {w['file']} the number {other[0]}; its seed is "
                         f"{w['seed']} (images/metadata.json and the card's repro block)")
     elif numbers:
@@ -256,12 +261,14 @@ def _line_problems(n, line, heading, block):
     if lic and lic.group(1).strip("`*_ .|") != block["license"]:
         problems.append(f"the model card's line {n} gives the license {lic.group(1)[:40]!r}; its front matter "
                         f"says {block['license']!r}")
-    unverified = heading is not None and heading.endswith(UNVERIFIED)
-    if not unverified and SCORE_WORD.search(line) and re.search(r"\d", HEX.sub("", line.replace("sha256:", ""))):
-        problems.append(f"the model card's line {n} claims a score the judge did not compute "
-                        f"({line.strip()[:60]!r}): scores are the judge's; the training run's own go under a "
-                        f"heading marked {UNVERIFIED}")
     return problems
+
+
+def claims(line, heading=None):
+    """Whether a line outside a section marked (unverified) claims a score: a score's name and a number."""
+    unverified = heading is not None and heading.endswith(UNVERIFIED)
+    return not unverified and bool(SCORE_WORD.search(line)) and bool(
+        re.search(r"\d", HEX.sub("", line.replace("sha256:", ""))))
 
 
 def body_problems(text, block, fields, regenerate, config_text):
@@ -272,7 +279,7 @@ def body_problems(text, block, fields, regenerate, config_text):
     problems, works = [], [dict(w) for w in block["works"]]
     offset = text[:len(text) - len(body)].count("\n")
     verified = {regenerate.rstrip() + "\n", config_text.rstrip() + "\n"}
-    told = set()
+    told, claimed = set(), []
     for heading, lines in sections(body):
         for n, line, fence in lines:
             n += offset
@@ -281,10 +288,16 @@ def body_problems(text, block, fields, regenerate, config_text):
                 told.add(fence[1])
                 problems.append(f"the model card's Python at line {n} is not regenerate.py: the code it tells "
                                 f"readers to run must be the harness's")
-            if fence is not None and fence[1] in verified:
-                continue
+            if fence is not None and (fence[1] in verified or fence[0] in ("python", "py", "python3")):
+                continue  # the harness's own text, or code refused above
             _work_line(n, line, works, problems)
             problems += _line_problems(n, line, heading, block)
+            if claims(line, heading):
+                claimed.append((n, line.strip()))
+    if claimed:
+        problems.append(f"the model card claims scores the judge did not compute (line {claimed[0][0]}: "
+                        f"{claimed[0][1][:60]!r}" + (f", and {len(claimed) - 1} more line" if len(claimed) > 1 else "")
+                        + f"): scores are the judge's; the training run's own go under a heading marked {UNVERIFIED}")
     problems += _required(body, block, fields, works)
     return list(dict.fromkeys(problems))
 
@@ -313,7 +326,7 @@ def _required(body, block, fields, works):
         if listed != list(block["prompts"]):
             problems.append("the model card's Prompts section does not list exactly the prompts of its repro block")
     if "seeds" in fields:
-        missing = [w["file"] for w in works if not w.get("_seen")]
+        missing = [w["file"] for w in works if not w.get("_seen") and not w.get("_wrong")]
         if missing:
             problems.append(f"the model card does not give the seed of {', '.join(missing[:3])} (a line naming the "
                             f"work and its seed)")

@@ -445,12 +445,11 @@ def check_card(bundle, files, entry, meta, works, manifest, problems):
     if works and block["works"] != claimed:
         problems.append(f"the model card's repro.works are not the works of {METADATA} (their files, prompts and "
                         f"seeds, in order)")
-    if block["prompts"] != list(dict.fromkeys(w["prompt"] for w in claimed)):
+    if works and block["prompts"] != list(dict.fromkeys(w["prompt"] for w in claimed)):
         problems.append("the model card's repro.prompts are not its works' prompts")
     if manifest is not None:
         for key, mine, what in (("base_model", block["base_model"], "base_model"),
-                                ("base_model_identity", block["identity"], "repro.base_model_identity"),
-                                ("lite", block["lite"], "repro.lite")):
+                                ("base_model_identity", block["identity"], "repro.base_model_identity")):
             if manifest.get(key) != mine:
                 problems.append(f"the model card's {what} is {str(mine)[:60]!r}; {MANIFEST} says "
                                 f"{str(manifest.get(key))[:60]!r}")
@@ -464,7 +463,8 @@ def check_card(bundle, files, entry, meta, works, manifest, problems):
                             f"the card tells readers to run it")
     config = _read(os.path.join(bundle, CONFIG), MAX_CARD_BYTES, CONFIG).decode("utf-8", "replace") \
         if CONFIG in files else ""
-    problems += card.body_problems(text, block, entry.card_fields, regenerate or "", config)
+    problems += card.body_problems(text, {**block, "works": claimed or block["works"]}, entry.card_fields,
+                                   regenerate or "", config)
     return text, block
 
 
@@ -632,7 +632,8 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
     except ReproError as e:
         problems.append(str(e))
     info["works"] = [dict(w) for w in works]
-    extra = sorted(f for f in files if f.startswith(IMAGES + "/") and f not in
+    told = {p.split(" ", 1)[0] for p in problems}
+    extra = sorted(f for f in files if f.startswith(IMAGES + "/") and f not in told and f not in
                    {METADATA, GRID} | {f"{IMAGES}/{w['file']}" for w in works})
     if extra and works:
         problems.append(f"images/ holds files that are not works listed in {METADATA}: {_names(extra)}")
