@@ -30,7 +30,9 @@ PROMPT = "一幅山水画，橙色的天空，绿色的山"
 def test_the_example_contest_reads():
     (entry,) = read_contest(EXAMPLE).papers
     assert entry.kind == "text_to_image" and entry.plugin == "landscape_lora"
-    assert (entry.count, entry.size, entry.prompts, entry.pixel_tolerance) == (4, 512, (PROMPT,), 2)
+    assert (entry.count, entry.size, entry.prompts, entry.tolerate, entry.smoke_runs) == (4, 512, (PROMPT,), None,
+                                                                                           "accept")
+    assert entry.redraw == {"steps": (1, 50), "scheduler": ("ddim",), "guidance": (0.0, 15.0), "threads": (1, 1)}
     assert entry.card_fields == ("license", "base_model", "training_data", "prompts", "seeds")
     assert entry.base_model["path"] == "builtin:tiny-sd" and set(entry.scores) == {"clip_score"}
     assert entry.bar() == "4 at 512x512, redrawn from the weights; clip_score >= 0.00"
@@ -44,6 +46,7 @@ papers:
     base_model: {{path: builtin:tiny-sd, sha256: {sha}}}
     works: {{count: 4, size: 512}}
     prompts: [a, b]
+    redraw: {{steps: {{max: 50}}, scheduler: [ddim], guidance: 7.5, threads: 1}}
     scores: {{clip_score: {{model: builtin:tiny-clip, value: 0.15}}}}
 """
 SHA = "a" * 64
@@ -60,7 +63,25 @@ SHA = "a" * 64
     (lambda t: t.replace("[a, b]", "anyone"), "prompts must be a list of the contest's prompts or 'submitter'"),
     (lambda t: t.replace("    works:", "    card_fields: [license, colour]\n    works:"),
      "card_fields: 'colour' is not one of"),
-    (lambda t: t.replace("    works:", "    pixel_tolerance: 300\n    works:"), "pixel_tolerance must be between 0"),
+    (lambda t: t.replace("    works:", "    pixel_tolerance: 2\n    works:"), "unknown key 'pixel_tolerance'"),
+    (lambda t: t.replace("    redraw: {steps: {max: 50}, scheduler: [ddim], guidance: 7.5, threads: 1}\n", ""),
+     "redraw is required"),
+    (lambda t: t.replace("threads: 1}", "threads: 1, seconds: 9}"), "redraw: unknown key 'seconds'"),
+    (lambda t: t.replace("guidance: 7.5, ", ""), "redraw.guidance is required"),
+    (lambda t: t.replace("{max: 50}", "{max: 5000}"), "redraw.steps must be an integer between 1 and 1000"),
+    (lambda t: t.replace("{max: 50}", "{min: 9, max: 5}"), "redraw.steps: min 9 is above max 5"),
+    (lambda t: t.replace("{max: 50}", "{most: 5}"), "redraw.steps: unknown key 'most'"),
+    (lambda t: t.replace("[ddim]", "[ddim, warp]"), "redraw.scheduler must be one or a list of ddim"),
+    (lambda t: t.replace("guidance: 7.5", "guidance: .inf"), "redraw.guidance must be a number between 0 and 100"),
+    (lambda t: t.replace("threads: 1}", "threads: 0}"), "redraw.threads must be an integer between 1 and 256"),
+    (lambda t: t.replace("    works:", "    tolerate: {pixels: 300, platforms: [{device: cpu}]}\n    works:"),
+     "tolerate.pixels must be an integer between 0 and 255"),
+    (lambda t: t.replace("    works:", "    tolerate: {pixels: 2, platforms: []}\n    works:"),
+     "tolerate.platforms must list 1 to 64 platforms"),
+    (lambda t: t.replace("    works:", "    tolerate: {pixels: 2, platforms: [{colour: red}]}\n    works:"),
+     "tolerate.platforms[0]: unknown key 'colour'"),
+    (lambda t: t.replace("    works:", "    tolerate: {pixels: 2}\n    works:"), "tolerate.platforms is required"),
+    (lambda t: t.replace("    works:", "    smoke_runs: maybe\n    works:"), "smoke_runs must be one of accept, refuse"),
     (lambda t: t.replace("clip_score:", "inception_score:"), "scores: 'inception_score' is not a score"),
     (lambda t: t.replace("model: builtin:tiny-clip", "model: /models/clip"), "scores.clip_score.sha256 must be"),
     (lambda t: t.replace("value: 0.15", "value: .nan"), "scores.clip_score.value must be a finite number"),
@@ -142,53 +163,117 @@ def test_pngs_are_read_with_their_header_checked_first(tmp_path):
         judge.read_png(str(tmp_path / "link.png"), 16, "link.png")
 
 
-CARD = """---
-license: apache-2.0
-base_model: base
----
-
-# t
-
-## Base model
-- identity: `builtin:tiny-sd sha256:{sha}`
-
-## Training data
-- source: landscapes
-
-## Prompts
-1. {prompt}
-
-## The works
-| image | prompt | seed |
-|---|---|---|
-| ![p00_0.png](images/p00_0.png) | {prompt} | 7 |
-| ![p00_1.png](images/p00_1.png) | {prompt} | 8 |
-
-```python
-# Prompts
-```
-"""
+def test_tolerance_is_the_maintainers_opt_in_for_the_platforms_they_name(tmp_path):
+    (example,) = read_contest(EXAMPLE).papers
+    assert example.tolerated({"device": "cpu", "cpu": "anything"}) is None  # the example: exact only
+    text = ENTRY.format(sha=SHA).replace(
+        "    works:", "    tolerate: {pixels: 2, platforms: [{device: cpu, cpu: AMD EPYC}, {gpu: H100}]}\n    works:")
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    (entry,) = read_contest(str(tmp_path / "c.yaml")).papers
+    assert entry.tolerated({"device": "cpu", "cpu": "AMD EPYC", "threads": 4}) == 2  # every key given must match
+    assert entry.tolerated({"device": "gpu:0", "gpu": "H100"}) == 2
+    assert entry.tolerated({"device": "cpu", "cpu": "Intel Xeon"}) is None
+    assert entry.tolerated({"cpu": "AMD EPYC"}) is None and entry.tolerated(None) is None
 
 
-def test_the_model_card_fields():
-    from repro.diffusion.judge import card_problems
-    works = [{"file": "p00_0.png", "prompt": PROMPT, "seed": 7}, {"file": "p00_1.png", "prompt": PROMPT, "seed": 8}]
-    fields = ("license", "base_model", "training_data", "prompts", "seeds")
-    card = CARD.format(sha=SHA, prompt=PROMPT)
-    assert card_problems(card, fields, works) == ([], SHA)
-    problems, _ = card_problems(card.replace("license: apache-2.0\n", ""), fields, works)
-    assert problems == ["the model card has no license (license: in its front matter)"]
-    problems, named = card_problems(card.replace(f"sha256:{SHA}", "sha256: unknown"), fields, works)
-    assert named is None and len(problems) == 1 and "does not name its base model" in problems[0]
-    problems, _ = card_problems(card.replace("## Training data\n- source: landscapes", "## Training data"),
-                                fields, works)
-    assert problems == ["the model card has no Training data section"]
-    problems, _ = card_problems(card, fields, [*works, {"file": "p00_2.png", "prompt": "雪", "seed": 9}])
-    assert any("Prompts section does not list the prompt '雪'" in p for p in problems)
-    assert any("does not give the seed of p00_2.png" in p for p in problems)
-    problems, _ = card_problems(card.replace("| 8 |", "| 80 |"), fields, works)
-    assert problems == ["the model card does not give the seed of p00_1.png (a line naming the work and its seed)"]
-    assert card_problems(card.replace("license: apache-2.0\n", ""), ("seeds",), works) == ([], SHA)  # not required
+GEN = {"images": [{"file": "p00_0.png", "prompt": PROMPT, "seed": 7}, {"file": "p00_1.png", "prompt": PROMPT, "seed": 8}],
+       "prompts": [PROMPT], "n": 2, "size": 512, "scheduler": "DDIMScheduler", "steps": 2, "guidance_scale": 7.5,
+       "negative_prompt": "", "seed": 7}
+CONFIG = "train:\n  steps: 4\n  eval_every: 4\neval:\n  fid_weights: ''\n"
+FIELDS = ("license", "base_model", "training_data", "prompts", "seeds")
+
+
+def a_card(lite=False):
+    from repro.diffusion import card
+    head = {"paper": "sd_lora", "exp": "lora", "config": {"train": {"seed": 1}}, "lite": lite,
+            "provenance": {"clip_model": "tiny sha256:" + "c" * 64}}
+    code = card.load_code("base", "lora", GEN)
+    return card.model_card("t", "apache-2.0", head, "base", f"builtin:tiny-sd sha256:{SHA}", "- source: landscapes",
+                           CONFIG, GEN, {"val_fid": 92.9, "val_clip_score": 0.07}, "0 of 2 targets reached", False,
+                           code, "lora", ["README.md"]), code
+
+
+def card_problems(text, code):
+    from repro.diffusion import card
+    try:
+        block = card.read_block(text)
+    except ReproError as e:
+        return [str(e)]
+    return card.body_problems(text, block, FIELDS, code, CONFIG)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    (None, None, None),  # the card submit writes
+    ("license: \"apache-2.0\"\n", "", "the model card has no license (license: in its front matter)"),
+    ("library_name:", "model-index: [{results: [{metrics: [{type: fid, value: 3.1}]}]}]\nlibrary_name:",
+     "unknown key 'model-index'"),
+    ("tags: [", "tags: [clip-score-0.99, ", "the model card's tags: must be short text, no score"),
+    ("---\nlicense", "license", "the model card has no front matter"),
+    ("  lite: false\n", "", "has no repro block of repro-card/1"),
+    ("\n## Prompts", "\n## Results\nCLIP score: 0.99\n\n## Prompts", "claims scores the judge did not compute (line"),
+    ("\n# t\n", "\n# t (FID 3.14)\n", "claims scores the judge did not compute"),
+    ("\n## Prompts", "\n```text\nval_clip_score 0.99\n```\n\n## Prompts", "claims scores the judge did not compute"),
+    ("| 8 |", "| 80 |", "the model card's line 50 gives p00_1.png the number 80; its seed is 8"),
+    ("\n## Prompts", "\nWork p00_0.png and p00_1.png: seeds 7 and 9.\n\n## Prompts", "names 2 works"),
+    ("## License\napache-2.0.", "## License\nMIT.", "License section does not give its license 'apache-2.0'"),
+    ("\n## Prompts", "\nLicense: MIT\n\n## Prompts", "gives the license 'MIT'; its front matter says 'apache-2.0'"),
+    ("## Training data\n", "## Training data\nbase model sha256:" + "d" * 64 + "\n",
+     "names the base model sha256:dddddddddddd...; its repro block says sha256:aaaaaaaaaaaa..."),
+    (f"1. {PROMPT}\n", f"1. {PROMPT}\n2. 雪\n", "Prompts section does not list exactly the prompts of its repro block"),
+    ("## Training data\n- source: landscapes\n", "## Training data\n", "the model card has no Training data section"),
+    ("import paddle\n", "import paddle\nos.system('sh')\n", "the model card's Python at line"),
+])
+def test_the_model_card_is_its_structured_block_and_nothing_contradicts_it(old, new, message):
+    text, code = a_card()
+    if old is not None:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    problems = card_problems(text, code)
+    if message is None:
+        assert problems == [] and "## Metrics (unverified)" in text and "| val_fid | 92.9000 | unverified |" in text
+        return
+    assert len(problems) == 1 and message in problems[0] and "\n" not in problems[0], problems
+
+
+def test_the_published_card_carries_the_judges_scores_first():
+    from repro.diffusion import card
+    text, _ = a_card(lite=True)
+    out = card.published(text, "| clip_score | 0.0131 |\n")
+    assert out.startswith(text.split("\n---\n", 1)[0]) and "a --lite smoke run" in out
+    assert out.index("## Scores computed by the contest's judge") < out.index("## Metrics (unverified)")
+    assert card.read_block(out)["lite"] is True
+
+
+def test_bundle_files_hold_data_only_and_name_no_machine_path(tmp_path):
+    from repro.diffusion import bundle_files as bf
+    cases = {"p.bin": (b"\x80\x04\x95" + b"\0" * 20, 0o644, "is a pickle"),
+             "p2.bin": (b"\x80\x02}q\x00.", 0o644, "is a pickle"),
+             "m.pt": (b"PK\x03\x04" + b"\0" * 20, 0o644, "is a zip archive"),
+             "a.npy": (b"\x93NUMPY\x01\x00", 0o644, "is a numpy array file"),
+             "g.gz": (b"\x1f\x8b\x08\x00", 0o644, "is a gzip archive"),
+             "run.txt": (b"#!/bin/sh\ncurl x | sh\n", 0o644, "is a script (it starts with #!)"),
+             "x.json": (b"{}", 0o744, "is executable (mode 744)"),
+             "e.png": (b"\x7fELF\x02\x01", 0o644, "is a program (an ELF binary)"),
+             "w.png": (b"MZ\x90\x00", 0o644, "is a program (a Windows executable)"),
+             "ok.txt": (b"plain text\n", 0o644, None)}
+    for name, (data, mode, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        os.chmod(path, mode)
+        why = bf.hazard(str(path), name)
+        assert (why is None) if message is None else (message in why and why.startswith(name)), (name, why)
+    for text in ("run: /home/alice/x", '"/tmp/a/b"', "at ~/runs/a", "C:\\Users\\a", "(/opt/sd/unet)",
+                 "\\\\server\\share"):
+        assert bf.machine_path(text) is not None, text
+    for text in ("https://huggingface.co/a/b", "images/p00_0.png", "sd_lora/lora", "2026/12/06", "RUN_DIR/logs",
+                 "1/2", "a --lite smoke run"):
+        assert bf.machine_path(text) is None, text
+    (tmp_path / "meta.json").write_text('{"run": "\\/home\\/alice\\/run"}', encoding="utf-8")
+    (problem,) = bf.check_kind(str(tmp_path / "meta.json"), "meta.json", "json")
+    assert problem.startswith("meta.json names a path on the machine it was made on ('/home/alice/run')"), problem
+    assert [bf.kind_of(n) for n in ("README.md", "images/p00_0.png", "base/unet/config.json", "base/x.pkl",
+                                    "model.pkl", "images/a.jpg", "logs/events.jsonl", "weights/other.safetensors")] \
+        == ["text", "png", "json", None, None, None, "jsonl", None]
 
 
 def test_weights_identical_or_nearly_identical_to_another_teams_are_a_copy(tmp_path):
