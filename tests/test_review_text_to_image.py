@@ -9,10 +9,12 @@ bundle readers on hostile files."""
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
 from conftest import REPO, cli
+import t2i_tampered
 from contest_repo import commit_of, git
 from PIL import Image
 
@@ -276,6 +278,16 @@ def test_bundle_files_hold_data_only_and_name_no_machine_path(tmp_path):
         == ["text", "png", "json", None, None, None, "jsonl", None]
 
 
+def test_the_redraw_runs_within_what_is_left_of_the_submissions_budget():
+    from types import SimpleNamespace
+    from repro.diffusion.judge_redraw import budget
+    now = time.monotonic()
+    assert budget(SimpleNamespace(timeout=3600), None) == 3600  # no budget: the review's per-task timeout
+    assert 98 <= budget(SimpleNamespace(timeout=3600), now + 100) <= 100
+    assert budget(SimpleNamespace(timeout=60), now + 100) == 60
+    assert budget(SimpleNamespace(timeout=60, deadline=now - 5), None) < 1  # the caller's options may carry it
+
+
 def test_weights_identical_or_nearly_identical_to_another_teams_are_a_copy(tmp_path):
     from safetensors.numpy import save_file
     rng = np.random.default_rng(0)
@@ -376,6 +388,22 @@ def edit_text(rel, old, new):
     return edit
 
 
+def moved(by):
+    """Every value of every work moved by `by` (clipped): works that no longer come from the weights."""
+    def edit(repo):
+        from repro.diffusion.images import load_png
+        for name in sorted(os.listdir(os.path.join(repo, "images"))):
+            if name.startswith("p") and name.endswith(".png"):
+                path = os.path.join(repo, "images", name)
+                Image.fromarray(np.clip(load_png(path).astype(np.int16) + by, 0, 255).astype(np.uint8)).save(path)
+    return edit
+
+
+def swap_lora(made):
+    return lambda repo: shutil.copyfile(made["lora_b"], os.path.join(repo, "weights",
+                                                                      "paddle_lora_weights.safetensors"))
+
+
 @pytest.mark.slow
 @needs_sandbox
 def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest_one(made, tmp_path, capsys,
@@ -388,24 +416,28 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
     sha = declared.split("sha256:")[1]
     landscape = builtin_landscapes(1, 512, seed=3)[0][0]
     other_sha = "f" * 64
-
-    def both(*edits):
-        return lambda repo: [e(repo) for e in edits]
+    elsewhere = t2i_tampered.meta_edit(t2i_tampered.plat("cpu", "Intel Xeon"))
+    no_platform = t2i_tampered.meta_edit(t2i_tampered.plat(None, None))
 
     subs = [
         ("alpha", bundle_repo(made, "alpha")),
         ("beta", bundle_repo(made, "beta", replace_work("p00_1.png", landscape))),
         ("gamma", bundle_repo(made, "gamma", replace_work("p00_2.png", load_png(made["seed99"])))),
-        ("delta", bundle_repo(made, "delta", lambda repo: shutil.copyfile(
-            made["lora_b"], os.path.join(repo, "weights", "paddle_lora_weights.safetensors")))),
-        ("epsilon", bundle_repo(made, "epsilon", edit_text("README.md", "license: apache-2.0\n", ""))),
-        ("zeta", bundle_repo(made, "zeta", both(edit_text("submission.json", sha, other_sha),
+        ("delta", bundle_repo(made, "delta", swap_lora(made))),
+        ("epsilon", bundle_repo(made, "epsilon", edit_text("README.md", "license: \"apache-2.0\"\n", ""))),
+        ("zeta", bundle_repo(made, "zeta", t2i_tampered.both(edit_text("submission.json", sha, other_sha),
                                                 edit_text("README.md", sha, other_sha)))),
         ("eta", bundle_repo(made, "eta", lambda repo: (os.remove(os.path.join(repo, "images", "p00_3.png")),
                                                        os.symlink("p00_0.png", os.path.join(repo, "images",
                                                                                             "p00_3.png"))))),
         ("theta", bundle_repo(made, "theta")),
-    ]
+        # the works' platform record is a claim, not a switch: what it hid is refused all the same
+        ("swapped-elsewhere", bundle_repo(made, "swapped-elsewhere", t2i_tampered.both(swap_lora(made), elsewhere))),
+        ("other-run-elsewhere", bundle_repo(made, "other-run-elsewhere", t2i_tampered.both(
+            replace_work("p00_2.png", load_png(made["seed99"])), elsewhere))),
+        ("moved-elsewhere", bundle_repo(made, "moved-elsewhere", t2i_tampered.both(moved(2), elsewhere))),
+        ("moved-no-platform", bundle_repo(made, "moved-no-platform", t2i_tampered.both(moved(2), no_platform))),
+    ] + [(name, bundle_repo(made, name, edit)) for name, edit, _ in t2i_tampered.TAMPERED]
     path = submissions(made, str(tmp_path / "subs.yaml"), subs)
     out = str(tmp_path / "review")
     code, stdout, err = cli(review.main, [EXAMPLE, path, "--out", out], capsys)
@@ -416,7 +448,8 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
     copy = "its weights are identical to those of alpha's bundle"
 
     alpha = got["alpha"]
-    assert alpha["status"] == "REPRODUCED: first to reach the bar" and why["alpha"] == [], why["alpha"]
+    assert alpha["status"] == "REPRODUCED: first to reach the bar (weights from a --lite smoke run)", alpha["status"]
+    assert why["alpha"] == [], why["alpha"]
     assert alpha["checks"] == ["files", "card", "works", "redraw", "scores"] and alpha["full_review"]
     assert [w["largest_difference"] for w in alpha["bundle"]["works"]] == [0, 0, 0, 0]
     assert alpha["bundle"]["platform"]["same"] and alpha["bundle"]["tolerance"] == 0  # exact on this platform
@@ -427,7 +460,7 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
 
     def own(team):
         """Its reasons other than being a copy of alpha's weights: each alone rejects it."""
-        assert got[team]["status"] == "not reproduced"
+        assert got[team]["status"] == "not reproduced", (team, got[team]["status"])
         return [w for w in why[team] if copy not in w]
 
     (reason,) = own("beta")
@@ -446,41 +479,73 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
                           "(never followed or opened)"]
     assert why["theta"] == [f"{copy} (landscape_lora, recorded earlier: 2027-01-05T10:00:00+08:00): a copy of that "
                             f"submission"]
-    # the works are drawn once per distinct (weights, parameters, prompts and seeds): alpha's and delta's
+    for team in ("swapped-elsewhere", "other-run-elsewhere", "moved-elsewhere"):
+        (reason,) = own(team)
+        assert reason.startswith("its works were drawn on another platform than the judge's (cpu Intel Xeon vs ") \
+            and reason.endswith("the redraw must be exact and the contest accepts no other platform (tolerate:)"), \
+            (team, reason)
+    (reason,) = own("moved-no-platform")
+    assert reason.startswith("images/metadata.json records no platform"), reason
+    for name, _, want in t2i_tampered.TAMPERED:
+        reasons = own(name)
+        assert len(reasons) == 1 and want in reasons[0] and "\n" not in reasons[0], (name, reasons)
+        assert got[name]["bundle"]["summary"].startswith("not redrawn") or name == "platform-cpu", name
+    # the works are drawn once per distinct (weights, parameters, prompts and seeds): alpha's and delta's;
+    # every other bundle is refused before its redraw or redrawn from the same request
     assert drawn == ["redraw", "redraw"], drawn
     text = open(os.path.join(out, "status.md"), encoding="utf-8").read()
     assert "| landscape_lora | works | works 4 at 512x512, redrawn from the weights; clip_score &#62;= 0.00 |" in text
     assert "redrew 4 works on their platform: largest difference 0" in text
     page = open(os.path.join(out, alpha["page"]), encoding="utf-8").read()
-    assert "Works, redrawn from the weights" in page and "from the weights" in page and made["root"] not in page
+    assert "Works, redrawn from the weights" in page and "REPRODUCED (weights from a --lite smoke run)" in page
+    assert made["root"] not in page
+    published = open(os.path.join(out, alpha["page"][:-5] + ".card.md"), encoding="utf-8").read()
+    assert f"| clip_score | {alpha['targets'][0]['value']:.4f} | >= 0.00 |" in published
+    assert published.index("## Scores computed by the contest's judge") < published.index("## Metrics (unverified)")
     beta_page = open(os.path.join(out, got["beta"]["page"]), encoding="utf-8").read()
     assert "NOT from the weights" in beta_page
     assert made["root"] not in text and made["root"] not in json.dumps(data)
+    for root, _, names in os.walk(made["honest"]):  # the bundle names no path of the machine that made it
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                assert made["root"].encode() not in f.read(), name
 
 
 @pytest.mark.slow
 @needs_sandbox
-def test_off_platform_within_the_tolerance_and_a_score_below_its_bar(made, tmp_path, capsys):
+def test_off_platform_only_where_the_contest_accepts_it_and_a_score_below_its_bar(made, tmp_path, capsys):
     """Works that record another platform (here: another CPU and 2 threads, so the redraw rounds
-    differently) pass within the contest's tolerance, with the largest difference reported; the
-    score is the judge's own, from the works it redrew, and a bar it misses refuses the bundle."""
+    differently) pass within the tolerance only where the contest names that platform, and the
+    pass says it is not exact; the score is the judge's own, and a bar it misses refuses the bundle."""
     def elsewhere(repo):
         path = os.path.join(repo, "images", "metadata.json")
         meta = json.load(open(path, encoding="utf-8"))
         meta["platform"] = {**meta["platform"], "cpu": "another CPU", "threads": 2}
         with open(path, "w", encoding="utf-8") as f:
             json.dump(meta, f, ensure_ascii=False, indent=1)
-    contest = tmp_path / "contest.yaml"
-    contest.write_text(open(EXAMPLE, encoding="utf-8").read().replace("value: 0.0,", "value: 0.9,"), encoding="utf-8")
-    path = submissions(made, str(tmp_path / "subs.yaml"), [("alpha", bundle_repo(made, "elsewhere", elsewhere))])
-    code, _, err = cli(review.main, [str(contest), path, "--out", str(tmp_path / "review")], capsys)
-    assert code == 0, err
-    (r,) = json.load(open(tmp_path / "review" / "review.json", encoding="utf-8"))["submissions"]
+    tolerant = open(EXAMPLE, encoding="utf-8").read().replace(
+        "threads: 1}", "threads: {max: 2}}\n    tolerate: {pixels: 2, platforms: [{cpu: another CPU}]}")
+    results = {}
+    for bar in ("0.0", "0.9"):
+        contest = tmp_path / f"contest-{bar}.yaml"
+        contest.write_text(tolerant.replace("value: 0.0,", f"value: {bar},"), encoding="utf-8")
+        path = submissions(made, str(tmp_path / "subs.yaml"), [("alpha", bundle_repo(made, f"elsewhere-{bar}",
+                                                                                     elsewhere))])
+        code, _, err = cli(review.main, [str(contest), path, "--out", str(tmp_path / bar)], capsys)
+        assert code == 0, err
+        (results[bar],) = json.load(open(tmp_path / bar / "review.json", encoding="utf-8"))["submissions"]
+    r = results["0.0"]
     diffs = [w["largest_difference"] for w in r["bundle"]["works"]]
     assert not r["bundle"]["platform"]["same"] and r["bundle"]["tolerance"] == 2
     assert max(diffs) == 1 and all(w["ok"] for w in r["bundle"]["works"]), diffs  # 2 threads round otherwise
-    assert r["bundle"]["summary"] == "redrew 4 works on another platform: largest difference 1 (allowed 2)"
-    (reason,) = review.reasons(r)
+    assert r["bundle"]["summary"] == "redrew 4 works on another platform: largest difference 1 (tolerated up to 2: " \
+                                     "not exact)"
+    assert r["status"].startswith("REPRODUCED: first to reach the bar (weights from a --lite smoke run; not an exact "
+                                  "redraw: the works were made on another platform (cpu another CPU vs "), r["status"]
+    assert "pass within a tolerance of 2 of 255 (largest difference 1)" in r["status"]
+    page = open(tmp_path / "0.0" / r["page"], encoding="utf-8").read()
+    assert "REPRODUCED (weights from a --lite smoke run) (not an exact redraw" in page
+    (reason,) = review.reasons(results["0.9"])
     assert reason.startswith("landscape_lora/works clip_score: 0.") and "does not reach the bar >= 0.90 (computed by " \
         "the judge from the 4 works it redrew)" in reason, reason
 
@@ -495,3 +560,26 @@ def test_a_logs_only_review_of_a_bundle_redraws_nothing(made, tmp_path, capsys, 
     (r,) = json.load(open(tmp_path / "review" / "review.json", encoding="utf-8"))["submissions"]
     assert r["status"].startswith("pending full review") and r["checks"] == ["files", "card", "works"]
     assert r["bundle"]["summary"] == "not redrawn (--logs-only)" and r["problems"] == []
+    # a contest may refuse a smoke run's weights
+    contest = tmp_path / "no-smoke.yaml"
+    contest.write_text(open(EXAMPLE, encoding="utf-8").read().replace("smoke_runs: accept", "smoke_runs: refuse"),
+                       encoding="utf-8")
+    code, _, err = cli(review.main, [str(contest), path, "--out", str(tmp_path / "no-smoke"), "--logs-only"], capsys)
+    assert code == 0, err
+    (r,) = json.load(open(tmp_path / "no-smoke" / "review.json", encoding="utf-8"))["submissions"]
+    assert r["problems"] == ["its weights come from a --lite smoke run (its training log and submission.json say so); "
+                             "the contest refuses smoke runs (smoke_runs: refuse)"]
+
+
+@pytest.mark.slow
+def test_a_redraw_past_the_submissions_time_budget_is_never_started(made, monkeypatch):
+    from repro.boundary import task
+    from repro.diffusion import judge
+    monkeypatch.setattr(task.Staged, "run", lambda self: pytest.fail("a redraw started past the budget"))
+    (entry,) = read_contest(EXAMPLE).papers
+    tree, hostile = review.scan_tree(made["honest"])
+    assert hostile == {}
+    result = {"problems": [], "targets": [], "checks": []}
+    options = review.ReviewOptions()
+    judge.review_bundle(made["honest"], tree, entry, options, result, deadline=time.monotonic() - 1)
+    assert result["problems"] == ["not redrawn: the submission's time budget was spent before its redraw"]
