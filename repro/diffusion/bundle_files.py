@@ -2,7 +2,7 @@
 kind, and nothing that runs or names the machine it was made on.
 
 An allowlist of names (a few fixed files, the works under images/, the built-in base model's
-files under base/) with a kind each (PNG, JSON, JSON lines, YAML, text, Python, safetensors),
+files under base/, a DreamBooth pipeline's under weights/) with a kind each (PNG, JSON, JSON lines, YAML, text, Python, safetensors),
 checked from the file's bytes; then, for every file of the submitted repository, inside the
 bundle or not: no pickle, zipped or numpy archive (refused by their magic bytes: loading one
 can run code), no program (an executable mode bit, a #! line, an ELF / Mach-O / PE header);
@@ -16,6 +16,7 @@ import stat
 
 from repro import strict
 from repro.errors import ReproError
+from repro.run.rundir import CONFIG, EVENTS as RUN_EVENTS, TEXT
 
 SUMS = "SHA256SUMS"
 MANIFEST = "submission.json"
@@ -24,13 +25,14 @@ REGENERATE = "regenerate.py"
 METADATA = "images/metadata.json"
 GRID = "images/grid.png"
 LORA = "weights/paddle_lora_weights.safetensors"
-EVENTS = "logs/events.jsonl"
+EVENTS = f"logs/{RUN_EVENTS}"   # the training log, as submit copies the run's files
+LOG_CONFIG = f"logs/{CONFIG}"
 FIXED = {SUMS: "text", MANIFEST: "json", CARD: "text", REGENERATE: "python", "verify.txt": "text",
-         "verify.json": "json", METADATA: "json", GRID: "png", EVENTS: "jsonl", "logs/train.log": "text",
-         "logs/config.yaml": "yaml", LORA: "safetensors"}
-REQUIRED = (REGENERATE, EVENTS, "logs/config.yaml")  # the judge itself says when the others are missing
+         "verify.json": "json", METADATA: "json", GRID: "png", EVENTS: "jsonl", f"logs/{TEXT}": "text",
+         LOG_CONFIG: "yaml", LORA: "safetensors"}
+REQUIRED = (REGENERATE, EVENTS, LOG_CONFIG)  # the judge itself says when the others are missing
 WORK = re.compile(r"images/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
-BASE_FILE = re.compile(r"base/(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,3}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+BASE_FILE = re.compile(r"(?:base|weights)/(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,3}[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
                        r"\.(json|safetensors|txt)")
 BASE_KINDS = {"json": "json", "safetensors": "safetensors", "txt": "text"}
 MAX_TEXT_BYTES = 64 << 20

@@ -39,7 +39,8 @@ import numpy as np
 
 from repro import strict
 from repro.diffusion import bundle_files, card
-from repro.diffusion.bundle_files import CARD, EVENTS, GRID, LORA, MANIFEST, METADATA, REGENERATE, SUMS
+from repro.diffusion.bundle_files import CARD, EVENTS, GRID, LOG_CONFIG as CONFIG, LORA, MANIFEST, METADATA, \
+    REGENERATE, SUMS
 from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.diffusion.judge_redraw import judges_scores, redraw_and_compare, score_targets
 from repro.errors import ReproError
@@ -49,7 +50,6 @@ from repro.review import _open_regular
 from repro.strict import sha256_file
 
 IMAGES = "images"
-CONFIG = "logs/config.yaml"
 BASE = "base"
 MAX_SUMS_BYTES = 1 << 20
 MAX_CARD_BYTES = 1 << 20
