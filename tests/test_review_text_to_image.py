@@ -158,8 +158,14 @@ def test_pngs_are_read_with_their_header_checked_first(tmp_path):
     with pytest.raises(ReproError, match="is not a PNG file"):
         judge.read_png(str(tmp_path / "ok.jpg"), 16, "ok.jpg")
     (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60])
-    with pytest.raises(ReproError, match="cannot be read as a PNG"):
+    with pytest.raises(ReproError, match="does not end with the PNG's end chunk"):
         judge.read_png(str(tmp_path / "cut.png"), 16, "cut.png")
+    (tmp_path / "long.png").write_bytes((tmp_path / "ok.png").read_bytes() + b"\x80\x04\x95 a pickle")
+    with pytest.raises(ReproError, match="does not end with the PNG's end chunk"):
+        judge.read_png(str(tmp_path / "long.png"), 16, "long.png")
+    (tmp_path / "bad.png").write_bytes((tmp_path / "ok.png").read_bytes()[:60] + b"IEND\xaeB`\x82")
+    with pytest.raises(ReproError, match="cannot be read as a PNG"):
+        judge.read_png(str(tmp_path / "bad.png"), 16, "bad.png")
     os.symlink(tmp_path / "ok.png", tmp_path / "link.png")
     with pytest.raises(ReproError, match="cannot be read"):
         judge.read_png(str(tmp_path / "link.png"), 16, "link.png")
@@ -361,8 +367,9 @@ def bundle_repo(made, name, edit=None):
     shutil.copytree(made["honest"], repo, symlinks=True)
     if edit:
         edit(repo)
-        os.remove(os.path.join(repo, "SHA256SUMS"))
-        _write_sums(repo)
+        signed = t2i_tampered.signed_folder(repo)
+        os.remove(os.path.join(signed, "SHA256SUMS"))
+        _write_sums(signed)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the bundle")

@@ -135,7 +135,13 @@ def check_kind(path, rel, kind):
     """Problems with one allowlisted file: its bytes are not of its kind, or it names a machine path."""
     if kind == "png":
         head, _ = _head(path, 8)
-        return [] if head == b"\x89PNG\r\n\x1a\n" else [f"{rel} is not a PNG file"]
+        with open(path, "rb") as f:  # a regular file: _head checked it
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8))
+            tail = f.read()
+        if head != b"\x89PNG\r\n\x1a\n":
+            return [f"{rel} is not a PNG file"]
+        return [] if tail == b"IEND\xaeB`\x82" else [
+            f"{rel} does not end with the PNG's end chunk (a cut file, or other data after the image)"]
     if kind == "safetensors":
         head, _ = _head(path, 9)
         size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
@@ -177,6 +183,10 @@ def check_files(root, files, bundle_prefix):
             problems.append(why)
         elif mine:
             inside[rel[len(bundle_prefix) + 1:] if bundle_prefix else rel] = rel
+    for rel in sorted(set(files) - set(inside.values()) - {r for r in files if any(p.startswith(f"{r} ")
+                                                                                  for p in problems)}):
+        problems.append(f"{rel} is outside the bundle's folder {bundle_prefix}/: a submission's repository holds the "
+                        f"bundle and nothing else")
     for rel in sorted(r for r in inside if kind_of(r) is None):
         problems.append(f"{rel} is not a file repro.diffusion.submit writes: a bundle holds its weights, works, "
                         f"card, logs and their sums, nothing else")

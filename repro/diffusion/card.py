@@ -13,6 +13,7 @@ the top of the card the contest publishes (published()).
 """
 import json
 import re
+import unicodedata
 
 from repro import strict
 from repro.errors import ReproError
@@ -27,6 +28,7 @@ SCORE_WORD = re.compile(r"(?i)(?<![A-Za-z])(clip|clip[\s_-]*score|fid|mse|rmse|a
                         r"metrics?)(?![A-Za-z])")
 HEX = re.compile(r"[0-9a-f]{12,}")
 INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.]|\.\d)")
+IMAGE_NAME = re.compile(r"[\w.-]+\.(?:png|jpe?g|webp|gif|bmp|tiff?)(?![\w.])", re.IGNORECASE)
 FENCE = re.compile(r"^\s{0,3}(```|~~~)\s*([\w-]*)\s*$")
 
 
@@ -251,8 +253,19 @@ def _work_line(n, line, works, problems):
         problems.append(f"the model card's line {n} gives {w['file']} another work's prompt")
 
 
-def _line_problems(n, line, heading, block):
+def _line_problems(n, line, heading, block, names):
     problems = []
+    hidden = next((c for c in line if unicodedata.category(c) in ("Cf", "Co", "Cs", "Cc") and c != "\t"), None)
+    if hidden is not None:
+        problems.append(f"the model card's line {n} holds an invisible character (U+{ord(hidden):04X}): a card "
+                        f"says what it says in plain text")
+    other = [m for m in IMAGE_NAME.findall(line) if m not in names]
+    if other:
+        problems.append(f"the model card's line {n} names the image {other[0][:40]!r}, which is not one of its works")
+    base = re.match(r"(?i)\s*[-*|]?\s*base[\s_-]*model\s*[:=|]\s*(.+?)\s*\|?\s*$", line)
+    if base and base.group(1).strip("`*_ .|") not in (block["base_model"], block["identity"]):
+        problems.append(f"the model card's line {n} gives the base model {base.group(1)[:40]!r}; its front matter "
+                        f"says {block['base_model']!r}")
     sha = [s for s in SHA_IN_TEXT.findall(line) if s != block["sha256"]]
     if sha and (heading == "base model" or re.search(r"(?i)base[\s_-]*model", line)):
         problems.append(f"the model card's line {n} names the base model sha256:{sha[0][:12]}...; its repro block "
@@ -273,25 +286,26 @@ def claims(line, heading=None):
 
 def body_problems(text, block, fields, regenerate, config_text):
     """Contradictions between the card's prose and its block, and scores the judge did not compute.
-    The card's Python must be regenerate.py; it and the config block (logs/config.yaml) are the
+    The card's Python must be regenerate.py (None: the bundle's records cannot say what that is); it and the config block (logs/config.yaml) are the
     harness's text and are not read as claims."""
     _, body = split(text)
     problems, works = [], [dict(w) for w in block["works"]]
     offset = text[:len(text) - len(body)].count("\n")
-    verified = {regenerate.rstrip() + "\n", config_text.rstrip() + "\n"}
+    verified = {(regenerate or "").rstrip() + "\n", config_text.rstrip() + "\n"}
     told, claimed = set(), []
+    names = {w["file"] for w in works} | {"grid.png"}
     for heading, lines in sections(body):
         for n, line, fence in lines:
             n += offset
             if fence is not None and fence[0] in ("python", "py", "python3") and fence[1] not in told \
-                    and fence[1] != regenerate.rstrip() + "\n":
+                    and regenerate is not None and fence[1] != regenerate.rstrip() + "\n":
                 told.add(fence[1])
                 problems.append(f"the model card's Python at line {n} is not regenerate.py: the code it tells "
                                 f"readers to run must be the harness's")
             if fence is not None and (fence[1] in verified or fence[0] in ("python", "py", "python3")):
                 continue  # the harness's own text, or code refused above
             _work_line(n, line, works, problems)
-            problems += _line_problems(n, line, heading, block)
+            problems += _line_problems(n, line, heading, block, names)
             if claims(line, heading):
                 claimed.append((n, line.strip()))
     if claimed:

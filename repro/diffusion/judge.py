@@ -62,9 +62,25 @@ MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
 MAX_SEED = 2**63 - 1
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"
 WORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
 SHA_IN_TEXT = re.compile(r"sha256:([0-9a-f]{64})")
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+# what submit and generate write into submission.json and images/metadata.json: nothing else is read
+MANIFEST_KEYS = {"format", "paper", "exp", "seed", "lite", "checkpoint_sha256", "weights", "base_model",
+                 "base_model_identity", "verified", "created"}
+METADATA_KEYS = {"paper", "exp", "checkpoint_sha256", "checkpoint_step", "provenance", "config", "negative_prompt",
+                 "scheduler", "scheduler_config", "steps", "guidance_scale", "size", "n", "seed", "prompts", "images",
+                 "platform", "seconds"}
+
+
+def _unknown(value, known, what):
+    unknown = sorted(map(str, set(value) - known))
+    if unknown:
+        raise ReproError(f"{what} has the unknown key {unknown[0][:40]!r}: a bundle holds what submit writes "
+                         f"({', '.join(sorted(known))})")
 
 
 def _names(items, n=3):
@@ -159,6 +175,8 @@ def read_png(path, size, what):
     data = _read(path, MAX_PNG_BYTES, what)
     if not data.startswith(PNG_MAGIC):
         raise ReproError(f"{what} is not a PNG file")
+    if not data.endswith(PNG_END):
+        raise ReproError(f"{what} does not end with the PNG's end chunk (a cut file, or other data after the image)")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             w, h = img.size
@@ -223,6 +241,7 @@ def read_works(meta, entry):
         at = f"{METADATA}: images[{i}]"
         if not isinstance(rec, dict):
             raise ReproError(f"{at} is not an object")
+        _unknown(rec, {"file", "prompt", "seed"}, at)
         name, prompt, seed = rec.get("file"), rec.get("prompt"), rec.get("seed")
         if not isinstance(name, str) or not WORK_NAME.fullmatch(name) or name == "grid.png":
             raise ReproError(f"{at}: file {str(name)[:60]!r} is not the name of a PNG in images/")
@@ -339,6 +358,7 @@ def read_manifest(bundle, files, entry, problems):
         if MANIFEST not in files:
             raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
         manifest = _json(bundle, MANIFEST, MANIFEST)
+        _unknown(manifest, MANIFEST_KEYS, MANIFEST)
     except ReproError as e:
         problems.append(str(e))
         return None
@@ -391,7 +411,7 @@ def check_card(bundle, files, entry, meta, works, manifest, problems):
     config = _read(os.path.join(bundle, CONFIG), MAX_CARD_BYTES, CONFIG).decode("utf-8", "replace") \
         if CONFIG in files else ""
     problems += card.body_problems(text, {**block, "works": claimed or block["works"]}, entry.card_fields,
-                                   regenerate or "", config)
+                                   regenerate, config)
     return text, block
 
 
@@ -465,6 +485,7 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
         if METADATA not in files:
             raise ReproError(f"it has no {METADATA} (the works' prompts and seeds)")
         meta = _json(bundle, METADATA, METADATA)
+        _unknown(meta, METADATA_KEYS, METADATA)
         works, params, made_on, found = read_works(meta, entry)
         problems += found
     except ReproError as e:
@@ -510,7 +531,8 @@ def read_submitted(bundle, files, works, entry, problems):
                 raise ReproError(f"{rel} is listed in {METADATA} but not there")
             submitted.append(read_png(os.path.join(bundle, rel), entry.size, rel))
         except ReproError as e:
-            problems.append(str(e))
+            if str(e) not in problems:  # bundle_files may have said it already
+                problems.append(str(e))
             submitted.append(None)
     return submitted
 
