@@ -133,6 +133,7 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
         gen, verdict_text, report = (_unplace(v, places) for v in (gen, verdict_text, report))
         gen.pop("run", None)
         weights_kind = publish(model, cfg, os.path.join(tmp, "weights"))
+        _unplace_json_files(os.path.join(tmp, "weights"), places)  # a saved tokenizer names where it came from
         os.makedirs(os.path.join(tmp, "images"))
         for name in [r["file"] for r in gen["images"]] + ["grid.png"]:
             shutil.copyfile(os.path.join(gen_dir, name), os.path.join(tmp, "images", name))
@@ -192,6 +193,17 @@ def _unplace(value, places):
     if isinstance(value, (list, tuple)):
         return [_unplace(v, places) for v in value]
     return value
+
+
+def _unplace_json_files(root, places):
+    for name in _listing(root):
+        path = os.path.join(root, name)
+        if name.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f)
+            if _unplace(value, places) != value:
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(_unplace(value, places), f, ensure_ascii=False, indent=2)
 
 
 def _data_description(head):
