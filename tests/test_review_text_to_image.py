@@ -237,6 +237,11 @@ def card_problems(text, code):
     (f"1. {PROMPT}\n", f"1. {PROMPT}\n2. 雪\n", "Prompts section does not list exactly the prompts of its repro block"),
     ("## Training data\n- source: landscapes\n", "## Training data\n", "the model card has no Training data section"),
     ("import paddle\n", "import paddle\nos.system('sh')\n", "the model card's Python at line"),
+    ("\n## Files", "\n## License\nMIT, whatever the block says.\n\n## Files",
+     "License section does not give its license 'apache-2.0'"),  # a second section of a name is read too
+    ("\n## Files", "\n## Prompts\n1. 雪\n\n## Files", "Prompts section does not list exactly the prompts"),
+    ("\n## Files", "\n![best](images/best.png)\n\n## Files", "names the image 'best.png', which is not one of"),
+    ("| ![p00_0.png]", "| ![p00_0\u200b.png]", "holds an invisible character (U+200B)"),
 ])
 def test_the_model_card_is_its_structured_block_and_nothing_contradicts_it(old, new, message):
     text, code = a_card()

@@ -286,8 +286,8 @@ def claims(line, heading=None):
 
 def body_problems(text, block, fields, regenerate, config_text):
     """Contradictions between the card's prose and its block, and scores the judge did not compute.
-    The card's Python must be regenerate.py (None: the bundle's records cannot say what that is); it and the config block (logs/config.yaml) are the
-    harness's text and are not read as claims."""
+    The card's Python must be regenerate.py (None: the bundle's records cannot say what it is);
+    it and the config block (logs/config.yaml) are the harness's text, not read as claims."""
     _, body = split(text)
     problems, works = [], [dict(w) for w in block["works"]]
     offset = text[:len(text) - len(body)].count("\n")
@@ -317,27 +317,30 @@ def body_problems(text, block, fields, regenerate, config_text):
 
 
 def _required(body, block, fields, works):
-    problems = []
-    text_of = {h: "\n".join(line for _, line, fence in (lines[1:] if h else lines) if fence is None)
-               for h, lines in sections(body)}
+    """The sections the contest requires, each saying what the block says (every one of a name)."""
+    problems, texts = [], {}
+    for h, lines in sections(body):
+        texts.setdefault(h, []).append("\n".join(line for _, line, fence in (lines[1:] if h else lines)
+                                                 if fence is None))
+    first = lambda t: next((ln.strip() for ln in t.splitlines() if ln.strip()), "")
     if "license" in fields:
-        first = next((ln.strip() for ln in text_of.get("license", "").splitlines() if ln.strip()), "")
         if not block["license"]:
             problems.append("the model card has no license (license: in its front matter)")
-        elif not re.match(rf"{re.escape(block['license'])}(?![\w-])", first):
+        elif not texts.get("license") or not all(re.match(rf"{re.escape(block['license'])}(?![\w-])", first(t))
+                                                 for t in texts["license"]):
             problems.append(f"the model card's License section does not give its license {block['license']!r}")
     if "base_model" in fields:
         if not block["base_model"] or block["sha256"] is None:
             problems.append("the model card does not name its base model and that model's sha256 (base_model: and "
                             "repro.base_model_identity '<name> sha256:<64 hex>' in its front matter)")
-        elif f"sha256:{block['sha256']}" not in text_of.get("base model", ""):
+        elif not texts.get("base model") or not all(f"sha256:{block['sha256']}" in t for t in texts["base model"]):
             problems.append("the model card's Base model section does not give its base model's sha256")
-    if "training_data" in fields and not text_of.get("training data", "").strip():
+    if "training_data" in fields and not any(t.strip() for t in texts.get("training data", [])):
         problems.append("the model card has no Training data section")
     if "prompts" in fields:
-        listed = [re.sub(r"^\s*\d+[.)]\s*", "", ln).strip() for ln in text_of.get("prompts", "").splitlines()
-                  if ln.strip()]
-        if listed != list(block["prompts"]):
+        listed = [[re.sub(r"^\s*\d+[.)]\s*", "", ln).strip() for ln in t.splitlines() if ln.strip()]
+                  for t in texts.get("prompts", [])]
+        if not listed or any(items != list(block["prompts"]) for items in listed):
             problems.append("the model card's Prompts section does not list exactly the prompts of its repro block")
     if "seeds" in fields:
         missing = [w["file"] for w in works if not w.get("_seen") and not w.get("_wrong")]
