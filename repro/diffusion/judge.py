@@ -33,28 +33,24 @@ import io
 import math
 import os
 import re
-import stat
 
 import numpy as np
 
 from repro import strict
 from repro.diffusion import bundle_files, card
-from repro.diffusion.bundle_files import CARD, EVENTS, GRID, LOG_CONFIG as CONFIG, LORA, MANIFEST, METADATA, \
-    REGENERATE, SUMS
-from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
+from repro.diffusion.bundle_files import EVENTS, GRID, LORA, MANIFEST, METADATA, SUMS
+from repro.diffusion.judge_records import METADATA_KEYS, unknown_keys, check_card, check_log, first_line, read_json, \
+    read_limited, read_manifest
 from repro.diffusion.judge_redraw import judges_scores, redraw_and_compare, score_targets
+from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.errors import ReproError
 from repro.judge import exchange
 from repro.judge.contest_t2i import MAX_PROMPT
-from repro.review import _open_regular
 from repro.strict import sha256_file
 
 IMAGES = "images"
 BASE = "base"
 MAX_SUMS_BYTES = 1 << 20
-MAX_CARD_BYTES = 1 << 20
-MAX_JSON_BYTES = 8 << 20
-MAX_LINE_BYTES = 4 << 20
 MAX_PNG_BYTES = 64 << 20
 MAX_PIXELS = 2048 * 2048
 MAX_LORA_BYTES = 2 << 30
@@ -65,22 +61,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 WORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
 SHA_IN_TEXT = re.compile(r"sha256:([0-9a-f]{64})")
-_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-# what submit and generate write into submission.json and images/metadata.json: nothing else is read
-MANIFEST_KEYS = {"format", "paper", "exp", "seed", "lite", "checkpoint_sha256", "weights", "base_model",
-                 "base_model_identity", "verified", "created"}
-METADATA_KEYS = {"paper", "exp", "checkpoint_sha256", "checkpoint_step", "provenance", "config", "negative_prompt",
-                 "scheduler", "scheduler_config", "steps", "guidance_scale", "size", "n", "seed", "prompts", "images",
-                 "platform", "seconds"}
-
-
-def _unknown(value, known, what):
-    unknown = sorted(map(str, set(value) - known))
-    if unknown:
-        raise ReproError(f"{what} has the unknown key {unknown[0][:40]!r}: a bundle holds what submit writes "
-                         f"({', '.join(sorted(known))})")
 
 
 def _names(items, n=3):
@@ -89,29 +69,6 @@ def _names(items, n=3):
 
 
 # ------------------------------------------------------------------ reading the bundle's files
-
-def _read(path, max_bytes, what):
-    """The bytes of a regular file (never a link or FIFO) of at most max_bytes."""
-    try:
-        data = _open_regular(path, max_bytes)
-    except OSError as e:
-        raise ReproError(f"{what} cannot be read ({e.strerror or e})") from None
-    if data is None:
-        raise ReproError(f"{what} is over the {max_bytes:,} bytes such a file may have")
-    return data
-
-
-def _json(bundle, rel, what):
-    data = _read(os.path.join(bundle, rel), MAX_JSON_BYTES, what)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
-    value = strict.loads_json(text, what)
-    if not isinstance(value, dict):
-        raise ReproError(f"{what}: the top level must be an object")
-    return value
-
 
 def find_bundle(tree):
     """The bundle's folder inside a submitted repository ('' for its top), from scan_tree's
@@ -133,7 +90,7 @@ def check_sums(bundle, files):
     if SUMS not in files:
         return ["it has no SHA256SUMS"]
     try:
-        text = _read(os.path.join(bundle, SUMS), MAX_SUMS_BYTES, SUMS).decode("utf-8")
+        text = read_limited(os.path.join(bundle, SUMS), MAX_SUMS_BYTES, SUMS).decode("utf-8")
     except UnicodeDecodeError:
         return [f"{SUMS} is not UTF-8 text"]
     except ReproError as e:
@@ -172,7 +129,7 @@ def read_png(path, size, what):
     """uint8 [size, size, 3] of an RGB PNG: its header (format, width, height, mode) is
     checked before any pixel is decoded, so a small file cannot unpack into a huge image."""
     from PIL import Image
-    data = _read(path, MAX_PNG_BYTES, what)
+    data = read_limited(path, MAX_PNG_BYTES, what)
     if not data.startswith(PNG_MAGIC):
         raise ReproError(f"{what} is not a PNG file")
     if not data.endswith(PNG_END):
@@ -211,23 +168,6 @@ def lora_digest(path):
     return h.hexdigest()
 
 
-def first_line(path, what):
-    fd = os.open(path, _FILE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ReproError(f"{what} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_LINE_BYTES:
-        raise ReproError(f"{what}: its first line is over {MAX_LINE_BYTES:,} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
-
-
 # ------------------------------------------------------------------ the works' metadata
 
 def read_works(meta, entry):
@@ -241,7 +181,7 @@ def read_works(meta, entry):
         at = f"{METADATA}: images[{i}]"
         if not isinstance(rec, dict):
             raise ReproError(f"{at} is not an object")
-        _unknown(rec, {"file", "prompt", "seed"}, at)
+        unknown_keys(rec, {"file", "prompt", "seed"}, at)
         name, prompt, seed = rec.get("file"), rec.get("prompt"), rec.get("seed")
         if not isinstance(name, str) or not WORK_NAME.fullmatch(name) or name == "grid.png":
             raise ReproError(f"{at}: file {str(name)[:60]!r} is not the name of a PNG in images/")
@@ -350,114 +290,6 @@ def declared_bases(bundle, files, manifest, card_sha):
     return found
 
 
-# ------------------------------------------------------------------ the bundle's own files
-
-def read_manifest(bundle, files, entry, problems):
-    """submission.json, or None (its problems added)."""
-    try:
-        if MANIFEST not in files:
-            raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
-        manifest = _json(bundle, MANIFEST, MANIFEST)
-        _unknown(manifest, MANIFEST_KEYS, MANIFEST)
-    except ReproError as e:
-        problems.append(str(e))
-        return None
-    if manifest.get("weights") != entry.weights:
-        problems.append(f"{MANIFEST} says its weights are {str(manifest.get('weights'))[:40]!r}; the contest "
-                        f"judges {entry.weights} bundles")
-    base = manifest.get("base_model")
-    if not isinstance(base, str) or not base or len(base) > 200 or not base.isprintable():
-        problems.append(f"{MANIFEST}: base_model must name the base model (printable text)")
-    if not isinstance(manifest.get("lite"), bool):
-        problems.append(f"{MANIFEST}: lite must be true or false (whether the weights come from a --lite smoke run)")
-    return manifest
-
-
-def check_card(bundle, files, entry, meta, works, manifest, problems):
-    """The model card against its structured block, the block against the bundle's own records
-    (the works, submission.json), regenerate.py against what the harness writes; returns the
-    card's (text, block) or (None, None)."""
-    try:
-        if CARD not in files:
-            raise ReproError(f"it has no model card ({CARD})")
-        text = _read(os.path.join(bundle, CARD), MAX_CARD_BYTES, f"the model card ({CARD})").decode("utf-8")
-        block = card.read_block(text)
-    except UnicodeDecodeError:
-        problems.append(f"the model card ({CARD}) is not UTF-8 text")
-        return None, None
-    except ReproError as e:
-        problems.append(str(e) if str(e).startswith(("it has", "the model card")) else f"model card ({CARD}): {e}")
-        return None, None
-    claimed = [{k: w[k] for k in ("file", "prompt", "seed")} for w in works]
-    if works and block["works"] != claimed:
-        problems.append(f"the model card's repro.works are not the works of {METADATA} (their files, prompts and "
-                        f"seeds, in order)")
-    if works and block["prompts"] != list(dict.fromkeys(w["prompt"] for w in claimed)):
-        problems.append("the model card's repro.prompts are not its works' prompts")
-    if manifest is not None:
-        for key, mine, what in (("base_model", block["base_model"], "base_model"),
-                                ("base_model_identity", block["identity"], "repro.base_model_identity")):
-            if manifest.get(key) != mine:
-                problems.append(f"the model card's {what} is {str(mine)[:60]!r}; {MANIFEST} says "
-                                f"{str(manifest.get(key))[:60]!r}")
-    regenerate = expected_regenerate(manifest, meta)
-    if regenerate is not None and REGENERATE in files:
-        got = _read(os.path.join(bundle, REGENERATE), MAX_CARD_BYTES, REGENERATE).decode("utf-8", "replace")
-        if got != regenerate:
-            line = next((i for i, (a, b) in enumerate(zip(got.splitlines() + [""], regenerate.splitlines() + [""]), 1)
-                         if a != b), 1)
-            problems.append(f"{REGENERATE} is not the code the harness writes for these works (from line {line}): "
-                            f"the card tells readers to run it")
-    config = _read(os.path.join(bundle, CONFIG), MAX_CARD_BYTES, CONFIG).decode("utf-8", "replace") \
-        if CONFIG in files else ""
-    problems += card.body_problems(text, {**block, "works": claimed or block["works"]}, entry.card_fields,
-                                   regenerate, config)
-    return text, block
-
-
-def expected_regenerate(manifest, meta):
-    """regenerate.py as repro.diffusion.submit writes it for these works, or None where the bundle's
-    records are too broken to say."""
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("base_model"), str) or not isinstance(meta, dict):
-        return None
-    try:
-        return card.load_code(manifest["base_model"], "lora", meta)
-    except (KeyError, TypeError):
-        return None
-
-
-def check_log(bundle, files, manifest, block, entry, info, problems):
-    """The training log's header against submission.json and the card (paper, smoke run), and
-    whether the contest takes a smoke run's weights."""
-    if EVENTS not in files:
-        return  # bundle_files says it is required
-    try:
-        head = strict.loads_json(first_line(os.path.join(bundle, EVENTS), EVENTS), EVENTS)
-    except ReproError as e:
-        problems.append(f"its training log cannot be read: {e}")
-        return
-    if not isinstance(head, dict) or head.get("kind") != "run_start":
-        problems.append(f"its training log ({EVENTS}) does not start with the run's header (run_start)")
-        return
-    lite = {EVENTS: bool(head.get("lite"))}
-    if isinstance(manifest, dict) and isinstance(manifest.get("lite"), bool):
-        lite[MANIFEST] = manifest["lite"]
-        if head.get("paper") != manifest.get("paper"):
-            problems.append(f"its training log is a run of {str(head.get('paper'))[:40]!r}; {MANIFEST} says "
-                            f"{str(manifest.get('paper'))[:40]!r}")
-    if block is not None:
-        lite["the model card"] = block["lite"]
-    if len(set(lite.values())) > 1:
-        problems.append("whether its weights come from a --lite smoke run is told two ways: "
-                        + "; ".join(f"{where} says {'yes' if v else 'no'}" for where, v in lite.items()))
-    info["lite"] = any(lite.values())
-    if info["lite"]:
-        info["caveats"].append("weights from a --lite smoke run")
-        if entry.smoke_runs == "refuse":
-            problems.append("its weights come from a --lite smoke run (its training log and submission.json say so); "
-                            "the contest refuses smoke runs (smoke_runs: refuse)")
-
-
 # ------------------------------------------------------------------ one submission
 
 def review_bundle(repo, tree, entry, options, result, deadline=None):
@@ -484,8 +316,8 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
     try:
         if METADATA not in files:
             raise ReproError(f"it has no {METADATA} (the works' prompts and seeds)")
-        meta = _json(bundle, METADATA, METADATA)
-        _unknown(meta, METADATA_KEYS, METADATA)
+        meta = read_json(bundle, METADATA, METADATA)
+        unknown_keys(meta, METADATA_KEYS, METADATA)
         works, params, made_on, found = read_works(meta, entry)
         problems += found
     except ReproError as e:
@@ -509,17 +341,18 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
         info["summary"] = "not redrawn: " + ("no readable weights" if digest is None else "no readable works"
                                              if not works or params is None else "refused before its redraw")
         return
-    if not redraw_and_compare(entry, base_dir, lora_path, digest, works, params, made_on, submitted, options,
-                              deadline, info, problems):
-        info.pop("_images", None)
+    ok = redraw_and_compare(entry, base_dir, lora_path, digest, works, params, made_on, submitted, options,
+                            deadline, info, problems)
+    images = info.pop("_images", None)
+    if info["platform"] is not None:  # drawn and compared, whatever it found
+        checks.append("redraw")
+        result["full_review"] = True
+    if not ok:
         return
-    checks.append("redraw")
-    images = info.pop("_images")
     if entry.scores:
         score_targets(entry, images, works, info, result)
     if text is not None:
         result["_card"] = card.published(text, judges_scores(info, result["targets"]))
-    result["full_review"] = True
 
 
 def read_submitted(bundle, files, works, entry, problems):
