@@ -227,6 +227,8 @@ def card_problems(text, code):
     ("  lite: false\n", "", "has no repro block of repro-card/1"),
     ("\n## Prompts", "\n## Results\nCLIP score: 0.99\n\n## Prompts", "claims scores the judge did not compute (line"),
     ("\n# t\n", "\n# t (FID 3.14)\n", "claims scores the judge did not compute"),
+    ("\n## Prompts", "\n| ours | 0.99 |\n|---|---|\n\n## Prompts", "claims scores the judge did not compute"),
+    ("\n## Prompts", "\nWe beat the base model by **12%**.\n\n## Prompts", "claims scores the judge did not compute"),
     ("\n## Prompts", "\n```text\nval_clip_score 0.99\n```\n\n## Prompts", "claims scores the judge did not compute"),
     ("| 8 |", "| 80 |", "the model card's line 50 gives p00_1.png the number 80; its seed is 8"),
     ("\n## Prompts", "\nWork p00_0.png and p00_1.png: seeds 7 and 9.\n\n## Prompts", "names 2 works"),

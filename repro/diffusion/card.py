@@ -28,6 +28,7 @@ SCORE_WORD = re.compile(r"(?i)(?<![A-Za-z])(clip|clip[\s_-]*score|fid|mse|rmse|a
                         r"metrics?)(?![A-Za-z])")
 HEX = re.compile(r"[0-9a-f]{12,}")
 INTEGER = re.compile(r"(?<![\w.])\d+(?![\w.]|\.\d)")
+DECIMAL = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?\s?%|(?<![\w.-])\d*\.\d+(?![\w.])")
 IMAGE_NAME = re.compile(r"[\w.-]+\.(?:png|jpe?g|webp|gif|bmp|tiff?)(?![\w.])", re.IGNORECASE)
 FENCE = re.compile(r"^\s{0,3}(```|~~~)\s*([\w-]*)\s*$")
 
@@ -277,11 +278,17 @@ def _line_problems(n, line, heading, block, names):
     return problems
 
 
-def claims(line, heading=None):
-    """Whether a line outside a section marked (unverified) claims a score: a score's name and a number."""
-    unverified = heading is not None and heading.endswith(UNVERIFIED)
-    return not unverified and bool(SCORE_WORD.search(line)) and bool(
-        re.search(r"\d", HEX.sub("", line.replace("sha256:", ""))))
+def claims(line, heading=None, prompts=()):
+    """Whether a line outside a section marked (unverified) claims a score: a score's name and a
+    number, or a table row or emphasis giving a fraction or a percentage (the prompts aside)."""
+    if heading is not None and heading.endswith(UNVERIFIED):
+        return False
+    text = HEX.sub("", line.replace("sha256:", ""))
+    for p in prompts:
+        text = text.replace(p, " ")
+    if SCORE_WORD.search(text) and re.search(r"\d", text):
+        return True
+    return (text.lstrip().startswith("|") or "**" in text or "__" in text) and bool(DECIMAL.search(text))
 
 
 def body_problems(text, block, fields, regenerate, config_text):
@@ -306,7 +313,7 @@ def body_problems(text, block, fields, regenerate, config_text):
                 continue  # the harness's own text, or code refused above
             _work_line(n, line, works, problems)
             problems += _line_problems(n, line, heading, block, names)
-            if claims(line, heading):
+            if claims(line, heading, [w["prompt"] for w in works]):
                 claimed.append((n, line.strip()))
     if claimed:
         problems.append(f"the model card claims scores the judge did not compute (line {claimed[0][0]}: "

@@ -329,7 +329,7 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
     if extra and works:
         problems.append(f"images/ holds files that are not works listed in {METADATA}: {_names(extra)}")
     text, block = check_card(bundle, files, entry, meta, works, manifest, problems)
-    check_log(bundle, files, manifest, block, entry, info, problems)
+    check_log(bundle, files, manifest, meta, block, entry, info, problems)
     submitted = read_submitted(bundle, files, works, entry, problems)
     base_dir = check_bases(bundle, files, entry, manifest, block, info, problems)
     lora_path, digest = check_lora(bundle, files, info, result, problems)

@@ -12,6 +12,7 @@ from repro.diffusion import card
 from repro.diffusion.bundle_files import CARD, EVENTS, LOG_CONFIG as CONFIG, MANIFEST, METADATA, REGENERATE
 from repro.errors import ReproError
 from repro.review import _open_regular
+from repro.run import runlog
 
 MAX_CARD_BYTES = 1 << 20
 MAX_JSON_BYTES = 8 << 20
@@ -149,19 +150,43 @@ def expected_regenerate(manifest, meta):
         return None
 
 
-def check_log(bundle, files, manifest, block, entry, info, problems):
-    """The training log's header against submission.json and the card (paper, smoke run), and
-    whether the contest takes a smoke run's weights."""
+def read_training_log(bundle):
+    """The events of the bundle's training log, its hash chain checked (repro.run.runlog)."""
+    path = os.path.join(bundle, EVENTS)
+    try:
+        lines, events = runlog.read_log(path)
+    except ReproError as e:
+        raise ReproError(f"its training log cannot be read: {str(e).replace(path, EVENTS)}") from None
+    broken = next((i + 1 for i in range(1, len(lines)) if events[i].get("prev") != runlog.line_hash(lines[i - 1])),
+                  None)
+    if broken is not None:
+        raise ReproError(f"its training log ({EVENTS}) is not the run's: line {broken} does not chain to the line "
+                         f"before it (prev)")
+    if events[0].get("kind") != "run_start":
+        raise ReproError(f"its training log ({EVENTS}) does not start with the run's header (run_start)")
+    return events
+
+
+def check_log(bundle, files, manifest, meta, block, entry, info, problems):
+    """The training log against submission.json, the works and the card (paper, the final
+    checkpoint, smoke run), and whether the contest takes a smoke run's weights."""
     if EVENTS not in files:
         return  # bundle_files says it is required
     try:
-        head = strict.loads_json(first_line(os.path.join(bundle, EVENTS), EVENTS), EVENTS)
+        events = read_training_log(bundle)
     except ReproError as e:
-        problems.append(f"its training log cannot be read: {e}")
+        problems.append(str(e))
         return
-    if not isinstance(head, dict) or head.get("kind") != "run_start":
-        problems.append(f"its training log ({EVENTS}) does not start with the run's header (run_start)")
-        return
+    head, end = events[0], events[-1]
+    if end.get("kind") != "run_end" or end.get("status") != "success":
+        problems.append(f"its training log ({EVENTS}) does not end with the run's successful end (run_end)")
+    last = [ev.get("sha256") for ev in events if ev.get("kind") == "checkpoint"][-1:]
+    claimed = {where: record.get("checkpoint_sha256") for where, record in ((MANIFEST, manifest), (METADATA, meta))
+               if isinstance(record, dict)}
+    other = {where: sha for where, sha in claimed.items() if sha != (last[0] if last else None)}
+    if other:
+        problems.append(f"its training log's final checkpoint is {str(last[0] if last else None)[:12]}...; "
+                        + "; ".join(f"{where} names {str(sha)[:12]}..." for where, sha in other.items()))
     lite = {EVENTS: bool(head.get("lite"))}
     if isinstance(manifest, dict) and isinstance(manifest.get("lite"), bool):
         lite[MANIFEST] = manifest["lite"]
