@@ -43,11 +43,12 @@ import time
 
 from repro import hints
 from repro.diffusion.bundle_files import check_files
-from repro.diffusion.card import load_code, model_card
+from repro.diffusion.card import body_problems as card_problems, load_code, model_card, read_block as card_block
 from repro.diffusion.generate import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
+from repro.judge.contest_t2i import CARD_FIELDS
 from repro.registry import add_papers_option, use_folders
 from repro.run.checkpoint import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
@@ -167,6 +168,9 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
                           weights_kind, sorted(files))
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
             f.write(card)
+        said = card_problems(card, card_block(card), CARD_FIELDS, code, config_yaml)
+        if said:  # a title or a data description can say what a contest's judge refuses
+            raise ReproError(f"the model card would be refused by a contest's judge: {said[0]}")
         _write_sums(tmp)
         refused = check_files(tmp, {f: 0 for f in _listing(tmp)}, "")
         if refused:
