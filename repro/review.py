@@ -49,6 +49,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -634,7 +635,7 @@ def _review(sub, contest, options, receipts, result, scrub):
         return
     tree, hostile = scan_tree(repo)
     if getattr(entries[0], "kind", "") == "text_to_image":
-        return _review_bundle(sub, entries[0], options, receipts, result, tree, hostile)
+        return _review_bundle(sub, entries[0], options, receipts, result, tree, hostile, contest.budget)
     layout, package = check_layout(repo, sub["paper"], tree)
     named = {p.split(" ")[0] for p in layout}
     result["problems"] += layout + [why for path, why in sorted(hostile.items()) if path not in named]
@@ -674,12 +675,12 @@ def _review(sub, contest, options, receipts, result, scrub):
     result["_render"] = (rows, runs, opts, scrub)  # for the page, written once the ledger is known
 
 
-def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
+def _review_bundle(sub, entry, options, receipts, result, tree, hostile, budget):
     """A text-to-image submission: a repository holding the bundle repro.diffusion.submit wrote,
     checked like any submission (files, commit, receipt), then by repro.diffusion.judge: its
     files against SHA256SUMS, its card, its works redrawn in the sandbox from its weights, and
-    the scores computed here from the redrawn works."""
-    repo = sub["repo"]
+    the scores computed here from the redrawn works, within the contest's time budget."""
+    started, repo = time.monotonic(), sub["repo"]
     result["problems"] += [why for _, why in sorted(hostile.items())]
     state, problems = check_commit(repo, sub["commit"], tree)
     result["problems"] += problems
@@ -693,7 +694,7 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
         result["sandbox"] = ("none: the harness's redraw worker loaded the submitted weights as data, "
                              + ("WITHOUT the sandbox (--no-sandbox)" if options.sandbox == "off" else "in bubblewrap"))
     from repro.diffusion.judge import review_bundle
-    review_bundle(repo, tree, entry, options, result)
+    review_bundle(repo, tree, entry, options, result, deadline=started + budget)
     result["ok"] = not result["problems"] and all(t.get("passed") for t in result["targets"])
 
 
@@ -962,6 +963,9 @@ def ledger(results, contest):
         else:
             winners[paper] = r
             r["status"] = "REPRODUCED: first to reach the bar"
+        caveats = (r.get("bundle") or {}).get("caveats")  # a tolerant redraw, a smoke run's weights: said
+        if r["ok"] and not r["late"] and caveats:
+            r["status"] += f" ({'; '.join(caveats)})"
     papers = []
     for name in dict.fromkeys(e.plugin for e in contest.papers):
         entries = contest.entries(name)
@@ -1102,9 +1106,13 @@ def write_page(r, out_dir, options):
                "PASSES (does not count)" if r["ok"] else "NOT REPRODUCED")
     title = f"{r['team']} / {r['paper']}"
     if r.get("bundle") is not None:
+        verdict += "".join(f" ({c})" for c in r["bundle"].get("caveats") or [] if r["ok"])
+        if r.get("_card"):  # the card the contest publishes: the bundle's, the judge's scores first
+            with open(os.path.join(out_dir, r["page"][:-len(".html")] + ".card.md"), "w", encoding="utf-8") as f:
+                f.write(r["_card"])
         body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                 f"<style>{CSS}</style></head><body><h1>Review: {html.escape(title)}</h1>"
-                f"<p><span class='verdict {'PASS' if verdict == 'REPRODUCED' else 'FAIL'}'>{html.escape(verdict)}"
+                f"<p><span class='verdict {'PASS' if verdict.startswith('REPRODUCED') else 'FAIL'}'>{html.escape(verdict)}"
                 f"</span></p>{_header_html(r, options)}{_bundle_html(r)}</body></html>")
     elif r.get("_render"):
         rows, runs, opts, scrub = r["_render"]

@@ -127,7 +127,8 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
 # the judge: every module of repro/judge/, the commands that decide, and what they read with
 JUDGE = tuple(sorted(f"repro/judge/{n}" for n in os.listdir(os.path.join(REPO, "repro", "judge")) if n.endswith(".py"))) + (
     "repro/verify.py", "repro/review.py", "repro/boundary/sandbox.py", "repro/boundary/task.py", "repro/targets.py",
-    "repro/run/runlog.py", "repro/run/checkpoint.py", "repro/diffusion/judge.py")
+    "repro/run/runlog.py", "repro/run/checkpoint.py", "repro/diffusion/judge.py", "repro/diffusion/judge_redraw.py",
+    "repro/diffusion/card.py", "repro/diffusion/bundle_files.py", "repro/diffusion/judge_records.py")
 RUNS_PAPER_CODE = ("repro.boundary.worker", "repro.run.recipe", "repro.train", "repro.paper", "repro.eval", "repro.papers",
                    "repro.inference", "repro.export", "repro.registry.get_paper", "repro.registry.load_papers")
 

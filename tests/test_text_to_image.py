@@ -91,7 +91,7 @@ def test_lora_to_four_512_works_to_bundle_that_reloads_in_ppdiffusers(lora_run, 
         assert os.path.isfile(os.path.join(bundle, name)), name
     card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
     head = read_events(lora_run)[0]
-    for needle in ("license: apache-2.0", head["provenance"]["pretrained"].split("sha256:")[1], CHINESE,
+    for needle in ("license: \"apache-2.0\"", head["provenance"]["pretrained"].split("sha256:")[1], CHINESE,
                    "val_fid", "NOT REPRODUCED", "pipe.load_lora_weights(\"weights\")", "images/p00_3.png"):
         assert needle in card, needle
     assert json.load(open(os.path.join(bundle, "verify.json")))["ok"] is False  # a lite run never counts
