@@ -164,8 +164,9 @@ class Sandbox:
 
 
 class Ended:
-    def __init__(self, code, flooded, stderr, received):
+    def __init__(self, code, flooded, stderr, received, timed_out):
         self.code, self.flooded, self.stderr, self.received = code, flooded, stderr, received
+        self.timed_out = timed_out  # killed at its time limit (not for what it sent)
 
 
 def _watch(proc, timeout, receive):
@@ -210,7 +211,7 @@ def _watch(proc, timeout, receive):
         proc.stdout.close()
         proc.stderr.close()
     code = -9 if killed.is_set() else proc.returncode
-    return Ended(code, err["flooded"], err["tail"].decode("utf-8", "replace"), received)
+    return Ended(code, err["flooded"], err["tail"].decode("utf-8", "replace"), received, killed.is_set())
 
 
 def _kill(proc):
