@@ -16,13 +16,14 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
 from repro.boundary import identity, task
-from repro.boundary.sandbox import Sandbox
+from repro.boundary.sandbox import Sandbox, readable_by_workers
 from repro.config import flatten
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import cpu, run_cpu
@@ -84,6 +85,7 @@ class Options:
         self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
         self.private = private or {}  # {(paper, exp): repro.judge.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
+        self._copies, self._copies_dir = None, None
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
 
@@ -103,6 +105,20 @@ class Options:
             self._snapshot_dir = tempfile.TemporaryDirectory(prefix="repro-snapshot-")
             self._snapshot = identity.snapshot(self.tree, files, os.path.join(self._snapshot_dir.name, "tree"))
         return self._snapshot
+
+    def plugin_copies(self, folders):
+        """Copies of the user's own plugin folders (made once) that the workers import: the
+        worker is another user (uid 65534), who may not read a folder of the user's own, and it
+        sees nothing beside the package (never the runs next to it)."""
+        if self._copies is None:
+            self._copies_dir = tempfile.TemporaryDirectory(prefix="repro-plugins-")
+            self._copies = []
+            for i, folder in enumerate(folders):
+                dest = os.path.join(self._copies_dir.name, str(i), os.path.basename(os.path.abspath(folder)))
+                shutil.copytree(folder, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                readable_by_workers(os.path.dirname(dest))
+                self._copies.append(dest)
+        return self._copies
 
     def sandbox_text(self):
         if not (self.recompute or self.replay):
@@ -246,8 +262,8 @@ def worker_for(options):
         return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
                             readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget,
                             last_words=options.last_words)
-    folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
-    parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
+    folders = options.plugin_copies([f for f in os.environ.get(ENV, "").split(os.pathsep) if f])
+    parents = sorted({os.path.dirname(f) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
@@ -256,8 +272,16 @@ def worker_for(options):
 
 
 def local_mounts(options):
-    """This machine's files named by --local (a pretrained model's folder), read-only for the workers."""
-    return [(p, p) for p in sorted(set(options.local.values())) if isinstance(p, str) and os.path.exists(p)]
+    """This machine's files named by --local (a pretrained model's folder), read-only for the workers,
+    who under a root judge are another user: a folder they could not read is one line, with the fix."""
+    paths = [p for p in sorted(set(options.local.values())) if isinstance(p, str) and os.path.exists(p)]
+    if os.geteuid() == 0 and options.sandbox().enabled:
+        for p in paths:
+            want = 0o005 if os.path.isdir(p) else 0o004
+            if os.stat(p).st_mode & want != want:
+                raise ReproError(f"--local {p}: the sandboxed worker (another user) cannot read it; "
+                                 f"make it readable: chmod -R a+rX {p}")
+    return [(p, p) for p in paths]
 
 
 def _audit(runs, options):

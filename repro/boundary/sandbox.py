@@ -240,6 +240,16 @@ def _limits(timeout):
             pass
 
 
+def readable_by_workers(top):
+    """Every folder and file under top readable by others (links left alone): a sandboxed worker
+    is another user (WORKER_ID), and mkdtemp makes 0700, some writers 0600."""
+    for folder, _, files in os.walk(top):
+        for p, want in [(folder, 0o755)] + [(os.path.join(folder, f), 0o644) for f in files]:
+            st = os.lstat(p)
+            if not os.path.islink(p) and st.st_mode & 0o777 & want != want:
+                os.chmod(p, (st.st_mode & 0o777) | want)
+
+
 def harness_roots():
     """The folders the harness's code lives in: the installed package, or a checkout's
     repro/, metrics/, papers/ and configs/ (never its logs or tests). Returns (folders, the

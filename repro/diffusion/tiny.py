@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 
+from repro.boundary.sandbox import readable_by_workers
 from repro.datasets.download import resolve_data_dir
 from repro.diffusion.ppd import ppdiffusers, quiet
 from repro.metrics.clip import write_byte_bpe_tokenizer_files
@@ -45,24 +46,15 @@ def builtin_dir(name, writer):
         tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=os.path.dirname(path))
         with _rng_kept():  # a cache miss must not move the caller's random streams (a run's initial weights)
             writer(tmp)
-        _readable(tmp)
+        readable_by_workers(tmp)  # the sandboxed worker is another user
         try:
             os.replace(tmp, path)
         except OSError:  # another process got there first
             shutil.rmtree(tmp, ignore_errors=True)
     else:
-        _readable(path)  # written 0700/0600 by an earlier release
+        readable_by_workers(path)  # written 0700/0600 by an earlier release
     return path
 
-
-def _readable(top):
-    """Every folder and file under top readable by others: the sandboxed worker is another user
-    (mkdtemp makes 0700, and some writers 0600)."""
-    for folder, _, files in os.walk(top):
-        for p, want in [(folder, 0o755)] + [(os.path.join(folder, f), 0o644) for f in files]:
-            st = os.lstat(p)
-            if not os.path.islink(p) and st.st_mode & 0o777 & want != want:
-                os.chmod(p, (st.st_mode & 0o777) | want)
 
 
 def write_tiny_sd(path, seed=0):
