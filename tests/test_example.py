@@ -66,10 +66,12 @@ def test_the_example_builds_and_its_printed_review_gives_each_team_its_verdict(t
     assert by["alpha"]["status"] == "REPRODUCED: first to reach the bar" and by["alpha"]["full_review"], why["alpha"]
     assert data["papers"][0]["reproduced_by"] == "alpha"
     assert all(run["private"]["agrees"] for run in by["alpha"]["runs"])
-    # beta passes every check a submission alone can fail; its runs are alpha's
-    assert by["beta"]["status"] == "not reproduced" and by["beta"]["full_review"]
+    # beta passes every check a submission alone can fail; its runs are alpha's, which its logs show:
+    # it is refused from them, and its code never runs
+    assert by["beta"]["status"] == "not reproduced" and not by["beta"]["full_review"]
+    assert "refused as a copy from its logs, before running its code" in by["beta"]["problems"], why["beta"]
     assert all("a copy of that submission" in " ".join(run["problems"]) for run in by["beta"]["runs"]), why["beta"]
-    assert all(run["private"]["agrees"] for run in by["beta"]["runs"])
+    assert all(not run.get("replay") and not run.get("recomputed") for run in by["beta"]["runs"])
     # gamma: the code in its tree is not the code its runs logged, so none of it is run
     assert by["gamma"]["status"] == "not reproduced"
     assert all(run["problems"] == [f"the log was produced by other code than the submitted tree "
