@@ -290,12 +290,18 @@ def _system_binds():
 
 
 def python_roots():
-    """The interpreter's installation and the virtual environment: the folders that hold this
-    Python and its site-packages. Never any other folder of sys.path (a PYTHONPATH into a home
-    folder, the current folder, a checkout holding runs: the harness's own folders are bound apart)."""
+    """The interpreter's installation, the virtual environment and the site-packages folders its
+    .pth files add: the folders that hold this Python and what it imports. Never a folder that
+    PYTHONPATH names (one into a home folder, say), the current folder, or a checkout holding
+    runs (the harness's own folders are bound apart)."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix,
                                               os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))}
     prefixes |= {os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
+    named = {os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    skip = named | {os.path.realpath(os.getcwd()), os.path.realpath(harness_roots()[1] or os.sep), os.sep}
+    prefixes |= {os.path.abspath(p) for p in sys.path
+                 if p and os.path.isdir(p) and os.path.realpath(p) not in skip
+                 and os.path.basename(os.path.normpath(p)) in ("site-packages", "dist-packages")}
     roots = sorted(p for p in prefixes if os.path.isdir(p) and p != os.sep)
     return [p for p in roots if not any(p != q and p.startswith(q + os.sep) for q in roots)]
 

@@ -139,6 +139,8 @@ class Staged:
             raise ReproError("the worker wrote too much output (over the cap on its standard error)")
         if ended.timed_out:
             raise ReproError(f"the worker timed out (after {granted:g} s)")
+        if isinstance(ended.received, exchange.OutputError) and ended.received.kind == "empty":
+            raise ReproError(self._crashed(ended, out_dir))  # it ended before writing anything: its words say why
         if isinstance(ended.received, exchange.OutputError):
             kind = ended.received.kind
             raise ReproError(f"the worker wrote {'too much' if kind == 'too much' else 'malformed'} output "
