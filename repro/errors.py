@@ -30,6 +30,18 @@ def require_paddle():
         sys.exit(2)
 
 
+# what the text papers and the text-to-image family import where they need it, and the quick start's
+# requirements.txt (the main job's) leaves out: a missing one is one line saying where it comes from
+OPTIONAL = {"paddlenlp": "the text papers (kim_cnn, chnsenticorp_rnn) and CLIP", "jieba": "the Chinese text papers",
+            "ppdiffusers": "the text-to-image family (sd_lora, dreambooth, repro.diffusion)"}
+
+
+def missing_optional(name):
+    return (f"{name} is not installed: {OPTIONAL[name]} need it, and requirements.txt (the main job's) leaves it "
+            f"out; install requirements-test.txt (pip install -r requirements-test.txt in the harness's checkout), "
+            f"or the installed harness's extra [nlp] or [diffusion]")
+
+
 def run_cli(main, argv=None):
     try:
         code = main(argv)
@@ -37,9 +49,10 @@ def run_cli(main, argv=None):
         print(f"error: {e}", file=sys.stderr)
         code = 2
     except ModuleNotFoundError as e:
-        if (e.name or "").partition(".")[0] != "paddle":
+        top = (e.name or "").partition(".")[0]
+        if top != "paddle" and top not in OPTIONAL:
             raise
-        print(f"error: {NO_PADDLE}", file=sys.stderr)
+        print(f"error: {NO_PADDLE if top == 'paddle' else missing_optional(top)}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

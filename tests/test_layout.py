@@ -126,7 +126,7 @@ def test_train_verify_and_report_never_import_ppdiffusers(argv, tmp_path):
 
 # the judge, by folder (issue 35): repro/judge/ decides, repro/boundary/ is the wall's judge side
 # (sandbox, identity, tree scanning, git safety, the exchange format), repro/pages/ renders what was
-# decided; with them, every harness module they import (what they read with) and the commands that
+# decided; with them, every harness module they import (what they read with, transitively) and the commands that
 # drive them (the modules that import them). The untrusted side is repro/worker.py alone.
 JUDGE_FOLDERS = ("repro/judge", "repro/boundary", "repro/pages")
 UNTRUSTED = "repro/worker.py"  # python -m repro.worker: it imports the exchange format to hand data back
@@ -140,7 +140,11 @@ def judge_modules():
         return next((os.path.relpath(p, REPO) for p in (base + ".py", os.path.join(base, "__init__.py"))
                      if os.path.isfile(p)), None)
     inside = {os.path.relpath(p, REPO) for folder in JUDGE_FOLDERS for p in files(folder)}
-    used = {rel(m) for p in inside for m in imports(os.path.join(REPO, p)) if m.startswith("repro.")} - {None}
+    used, todo = set(), set(inside)
+    while todo:  # what the judge reads with, and what that reads with, down to the leaves
+        found = {rel(m) for p in todo for m in imports(os.path.join(REPO, p)) if m.startswith("repro.")}
+        todo = found - {None, UNTRUSTED, "repro/registry.py"} - used - inside
+        used |= todo
     names = {r[:-3].replace(os.sep, ".") for r in inside}
     drivers = {os.path.relpath(p, REPO) for p in files("repro") if os.path.relpath(p, REPO)[:-3].replace(os.sep, ".")
                in command_modules() and imports(p) & names}

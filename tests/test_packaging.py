@@ -230,3 +230,25 @@ def test_without_paddle_the_commands_say_how_to_install_it_in_one_line(tmp_path)
         assert p.returncode == 2 and p.stdout == "", (module, p.stdout, p.stderr)
         assert p.stderr.count("\n") == 1 and "pip install paddlepaddle==3.3.1" in p.stderr, p.stderr
         assert "paddlepaddle-gpu==3.3.1" in p.stderr
+
+
+def test_without_paddlenlp_the_text_papers_register_and_training_one_says_what_to_install(tmp_path):
+    """requirements.txt is the main job's and leaves PaddleNLP out (issue 36): every paper still
+    registers (the text papers import it only where they need it), and training a text paper
+    without it says in one line to install requirements-test.txt."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoNLP:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('paddlenlp', 'ppdiffusers'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoNLP())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), REPO]), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "repro.train", "--list"], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert p.returncode == 0 and "kim_cnn" in p.stdout and "chnsenticorp_rnn" in p.stdout, p.stderr[-2000:]
+    p = subprocess.run([sys.executable, "-m", "repro.train", "--paper", "kim_cnn", "--lite", "--out",
+                        str(tmp_path / "run")], cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                       env=env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr[-2000:]
+    assert "paddlenlp is not installed" in p.stderr and "requirements-test.txt" in p.stderr, p.stderr

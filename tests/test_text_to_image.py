@@ -14,6 +14,7 @@ from conftest import (assert_same_checkpoints, audited, cli, events as read_even
 from PIL import Image
 
 from repro import train, verify
+from repro.boundary import sandbox
 from repro.diffusion import generate, images as image_io, ppd, pretrained, sampling, scoring, submit, tiny
 from repro.errors import ReproError
 from repro.judge.compliance import LITE
@@ -91,7 +92,7 @@ def test_lora_to_four_512_works_to_bundle_that_reloads_in_ppdiffusers(lora_run, 
         assert os.path.isfile(os.path.join(bundle, name)), name
     card = open(os.path.join(bundle, "README.md"), encoding="utf-8").read()
     head = read_events(lora_run)[0]
-    for needle in ("license: apache-2.0", head["provenance"]["pretrained"].split("sha256:")[1], CHINESE,
+    for needle in ("license: \"apache-2.0\"", head["provenance"]["pretrained"].split("sha256:")[1], CHINESE,
                    "val_fid", "NOT REPRODUCED", "pipe.load_lora_weights(\"weights\")", "images/p00_3.png"):
         assert needle in card, needle
     assert json.load(open(os.path.join(bundle, "verify.json")))["ok"] is False  # a lite run never counts
@@ -335,6 +336,11 @@ def test_recompute_on_a_machine_with_the_base_model_elsewhere(lora_run, tmp_path
     """--local points a free key at this machine's copy; a copy that differs in one byte is refused."""
     copy = tmp_path / "sd"
     shutil.copytree(pretrained.resolve_pretrained(tiny.TINY_SD), copy)
+    os.chmod(copy, 0o700)  # as pytest makes its folders: a root judge's worker (another user) cannot read it
+    if os.geteuid() == 0 and sandbox.available():
+        with pytest.raises(ReproError, match="cannot read it; make it readable: chmod -R a\\+rX"):
+            audited(lora_run, recompute=True, local={"model.pretrained": str(copy)})
+    sandbox.readable_by_workers(str(copy))  # what the message says to do
     recompute = lambda local: audited(lora_run, recompute=True, local=local).problems[1:]  # [0] is LITE
     assert recompute({"model.pretrained": str(copy)}) == []
     cfg_file = copy / "unet" / "config.json"

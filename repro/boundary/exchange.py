@@ -150,7 +150,10 @@ def receive_outputs(stream, folder, allowed, cap):
     folder (the judge's own, empty); [names received]. An OutputError when the stream is not
     what send_outputs writes, names a file the judge did not ask for or one that was not a
     regular file, or carries more than cap bytes."""
-    if stream.read(len(MAGIC)) != MAGIC:
+    start = stream.read(len(MAGIC))
+    if not start:
+        raise OutputError("empty", "it wrote no outputs")
+    if start != MAGIC:
         raise OutputError("malformed", "its outputs do not start as the harness's worker writes them")
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     got, total = [], 0

@@ -164,8 +164,9 @@ class Sandbox:
 
 
 class Ended:
-    def __init__(self, code, flooded, stderr, received):
+    def __init__(self, code, flooded, stderr, received, timed_out):
         self.code, self.flooded, self.stderr, self.received = code, flooded, stderr, received
+        self.timed_out = timed_out  # killed at its time limit (not for what it sent)
 
 
 def _watch(proc, timeout, receive):
@@ -210,7 +211,7 @@ def _watch(proc, timeout, receive):
         proc.stdout.close()
         proc.stderr.close()
     code = -9 if killed.is_set() else proc.returncode
-    return Ended(code, err["flooded"], err["tail"].decode("utf-8", "replace"), received)
+    return Ended(code, err["flooded"], err["tail"].decode("utf-8", "replace"), received, killed.is_set())
 
 
 def _kill(proc):
@@ -237,6 +238,16 @@ def _limits(timeout):
             resource.setrlimit(what, (value, value))
         except (ValueError, OSError):
             pass
+
+
+def readable_by_workers(top):
+    """Every folder and file under top readable by others (links left alone): a sandboxed worker
+    is another user (WORKER_ID), and mkdtemp makes 0700, some writers 0600."""
+    for folder, _, files in os.walk(top):
+        for p, want in [(folder, 0o755)] + [(os.path.join(folder, f), 0o644) for f in files]:
+            st = os.lstat(p)
+            if not os.path.islink(p) and st.st_mode & 0o777 & want != want:
+                os.chmod(p, (st.st_mode & 0o777) | want)
 
 
 def harness_roots():
@@ -279,12 +290,18 @@ def _system_binds():
 
 
 def python_roots():
-    """The interpreter's installation and the virtual environment: the folders that hold this
-    Python and its site-packages. Never any other folder of sys.path (a PYTHONPATH into a home
-    folder, the current folder, a checkout holding runs: the harness's own folders are bound apart)."""
+    """The interpreter's installation, the virtual environment and the site-packages folders its
+    .pth files add: the folders that hold this Python and what it imports. Never a folder that
+    PYTHONPATH names (one into a home folder, say), the current folder, or a checkout holding
+    runs (the harness's own folders are bound apart)."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix,
                                               os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))}
     prefixes |= {os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
+    named = {os.path.realpath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
+    skip = named | {os.path.realpath(os.getcwd()), os.path.realpath(harness_roots()[1] or os.sep), os.sep}
+    prefixes |= {os.path.abspath(p) for p in sys.path
+                 if p and os.path.isdir(p) and os.path.realpath(p) not in skip
+                 and os.path.basename(os.path.normpath(p)) in ("site-packages", "dist-packages")}
     roots = sorted(p for p in prefixes if os.path.isdir(p) and p != os.sep)
     return [p for p in roots if not any(p != q and p.startswith(q + os.sep) for q in roots)]
 

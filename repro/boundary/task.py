@@ -110,7 +110,7 @@ class Staged:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
         finally:
-            budget.finish(granted, time.perf_counter() - t0, ended is not None and ended.code == -9)
+            budget.finish(granted, time.perf_counter() - t0, ended is not None and ended.timed_out)
             shutil.rmtree(in_dir, ignore_errors=True)
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -137,8 +137,10 @@ class Staged:
     def _check(self, ended, granted, out_dir):
         if ended.flooded:
             raise ReproError("the worker wrote too much output (over the cap on its standard error)")
-        if ended.code == -9:
+        if ended.timed_out:
             raise ReproError(f"the worker timed out (after {granted:g} s)")
+        if isinstance(ended.received, exchange.OutputError) and ended.received.kind == "empty":
+            raise ReproError(self._crashed(ended, out_dir))  # it ended before writing anything: its words say why
         if isinstance(ended.received, exchange.OutputError):
             kind = ended.received.kind
             raise ReproError(f"the worker wrote {'too much' if kind == 'too much' else 'malformed'} output "

@@ -18,13 +18,12 @@ import importlib.metadata
 import os
 
 from repro.boundary import exchange
+from repro.diffusion.bundle_files import LORA_FILE
 from repro.diffusion.pretrained import load_pipeline
 from repro.diffusion.sampling import generate
 from repro.env import cpu
 from repro.run import recipe
 
-LORA_FILE = "lora.safetensors"  # the name the LoRA tensors have among the worker's inputs
-PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
 
 
 def _version(dist):

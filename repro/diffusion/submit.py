@@ -7,10 +7,13 @@ GEN_DIR is a `repro.diffusion.generate` output of this run's final checkpoint (d
 the newest under RUN_DIR/generated). DIR (default RUN_DIR-submission, beside
 the run so `repro.verify RUN_DIR` never finds the copied log twice) gets:
 
-  README.md           the model card: base model and its sha256, training data,
-                      config, prompts, the works, metrics, the repro.verify
-                      verdict, license, and Python that reloads the weights in
-                      ppdiffusers and regenerates the works from their seeds
+  README.md           the model card (repro.diffusion.card): a structured front
+                      matter (license, base model and its sha256, prompts, each
+                      work's seed, whether it is a smoke run), training data,
+                      config, the works, the run's own metrics and repro.verify
+                      verdict (marked unverified), and Python that reloads the
+                      weights in ppdiffusers and regenerates the works
+  regenerate.py       that Python, exactly as the card gives it
   weights/            the fine-tuned weights as safetensors (LoRA: the layout
                       pipe.load_lora_weights() reads; DreamBooth: a whole
                       ppdiffusers pipeline directory)
@@ -25,7 +28,10 @@ the run so `repro.verify RUN_DIR` never finds the copied log twice) gets:
   SHA256SUMS          every file of the bundle
 
 The bundle is written into a temporary folder and renamed into place; an
-existing DIR is never touched.
+existing DIR is never touched. It names no path of this machine (the run is
+RUN_DIR, the base model its name), holds nothing but these files, and submit
+refuses to write one that a contest's judge would refuse for its files
+(repro.diffusion.bundle_files).
 """
 import argparse
 import contextlib
@@ -36,10 +42,13 @@ import shutil
 import time
 
 from repro import hints
+from repro.diffusion.bundle_files import check_files
+from repro.diffusion.card import body_problems as card_problems, load_code, model_card, read_block as card_block
 from repro.diffusion.works import METADATA, load_trained
 from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
+from repro.judge.contest_t2i import CARD_FIELDS
 from repro.registry import add_papers_option, use_folders
 from repro.run.checkpoint import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
@@ -94,116 +103,6 @@ def run_verify(run_dir):
     return text.getvalue(), verdict.json()
 
 
-def _py_str(s):
-    return json.dumps(s, ensure_ascii=False)
-
-
-def load_code(base_ref, weights_kind, gen):
-    """Python that rebuilds the pipeline from the bundle and regenerates every work."""
-    if weights_kind == "lora":
-        load = (f"pipe = StableDiffusionPipeline.from_pretrained({_py_str(base_ref)}, safety_checker=None,\n"
-                "                                               requires_safety_checker=False)\n"
-                "pipe.load_lora_weights(\"weights\")\n")
-    else:
-        load = ("pipe = StableDiffusionPipeline.from_pretrained(\"weights\", safety_checker=None,\n"
-                "                                               requires_safety_checker=False)\n")
-    scheduler = gen["scheduler"]
-    works = [[r["prompt"], r["seed"], r["file"]] for r in gen["images"]]
-    return (
-        "import os\n\nimport paddle\n"
-        f"from ppdiffusers import StableDiffusionPipeline, {scheduler}\n\n"
-        + load +
-        f"pipe.scheduler = {scheduler}.from_config(pipe.scheduler.config)\n"
-        f"works = {json.dumps(works, ensure_ascii=False)}  # prompt, seed, file\n"
-        "os.makedirs(\"regenerated\", exist_ok=True)\n"
-        "for prompt, seed, name in works:\n"
-        f"    image = pipe(prompt, negative_prompt={_py_str(gen['negative_prompt']) if gen['negative_prompt'] else None},"
-        f" height={gen['size']}, width={gen['size']},\n"
-        f"                 num_inference_steps={gen['steps']}, guidance_scale={gen['guidance_scale']},\n"
-        "                 generator=paddle.Generator().manual_seed(seed)).images[0]\n"
-        "    image.save(os.path.join(\"regenerated\", name))\n")
-
-
-def model_card(title, license_name, head, base_ref, base_identity, data_desc, config_yaml, gen, metrics,
-               verdict_text, ok, code, weights_kind, files):
-    prompts = "\n".join(f"{i + 1}. {p}" for i, p in enumerate(gen["prompts"]))
-    works = "\n".join(f"| ![{r['file']}](images/{r['file']}) | {r['prompt']} | {r['seed']} |"
-                      for r in gen["images"])
-    metric_rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
-                            for k, v in metrics.items())
-    prov = head.get("provenance", {})
-    langs = ["zh", "en"] if any(any("\u4e00" <= ch <= "\u9fff" for ch in p) for p in gen["prompts"]) else ["en"]
-    return f"""---
-license: {license_name}
-base_model: {base_ref}
-library_name: ppdiffusers
-pipeline_tag: text-to-image
-language: [{", ".join(langs)}]
-tags: [stable-diffusion, text-to-image, {"lora" if weights_kind == "lora" else "dreambooth"}, paddlepaddle, repro]
----
-
-# {title}
-
-{"LoRA weights" if weights_kind == "lora" else "A DreamBooth fine-tune"} of `{base_ref}`, trained with the
-repro harness (`{head['paper']}/{head['exp']}`, seed {head['config']['train']['seed']}{", a --lite smoke run" if head.get('lite') else ""}).
-
-## Base model
-- `{base_ref}`
-- identity: `{base_identity}` (sha256 over the directory's files, as `repro.diffusion.pretrained.dir_identity` computes it)
-
-## Training data
-{data_desc}
-
-## Training configuration
-```yaml
-{config_yaml.rstrip()}
-```
-
-## Prompts
-{prompts}
-
-## The works
-{gen['n']} per prompt, {gen['size']}x{gen['size']}, {gen['scheduler']} with {gen['steps']} steps, guidance
-{gen['guidance_scale']}, negative prompt {_py_str(gen['negative_prompt']) if gen['negative_prompt'] else "none"}.
-Image k of prompt p uses seed {gen['seed']} + p*{gen['n']} + k.
-
-| image | prompt | seed |
-|---|---|---|
-{works}
-
-![grid](images/grid.png)
-
-## Metrics
-Final evaluation of the run (metric models: FID {prov.get('fid_extractor', '?')}; CLIP {prov.get('clip_model', '?')}).
-
-| metric | value |
-|---|---|
-{metric_rows}
-
-## Verdict
-`python -m repro.verify RUN_DIR --recompute`: **{"REPRODUCED" if ok else "NOT REPRODUCED"}**
-
-```text
-{verdict_text.rstrip()}
-```
-
-## How to use
-With paddlepaddle and ppdiffusers installed, from this folder:
-```python
-{code.rstrip()}
-```
-This regenerates every work above into `regenerated/` from its seed. On the CPU, on the same machine
-and with the same thread settings, they match the files in `images/` exactly; another thread count or
-a GPU can move a few pixel values by 1 (a different summation order).
-
-## License
-{license_name}. The base model's own license applies to its weights too.
-
-## Files
-{chr(10).join(f"- `{f}`" for f in files)}
-"""
-
-
 def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m", base_name=None, title=None,
            echo=print):
     out = out or os.path.normpath(run_dir).rstrip(os.sep) + "-submission"
@@ -229,10 +128,19 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
         if cfg.model.pretrained == TINY_SD:
             shutil.copytree(base_dir, os.path.join(tmp, "base"))
             base_ref = "base"
-        else:
-            base_ref = base_name or base_dir
+        else:  # a name, never this machine's path to it
+            base_ref = base_name or (os.path.basename(os.path.normpath(base_dir)) if os.path.isabs(
+                cfg.model.pretrained) else cfg.model.pretrained)
+        places = {os.path.abspath(run_dir): "RUN_DIR", os.path.normpath(base_dir): base_ref}
+        gen, verdict_text, report = (_unplace(v, places) for v in (gen, verdict_text, report))
+        gen.pop("run", None)
         weights_kind = publish(model, cfg, os.path.join(tmp, "weights"))
-        shutil.copytree(gen_dir, os.path.join(tmp, "images"))
+        _unplace_json_files(os.path.join(tmp, "weights"), places)  # a saved tokenizer names where it came from
+        os.makedirs(os.path.join(tmp, "images"))
+        for name in [r["file"] for r in gen["images"]] + ["grid.png"]:
+            shutil.copyfile(os.path.join(gen_dir, name), os.path.join(tmp, "images", name))
+        with open(os.path.join(tmp, "images", METADATA), "w", encoding="utf-8") as f:
+            json.dump(gen, f, ensure_ascii=False, indent=1, default=str)
         os.makedirs(os.path.join(tmp, "logs"))
         for name in LOG_FILES:
             if os.path.isfile(os.path.join(run_dir, name)):
@@ -241,10 +149,11 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
             f.write(verdict_text)
         with open(os.path.join(tmp, "verify.json"), "w", encoding="utf-8") as f:
             json.dump(report, f, ensure_ascii=False, indent=1, default=str)
+        identity = _unplace(head.get("provenance", {}).get("pretrained", "?"), places)
         manifest = {"format": "repro-submission/1", "paper": paper.name, "exp": head["exp"], "seed": head["config"]["train"]["seed"],
-                    "lite": bool(head.get("lite")), "run": os.path.abspath(run_dir), "checkpoint_sha256": sha,
-                    "weights": weights_kind, "base_model": base_ref,
-                    "base_model_identity": head.get("provenance", {}).get("pretrained"), "verified": report["ok"],
+                    "lite": bool(head.get("lite")), "checkpoint_sha256": sha,
+                    "weights": weights_kind, "base_model": base_ref, "base_model_identity": identity,
+                    "verified": report["ok"],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(os.path.join(tmp, COPIES), "w", encoding="utf-8") as f:
             json.dump(manifest, f, ensure_ascii=False, indent=1)
@@ -253,21 +162,53 @@ def submit(run_dir, images=None, out=None, license_name="creativeml-openrail-m",
         code = load_code(base_ref, weights_kind, gen)
         with open(os.path.join(tmp, "regenerate.py"), "w", encoding="utf-8") as f:
             f.write(code)
-        files = sorted(os.path.relpath(os.path.join(r, n), tmp) for r, _, ns in os.walk(tmp) for n in ns)
-        files.append("README.md")
-        card = model_card(title or f"{paper.title}: {head['exp']}", license_name, head, base_ref,
-                          head.get("provenance", {}).get("pretrained", "?"),
+        files = _listing(tmp) + ["README.md"]
+        card = model_card(title or f"{paper.title}: {head['exp']}", license_name, head, base_ref, identity,
                           _data_description(head),
                           config_yaml, gen, end[-1].get("metrics", {}), verdict_text, report["ok"], code,
                           weights_kind, sorted(files))
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
             f.write(card)
+        said = card_problems(card, card_block(card), CARD_FIELDS, code, config_yaml)
+        if said:  # a title or a data description can say what a contest's judge refuses
+            raise ReproError(f"the model card would be refused by a contest's judge: {said[0]}")
         _write_sums(tmp)
+        refused = check_files(tmp, {f: 0 for f in _listing(tmp)}, "")
+        if refused:
+            raise ReproError(f"the bundle would be refused by a contest's judge: {refused[0]}")
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out, report["ok"]
+
+
+def _listing(root):
+    return sorted(os.path.relpath(os.path.join(r, n), root) for r, _, ns in os.walk(root) for n in ns)
+
+
+def _unplace(value, places):
+    """value with every path of this machine in places (path: what the bundle calls it) replaced."""
+    if isinstance(value, str):
+        for path, name in sorted(places.items(), key=lambda p: -len(p[0])):
+            value = value.replace(path, name)
+        return value
+    if isinstance(value, dict):
+        return {k: _unplace(v, places) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unplace(v, places) for v in value]
+    return value
+
+
+def _unplace_json_files(root, places):
+    for name in _listing(root):
+        path = os.path.join(root, name)
+        if name.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f)
+            if _unplace(value, places) != value:
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(_unplace(value, places), f, ensure_ascii=False, indent=2)
 
 
 def _data_description(head):

@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 
+from repro.boundary.sandbox import readable_by_workers
 from repro.datasets.download import resolve_data_dir
 from repro.diffusion.ppd import ppdiffusers, quiet
 from repro.metrics.clip import write_byte_bpe_tokenizer_files
@@ -45,11 +46,15 @@ def builtin_dir(name, writer):
         tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=os.path.dirname(path))
         with _rng_kept():  # a cache miss must not move the caller's random streams (a run's initial weights)
             writer(tmp)
+        readable_by_workers(tmp)  # the sandboxed worker is another user
         try:
             os.replace(tmp, path)
         except OSError:  # another process got there first
             shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        readable_by_workers(path)  # written 0700/0600 by an earlier release
     return path
+
 
 
 def write_tiny_sd(path, seed=0):

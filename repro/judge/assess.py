@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import replace
 
 from repro.boundary.safegit import check_commit, repository_of
@@ -83,7 +84,7 @@ def _review(sub, contest, options, receipts, result, scrub, earlier=()):
         return
     tree, hostile = scan_tree(repo)
     if getattr(entries[0], "kind", "") == "text_to_image":
-        return _review_bundle(sub, entries[0], options, receipts, result, tree, hostile)
+        return _review_bundle(sub, entries[0], options, receipts, result, tree, hostile, contest.budget)
     layout, package = check_layout(repo, sub["paper"], tree)
     named = {p.split(" ")[0] for p in layout}
     result["problems"] += layout + [why for path, why in sorted(hostile.items()) if path not in named]
@@ -130,12 +131,12 @@ def _pin(sub, tree, receipts, result):
         result["problems"] += check_receipt(sub, state, receipts)
 
 
-def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
+def _review_bundle(sub, entry, options, receipts, result, tree, hostile, budget):
     """A text-to-image submission: a repository holding the bundle repro.diffusion.submit wrote,
     checked like any submission (files, commit, receipt), then by repro.diffusion.judge: its
     files against SHA256SUMS, its card, its works redrawn in the sandbox from its weights, and
-    the scores computed here from the redrawn works."""
-    repo = sub["repo"]
+    the scores computed here from the redrawn works, within the contest's time budget."""
+    started, repo = time.monotonic(), sub["repo"]
     result["problems"] += [why for _, why in sorted(hostile.items())]
     _pin(sub, tree, receipts, result)
     if hostile:
@@ -144,7 +145,7 @@ def _review_bundle(sub, entry, options, receipts, result, tree, hostile):
         result["sandbox"] = ("none: the harness's redraw worker loaded the submitted weights as data, "
                              + ("WITHOUT the sandbox (--no-sandbox)" if options.sandbox == "off" else "in bubblewrap"))
     from repro.diffusion.judge import review_bundle
-    review_bundle(repo, tree, entry, options, result)
+    review_bundle(repo, tree, entry, options, result, deadline=started + budget)
     result["ok"] = not result["problems"] and all(t.get("passed") for t in result["targets"])
 
 

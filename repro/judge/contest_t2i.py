@@ -15,9 +15,17 @@ submitted bundle (repro.diffusion.submit's folder) must hold and how it is score
                                        # the contest's prompts (every work uses one, every one is
                                        # used), or `submitter`: the bundle's own
         card_fields: [license, base_model, training_data, prompts, seeds]   # the model card must have
-        pixel_tolerance: 2             # the largest |difference| (0..255) a redrawn work may show where
-                                       # the judge's platform is not the one the works were made on;
-                                       # on that platform the redraw must be exact
+        redraw:                        # what a redraw may cost, set by the contest: a bundle whose
+                                       # images/metadata.json is outside it is refused before any redraw
+          steps: {max: 50}             # an integer pins it; {min, max} bounds it
+          scheduler: [ddim]            # the schedulers accepted (repro.diffusion.pretrained.SCHEDULERS)
+          guidance: {min: 0, max: 15}  # a number pins it; {min, max} bounds it
+          threads: 1                   # the redraw's CPU threads: pinned or bounded like steps
+        tolerate:                      # (optional; without it every redraw must be exact) the
+          pixels: 2                    # maintainers' opt-in: works whose platform record matches one of
+          platforms: [{device: cpu}]   # these (every key given equal) may differ from the judge's
+                                       # redraw by up to `pixels` (0..255); the pass says so
+        smoke_runs: accept             # accept (the page says so) or refuse a --lite smoke run's bundle
         scores:                        # computed by the judge from the works it redrew, never taken
           clip_score: {model: builtin:tiny-clip, sha256: null, value: 0.15, direction: higher}
                                        # a local paddlenlp CLIP / Chinese CLIP directory (its weights'
@@ -51,11 +59,23 @@ RANDOM_INCEPTION = "builtin:random-inception"
 MAX_WORKS = 64
 MAX_SIZE = 2048
 MAX_PROMPT = 1000  # characters
+MAX_STEPS = 1000
+MAX_GUIDANCE = 100.0
+MAX_THREADS = 256
+MAX_PLATFORMS = 64
+SMOKE_RUNS = ("accept", "refuse")
+# the core never imports the diffusion family (tests/test_layout.py), so the names a contest may
+# give are stated here; tests/test_review_text_to_image.py keeps them equal to the family's own
+SCHEDULERS = ("ddim", "pndm", "euler", "dpm", "ddpm")              # repro.diffusion.pretrained.SCHEDULERS
+PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa",
+                 "threads")                                        # repro.diffusion.redraw.PLATFORM_KEYS
 FIELDS = {  # key: (type, required)
     "kind": (str, True), "plugin": (str, True), "experiment": (str, False), "base_model": (dict, True),
     "weights": (str, False), "works": (dict, True), "prompts": ((list, str), True), "card_fields": (list, False),
-    "pixel_tolerance": (int, False), "scores": (dict, True), "source": (str, False),
+    "redraw": (dict, True), "tolerate": (dict, False), "smoke_runs": (str, False), "scores": (dict, True),
+    "source": (str, False),
 }
+REDRAW = {"steps", "scheduler", "guidance", "threads"}
 SCORES = {"clip_score": ({"model", "sha256", "value", "direction", "tolerance"}, {"model", "value"}, "higher"),
           "fid": ({"reference", "inception", "value", "direction", "tolerance"}, {"reference", "inception", "value"},
                   "lower")}
@@ -72,7 +92,9 @@ class TextToImageEntry:
     scores: dict = field(default_factory=dict)   # name -> {model/reference/inception, value, direction, tolerance}
     experiment: str = "works"
     weights: str = "lora"
-    pixel_tolerance: int = 0
+    redraw: dict = field(default_factory=dict)  # {"steps"|"guidance"|"threads": (lo, hi), "scheduler": names}
+    tolerate: dict = None            # {"pixels": int, "platforms": ({platform key: value}, ...)}; None: exact only
+    smoke_runs: str = "accept"
     source: str = ""
     # what a classification entry has, so code that walks every entry passes these by
     kind = KIND
@@ -90,6 +112,15 @@ class TextToImageEntry:
         """{score: Target}: the bars, judged on the scores the judge computes."""
         return {name: Target(name, s["value"], s["direction"], s["tolerance"], self.source)
                 for name, s in self.scores.items()}
+
+    def tolerated(self, platform):
+        """The largest pixel difference the contest allows for works made on platform (a record
+        other than the judge's), or None where the maintainers did not opt in to it."""
+        if self.tolerate is None or not isinstance(platform, dict):
+            return None
+        if any(all(k in platform and platform[k] == v for k, v in p.items()) for p in self.tolerate["platforms"]):
+            return self.tolerate["pixels"]
+        return None
 
     def bar(self):
         """'4 works at 512x512 redrawn from the weights; clip_score >= 0.15' (status.md)."""
@@ -154,6 +185,65 @@ def _mapping(value, where, key, allowed, required):
     return value
 
 
+def _range(value, where, key, lo, hi, integer):
+    """(low, high) of a value that pins (a number) or bounds ({min, max}, either optional) a
+    drawing parameter, inside [lo, hi]."""
+    kind = "an integer" if integer else "a number"
+    ok = (lambda v: type(v) is int) if integer else \
+        (lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v))
+    if isinstance(value, dict):
+        _mapping(value, where, key, {"min", "max"}, set())
+        low, high = value.get("min", lo), value.get("max", hi)
+    else:
+        low = high = value
+    for v in (low, high):
+        if not ok(v) or not lo <= v <= hi:
+            raise ReproError(f"{where}: {key} must be {kind} between {lo} and {hi}, or {{min, max}} of such, "
+                             f"got {_short(v)}")
+    if low > high:
+        raise ReproError(f"{where}: {key}: min {low} is above max {high}")
+    return (low, high) if integer else (float(low), float(high))
+
+
+def _redraw(spec, where):
+    """What one redraw may cost: steps, schedulers, guidance and threads the contest accepts."""
+    spec = _mapping(spec, where, "redraw", REDRAW, REDRAW)
+    schedulers = spec["scheduler"]
+    schedulers = [schedulers] if isinstance(schedulers, str) else schedulers
+    if not isinstance(schedulers, list) or not schedulers or any(s not in SCHEDULERS for s in schedulers):
+        raise ReproError(f"{where}: redraw.scheduler must be one or a list of {', '.join(SCHEDULERS)}, "
+                         f"got {_short(spec['scheduler'])}")
+    return {"steps": _range(spec["steps"], where, "redraw.steps", 1, MAX_STEPS, True),
+            "scheduler": tuple(dict.fromkeys(schedulers)),
+            "guidance": _range(spec["guidance"], where, "redraw.guidance", 0, MAX_GUIDANCE, False),
+            "threads": _range(spec["threads"], where, "redraw.threads", 1, MAX_THREADS, True)}
+
+
+def _tolerate(spec, where):
+    """The maintainers' opt-in to a tolerant redraw: the platforms (partial records, every key
+    given must match) whose works may differ from the redraw by up to `pixels`."""
+    spec = _mapping(spec, where, "tolerate", {"pixels", "platforms"}, {"pixels", "platforms"})
+    pixels, platforms = spec["pixels"], spec["platforms"]
+    if type(pixels) is not int or not 0 <= pixels <= 255:
+        raise ReproError(f"{where}: tolerate.pixels must be an integer between 0 and 255 (of a pixel value), "
+                         f"got {_short(pixels)}")
+    if not isinstance(platforms, list) or not 1 <= len(platforms) <= MAX_PLATFORMS:
+        raise ReproError(f"{where}: tolerate.platforms must list 1 to {MAX_PLATFORMS} platforms the maintainers "
+                         f"accept (each a mapping of {', '.join(PLATFORM_KEYS)})")
+    out = []
+    for i, p in enumerate(platforms):
+        at = f"tolerate.platforms[{i}]"
+        if not isinstance(p, dict) or not p:
+            raise ReproError(f"{where}: {at} must be a non-empty mapping of {', '.join(PLATFORM_KEYS)}")
+        _mapping(p, where, at, set(PLATFORM_KEYS), set())
+        bad = next((k for k, v in p.items() if not (v is None or type(v) is int or
+                                                    (isinstance(v, str) and len(v) <= 200 and v.isprintable()))), None)
+        if bad is not None:
+            raise ReproError(f"{where}: {at}.{bad} must be text, an integer or null, got {_short(p[bad])}")
+        out.append(dict(p))
+    return {"pixels": pixels, "platforms": tuple(out)}
+
+
 def _prompt(text, where, key):
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT or not text.isprintable() \
             or text != text.strip():
@@ -212,9 +302,11 @@ def read_entry(data, where):
         raise ReproError(f"{where}: card_fields: {_short(bad)} is not one of {', '.join(CARD_FIELDS)}")
     if len(set(fields)) != len(fields):
         raise ReproError(f"{where}: card_fields: {sorted(f for f in fields if fields.count(f) > 1)[0]} is listed twice")
-    tolerance = values["pixel_tolerance"] or 0
-    if not 0 <= tolerance <= 255:
-        raise ReproError(f"{where}: pixel_tolerance must be between 0 and 255 (of a pixel value), got {tolerance}")
+    redraw = _redraw(values["redraw"], where)
+    tolerate = None if values["tolerate"] is None else _tolerate(values["tolerate"], where)
+    smoke = values["smoke_runs"] or "accept"
+    if smoke not in SMOKE_RUNS:
+        raise ReproError(f"{where}: smoke_runs must be one of {', '.join(SMOKE_RUNS)}, got {_short(smoke)}")
     scores = {}
     for name, spec in values["scores"].items():
         if name not in SCORES:
@@ -249,7 +341,8 @@ def read_entry(data, where):
         scores[name] = out
     entry = TextToImageEntry(plugin=values["plugin"], base_model=base, count=count, size=size, prompts=prompts,
                              card_fields=tuple(fields), scores=scores, experiment=values["experiment"] or "works",
-                             weights=weights, pixel_tolerance=tolerance, source=values["source"] or "")
+                             weights=weights, redraw=redraw, tolerate=tolerate,
+                             smoke_runs=smoke, source=values["source"] or "")
     try:
         entry.targets()
     except ValueError as e:

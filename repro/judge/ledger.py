@@ -103,6 +103,9 @@ def ledger(results, contest):
         else:
             winners[paper] = r
             r["status"] = "REPRODUCED: first to reach the bar"
+        caveats = (r.get("bundle") or {}).get("caveats")  # a tolerant redraw, a smoke run's weights: said
+        if r["ok"] and not r["late"] and caveats:
+            r["status"] += f" ({'; '.join(caveats)})"
     papers = []
     for name in dict.fromkeys(e.plugin for e in contest.papers):
         entries = contest.entries(name)

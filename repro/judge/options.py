@@ -3,10 +3,11 @@ submitted tree, what a review knows before the targets are judged), and the comm
 options repro.verify and repro.report share to build it."""
 import os
 import secrets
+import shutil
 import tempfile
 
 from repro.boundary import identity, task
-from repro.boundary.sandbox import Sandbox
+from repro.boundary.sandbox import Sandbox, readable_by_workers
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError
 from repro.judge import audit, coverage, private as private_eval, segments
@@ -43,6 +44,7 @@ class Options:
         self.sandbox_mode, self.tree, self.plugin = sandbox, tree, plugin
         self.private = private or {}  # {(paper, exp): repro.judge.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
+        self._copies, self._copies_dir = None, None
         if not cross_platform and (recompute or replay) and _on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
 
@@ -62,6 +64,20 @@ class Options:
             self._snapshot_dir = tempfile.TemporaryDirectory(prefix="repro-snapshot-")
             self._snapshot = identity.snapshot(self.tree, files, os.path.join(self._snapshot_dir.name, "tree"))
         return self._snapshot
+
+    def plugin_copies(self, folders):
+        """Copies of the user's own plugin folders (made once) that the workers import: the
+        worker is another user (uid 65534), who may not read a folder of the user's own, and it
+        sees nothing beside the package (never the runs next to it)."""
+        if self._copies is None:
+            self._copies_dir = tempfile.TemporaryDirectory(prefix="repro-plugins-")
+            self._copies = []
+            for i, folder in enumerate(folders):
+                dest = os.path.join(self._copies_dir.name, str(i), os.path.basename(os.path.abspath(folder)))
+                shutil.copytree(folder, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                readable_by_workers(os.path.dirname(dest))
+                self._copies.append(dest)
+        return self._copies
 
     def sandbox_text(self):
         if not (self.recompute or self.replay):

@@ -25,8 +25,8 @@ def worker_for(options):
         return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
                             readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget,
                             last_words=options.last_words)
-    folders = [f for f in os.environ.get(ENV, "").split(os.pathsep) if f]
-    parents = sorted({os.path.dirname(os.path.abspath(f)) for f in folders})
+    folders = options.plugin_copies([f for f in os.environ.get(ENV, "").split(os.pathsep) if f])
+    parents = sorted({os.path.dirname(f) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
@@ -35,8 +35,16 @@ def worker_for(options):
 
 
 def local_mounts(options):
-    """This machine's files named by --local (a pretrained model's folder), read-only for the workers."""
-    return [(p, p) for p in sorted(set(options.local.values())) if isinstance(p, str) and os.path.exists(p)]
+    """This machine's files named by --local (a pretrained model's folder), read-only for the workers,
+    who under a root judge are another user: a folder they could not read is one line, with the fix."""
+    paths = [p for p in sorted(set(options.local.values())) if isinstance(p, str) and os.path.exists(p)]
+    if os.geteuid() == 0 and options.sandbox().enabled:
+        for p in paths:
+            want = 0o005 if os.path.isdir(p) else 0o004
+            if os.stat(p).st_mode & want != want:
+                raise ReproError(f"--local {p}: the sandboxed worker (another user) cannot read it; "
+                                 f"make it readable: chmod -R a+rX {p}")
+    return [(p, p) for p in paths]
 
 
 def audit_runs(runs, options):

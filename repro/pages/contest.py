@@ -126,9 +126,13 @@ def write_page(r, out_dir, options):
                "PASSES (does not count)" if r["ok"] else "NOT REPRODUCED")
     title = f"{r['team']} / {r['paper']}"
     if r.get("bundle") is not None:
+        verdict += "".join(f" ({c})" for c in r["bundle"].get("caveats") or [] if r["ok"])
+        if r.get("_card"):  # the card the contest publishes: the bundle's, the judge's scores first
+            with open(os.path.join(out_dir, r["page"][:-len(".html")] + ".card.md"), "w", encoding="utf-8") as f:
+                f.write(r["_card"])
         body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
                 f"<style>{CSS}</style></head><body><h1>Review: {html.escape(title)}</h1>"
-                f"<p><span class='verdict {'PASS' if verdict == 'REPRODUCED' else 'FAIL'}'>{html.escape(verdict)}"
+                f"<p><span class='verdict {'PASS' if verdict.startswith('REPRODUCED') else 'FAIL'}'>{html.escape(verdict)}"
                 f"</span></p>{_header_html(r, options)}{_bundle_html(r)}</body></html>")
     elif r.get("_render"):
         rows, runs, opts, scrub = r["_render"]
