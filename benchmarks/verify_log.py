@@ -21,6 +21,7 @@ sys.path.insert(0, REPO)
 
 from repro.config import config_hash  # noqa: E402
 from repro.judge.compliance import check_run, load_run  # noqa: E402
+from repro.judge.verdict import registered  # noqa: E402
 from repro.run import rundir  # noqa: E402
 from repro.run.runlog import RunLog  # noqa: E402
 
@@ -62,7 +63,7 @@ def main():
         n = sum(1 for _ in open(os.path.join(run, rundir.EVENTS)))
         size = os.path.getsize(os.path.join(run, rundir.EVENTS)) / 1e6
         t0 = time.perf_counter()
-        r = check_run(load_run(run))
+        r = check_run(load_run(run), registered)
         t_checks = time.perf_counter() - t0
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "repro.verify", run], cwd=REPO, capture_output=True, text=True)

@@ -33,7 +33,7 @@ from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_p
 from repro.paper import TextClassificationPaper
 from repro.registry import add_papers_option, get_paper, use_folders
 from repro.run import rundir
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 
 CHECK_BATCH = 2
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from repro import strict
 from repro.errors import ReproError
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 
 PREFIX = "model"
 

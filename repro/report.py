@@ -14,7 +14,8 @@ import os
 from repro.errors import ReproError, run_cli
 from repro.pages.run import render
 from repro.registry import add_papers_option, use_folders
-from repro.judge.options import Options, add_arguments, options_from
+from repro.judge.arguments import add_arguments, options_from
+from repro.judge.options import Options
 from repro.judge.verdict import verify
 
 

@@ -46,7 +46,7 @@ import secrets
 from repro.errors import ReproError, run_cli
 from repro.judge.assess import review
 from repro.judge.contest import read_contest
-from repro.judge.options import private_of
+from repro.judge.arguments import private_of
 from repro.judge.submissions import ReviewOptions
 from repro.pages.contest import plain, plain_lines
 

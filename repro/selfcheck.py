@@ -36,7 +36,8 @@ from repro.boundary import identity, safegit
 from repro.errors import ReproError, run_cli
 from repro.judge import assess, ledger, submissions
 from repro.judge.contest import read_contest
-from repro.judge.options import Options, private_of
+from repro.judge.arguments import private_of
+from repro.judge.options import Options
 from repro.judge.verdict import verify
 from repro.pages import contest as contest_pages
 from repro.registry import use_folders

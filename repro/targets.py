@@ -2,10 +2,14 @@
 
 A target lives with the paper's code, never in a run's config, so a run cannot
 lower its own bar. ``judge`` is pure: it takes the achieved values of the runs
-and returns a verdict with its reason.
+and returns a verdict with its reason. ``parse_seeds`` reads a --seeds list (or the seeds the
+targets pin).
 """
 import math
+import re
 from dataclasses import asdict, dataclass
+
+from repro.errors import ReproError
 
 DIRECTIONS = ("higher", "lower", "match")
 POLICIES = ("single", "mean_of_n", "olympic")
@@ -191,3 +195,24 @@ def judge(target, runs):
     ok = target.reached(mean)
     return Verdict(target, ok, achieved,
                    f"{what} {mean:.2f} {'meets' if ok else 'misses'} {target.bar()}", values)
+
+
+def parse_seeds(text, paper, exp):
+    """'0-4', '0,2,7', '3'; None: the target's pinned seeds."""
+    if text is None:
+        pinned = sorted({s for t in exp.targets for s in t.policy.seeds})
+        if not pinned:
+            raise ReproError(f"{paper.name}/{exp.name}'s targets pin no seeds; give them, e.g. --seeds 0-4")
+        return pinned
+    seeds = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?", part)
+        if not m:
+            raise ReproError(f"--seeds {text!r}: give seeds as 0-4, 0,1,2 or 3")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo or hi - lo > 1000:
+            raise ReproError(f"--seeds {text!r}: {part.strip()} is not a range of at most 1000 seeds")
+        seeds += range(lo, hi + 1)
+    if len(set(seeds)) != len(seeds):
+        raise ReproError(f"--seeds {text!r} names a seed twice")
+    return seeds

@@ -18,7 +18,7 @@ import sys
 
 from repro.errors import run_cli
 from repro.judge import private as private_eval
-from repro.judge.options import add_arguments, options_from
+from repro.judge.arguments import add_arguments, options_from
 from repro.judge.verdict import verify
 from repro.registry import add_papers_option, use_folders
 

@@ -28,6 +28,7 @@ def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
     import json
 
     from repro.judge.compliance import check_run, load_run
+    from repro.judge.verdict import registered
     from repro.run.runlog import GENESIS, line_hash
 
     run_dir = str(tmp_path / "run")
@@ -42,7 +43,7 @@ def test_report_flags_nan_and_dirty_tree(lite_run, tmp_path):
             line = json.dumps({**ev, "prev": prev})
             f.write(line + "\n")
             prev = line_hash(line)
-    warnings = page.run_warnings(check_run(load_run(run_dir)))
+    warnings = page.run_warnings(check_run(load_run(run_dir), registered))
     assert any("NaN" in w for w in warnings)
     assert any("uncommitted changes" in w for w in warnings)
 
@@ -116,6 +117,7 @@ def test_honest_shipped_runs_do_not_diverge(tmp_path):
     import glob
 
     from repro.judge.compliance import check_run, load_run
+    from repro.judge.verdict import registered
     runs = sorted(os.path.dirname(p) for p in glob.glob(os.path.join(REPO, "logs", "**", "events.jsonl"),
                                                         recursive=True))
     assert len(runs) >= 100
@@ -123,7 +125,7 @@ def test_honest_shipped_runs_do_not_diverge(tmp_path):
     assert len(noisy) >= 20  # the old rule's first half fired on these honest runs
     assert [r for r in runs if page.divergence(_losses(r))] == []
     cnn = os.path.join(REPO, "logs", "mnist1d", "cnn", "seed0")
-    assert not any("diverged" in w or "NaN" in w for w in page.run_warnings(check_run(load_run(cnn))))
+    assert not any("diverged" in w or "NaN" in w for w in page.run_warnings(check_run(load_run(cnn), registered)))
 
 
 def test_a_diverging_run_warns():

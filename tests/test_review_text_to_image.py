@@ -176,7 +176,7 @@ def test_pngs_are_read_with_their_header_checked_first(tmp_path):
 
 def test_the_contest_schema_names_the_diffusion_familys_schedulers_and_platform_keys():
     from repro.diffusion.pretrained import SCHEDULERS
-    from repro.diffusion.redraw import PLATFORM_KEYS
+    from repro.diffusion.platform import PLATFORM_KEYS
     from repro.judge import contest_t2i
     assert contest_t2i.SCHEDULERS == tuple(SCHEDULERS) and contest_t2i.PLATFORM_KEYS == PLATFORM_KEYS
 

@@ -8,7 +8,8 @@ from repro import train
 from repro.errors import ReproError
 from repro.registry import get_paper
 from repro.run import rundir
-from repro.run.seeds import _Seed, _status, parse_seeds
+from repro.run.seeds import _Seed, _status
+from repro.targets import parse_seeds
 
 
 def test_seed_lists():

@@ -100,3 +100,24 @@ def load_into(model, torch_state, rename=None):
     by_name = {t.name: v for k, v in state.items() for t in [model.state_dict()[k]]}
     model.set_state_dict({k: paddle.to_tensor(by_name[t.name]) for k, t in model.state_dict().items()})
     return report
+
+
+def canonical(model):
+    """state-dict key -> the parameter's own name, so aliases compare as one."""
+    first = {}
+    for key, tensor in model.state_dict().items():
+        first.setdefault(tensor.name, key)
+    return {key: first[t.name] for key, t in model.state_dict().items()}
+
+
+def paddle_weights(model):
+    """The model's parameters as arrays, one per parameter (aliases once), keyed by Paddle names."""
+    canon = canonical(model)
+    return {canon[k]: p.numpy() for k, p in model.named_parameters() if k in canon and canon[k] == k}
+
+
+def torch_as_paddle(named, model):
+    """Reference arrays keyed by PyTorch names -> Paddle names and layouts."""
+    state, _ = convert(named, model)
+    canon = canonical(model)
+    return {canon[k]: v for k, v in state.items() if canon[k] == k}

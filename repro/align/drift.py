@@ -28,13 +28,12 @@ import time
 import numpy as np
 
 from repro.align import convert
-from repro.align.ladder import _paddle_weights, _torch_as_paddle
 from repro.config import set_key
 from repro.errors import ReproError
 from repro.paper import ClassificationPaper
 from repro.registry import get_paper
 from repro.run import recipe
-from repro.run.seeds import parse_seeds
+from repro.targets import parse_seeds
 
 
 def _reference(paper):
@@ -67,7 +66,7 @@ def run_seed(paper, cfg, seed, steps, every, echo=None):
     convert.load_into(state.net, {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
     topt = ref.optimizer(cfg, tmodel.parameters())
     sched = ref.scheduler(cfg, topt)
-    init = _vector(_paddle_weights(state.net))
+    init = _vector(convert.paddle_weights(state.net))
 
     split, (xe, ye) = next(iter(state.data.eval.items()))
     xe_model = state.data.prepare(xe)
@@ -82,8 +81,8 @@ def run_seed(paper, cfg, seed, steps, every, echo=None):
                                 for i in range(0, len(xe), bs)])
         state.net.train()
         tmodel.train()
-        pw = _vector(_paddle_weights(state.net))
-        rw = _vector(_torch_as_paddle({k: v.detach().numpy() for k, v in tmodel.named_parameters()}, state.net))
+        pw = _vector(convert.paddle_weights(state.net))
+        rw = _vector(convert.torch_as_paddle({k: v.detach().numpy() for k, v in tmodel.named_parameters()}, state.net))
         moved = np.linalg.norm(rw - init)
         pc, rc = p.argmax(-1), r.argmax(-1)
         return {"paddle_acc": 100.0 * float((pc == ye).mean()), "reference_acc": 100.0 * float((rc == ye).mean()),

@@ -34,30 +34,10 @@ THRESHOLDS = {  # rung: (method, threshold), after the guide and the issue
 }
 
 
-def _canonical(model):
-    """state-dict key -> the parameter's own name, so aliases compare as one."""
-    first = {}
-    for key, tensor in model.state_dict().items():
-        first.setdefault(tensor.name, key)
-    return {key: first[t.name] for key, t in model.state_dict().items()}
-
-
 def _paddle_grads(model):
-    canon = _canonical(model)
+    canon = convert.canonical(model)
     names = {p.name: k for k, p in model.state_dict().items()}
     return {canon[names[p.name]]: p.grad.numpy() for _, p in model.named_parameters() if p.grad is not None}
-
-
-def _paddle_weights(model):
-    canon = _canonical(model)
-    return {canon[k]: p.numpy() for k, p in model.named_parameters() if k in canon and canon[k] == k}
-
-
-def _torch_as_paddle(named, model):
-    """Reference arrays keyed by PyTorch names -> Paddle names and layouts."""
-    state, _ = convert.convert(named, model)
-    canon = _canonical(model)
-    return {canon[k]: v for k, v in state.items() if canon[k] == k}
 
 
 class Ladder:
@@ -162,16 +142,16 @@ class Ladder:
                 p_grad[f"{k}@{s}"] = v
             # .numpy() of a torch tensor is a view: copy, or later steps rewrite what was recorded
             tgrads = {k: p.grad.numpy().copy() for k, p in tmodel.named_parameters() if p.grad is not None}
-            for k, v in _torch_as_paddle(tgrads, pmodel).items():
+            for k, v in convert.torch_as_paddle(tgrads, pmodel).items():
                 r_grad[f"{k}@{s}"] = v
             popt.step()
             popt.clear_grad()
             topt.step()
             topt.zero_grad()
-            for k, v in _paddle_weights(pmodel).items():
+            for k, v in convert.paddle_weights(pmodel).items():
                 p_w[f"{k}@{s}"] = v
             tw = {k: p.detach().numpy().copy() for k, p in tmodel.named_parameters()}
-            for k, v in _torch_as_paddle(tw, pmodel).items():
+            for k, v in convert.torch_as_paddle(tw, pmodel).items():
                 r_w[f"{k}@{s}"] = v
         self._rung("loss", p_loss, r_loss)
         self._rung("backward", p_grad, r_grad)

@@ -26,7 +26,6 @@ METADATA = "images/metadata.json"
 GRID = "images/grid.png"
 LORA = "weights/paddle_lora_weights.safetensors"
 LORA_FILE = "lora.safetensors"  # the name the LoRA tensors have among a redraw worker's inputs
-PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
 EVENTS = f"logs/{RUN_EVENTS}"   # the training log, as submit copies the run's files
 LOG_CONFIG = f"logs/{CONFIG}"
 FIXED = {SUMS: "text", MANIFEST: "json", CARD: "text", REGENERATE: "python", "verify.txt": "text",

@@ -13,7 +13,8 @@ import numpy as np
 from repro import strict
 from repro.boundary.sandbox import Sandbox
 from repro.boundary.task import Staged, Worker
-from repro.diffusion.bundle_files import LORA_FILE, PLATFORM_KEYS
+from repro.diffusion.bundle_files import LORA_FILE
+from repro.diffusion.platform import PLATFORM_KEYS
 from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
 from repro.errors import ReproError
 from repro.boundary import exchange

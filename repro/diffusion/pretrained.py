@@ -11,7 +11,7 @@ import os
 from repro.diffusion.ppd import cached, ppdiffusers, quiet
 from repro.diffusion.tiny import TINY_SD, TINY_SD_VERSION, builtin_dir, write_tiny_sd
 from repro.errors import ReproError
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 
 WEIGHT_EXTS = (".safetensors", ".pdparams", ".bin", ".index.json")
 # where model_index.json may say a component's class lives; anything else is refused

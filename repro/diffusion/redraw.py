@@ -1,5 +1,5 @@
 """Redrawing a submitted text-to-image bundle's works: the worker's task "redraw"
-(repro.worker, inside the sandbox), and the platform record the works carry.
+(repro.worker, inside the sandbox).
 
 The task loads the maintainers' base model (a local directory the judge names
 and binds read-only, its identity checked by the judge), the bundle's LoRA
@@ -14,43 +14,14 @@ Request: {"task": "redraw", "base": DIR, "weights": "lora", "scheduler": "ddim",
 "steps": int, "guidance": float, "negative_prompt": str, "size": int,
 "threads": int, "works": [[prompt, seed], ...], "staged": {"lora.safetensors": PATH}}.
 """
-import importlib.metadata
 import os
 
 from repro.boundary import exchange
 from repro.diffusion.bundle_files import LORA_FILE
 from repro.diffusion.pretrained import load_pipeline
 from repro.diffusion.sampling import generate
-from repro.env import cpu
+from repro.diffusion.platform import platform
 from repro.run import recipe
-
-
-
-def _version(dist):
-    for name in (dist, f"{dist}-gpu"):
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def platform(threads):
-    """What decides a drawn image's bits: Paddle (version and build), ppdiffusers, the
-    device (and the GPU's name), the CPU and the instruction sets its kernels use, and the
-    number of CPU threads. Two draws with the same record give the same pixels."""
-    import paddle
-    device = paddle.device.get_device()
-    gpu = None
-    if device.startswith("gpu"):
-        try:
-            gpu = paddle.device.cuda.get_device_name()
-        except Exception:  # noqa: BLE001 -- a name we cannot read is left out, not fatal
-            gpu = "unknown"
-    model, isa = cpu()
-    return {"paddlepaddle": paddle.__version__, "paddle_commit": getattr(paddle.version, "commit", None),
-            "ppdiffusers": _version("ppdiffusers"), "device": device, "gpu": gpu, "cpu": model, "cpu_isa": isa,
-            "threads": int(threads)}
 
 
 def read_lora(path):

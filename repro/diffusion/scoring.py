@@ -11,7 +11,7 @@ from repro.diffusion.tiny import BUILTIN_CLIP, builtin_dir
 from repro.errors import ReproError
 from repro.metrics.clip import CLIPEmbedder, write_tiny_clip
 from repro.metrics.generative import FID, CLIPScore, InceptionScore
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 
 
 def clip_embedder(spec, pinned_sha256=""):

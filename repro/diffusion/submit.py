@@ -50,7 +50,7 @@ from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
 from repro.judge.contest_t2i import CARD_FIELDS
 from repro.registry import add_papers_option, use_folders
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
 from repro.judge.options import Options
 from repro.judge.verdict import verify

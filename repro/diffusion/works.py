@@ -11,7 +11,7 @@ import numpy as np
 from repro.config import to_dict
 from repro.diffusion.images import grid, load_png, save_png
 from repro.diffusion.pretrained import with_scheduler
-from repro.diffusion.redraw import platform
+from repro.diffusion.platform import platform
 from repro.diffusion.sampling import generate, generate_unconditional
 from repro.errors import ReproError
 from repro.paper import GenerativePaper

@@ -10,8 +10,6 @@ import math
 
 from repro.config import config_hash, flatten
 from repro.errors import ReproError
-from repro.judge.protocol import RegisteredProtocol
-from repro.registry import get_paper
 from repro.run import decisions, rundir
 from repro.run.checkpoint import weights_sha256
 from repro.run.runlog import GENESIS, line_hash
@@ -272,13 +270,7 @@ def _kept(steps):
         "..." if len(inner) > 8 else "")
 
 
-def registered(run):
-    """The protocol a run is judged against by default: its paper's own registration."""
-    paper = get_paper(run.header["paper"])
-    return RegisteredProtocol(paper, paper.experiment(run.header["exp"]))
-
-
-def check_run(run, protocol_of=registered):
+def check_run(run, protocol_of):
     """Every reason this run cannot count (empty when it can); sets run.protocol and run.cfg.
     protocol_of(run) gives what the run is judged against (a ReproError: the reason it has none)."""
     if run.problems:  # unreadable

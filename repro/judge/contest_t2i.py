@@ -266,85 +266,99 @@ def read_entry(data, where):
     for key in ("plugin", "experiment"):
         if values[key] is not None and not (values[key].isidentifier() and values[key].isascii()):
             raise ReproError(f"{where}: {key} {values[key]!r} is not a valid name")
-    base = _mapping(values["base_model"], where, "base_model", {"path", "sha256"}, {"path", "sha256"})
-    base = {"path": _path(base["path"], where, "base_model.path"),
-            "sha256": _sha(base["sha256"], where, "base_model.sha256")}
+    base = _file(values["base_model"], where, "base_model")
     if base["path"].startswith("builtin:") and base["path"] != BUILTIN_SD:
         raise ReproError(f"{where}: base_model.path {base['path']!r}: the one built-in base model is {BUILTIN_SD}")
     weights = values["weights"] or "lora"
     if weights not in WEIGHTS:
         raise ReproError(f"{where}: weights must be one of {', '.join(WEIGHTS)} (the bundles reviewed so far), "
                          f"got {_short(weights)}")
-    works = _mapping(values["works"], where, "works", {"count", "size"}, {"count", "size"})
-    count, size = works["count"], works["size"]
-    if type(count) is not int or not 1 <= count <= MAX_WORKS:
-        raise ReproError(f"{where}: works.count must be an integer between 1 and {MAX_WORKS}, got {_short(count)}")
-    if type(size) is not int or not 8 <= size <= MAX_SIZE or size % 8:
-        raise ReproError(f"{where}: works.size must be a multiple of 8 between 8 and {MAX_SIZE}, got {_short(size)}")
-    prompts = values["prompts"]
-    if isinstance(prompts, str):
-        if prompts != "submitter":
-            raise ReproError(f"{where}: prompts must be a list of the contest's prompts or 'submitter', "
-                             f"got {_short(prompts)}")
-        prompts = None
-    else:
-        if not 1 <= len(prompts) <= count:
-            raise ReproError(f"{where}: prompts must list 1 to works.count ({count}) prompts: every one is used "
-                             f"by a work")
-        prompts = tuple(_prompt(p, where, "prompts") for p in prompts)
-        twice = next((p for p in prompts if prompts.count(p) > 1), None)
-        if twice is not None:
-            raise ReproError(f"{where}: prompts: {_short(twice)} is listed twice")
-    fields = values["card_fields"]
-    fields = list(CARD_FIELDS) if fields is None else fields
-    bad = next((f for f in fields if f not in CARD_FIELDS), None)
-    if bad is not None:
-        raise ReproError(f"{where}: card_fields: {_short(bad)} is not one of {', '.join(CARD_FIELDS)}")
-    if len(set(fields)) != len(fields):
-        raise ReproError(f"{where}: card_fields: {sorted(f for f in fields if fields.count(f) > 1)[0]} is listed twice")
-    redraw = _redraw(values["redraw"], where)
-    tolerate = None if values["tolerate"] is None else _tolerate(values["tolerate"], where)
+    count, size = _works(values["works"], where)
     smoke = values["smoke_runs"] or "accept"
     if smoke not in SMOKE_RUNS:
         raise ReproError(f"{where}: smoke_runs must be one of {', '.join(SMOKE_RUNS)}, got {_short(smoke)}")
-    scores = {}
-    for name, spec in values["scores"].items():
-        if name not in SCORES:
-            raise ReproError(f"{where}: scores: {_short(name)} is not a score the judge computes "
-                             f"({', '.join(SCORES)})")
-        allowed, required, direction = SCORES[name]
-        at = f"scores.{name}"
-        spec = _mapping(spec, where, at, allowed, required)
-        out = {"value": _number(spec["value"], where, f"{at}.value"),
-               "direction": spec.get("direction", direction),
-               "tolerance": _number(spec.get("tolerance", 0.0), where, f"{at}.tolerance")}
-        if out["direction"] not in DIRECTIONS:
-            raise ReproError(f"{where}: {at}.direction must be one of {', '.join(DIRECTIONS)}")
-        if out["tolerance"] < 0:
-            raise ReproError(f"{where}: {at}.tolerance must be >= 0")
-        if name == "clip_score":
-            out["model"] = _path(spec["model"], where, f"{at}.model")
-            builtin = out["model"].startswith("builtin:")
-            if builtin and out["model"] != BUILTIN_CLIP:
-                raise ReproError(f"{where}: {at}.model {out['model']!r}: the one built-in CLIP is {BUILTIN_CLIP}")
-            out["sha256"] = _sha(spec.get("sha256"), where, f"{at}.sha256", allow_null=builtin)
-        else:
-            ref = _mapping(spec["reference"], where, f"{at}.reference", {"path", "sha256"}, {"path", "sha256"})
-            out["reference"] = {"path": _path(ref["path"], where, f"{at}.reference.path"),
-                                "sha256": _sha(ref["sha256"], where, f"{at}.reference.sha256")}
-            inception = spec["inception"]
-            if inception != RANDOM_INCEPTION:
-                inc = _mapping(inception, where, f"{at}.inception", {"path", "sha256"}, {"path", "sha256"})
-                inception = {"path": _path(inc["path"], where, f"{at}.inception.path"),
-                             "sha256": _sha(inc["sha256"], where, f"{at}.inception.sha256")}
-            out["inception"] = inception
-        scores[name] = out
-    entry = TextToImageEntry(plugin=values["plugin"], base_model=base, count=count, size=size, prompts=prompts,
-                             card_fields=tuple(fields), scores=scores, experiment=values["experiment"] or "works",
-                             weights=weights, redraw=redraw, tolerate=tolerate,
+    entry = TextToImageEntry(plugin=values["plugin"], base_model=base, count=count, size=size,
+                             prompts=_prompts(values["prompts"], count, where),
+                             card_fields=_card_fields(values["card_fields"], where),
+                             scores={name: _score(name, spec, where) for name, spec in values["scores"].items()},
+                             experiment=values["experiment"] or "works", weights=weights,
+                             redraw=_redraw(values["redraw"], where),
+                             tolerate=None if values["tolerate"] is None else _tolerate(values["tolerate"], where),
                              smoke_runs=smoke, source=values["source"] or "")
     try:
         entry.targets()
     except ValueError as e:
         raise ReproError(f"{where}: {e}") from None
     return entry
+
+
+def _file(value, where, at):
+    """{path, sha256} of a file or folder the contest names (a base model, a reference, a network)."""
+    spec = _mapping(value, where, at, {"path", "sha256"}, {"path", "sha256"})
+    return {"path": _path(spec["path"], where, f"{at}.path"), "sha256": _sha(spec["sha256"], where, f"{at}.sha256")}
+
+
+def _works(value, where):
+    """(count, size) of the works a bundle holds."""
+    works = _mapping(value, where, "works", {"count", "size"}, {"count", "size"})
+    count, size = works["count"], works["size"]
+    if type(count) is not int or not 1 <= count <= MAX_WORKS:
+        raise ReproError(f"{where}: works.count must be an integer between 1 and {MAX_WORKS}, got {_short(count)}")
+    if type(size) is not int or not 8 <= size <= MAX_SIZE or size % 8:
+        raise ReproError(f"{where}: works.size must be a multiple of 8 between 8 and {MAX_SIZE}, got {_short(size)}")
+    return count, size
+
+
+def _prompts(prompts, count, where):
+    """The contest's prompts (a tuple), or None where the submitter chooses them."""
+    if isinstance(prompts, str):
+        if prompts != "submitter":
+            raise ReproError(f"{where}: prompts must be a list of the contest's prompts or 'submitter', "
+                             f"got {_short(prompts)}")
+        return None
+    if not 1 <= len(prompts) <= count:
+        raise ReproError(f"{where}: prompts must list 1 to works.count ({count}) prompts: every one is used "
+                         f"by a work")
+    prompts = tuple(_prompt(p, where, "prompts") for p in prompts)
+    twice = next((p for p in prompts if prompts.count(p) > 1), None)
+    if twice is not None:
+        raise ReproError(f"{where}: prompts: {_short(twice)} is listed twice")
+    return prompts
+
+
+def _card_fields(fields, where):
+    fields = list(CARD_FIELDS) if fields is None else fields
+    bad = next((f for f in fields if f not in CARD_FIELDS), None)
+    if bad is not None:
+        raise ReproError(f"{where}: card_fields: {_short(bad)} is not one of {', '.join(CARD_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise ReproError(f"{where}: card_fields: {sorted(f for f in fields if fields.count(f) > 1)[0]} is listed twice")
+    return tuple(fields)
+
+
+def _score(name, spec, where):
+    """One score the judge computes, with its bar and the files it is computed with."""
+    if name not in SCORES:
+        raise ReproError(f"{where}: scores: {_short(name)} is not a score the judge computes "
+                         f"({', '.join(SCORES)})")
+    allowed, required, direction = SCORES[name]
+    at = f"scores.{name}"
+    spec = _mapping(spec, where, at, allowed, required)
+    out = {"value": _number(spec["value"], where, f"{at}.value"),
+           "direction": spec.get("direction", direction),
+           "tolerance": _number(spec.get("tolerance", 0.0), where, f"{at}.tolerance")}
+    if out["direction"] not in DIRECTIONS:
+        raise ReproError(f"{where}: {at}.direction must be one of {', '.join(DIRECTIONS)}")
+    if out["tolerance"] < 0:
+        raise ReproError(f"{where}: {at}.tolerance must be >= 0")
+    if name == "clip_score":
+        out["model"] = _path(spec["model"], where, f"{at}.model")
+        builtin = out["model"].startswith("builtin:")
+        if builtin and out["model"] != BUILTIN_CLIP:
+            raise ReproError(f"{where}: {at}.model {out['model']!r}: the one built-in CLIP is {BUILTIN_CLIP}")
+        out["sha256"] = _sha(spec.get("sha256"), where, f"{at}.sha256", allow_null=builtin)
+    else:
+        out["reference"] = _file(spec["reference"], where, f"{at}.reference")
+        inception = spec["inception"]
+        out["inception"] = inception if inception == RANDOM_INCEPTION else _file(inception, where, f"{at}.inception")
+    return out

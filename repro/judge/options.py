@@ -1,6 +1,6 @@
 """How far verify goes beyond the logs (Options: recompute, replay, the sandbox, a contest's
-submitted tree, what a review knows before the targets are judged), and the command-line
-options repro.verify and repro.report share to build it."""
+submitted tree, what a review knows before the targets are judged). The command-line options
+that build it are repro.judge.arguments'."""
 import os
 import secrets
 import shutil
@@ -8,10 +8,7 @@ import tempfile
 
 from repro.boundary import identity, task
 from repro.boundary.sandbox import Sandbox, readable_by_workers
-from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError
-from repro.judge import audit, coverage, private as private_eval, segments
-from repro.judge.contest import protocol_of as contest_protocol, read_contest
 
 
 class Options:
@@ -131,100 +128,3 @@ def _on_accelerator():
     except ImportError:
         return False
     return paddle.device.get_device() != "cpu"
-
-
-def parse_local(items):
-    local = {}
-    for text in items:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip() or not value:
-            raise ReproError(f"--local {text!r} is not KEY=PATH")
-        local[key.strip()] = os.path.abspath(os.path.expanduser(value)) if "builtin:" not in value else value
-    return local
-
-
-def add_arguments(ap):
-    ap.add_argument("--recompute", action="store_true",
-                    help="also re-evaluate each run's final checkpoint; the verdict then uses verify's own values")
-    # argparse %-formats help, so the share's percent sign is doubled (%%)
-    ap.add_argument("--replay", nargs="?", const="default", default=0, metavar="N|all",
-                    help="replay audit: re-train segments of each run with the registered recipe and compare with "
-                         "its kept checkpoints. With no value, the default coverage: every segment when the registered "
-                         f"recipe makes at most {coverage.FULL_REPLAY_SEGMENTS} (steps / required audit interval), "
-                         f"else the first, the last and {100 * coverage.DEFAULT_SHARE:.0f}%% of the others drawn from "
-                         "the challenge; 'all': every segment; "
-                         "N: N segments (the first and the last always)")
-    ap.add_argument("--challenge", metavar="SECRET",
-                    help="what chooses the replayed segments (default: fresh randomness, printed so the audit "
-                         "can be repeated)")
-    ap.add_argument("--cross-platform", action="store_true",
-                    help="the runs were made on another platform (a GPU, another CPU or thread count): recomputed "
-                         f"metrics within {audit.RECOMPUTE_RTOL:g} relative, and each replayed segment, trained "
-                         f"twice here in different summation orders, within {segments.MARGIN:g} times their spread "
-                         f"where that spread is at most {segments.CHAOS_LIMIT:g} (inconclusive where it is larger)")
-    ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
-    ap.add_argument("--threads", type=int, metavar="N",
-                    help="CPU threads of the recompute and replay workers (default: each run's own, which a "
-                         "bitwise replay needs; a train.verifiable run replays bitwise with any)")
-    ap.add_argument("--no-sandbox", action="store_true",
-                    help="run the paper code of recompute and replay without the bubblewrap sandbox (a contest "
-                         "review refuses to run submitted code unconfined otherwise; every page then says so)")
-    ap.add_argument("--timeout", type=int, default=3600, help="seconds one run's audit may take (default 3600)")
-    ap.add_argument("--local", action="append", default=[], metavar="KEY=PATH",
-                    help="with --recompute/--replay: where this machine keeps a file the run used by path, e.g. "
-                         "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
-                         "have the sha256 the run logged)")
-    add_data_dir_option(ap, "with --recompute/--replay: where this machine keeps the datasets")
-
-
-def private_of(contest, seed):
-    """{(paper, experiment): PrivateEval} of the contest's entries that name a private evaluation;
-    the seed of a fresh one comes from the maintainers (--private-seed, $REPRO_PRIVATE_SEED)."""
-    entries = [e for e in contest.papers if e.private_eval]
-    seed = private_eval.seed_from(seed) if entries else None
-    return {(e.plugin, e.experiment): private_eval.PrivateEval(e.private_eval, seed,
-                                                               f"the contest's {e.plugin}/{e.experiment}")
-            for e in entries}
-
-
-def options_from(args, progress=None):
-    use_data_dir(args)  # the audit's workers get it
-    local = parse_local(args.local)
-    protocol_of, tree, plugin, sandbox, private, budget = None, None, None, "auto", {}, None
-    runs_code = args.recompute or args.replay
-    if getattr(args, "contest", None):
-        tree = os.path.abspath(args.code) if args.code else None
-        contest = read_contest(args.contest)
-        protocol_of, budget = contest_protocol(contest, tree), contest.budget
-        if args.recompute:
-            private = private_of(contest, getattr(args, "private_seed", None))
-        sandbox = "required"  # the submitted code is a stranger's
-        if runs_code:
-            folders = getattr(args, "papers", None) or []
-            if tree is None or len(folders) != 1:
-                raise ReproError("--contest with --recompute/--replay runs submitted code: give the submitted "
-                                 "repository as --code TREE and its plugin package as --papers TREE/PACKAGE")
-            plugin = os.path.abspath(folders[0])
-            if os.path.commonpath([os.path.realpath(plugin), os.path.realpath(tree)]) != os.path.realpath(tree):
-                raise ReproError(f"--papers {folders[0]}: the plugin must be inside the submitted tree --code {args.code}")
-    elif getattr(args, "code", None):
-        raise ReproError("--code only matters with --contest")
-    elif getattr(args, "private_seed", None) is not None:
-        raise ReproError("--private-seed only matters with --contest (whose entries name a private evaluation)")
-    if getattr(args, "no_sandbox", False):
-        sandbox = "off"
-    if local and not runs_code:
-        raise ReproError("--local only matters with --recompute or --replay")
-    if args.jobs < 1 or args.timeout < 1:
-        raise ReproError("--jobs and --timeout must be >= 1")
-    if args.challenge is not None and not args.replay:
-        raise ReproError("--challenge only matters with --replay")
-    threads = getattr(args, "threads", None)
-    if threads is not None and not 1 <= threads <= 1024:
-        raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
-    options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
-                      args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
-                      threads=threads, private=private, budget=budget)
-    if runs_code:
-        options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
-    return options

@@ -21,7 +21,7 @@ import re
 import numpy as np
 
 from repro.errors import ReproError
-from repro.strict import sha256_file  # noqa: F401 (checkpoint.sha256_file: one implementation of file hashing)
+from repro.strict import sha256_file  # the one implementation of file hashing (checkpoint.sha256_file)
 
 FORMAT = "repro-checkpoint/2"
 MAX_META = 64 << 10  # bytes of metadata: a handful of short strings

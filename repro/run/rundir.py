@@ -30,7 +30,7 @@ from repro import strict
 from repro.config import config_hash, dump_yaml, from_dict
 from repro.errors import ReproError
 from repro.run import checkpoint
-from repro.run.checkpoint import sha256_file
+from repro.strict import sha256_file
 from repro.run.runlog import line_hash, read_log
 
 EVENTS = "events.jsonl"

@@ -12,7 +12,6 @@ Exit status: 0 when every seed trained and the target is reached, 1 when they
 trained and it is not, 2 when a seed failed (its error is in PARENT/seed<S>.err).
 """
 import os
-import re
 import subprocess
 import sys
 import time
@@ -21,27 +20,7 @@ from repro import hints
 from repro.errors import ReproError
 from repro.run import rundir
 from repro.run.progress import fmt_eta
-
-
-def parse_seeds(text, paper, exp):
-    """'0-4', '0,2,7', '3'; None: the target's pinned seeds."""
-    if text is None:
-        pinned = sorted({s for t in exp.targets for s in t.policy.seeds})
-        if not pinned:
-            raise ReproError(f"{paper.name}/{exp.name}'s targets pin no seeds; give them, e.g. --seeds 0-4")
-        return pinned
-    seeds = []
-    for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?", part)
-        if not m:
-            raise ReproError(f"--seeds {text!r}: give seeds as 0-4, 0,1,2 or 3")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo or hi - lo > 1000:
-            raise ReproError(f"--seeds {text!r}: {part.strip()} is not a range of at most 1000 seeds")
-        seeds += range(lo, hi + 1)
-    if len(set(seeds)) != len(seeds):
-        raise ReproError(f"--seeds {text!r} names a seed twice")
-    return seeds
+from repro.targets import parse_seeds
 
 
 class _Seed:
