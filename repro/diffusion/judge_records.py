@@ -5,7 +5,6 @@ the harness writes for the works, the training log's header against submission.j
 card. Each file is read as data from a regular file of bounded size; each problem is one line.
 """
 import os
-import stat
 
 from repro import strict
 from repro.diffusion import card
@@ -17,7 +16,6 @@ from repro.run import runlog
 MAX_CARD_BYTES = 1 << 20
 MAX_JSON_BYTES = 8 << 20
 MAX_LINE_BYTES = 4 << 20
-_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 # what submit and generate write into submission.json and images/metadata.json: nothing else is read
 MANIFEST_KEYS = {"format", "paper", "exp", "seed", "lite", "checkpoint_sha256", "weights", "base_model",
@@ -47,31 +45,17 @@ def read_limited(path, max_bytes, what):
 
 def read_json(bundle, rel, what):
     data = read_limited(os.path.join(bundle, rel), MAX_JSON_BYTES, what)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
-    value = strict.loads_json(text, what)
+    value = strict.loads_json(strict.utf8(data, what), what)
     if not isinstance(value, dict):
         raise ReproError(f"{what}: the top level must be an object")
     return value
 
 
 def first_line(path, what):
-    fd = os.open(path, _FILE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ReproError(f"{what} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-    finally:
-        os.close(fd)
+    raw = strict.read_start(path, what, MAX_LINE_BYTES, line=True)
     if len(raw) > MAX_LINE_BYTES:
         raise ReproError(f"{what}: its first line is over {MAX_LINE_BYTES:,} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
+    return strict.utf8(raw, what)
 
 
 # ------------------------------------------------------------------ the bundle's own files
