@@ -51,6 +51,16 @@ def read_json(bundle, rel, what):
     return value
 
 
+def read_record(bundle, files, rel, known, made_by):
+    """One of the bundle's JSON records (submission.json, images/metadata.json) with only the
+    keys known; made_by says what writes it, for the bundle that has none."""
+    if rel not in files:
+        raise ReproError(f"it has no {rel} ({made_by})")
+    value = read_json(bundle, rel, rel)
+    unknown_keys(value, known, rel)
+    return value
+
+
 def first_line(path, what):
     raw = strict.read_start(path, what, MAX_LINE_BYTES, line=True)
     if len(raw) > MAX_LINE_BYTES:
@@ -63,10 +73,8 @@ def first_line(path, what):
 def read_manifest(bundle, files, entry, problems):
     """submission.json, or None (its problems added)."""
     try:
-        if MANIFEST not in files:
-            raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
-        manifest = read_json(bundle, MANIFEST, MANIFEST)
-        unknown_keys(manifest, MANIFEST_KEYS, MANIFEST)
+        manifest = read_record(bundle, files, MANIFEST, MANIFEST_KEYS,
+                               "what the bundle is: repro.diffusion.submit writes it")
     except ReproError as e:
         problems.append(str(e))
         return None
