@@ -88,21 +88,23 @@ class _Refused(pickle.UnpicklingError):
         self.module, self.name = module, name
 
 
-class _StorageType:
-    """Stands in for torch.<X>Storage; a fresh one per reference, so a pickle
-    cannot alter state shared with other loads."""
+class _Named:
+    """A stand-in for a torch object known only by its name; a fresh one per reference, so a
+    pickle cannot alter state shared with other loads."""
     __slots__ = ("name",)
 
     def __init__(self, name):
         self.name = name
 
 
-class _DType:
+class _StorageType(_Named):
+    """Stands in for torch.<X>Storage."""
+    __slots__ = ()
+
+
+class _DType(_Named):
     """Stands in for torch.float32 etc. (they only appear as metadata)."""
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
+    __slots__ = ()
 
 
 class _Storage:
