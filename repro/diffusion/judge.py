@@ -40,7 +40,7 @@ from repro import strict
 from repro.diffusion import bundle_files, card
 from repro.diffusion.bundle_files import EVENTS, GRID, LORA, MANIFEST, METADATA, SUMS
 from repro.diffusion.judge_records import METADATA_KEYS, unknown_keys, check_card, check_log, first_line, \
-    read_limited, read_manifest, read_record
+    read_limited, read_manifest, read_record, told
 from repro.diffusion.judge_redraw import judges_scores, redraw_and_compare, score_targets
 from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.errors import ReproError
@@ -392,10 +392,7 @@ def check_lora(bundle, files, info, result, problems):
     if LORA not in files:
         problems.append(f"it has no LoRA weights ({LORA})")
     else:
-        try:
-            digest = lora_digest(lora_path)
-        except ReproError as e:
-            problems.append(str(e))
+        digest = told(problems, lora_digest, lora_path)
     info["weights_sha256"] = digest
     if digest is not None:
         result["_weights"] = lora_path  # for the comparison across teams (repro.review), never published

@@ -51,6 +51,16 @@ def read_json(bundle, rel, what):
     return value
 
 
+def told(problems, read, *args):
+    """read(*args), or None with its ReproError's one line added to problems: the judge goes on
+    to the bundle's other checks."""
+    try:
+        return read(*args)
+    except ReproError as e:
+        problems.append(str(e))
+        return None
+
+
 def read_record(bundle, files, rel, known, made_by):
     """One of the bundle's JSON records (submission.json, images/metadata.json) with only the
     keys known; made_by says what writes it, for the bundle that has none."""
@@ -72,11 +82,9 @@ def first_line(path, what):
 
 def read_manifest(bundle, files, entry, problems):
     """submission.json, or None (its problems added)."""
-    try:
-        manifest = read_record(bundle, files, MANIFEST, MANIFEST_KEYS,
-                               "what the bundle is: repro.diffusion.submit writes it")
-    except ReproError as e:
-        problems.append(str(e))
+    manifest = told(problems, read_record, bundle, files, MANIFEST, MANIFEST_KEYS,
+                    "what the bundle is: repro.diffusion.submit writes it")
+    if manifest is None:
         return None
     if manifest.get("weights") != entry.weights:
         problems.append(f"{MANIFEST} says its weights are {str(manifest.get('weights'))[:40]!r}; the contest "
@@ -164,10 +172,8 @@ def check_log(bundle, files, manifest, meta, block, entry, info, problems):
     checkpoint, smoke run), and whether the contest takes a smoke run's weights."""
     if EVENTS not in files:
         return  # bundle_files says it is required
-    try:
-        events = read_training_log(bundle)
-    except ReproError as e:
-        problems.append(str(e))
+    events = told(problems, read_training_log, bundle)
+    if events is None:
         return
     head, end = events[0], events[-1]
     if end.get("kind") != "run_end" or end.get("status") != "success":
