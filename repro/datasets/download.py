@@ -43,6 +43,13 @@ def resolve_data_dir(data_dir, subdir):
     return os.path.join(os.path.expanduser("~"), ".cache", "repro", subdir)
 
 
+def check_split(split, splits, dataset):
+    """A ReproError unless split is one of a dataset's splits (two are named 'a' or 'b')."""
+    if split not in splits:
+        names = " or ".join(map(repr, splits)) if len(splits) == 2 else f"one of {', '.join(splits)}"
+        raise ReproError(f"{dataset} split must be {names}, not {split!r}")
+
+
 def ensure_file(path, url, md5, what, download, verify_md5, subdir):
     """Make ``path`` exist with the official md5, downloading it if allowed; else ReproError."""
     if os.path.isfile(path):
