@@ -37,6 +37,19 @@ def harness(paper, exp, cfg):
     return statistics.median(e["ips"] for e in events[WARMUP:])
 
 
+def timed(paper, cfg, step):
+    """Median samples/s of step(x, y) on the recipe's batches (making the batch timed too), past
+    the warm-up steps: the one timing loop of the bare Paddle and the PyTorch reference loops."""
+    data = paper.build_data(cfg)
+    batches = Batches(*data.train, cfg.train.batch_size, "shuffle", 0, data.prepare, paper.augment)
+    times = []
+    for s in range(cfg.train.steps):
+        t0 = time.perf_counter()
+        step(*batches(s))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(cfg.train.batch_size / t for t in times[WARMUP:])
+
+
 def bare_paddle(paper, cfg):
     """The same step in plain Paddle, no harness: splits framework from harness cost."""
     import paddle
@@ -45,18 +58,13 @@ def bare_paddle(paper, cfg):
     model = paper.build_model(cfg)
     opt = paddle.optimizer.Momentum(learning_rate=cfg.train.lr, momentum=0.9, parameters=model.parameters(),
                                     weight_decay=1e-4)
-    data = paper.build_data(cfg)
-    batches = Batches(*data.train, cfg.train.batch_size, "shuffle", 0, data.prepare, paper.augment)
-    times = []
-    for step in range(cfg.train.steps):
-        t0 = time.perf_counter()
-        x, y = batches(step)
+
+    def step(x, y):
         loss = paddle.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         opt.clear_grad()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(cfg.train.batch_size / t for t in times[WARMUP:])
+    return timed(paper, cfg, step)
 
 
 def reference(paper, cfg):
@@ -67,19 +75,14 @@ def reference(paper, cfg):
     torch.manual_seed(0)
     model = build_model(cfg)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.train.lr, momentum=0.9, weight_decay=1e-4)
-    data = paper.build_data(cfg)
-    batches = Batches(*data.train, cfg.train.batch_size, "shuffle", 0, data.prepare, paper.augment)
-    times = []
-    for step in range(cfg.train.steps):
-        t0 = time.perf_counter()
-        x, y = batches(step)
+
+    def step(x, y):
         x, y = torch.from_numpy(x.numpy()), torch.from_numpy(y.numpy())
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(cfg.train.batch_size / t for t in times[WARMUP:])
+    return timed(paper, cfg, step)
 
 
 def main():

@@ -184,20 +184,24 @@ def read_yaml(path):
     return data
 
 
+def _set_keys(cfg, data):
+    """cfg with each dotted key of data set (set_key's checks); YAML values and the lite block alike."""
+    for key, value in data.items():
+        set_key(cfg, key, value)
+    return cfg
+
+
 def load_config(config_class, path, lite=False, overrides=(), seed=None):
     """Defaults <- YAML values <- lite overrides (if lite) <- -o overrides <- --seed."""
     data = read_yaml(path)
     lite_block = data.pop("lite", None) or {}
     if not isinstance(lite_block, dict):
         raise ReproError(f"bad config {path}: 'lite' must be a mapping of dotted keys")
-    cfg = config_class()
-    for key, value in data.items():
-        set_key(cfg, key, value)
+    cfg = _set_keys(config_class(), data)
     if lite:
         if not lite_block:
             raise ReproError(f"{path} has no 'lite' block, so this experiment has no --lite variant")
-        for key, value in lite_block.items():
-            set_key(cfg, key, value)
+        _set_keys(cfg, lite_block)
     for text in overrides:
         set_key(cfg, *parse_override(text))
     if seed is not None:
@@ -261,10 +265,7 @@ def from_dict(config_class, data):
     """Rebuild a config saved with a run, with load_config's checks."""
     if not isinstance(data, dict):
         raise ReproError(f"config: the top level must be a mapping, got {type(data).__name__}")
-    cfg = config_class()
-    for key, value in data.items():
-        set_key(cfg, key, value)
-    return validate(cfg)
+    return validate(_set_keys(config_class(), data))
 
 
 def dump_yaml(cfg):

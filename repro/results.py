@@ -57,11 +57,8 @@ def _seeds(seeds):
 
 
 def _jsonl(path):
-    try:
-        return [strict.loads_json(line.decode("utf-8"), f"{path} line {n}")
-                for n, line, _ in strict.lines(path, 16 << 20, 256 << 20) if line.strip()]
-    except UnicodeDecodeError:
-        raise ReproError(f"{path} is not UTF-8 text") from None
+    return [strict.loads_json(strict.utf8(line, path), f"{path} line {n}")
+            for n, line, _ in strict.lines(path, 16 << 20, 256 << 20) if line.strip()]
 
 
 def reference(folder, exp, seeds):

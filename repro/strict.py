@@ -112,15 +112,20 @@ def loads_json(text, where):
     return value
 
 
+def utf8(raw, what):
+    """raw decoded as UTF-8; a ReproError '<what> is not UTF-8 text' otherwise."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReproError(f"{what} is not UTF-8 text") from None
+
+
 def read_text(path, what, max_bytes):
     """A regular file of at most max_bytes, as UTF-8 text; a ReproError otherwise."""
     regular_file(path, what, max_bytes)
     with open(path, "rb") as f:
         raw = f.read(max_bytes + 1)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} {path} is not UTF-8 text") from None
+    return utf8(raw, f"{what} {path}")
 
 
 def read_json(path, what, max_bytes=16 << 20):
@@ -307,6 +312,20 @@ def open_regular(path, what, max_bytes=None, dir_fd=None):
         os.close(fd)
         raise ReproError(f"{what} is {problem}")
     return fd, st
+
+
+def read_start(path, what, max_bytes, line=False):
+    """The first max_bytes + 1 bytes (with line, the first line up to that many) of a file opened
+    without following a link or blocking on a FIFO; a ReproError where it is not a regular file,
+    the OSError of the open as it comes. The caller says what more than max_bytes means."""
+    fd = os.open(path, _NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ReproError(f"{what} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.readline(max_bytes + 1) if line else f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
 
 
 def read_regular(path, what, max_bytes, dir_fd=None):

@@ -340,8 +340,7 @@ def _parser():
     ap.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for Paddle's kernels (default 1; recorded: the result depends on it)")
+    recipe.add_threads_option(ap, "the result depends on it")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--print-eval-data", action="store_true",
                     help="print the experiment's evaluation data as Experiment(eval_data=...) registers it, and exit")
@@ -359,8 +358,7 @@ def main(argv=None):
     use_data_dir(args)
     if args.pretrained:
         args.override.append(f"model.pretrained={os.path.abspath(args.pretrained)}")
-    if not 1 <= args.threads <= 1024:
-        raise ReproError(f"--threads must be between 1 and 1024, got {args.threads}")
+    recipe.check_threads(args.threads)
     if not 1 <= args.jobs <= 256:
         raise ReproError(f"--jobs must be between 1 and 256, got {args.jobs}")
     if args.seeds is not None and (args.seed is not None or args.resume):

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import subprocess
@@ -103,17 +104,22 @@ def shared_file(*parts):
     return path
 
 
-@pytest.fixture(scope="session")
-def lite_run(tmp_path_factory):
-    """One finished --lite CNN run shared by read-only tests."""
+def train_lite(paper, folder):
+    """A finished --lite run of paper's default experiment at folder/run (no VisualDL)."""
     from repro.errors import run_cli
     from repro.train import main
 
-    out = str(tmp_path_factory.mktemp("lite") / "run")
+    out = str(folder / "run")
     with pytest.raises(SystemExit) as e:
-        run_cli(main, ["--paper", "mnist1d", "--lite", "--out", out, "-o", "train.visualdl=false"])
+        run_cli(main, ["--paper", paper, "--lite", "--out", out, "-o", "train.visualdl=false"])
     assert e.value.code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def lite_run(tmp_path_factory):
+    """One finished --lite CNN run shared by read-only tests."""
+    return train_lite("mnist1d", tmp_path_factory.mktemp("lite"))
 
 
 def same_platform(run_dir):
@@ -124,16 +130,28 @@ def same_platform(run_dir):
     return same_cpu(rundir.read(run_dir).header["env"])
 
 
+@contextlib.contextmanager
+def own_plugin_folders(*folders):
+    """Plugin folders registered inside (folders: on entry) stay inside: the registry's variables
+    start empty and get back what they held after, and the registry loads again."""
+    registry = _registry()
+    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
+    registry.use_folders(list(folders))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        registry._loaded = False
+
+
 @pytest.fixture
 def plugin_env():
     """Plugin folders registered in a test stay in that test."""
-    saved = {k: os.environ.pop(k, None) for k in (_registry().ENV, _registry().ONLY)}
-    yield
-    for k, v in saved.items():
-        os.environ.pop(k, None)
-        if v is not None:
-            os.environ[k] = v
-    _registry()._loaded = False
+    with own_plugin_folders():
+        yield
 
 
 def _registry():
@@ -185,21 +203,12 @@ def runs(tmp_path_factory):
     """Two honest runs (seeds 0, 1) of the tiny plugin, 6 segments each; the plugin folder."""
     import plugin_tinycell
 
-    from repro import registry
     root = tmp_path_factory.mktemp("sandbox")
     plugin = plugin_tinycell.write(str(root / "repo" / "tinycell"))
-    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
-    registry.use_folders([plugin])
-    try:
+    with own_plugin_folders(plugin):
         out = [str(root / "logs" / f"seed{s}") for s in (0, 1)]
         for s, o in zip((0, 1), out):
             _train(plugin, o, s, "-o", "train.audit_every=50", "-o", "train.checkpoint_every=50")
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None)
-            if v is not None:
-                os.environ[k] = v
-        registry._loaded = False
     return root, plugin, out
 
 

@@ -55,9 +55,12 @@ def train_runs(repo, plugin, seeds, lite=False):
         assert code == 0, (out + err)[-3000:]
 
 
-def make_repo(repo, hidden=None, seeds=(0, 1), lite=False):
-    """A committed contestant's repository at repo; hidden: another width of the MLP (other weights)."""
+def make_repo(repo, hidden=None, seeds=(0, 1), lite=False, change=None):
+    """A committed contestant's repository at repo; hidden: another width of the MLP (other weights);
+    change(plugin folder): what else the contestant wrote into the plugin before its first commit."""
     plugin = plugin_tinycell.write(os.path.join(repo, "tinycell"))
+    if change is not None:
+        change(plugin)
     if hidden is not None:
         path = os.path.join(plugin, "__init__.py")
         with open(path) as f:
@@ -75,3 +78,10 @@ def make_repo(repo, hidden=None, seeds=(0, 1), lite=False):
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the logs")
     return plugin
+
+
+def repo_in(tmp_path_factory, name, folder):
+    """(root, repo, plugin): make_repo's repository at root/folder, root a fresh temporary folder."""
+    root = tmp_path_factory.mktemp(name)
+    repo = str(root / folder)
+    return root, repo, make_repo(repo)

@@ -8,7 +8,7 @@ import subprocess
 import plugin_tinycell
 import pytest
 from conftest import REPO, cli
-from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
+from contest_repo import CONTEST, commit_of, contest_file, git, make_repo, repo_in
 
 from repro import registry, train, verify
 from repro.errors import ReproError
@@ -17,10 +17,7 @@ from repro.judge import ledger
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """A contestant's repository: README, requirements.txt, the plugin package, logs of seeds 0 and 1."""
-    root = tmp_path_factory.mktemp("contest")
-    repo = str(root / "alpha")
-    plugin = make_repo(repo)
-    return root, repo, plugin
+    return repo_in(tmp_path_factory, "contest", "alpha")
 
 
 def test_an_outside_plugin_trains_and_its_log_names_its_own_code(made):

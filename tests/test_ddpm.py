@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_train_step
+from conftest import assert_same_checkpoints, cli, final_checkpoint, interrupt_train_step, train_lite
 
 pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
 
@@ -42,12 +42,7 @@ def read_bytes(path):
 
 @pytest.fixture(scope="module")
 def lite_run(tmp_path_factory):
-    from repro.errors import run_cli
-    run = str(tmp_path_factory.mktemp("ddpm") / "run")
-    with pytest.raises(SystemExit) as e:
-        run_cli(train.main, ["--paper", "ddpm", "--lite", "--out", run, "-o", "train.visualdl=false"])
-    assert e.value.code == 0
-    return run
+    return train_lite("ddpm", tmp_path_factory.mktemp("ddpm"))
 
 
 def test_unet_is_the_papers_cifar10_model():

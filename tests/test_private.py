@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import plugin_tinycell
 import pytest
-from conftest import REPO
+from conftest import REPO, own_plugin_folders
 from test_tamper import evaluate, forge, read, set_metric
 
 from repro import registry, train
@@ -78,9 +78,8 @@ def _plugin(folder, build_data=None):
 def made(tmp_path_factory):
     """{kind: (plugin, run dir)} for an honest run and the two dishonest plugins' runs."""
     root = tmp_path_factory.mktemp("private")
-    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
     out = {}
-    try:
+    with own_plugin_folders():
         for kind, code in (("honest", None), ("with_test", WITH_TEST), ("only_test", ONLY_TEST)):
             plugin = _plugin(str(root / kind / "tinycell"), code)
             _use(plugin)
@@ -89,12 +88,6 @@ def made(tmp_path_factory):
                 run_cli(train.main, ["--paper", "tinycell", "--seed", "0", "--out", run])
             assert e.value.code == 0
             out[kind] = (plugin, run)
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None)
-            if v is not None:
-                os.environ[k] = v
-        registry._loaded = False
     return out
 
 

@@ -12,22 +12,27 @@ def run(argv, capsys):
     return code, err
 
 
+def _whole_and_interrupted(tmp_path, capsys, monkeypatch, at, exp="cnn", extra=()):
+    """(whole, parts): a --lite mnist1d run of exp trained to the end, and the same run interrupted
+    (exit code 130) at train step `at`; the interruption is undone after."""
+    base = ["--paper", "mnist1d", "--exp", exp, "--lite", "-o", "train.visualdl=false", *extra]
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert run(base + ["--out", whole], capsys)[0] == 0
+    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), at)
+    assert run(base + ["--out", parts], capsys)[0] == 130
+    undo()
+    return whole, parts
+
+
 @pytest.mark.parametrize("exp, extra", [
     ("cnn", []),
     # exercise the shuffled batch order and an LR schedule with warmup too
     ("gru", ["-o", "train.batch_order=shuffle", "-o", "train.lr_schedule=cosine", "-o", "train.warmup_steps=5"]),
 ])
 def test_resume_is_bitwise_exact(exp, extra, tmp_path, capsys, monkeypatch):
-    base = ["--paper", "mnist1d", "--exp", exp, "--lite", "-o", "train.visualdl=false", *extra]
-    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    assert run(base + ["--out", whole], capsys)[0] == 0
-
-    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), 25)
-    code, err = run(base + ["--out", parts], capsys)
-    assert code == 130
+    whole, parts = _whole_and_interrupted(tmp_path, capsys, monkeypatch, 25, exp, extra)
     events = read_events(parts)
     assert events[-1]["kind"] == "run_end" and events[-1]["status"] == "interrupted"
-    undo()
 
     code, err = run(["--resume", parts], capsys)
     assert code == 0, err
@@ -39,12 +44,7 @@ def test_resume_is_bitwise_exact(exp, extra, tmp_path, capsys, monkeypatch):
 
 
 def test_interrupted_before_the_first_checkpoint_starts_again_from_step_0(tmp_path, capsys, monkeypatch):
-    base = ["--paper", "mnist1d", "--exp", "cnn", "--lite", "-o", "train.visualdl=false"]
-    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    assert run(base + ["--out", whole], capsys)[0] == 0
-    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), 5)
-    assert run(base + ["--out", parts], capsys)[0] == 130
-    undo()
+    whole, parts = _whole_and_interrupted(tmp_path, capsys, monkeypatch, 5)
     code, out, err = cli(train.main, ["--resume", parts], capsys)
     assert code == 0, err
     assert "training starts again from step 0" in out
@@ -53,12 +53,7 @@ def test_interrupted_before_the_first_checkpoint_starts_again_from_step_0(tmp_pa
 
 
 def test_a_line_cut_off_by_a_kill_is_dropped_on_resume(tmp_path, capsys, monkeypatch):
-    base = ["--paper", "mnist1d", "--exp", "cnn", "--lite", "-o", "train.visualdl=false"]
-    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
-    assert run(base + ["--out", whole], capsys)[0] == 0
-    undo = interrupt_train_step(monkeypatch, get_paper("mnist1d"), 15)
-    assert run(base + ["--out", parts], capsys)[0] == 130
-    undo()
+    whole, parts = _whole_and_interrupted(tmp_path, capsys, monkeypatch, 15)
     log = f"{parts}/events.jsonl"
     with open(log, "rb") as f:
         data = f.read()

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 from conftest import cli
-from contest_repo import CONTEST, commit_of, contest_file, git, make_repo
+from contest_repo import CONTEST, commit_of, contest_file, git, repo_in
 
 from repro import review
 from repro.boundary import safegit
@@ -27,9 +27,7 @@ from repro.pages import contest as contest_pages
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """The honest repository every submission here starts from (tests/contest_repo.py)."""
-    root = tmp_path_factory.mktemp("hostile")
-    repo = str(root / "base")
-    make_repo(repo)
+    root, repo, _ = repo_in(tmp_path_factory, "hostile", "base")
     return str(root), repo
 
 

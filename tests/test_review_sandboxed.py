@@ -8,10 +8,9 @@ import json
 import os
 import sys
 
-import plugin_tinycell
 import pytest
 from conftest import cli
-from contest_repo import CONTEST, commit_of, git, train_runs
+from contest_repo import CONTEST, commit_of, make_repo
 
 from repro import review
 from repro.boundary import sandbox
@@ -71,25 +70,14 @@ ANSWERS = '''
 
 
 def _repo(path, hostile=None):
-    plugin = plugin_tinycell.write(os.path.join(path, "tinycell"))
-    if hostile is not None:
+    def answers(plugin):  # the hostile code first, and a model that answers from the log it read
         init = os.path.join(plugin, "__init__.py")
         text = open(init).read()
         start, end = text.index("    def build_model(self, cfg):"), text.index("    def build_data(self, cfg):")
         text = text[:start] + ANSWERS.lstrip("\n") + "\n" + text[end:]
         with open(init, "w") as f:
             f.write(hostile + text)
-    with open(os.path.join(path, "README.md"), "w") as f:
-        f.write("# tinycell\n")
-    with open(os.path.join(path, "requirements.txt"), "w") as f:
-        f.write("paddlepaddle==3.3.1\nrepro-paddle\n")
-    git(path, "init", "-q")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "the plugin")
-    train_runs(path, plugin, (0, 1))
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "the logs")
-    return plugin
+    return make_repo(path, change=None if hostile is None else answers)
 
 
 def test_a_later_hostile_team_cannot_touch_the_earlier_one_or_pass(tmp_path, capsys, monkeypatch):

@@ -8,16 +8,14 @@ import sys
 import pytest
 
 from conftest import cli
-from contest_repo import contest_file, make_repo
+from contest_repo import contest_file, repo_in
 from repro import env, selfcheck
 from repro.boundary import identity
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("selfcheck")
-    path = str(root / "mine")
-    make_repo(path)
+    root, path, _ = repo_in(tmp_path_factory, "selfcheck", "mine")
     return str(root), path
 
 

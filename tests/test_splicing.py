@@ -10,9 +10,10 @@ import shutil
 
 import plugin_tinycell
 import pytest
-from test_tamper import evaluate, forge, read, set_metric
+from conftest import own_plugin_folders
+from test_tamper import evaluate, fine_tune_on_test, forge, read, set_metric
 
-from repro import registry, train
+from repro import train
 from repro.errors import run_cli
 from repro.judge import verdict
 from repro.registry import get_paper
@@ -26,22 +27,16 @@ STEPS, EVERY = 300, 50
 def cell(tmp_path_factory):
     root = tmp_path_factory.mktemp("splice")
     plugin = plugin_tinycell.write(str(root / "tinycell"))
-    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
-    registry.use_folders([plugin])
-    runs = []
-    for seed in (0, 1):
-        out = str(root / f"seed{seed}")
-        with pytest.raises(SystemExit) as e:
-            run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out", out,
-                                 "-o", f"train.audit_every={EVERY}", "-o", f"train.checkpoint_every={EVERY}"])
-        assert e.value.code == 0
-        runs.append(out)
-    yield root, runs
-    for k, v in saved.items():
-        os.environ.pop(k, None)
-        if v is not None:
-            os.environ[k] = v
-    registry._loaded = False
+    with own_plugin_folders(plugin):
+        runs = []
+        for seed in (0, 1):
+            out = str(root / f"seed{seed}")
+            with pytest.raises(SystemExit) as e:
+                run_cli(train.main, ["--paper", "tinycell", "--seed", str(seed), "--out", out,
+                                     "-o", f"train.audit_every={EVERY}", "-o", f"train.checkpoint_every={EVERY}"])
+            assert e.value.code == 0
+            runs.append(out)
+        yield root, runs
 
 
 def _state(path, step, load_from=None):
@@ -87,19 +82,20 @@ def _check(forged, honest, where, replay="default"):
     return bad, next(r for r in runs if r is not bad)
 
 
-@pytest.mark.parametrize("replay", ["default", "all"])
-def test_test_split_fine_tuning_in_the_middle_is_caught_at_that_segment(cell, tmp_path, replay):
-    import paddle
-    _, (seed0, seed1) = cell
-    run, state = _state(seed0, 150)
-    x, y = state.data.eval["test"]
-    for i in range(20):  # fine-tuned on the test split, then honestly to the end
-        loss = run.paper.loss(state.net(paddle.to_tensor(x[i * 50:(i + 1) * 50])), paddle.to_tensor(y[i * 50:(i + 1) * 50]))
-        loss.backward()
-        state.optimizer.step()
-        state.optimizer.clear_grad()
+def _test_tuned_at_150(path):
+    """{step: tensors} of the run at path fine-tuned on the test split at step 150, then trained
+    honestly to the end."""
+    run, state = _state(path, 150)
+    fine_tune_on_test(run, state)
     tensors = {150: checkpoint.state_tensors(state.net, state.optimizer)}
     tensors.update(_train_on(run, state, range(151, STEPS + 1), {200: 200, 250: 250, 300: 300}))
+    return tensors
+
+
+@pytest.mark.parametrize("replay", ["default", "all"])
+def test_test_split_fine_tuning_in_the_middle_is_caught_at_that_segment(cell, tmp_path, replay):
+    _, (seed0, seed1) = cell
+    tensors = _test_tuned_at_150(seed0)
     bad, honest = _check(_forged(seed0, str(tmp_path / "f"), tensors), seed1, "replay 100->150", replay)
     assert [p.split(":")[0] for p in bad.problems] == ["replay 100->150"], bad.problems
     assert honest.problems == []
@@ -149,18 +145,8 @@ def test_an_extra_hidden_segment_is_caught_at_the_stretch_that_hides_it(cell, tm
 def test_replay_2_lets_a_middle_forgery_through_and_says_so(cell, tmp_path):
     """Why the default changed: with the first and last segment alone the same forgery passes,
     and verify warns that the middle segments had no chance."""
-    import paddle
     _, (seed0, seed1) = cell
-    run, state = _state(seed0, 150)
-    x, y = state.data.eval["test"]
-    for i in range(20):
-        loss = run.paper.loss(state.net(paddle.to_tensor(x[i * 50:(i + 1) * 50])), paddle.to_tensor(y[i * 50:(i + 1) * 50]))
-        loss.backward()
-        state.optimizer.step()
-        state.optimizer.clear_grad()
-    tensors = {150: checkpoint.state_tensors(state.net, state.optimizer)}
-    tensors.update(_train_on(run, state, range(151, STEPS + 1), {200: 200, 250: 250, 300: 300}))
-    forged = _forged(seed0, str(tmp_path / "f"), tensors)
+    forged = _forged(seed0, str(tmp_path / "f"), _test_tuned_at_150(seed0))
     _, runs, _ = verdict.verify([forged], verdict.Options(recompute=True, replay=2, challenge="fixed"))
     assert runs[0].problems == [] and runs[0].coverage["escape"] == 1.0
     assert any("never replays a middle one" in w for w in runs[0].warnings)

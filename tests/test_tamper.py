@@ -10,6 +10,7 @@ pointing at the forged chain, its new sha256 and weights_sha256 logged), so
 only what verify computes itself can catch them: the log checks, --recompute,
 or the replay audit.
 """
+import functools
 import hashlib
 import json
 import os
@@ -115,24 +116,28 @@ def set_metric(events, key, value):
     events[-1]["metrics"][key] = value
 
 
+def fine_tune_on_test(run, state):
+    """20 Adam steps of the state's model on the evaluation split (fine-tuning on the test set)."""
+    import paddle
+    x, y = state.data.eval["test"]
+    for i in range(20):
+        loss = run.paper.loss(state.net(paddle.to_tensor(x[i * 50:(i + 1) * 50])), paddle.to_tensor(y[i * 50:(i + 1) * 50]))
+        loss.backward()
+        state.optimizer.step()
+        state.optimizer.clear_grad()
+
+
 def trained_further(path, step, how):
     """The state at `step` trained on: 'test' = 20 Adam steps on the evaluation
     split (fine-tuning on the test set), 'more' = 500 more steps of the recipe's
     own batches (training longer than registered)."""
-    import paddle
-
     from repro.run import recipe
     run = rundir.open_run(get_paper, path)
     state = recipe.build(run.paper, run.cfg, init=False)
     final = step == run.cfg.train.steps  # the final checkpoint holds the weights alone: a fresh Adam goes on
     rundir.load_trained(run, step, into=state.net, optimizer=None if final else state.optimizer)
     if how == "test":
-        x, y = state.data.eval["test"]
-        for i in range(20):
-            loss = run.paper.loss(state.net(paddle.to_tensor(x[i * 50:(i + 1) * 50])), paddle.to_tensor(y[i * 50:(i + 1) * 50]))
-            loss.backward()
-            state.optimizer.step()
-            state.optimizer.clear_grad()
+        fine_tune_on_test(run, state)
     else:
         for s in range(step + 1, step + 501):
             recipe.update(run.paper, state, run.cfg, s)
@@ -178,82 +183,93 @@ def test_the_genuine_runs_pass_everything(genuine):
     assert all(len(r.replayed) == 3 and all(s["exact"] for s in r.replayed) for r in runs)
 
 
+def edited(write):
+    """A case that edits the log's events (the function, given them) and writes them back with
+    write: forge reseals log and checkpoints as a forger with our code does, write_raw writes
+    the lines as they are (the hash chain not redone)."""
+    def case_of(change):
+        @functools.wraps(change)
+        def case(p, o):
+            ev = read(p)
+            change(ev)
+            write(p, ev)
+        return case
+    return case_of
+
+
+def with_final_weights(p, weights, tensors):
+    """The log's final metrics set to what weights give, then resealed with tensors {step: tensors}."""
+    metrics = evaluate(p, weights)
+    ev = read(p)
+    for k, v in metrics.items():
+        set_metric(ev, k, v)
+    forge(p, ev, tensors)
+
+
 # ---- cases: (name, function(path, another genuine run), expected reason, what catches it)
 #      what: "log" (log checks alone), "recompute", "replay"
 
-def edit_final_metric(p, o):
-    ev = read(p)
+@edited(write_raw)
+def edit_final_metric(ev):
     ev[index(ev, "eval")]["metrics"]["test_acc"] = 99.9
-    write_raw(p, ev)
 
 
-def edit_run_end_metric(p, o):
-    ev = read(p)
+@edited(write_raw)
+def edit_run_end_metric(ev):
     ev[-1]["metrics"]["test_acc"] = 99.9
-    write_raw(p, ev)
 
 
-def delete_a_line(p, o):
-    ev = read(p)
+@edited(write_raw)
+def delete_a_line(ev):
     del ev[3]
-    write_raw(p, ev)
 
 
-def swap_two_lines(p, o):
-    ev = read(p)
+@edited(write_raw)
+def swap_two_lines(ev):
     ev[3], ev[4] = ev[4], ev[3]
-    write_raw(p, ev)
 
 
-def duplicate_an_evaluation(p, o):
-    ev = read(p)
+@edited(write_raw)
+def duplicate_an_evaluation(ev):
     i = index(ev, "eval")
     ev.insert(i + 1, ev[i])
-    write_raw(p, ev)
 
 
-def duplicate_an_evaluation_rechained(p, o):
-    ev = read(p)
+@edited(forge)
+def duplicate_an_evaluation_rechained(ev):
     i = index(ev, "eval", last=False)
     ev.insert(i + 1, dict(ev[i]))
-    forge(p, ev)
 
 
-def change_a_target(p, o):
-    ev = read(p)
+@edited(forge)
+def change_a_target(ev):
     ev[0]["targets"][0]["paper_value"] = 20.0
-    forge(p, ev)
 
 
-def widen_a_tolerance(p, o):
-    ev = read(p)
+@edited(forge)
+def widen_a_tolerance(ev):
     ev[0]["targets"][0]["tolerance"] = 50.0
-    forge(p, ev)
 
 
-def change_the_eval_permutation(p, o):
-    ev = read(p)
+@edited(forge)
+def change_the_eval_permutation(ev):
     ev[0]["data"]["test"]["sha256"] = hashlib.sha256(b"another permutation").hexdigest()
-    forge(p, ev)
 
 
-def shrink_the_eval_split(p, o):
-    ev = read(p)
+@edited(forge)
+def shrink_the_eval_split(ev):
     ev[0]["data"]["test"]["n"] = 500
-    forge(p, ev)
 
 
-def change_the_protocol_in_config(p, o):
-    ev = read(p)
+@edited(forge)
+def change_the_protocol_in_config(ev):
     ev[0]["config"]["data"]["shuffle_seq"] = True
     ev[0]["config_hash"] = config_hash(ev[0]["config"])
-    forge(p, ev)
 
 
-def edit_config_without_its_hash(p, o):
-    ev = read(p)
+@edited(forge)
+def edit_config_without_its_hash(ev):
     ev[0]["config"]["train"]["lr"] = 0.02
-    forge(p, ev)
 
 
 def edit_config_yaml_alone(p, o):
@@ -261,22 +277,19 @@ def edit_config_yaml_alone(p, o):
         f.write("# harmless?\nmodel: {arch: logreg, hidden_size: 7}\n")
 
 
-def change_the_metric_definition(p, o):
-    ev = read(p)
+@edited(forge)
+def change_the_metric_definition(ev):
     ev[0]["metrics"]["acc"] = "metrics.lenient.TopFiveAccuracy"
-    forge(p, ev)
 
 
-def change_the_log_format(p, o):
-    ev = read(p)
+@edited(forge)
+def change_the_log_format(ev):
     ev[0]["format"] = "repro-log/1"
-    forge(p, ev)
 
 
-def change_the_status(p, o):
-    ev = read(p)
+@edited(forge)
+def change_the_status(ev):
     ev[-1]["status"] = "interrupted"
-    forge(p, ev)
 
 
 def truncate_the_log(p, o):
@@ -290,33 +303,29 @@ def truncate_mid_line(p, o):
     open(path, "wb").write(data[:-40])
 
 
-def time_goes_backwards(p, o):
-    ev = read(p)
+@edited(forge)
+def time_goes_backwards(ev):
     ev[5]["time"] = ev[1]["time"] - 100
-    forge(p, ev)
 
 
-def steps_go_backwards(p, o):
-    ev = read(p)
+@edited(forge)
+def steps_go_backwards(ev):
     a, b = [i for i, e in enumerate(ev) if e["kind"] == "train"][1:3]
     ev[a]["step"], ev[b]["step"] = ev[b]["step"], ev[a]["step"]
-    forge(p, ev)
 
 
 def drop_the_checkpoint_events(p, o):
     forge(p, [e for e in read(p) if e["kind"] != "checkpoint"])
 
 
-def append_after_run_end(p, o):
-    ev = read(p)
+@edited(forge)
+def append_after_run_end(ev):
     ev.append({**ev[index(ev, "eval")], "time": ev[-1]["time"] + 1})
-    forge(p, ev)
 
 
-def relabel_the_experiment(p, o):
-    ev = read(p)
+@edited(forge)
+def relabel_the_experiment(ev):
     ev[0]["exp"] = "logreg_shuffled"
-    forge(p, ev)
 
 
 def replace_the_checkpoint(p, o):
@@ -336,10 +345,9 @@ def delete_an_audit_checkpoint(p, o):
     os.remove(os.path.join(p, rundir.checkpoint_name(3000)))
 
 
-def point_the_checkpoint_outside(p, o):
-    ev = read(p)
+@edited(forge)
+def point_the_checkpoint_outside(ev):
     ev[index(ev, "checkpoint")]["path"] = "../seed1/" + FINAL
-    forge(p, ev)
 
 
 def checkpoint_as_a_symlink_outside(p, o):
@@ -364,59 +372,44 @@ def forge_a_new_chain_with_a_fake_metric(p, o):
             prev = line_hash(line)
 
 
-def forge_chain_and_checkpoint_metadata(p, o):
+@edited(forge)
+def forge_chain_and_checkpoint_metadata(ev):
     """The thorough forger: fake metric, re-chained log, resealed checkpoints."""
-    ev = read(p)
     set_metric(ev, "test_acc", 33.1)
-    forge(p, ev)
 
 
-def impossible_accuracy(p, o):
+@edited(forge)
+def impossible_accuracy(ev):
     """93.48% of 1,000 samples cannot be: accuracies there are multiples of 0.1."""
-    ev = read(p)
     set_metric(ev, "test_acc", 31.55)
-    forge(p, ev)
 
 
-def header_claims_a_gpu_for_slack(p, o):
+@edited(forge)
+def header_claims_a_gpu_for_slack(ev):
     """A GPU in the header once bought a relative slack; a raised metric must still fail (one more
     sample right: a possible accuracy, so only the judge's recompute can refuse it)."""
-    ev = read(p)
     ev[0]["env"]["device"] = "gpu:0"
     ev[0]["env"]["cuda"] = "12.6"
     set_metric(ev, "test_acc", round(ev[-1]["metrics"]["test_acc"] + 0.1, 1))
-    forge(p, ev)
 
 
 def fine_tune_on_the_test_split(p, o):
     """Genuine run, then the final weights fine-tuned on the evaluation split; the log
     reports what those weights really give, so --recompute agrees: only replay catches it."""
     forged = trained_further(p, 8000, "test")
-    metrics = evaluate(p, forged)
-    ev = read(p)
-    for k, v in metrics.items():
-        set_metric(ev, k, v)
-    forge(p, ev, {8000: forged})
+    with_final_weights(p, forged, {8000: forged})
 
 
 def train_longer_than_registered(p, o):
     forged = trained_further(p, 8000, "more")
-    metrics = evaluate(p, forged)
-    ev = read(p)
-    for k, v in metrics.items():
-        set_metric(ev, k, v)
-    forge(p, ev, {8000: forged})
+    with_final_weights(p, forged, {8000: forged})
 
 
 def short_run_relabelled_as_full(p, o):
     """Weights after 2,000 steps, presented as the 8,000-step result: the log's later
     checkpoints all hold them."""
     early = tensors_at(p, 2000)
-    metrics = evaluate(p, early)
-    ev = read(p)
-    for k, v in metrics.items():
-        set_metric(ev, k, v)
-    forge(p, ev, {s: early for s in range(3000, 8001, 1000)})
+    with_final_weights(p, early, {s: early for s in range(3000, 8001, 1000)})
 
 
 def clone_another_seed(p, o, claim_own_init=True):

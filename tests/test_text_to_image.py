@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import (assert_same_checkpoints, audited, cli, events as read_events, final_checkpoint,
-                      interrupt_train_step)
+                      interrupt_train_step, train_lite)
 from PIL import Image
 
 from repro import train, verify
@@ -27,12 +27,7 @@ SHIPPED_MNIST1D_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
-    from repro.errors import run_cli
-    run = str(tmp_path_factory.mktemp("lora") / "run")
-    with pytest.raises(SystemExit) as e:
-        run_cli(train.main, ["--paper", "sd_lora", "--lite", "--out", run, "-o", "train.visualdl=false"])
-    assert e.value.code == 0
-    return run
+    return train_lite("sd_lora", tmp_path_factory.mktemp("lora"))
 
 
 def png(path):

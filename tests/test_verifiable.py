@@ -12,10 +12,10 @@ import re
 import numpy as np
 import plugin_tinycell
 import pytest
-from conftest import assert_same_checkpoints, cli, interrupt_train_step
+from conftest import assert_same_checkpoints, cli, interrupt_train_step, own_plugin_folders
 from test_tamper import forge, read
 
-from repro import registry, train, verify
+from repro import train, verify
 from repro.errors import ReproError, run_cli
 from repro.judge import verdict
 from repro.run import checkpoint, decisions, rundir
@@ -35,14 +35,8 @@ def _train(out, seed=0, *over, threads=1):
 def plugin(tmp_path_factory):
     root = tmp_path_factory.mktemp("verifiable")
     folder = plugin_tinycell.write(str(root / "tinycell"))
-    saved = {k: os.environ.pop(k, None) for k in (registry.ENV, registry.ONLY)}
-    registry.use_folders([folder])
-    yield root
-    for k, v in saved.items():
-        os.environ.pop(k, None)
-        if v is not None:
-            os.environ[k] = v
-    registry._loaded = False
+    with own_plugin_folders(folder):
+        yield root
 
 
 @pytest.fixture(scope="module")

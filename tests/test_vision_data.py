@@ -25,6 +25,7 @@ from conftest import shared_file
 from repro.papers.resnet_cifar import data as resnet_data
 from repro.datasets import cifar10 as cifar
 from repro.datasets import mnist
+from repro.datasets.download import resolve_data_dir
 from repro.errors import ReproError
 
 DEAD_URL = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused at once
@@ -149,11 +150,11 @@ def test_repro_data_dir_is_honoured(tmp_path, monkeypatch):
     with pytest.raises(ReproError, match=re.escape(f"not found: {tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz'}")):
         mnist.load_mnist("train", download=False)
     # the argument wins over the variable; without either, ~/.cache/repro/<name>
-    assert mnist.resolve_data_dir("/elsewhere") == "/elsewhere"
+    assert resolve_data_dir("/elsewhere", mnist.SUBDIR) == "/elsewhere"
     monkeypatch.delenv("REPRO_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert mnist.resolve_data_dir() == str(tmp_path / "home" / ".cache" / "repro" / "mnist")
-    assert cifar.resolve_data_dir() == str(tmp_path / "home" / ".cache" / "repro" / "cifar")
+    assert resolve_data_dir(None, mnist.SUBDIR) == str(tmp_path / "home" / ".cache" / "repro" / "mnist")
+    assert resolve_data_dir(None, cifar.SUBDIR) == str(tmp_path / "home" / ".cache" / "repro" / "cifar")
 
 
 def test_bad_split_and_bad_files_are_one_line(tmp_path):

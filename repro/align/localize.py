@@ -26,6 +26,16 @@ def _first_array(output, to_numpy):
         return None
 
 
+def _forward_once(model, tensors, no_grad, handles):
+    """One forward pass without gradients (the framework's no_grad), then the hooks removed."""
+    try:
+        with no_grad():
+            model(*tensors)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def record_paddle(model, inputs):
     import paddle
 
@@ -36,12 +46,7 @@ def record_paddle(model, inputs):
                 axes = getattr(layer, "reference_axes", None)
                 outputs[name] = _first_array(out, lambda t: t.numpy() if axes is None else t.numpy().transpose(axes))
         handles.append(layer.register_forward_post_hook(hook))
-    try:
-        with paddle.no_grad():
-            model(*[paddle.to_tensor(x) for x in inputs])
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_once(model, [paddle.to_tensor(x) for x in inputs], paddle.no_grad, handles)
     return outputs
 
 
@@ -57,12 +62,7 @@ def record_torch(model, inputs):
             if name not in outputs:
                 outputs[name] = _first_array(out, lambda t: t.detach().cpu().numpy())
         handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(*[torch.from_numpy(np.asarray(x)) for x in inputs])
-    finally:
-        for h in handles:
-            h.remove()
+    _forward_once(model, [torch.from_numpy(np.asarray(x)) for x in inputs], torch.no_grad, handles)
     return outputs
 
 

@@ -88,21 +88,23 @@ class _Refused(pickle.UnpicklingError):
         self.module, self.name = module, name
 
 
-class _StorageType:
-    """Stands in for torch.<X>Storage; a fresh one per reference, so a pickle
-    cannot alter state shared with other loads."""
+class _Named:
+    """A stand-in for a torch object known only by its name; a fresh one per reference, so a
+    pickle cannot alter state shared with other loads."""
     __slots__ = ("name",)
 
     def __init__(self, name):
         self.name = name
 
 
-class _DType:
+class _StorageType(_Named):
+    """Stands in for torch.<X>Storage."""
+    __slots__ = ()
+
+
+class _DType(_Named):
     """Stands in for torch.float32 etc. (they only appear as metadata)."""
-    __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
+    __slots__ = ()
 
 
 class _Storage:
@@ -185,18 +187,24 @@ class _CheckpointUnpickler(pickle.Unpickler):
         return self._rebuild_parameter(data, requires_grad, backward_hooks)
 
 
+def _storage_id(pid, fields, name=lambda v: v):
+    """(storage type, key, numel, the fields after numel) of a persistent id ("storage", type, key,
+    location, numel, ...) of `fields` entries, for both formats; name: how a string comes back."""
+    if not (isinstance(pid, tuple) and len(pid) == fields and name(pid[0]) == "storage"):
+        raise _Damaged(f"unexpected persistent id {pid!r:.80}")
+    storage_type, key = pid[1], name(pid[2])
+    if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+        raise _Damaged(f"unexpected persistent id {pid!r:.80}")
+    return storage_type, key, operator.index(pid[4]), pid[5:]
+
+
 class _ZipUnpickler(_CheckpointUnpickler):
     def __init__(self, file, zf, prefix, big_endian):
         super().__init__(file)
         self._zf, self._prefix, self._big_endian = zf, prefix, big_endian
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
-        _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
-            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
-        numel = operator.index(numel)
+        storage_type, key, numel, _ = _storage_id(pid, 5)
         cached = self._storages.get(key)
         if cached is not None:
             return cached
@@ -237,13 +245,7 @@ class _LegacyUnpickler(_CheckpointUnpickler):
         self.roots = {}
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 6 and _ascii(pid[0]) == "storage"):
-            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
-        _, storage_type, key, _location, numel, view = pid
-        key = _ascii(key)
-        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
-            raise _Damaged(f"unexpected persistent id {pid!r:.80}")
-        numel = operator.index(numel)
+        storage_type, key, numel, (view,) = _storage_id(pid, 6, _ascii)
         root = self._storages.get(key)
         if root is None:  # as in torch, a key's first reference fixes its type and size
             if numel < 0:

@@ -15,6 +15,7 @@ more than rows), and come back as the same object array.
 import json
 import os
 import re
+import shutil
 import stat
 import struct
 
@@ -84,6 +85,15 @@ def read_arrays(path, what, max_bytes=MAX_ARRAYS_BYTES):
         elif part != "values":
             raise ReproError(f"{what}: unexpected entry {name[:60]!r}")
     return out, meta
+
+
+def take_arrays(out, name, what):
+    """read_arrays of the file `name` a worker handed back into the folder out, which is
+    removed after, read or not."""
+    try:
+        return read_arrays(os.path.join(out, name), what)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _metadata(data):

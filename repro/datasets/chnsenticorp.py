@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from repro.datasets.download import ensure_file, read_member, resolve_data_dir
+from repro import strict
+from repro.datasets.download import check_split, ensure_file, read_member, resolve_data_dir
 from repro.errors import ReproError
 
 URL = "https://bj.bcebos.com/paddlenlp/datasets/ChnSentiCorp.zip"
@@ -24,16 +25,12 @@ SUBDIR = "chnsenticorp"
 
 def read_split(split, data_dir=None, download=True):
     """(texts, labels int64) of a split; the test split's labels are -1 (this release has none)."""
-    if split not in FILES:
-        raise ReproError(f"ChnSentiCorp split must be one of {', '.join(FILES)}, not {split!r}")
+    check_split(split, FILES, "ChnSentiCorp")
     archive = os.path.join(resolve_data_dir(data_dir, SUBDIR), ARCHIVE)
     ensure_file(archive, URL, ARCHIVE_MD5, "the ChnSentiCorp archive", download, True, SUBDIR)
     member, md5 = FILES[split]
     raw = read_member(archive, member, md5)
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ReproError(f"{archive}: {member} is not UTF-8 text") from None
+    lines = strict.utf8(raw, f"{archive}: {member}").splitlines()
     rows = [ln.split("\t") for ln in lines[1:] if ln]
     where = f"{archive}: {member}"
     if split == "train":  # label, text_a

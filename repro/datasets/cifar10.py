@@ -21,8 +21,7 @@ import zlib
 import numpy as np
 
 from repro import safe_pickle
-from repro.datasets.download import ensure_file, one_line
-from repro.datasets.download import resolve_data_dir as _resolve_data_dir
+from repro.datasets.download import check_split, ensure_file, one_line, resolve_data_dir
 from repro.errors import ReproError
 
 # The official release (Krizhevsky); the same md5 as CIFAR10_MD5 in
@@ -39,10 +38,6 @@ BATCHES = {
 SUBDIR = "cifar"
 
 
-def resolve_data_dir(data_dir=None, subdir=SUBDIR):
-    return _resolve_data_dir(data_dir, subdir)
-
-
 def load_cifar10(split, data_dir=None, download=True, verify_md5=True):
     """The CIFAR-10 ``split`` ("train" or "test") as ``(x uint8 [N, 3, 32, 32], y int64 [N])``.
 
@@ -50,9 +45,8 @@ def load_cifar10(split, data_dir=None, download=True, verify_md5=True):
     (10,000). Each row of a batch's ``data`` is the red plane, then green, then
     blue, each 32x32 row-major, so a reshape to [3, 32, 32] is the CHW image.
     """
-    if split not in BATCHES:
-        raise ReproError(f"CIFAR-10 split must be 'train' or 'test', not {split!r}")
-    path = os.path.join(resolve_data_dir(data_dir), ARCHIVE)
+    check_split(split, BATCHES, "CIFAR-10")
+    path = os.path.join(resolve_data_dir(data_dir, SUBDIR), ARCHIVE)
     ensure_file(path, CIFAR10_URL, CIFAR10_MD5, "CIFAR-10 archive", download, verify_md5, SUBDIR)
 
     wanted = {f"{FOLDER}/{b}": b for b in BATCHES[split]}

@@ -43,6 +43,13 @@ def resolve_data_dir(data_dir, subdir):
     return os.path.join(os.path.expanduser("~"), ".cache", "repro", subdir)
 
 
+def check_split(split, splits, dataset):
+    """A ReproError unless split is one of a dataset's splits (two are named 'a' or 'b')."""
+    if split not in splits:
+        names = " or ".join(map(repr, splits)) if len(splits) == 2 else f"one of {', '.join(splits)}"
+        raise ReproError(f"{dataset} split must be {names}, not {split!r}")
+
+
 def ensure_file(path, url, md5, what, download, verify_md5, subdir):
     """Make ``path`` exist with the official md5, downloading it if allowed; else ReproError."""
     if os.path.isfile(path):
@@ -66,6 +73,14 @@ def ensure_file(path, url, md5, what, download, verify_md5, subdir):
 MAX_MEMBER = 1 << 30  # bytes: far more than any member these readers ask for
 
 
+def _member(lookup, archive, member):
+    """lookup(member): a zip's getinfo or a tar's getmember, which both raise KeyError for a name not there."""
+    try:
+        return lookup(member)
+    except KeyError:
+        raise ReproError(f"{archive}: no {member} in the archive") from None
+
+
 def read_member(archive, member, md5=None):
     """The bytes of `member` (its exact name) in a .zip or .tar.gz, checked against md5."""
     import tarfile
@@ -74,19 +89,13 @@ def read_member(archive, member, md5=None):
     try:
         if archive.endswith(".zip"):
             with zipfile.ZipFile(archive) as z:
-                try:
-                    info = z.getinfo(member)
-                except KeyError:
-                    raise ReproError(f"{archive}: no {member} in the archive") from None
+                info = _member(z.getinfo, archive, member)
                 if info.file_size > MAX_MEMBER:
                     raise ReproError(f"{archive}: {member} is {info.file_size:,} bytes, over {MAX_MEMBER:,}")
                 data = z.read(member)
         else:
             with tarfile.open(archive, mode="r:*") as tar:
-                try:
-                    info = tar.getmember(member)
-                except KeyError:
-                    raise ReproError(f"{archive}: no {member} in the archive") from None
+                info = _member(tar.getmember, archive, member)
                 if not info.isfile() or info.size > MAX_MEMBER:
                     raise ReproError(f"{archive}: {member} is not a regular file of at most {MAX_MEMBER:,} bytes")
                 data = tar.extractfile(info).read()

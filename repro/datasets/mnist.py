@@ -22,8 +22,7 @@ import zlib
 
 import numpy as np
 
-from repro.datasets.download import ensure_file, one_line
-from repro.datasets.download import resolve_data_dir as _resolve_data_dir
+from repro.datasets.download import check_split, ensure_file, one_line, resolve_data_dir
 from repro.errors import ReproError
 
 # paddle/vision/datasets/mnist.py (paddlepaddle 3.3.1): MNIST.URL_PREFIX and the *_MD5 constants
@@ -38,15 +37,10 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 SUBDIR = "mnist"
 
 
-def resolve_data_dir(data_dir=None, subdir=SUBDIR):
-    return _resolve_data_dir(data_dir, subdir)
-
-
 def load_mnist(split, data_dir=None, download=True, verify_md5=True):
     """The MNIST ``split`` ("train" or "test") as ``(x uint8 [N, 28, 28], y int64 [N])``."""
-    if split not in ("train", "test"):
-        raise ReproError(f"MNIST split must be 'train' or 'test', not {split!r}")
-    folder = resolve_data_dir(data_dir)
+    check_split(split, ("train", "test"), "MNIST")
+    folder = resolve_data_dir(data_dir, SUBDIR)
     paths = {}
     for kind in ("images", "labels"):
         name, md5 = FILES[(split, kind)]

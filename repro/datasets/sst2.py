@@ -11,7 +11,8 @@ import os
 
 import numpy as np
 
-from repro.datasets.download import ensure_file, read_member, resolve_data_dir
+from repro import strict
+from repro.datasets.download import check_split, ensure_file, read_member, resolve_data_dir
 from repro.errors import ReproError
 
 URL = "https://bj.bcebos.com/dataset/glue/SST.zip"
@@ -24,8 +25,7 @@ SUBDIR = "sst2"
 
 def read_split(split, data_dir=None, download=True):
     """(texts, labels int64) of a split; the test split's labels are -1 (GLUE does not publish them)."""
-    if split not in FILES:
-        raise ReproError(f"SST-2 split must be one of {', '.join(FILES)}, not {split!r}")
+    check_split(split, FILES, "SST-2")
     folder = resolve_data_dir(data_dir, SUBDIR)
     name, md5 = FILES[split]
     path = os.path.join(folder, name)
@@ -41,10 +41,7 @@ def read_split(split, data_dir=None, download=True):
 
 
 def parse(raw, split, where):
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ReproError(f"{where} is not UTF-8 text") from None
+    lines = strict.utf8(raw, where).splitlines()
     header, rows = lines[0].split("\t"), [ln.split("\t") for ln in lines[1:] if ln]
     if split == "test":
         if header != ["index", "sentence"]:

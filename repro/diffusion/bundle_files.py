@@ -90,20 +90,10 @@ def hazard(path, rel):
 
 
 def _text(path, rel):
-    fd = os.open(path, _FILE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ReproError(f"{rel} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_TEXT_BYTES + 1)
-    finally:
-        os.close(fd)
+    data = strict.read_start(path, rel, MAX_TEXT_BYTES)
     if len(data) > MAX_TEXT_BYTES:
         raise ReproError(f"{rel} is over the {MAX_TEXT_BYTES:,} bytes a text file of a bundle may have")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{rel} is not UTF-8 text") from None
+    text = strict.utf8(data, rel)
     if "\0" in text:
         raise ReproError(f"{rel} holds a NUL character: not text")
     return text

@@ -25,6 +25,7 @@ from repro.diffusion.pretrained import SCHEDULERS
 from repro.diffusion.works import METADATA, read_prompts, run
 from repro.errors import ReproError, run_cli
 from repro.registry import add_papers_option, use_folders
+from repro.run import recipe
 
 
 def main(argv=None):
@@ -40,8 +41,7 @@ def main(argv=None):
     ap.add_argument("--negative-prompt", default="", metavar="TEXT")
     ap.add_argument("--scheduler", default="", choices=("",) + tuple(SCHEDULERS),
                     help="sampler (default: the run's)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="CPU threads for Paddle's kernels (default 1; recorded: the pixels depend on it)")
+    recipe.add_threads_option(ap, "the pixels depend on it")
     ap.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/generated/<time>)")
     add_papers_option(ap)
     args = ap.parse_args(argv)

@@ -39,8 +39,8 @@ import numpy as np
 from repro import strict
 from repro.diffusion import bundle_files, card
 from repro.diffusion.bundle_files import EVENTS, GRID, LORA, MANIFEST, METADATA, SUMS
-from repro.diffusion.judge_records import METADATA_KEYS, unknown_keys, check_card, check_log, first_line, read_json, \
-    read_limited, read_manifest
+from repro.diffusion.judge_records import METADATA_KEYS, unknown_keys, check_card, check_log, first_line, \
+    read_limited, read_manifest, read_record, told
 from repro.diffusion.judge_redraw import judges_scores, redraw_and_compare, score_targets
 from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identity, resolve_pretrained
 from repro.errors import ReproError
@@ -314,10 +314,7 @@ def review_bundle(repo, tree, entry, options, result, deadline=None):
     manifest = read_manifest(bundle, files, entry, problems)
     works, params, made_on, meta = [], None, None, None
     try:
-        if METADATA not in files:
-            raise ReproError(f"it has no {METADATA} (the works' prompts and seeds)")
-        meta = read_json(bundle, METADATA, METADATA)
-        unknown_keys(meta, METADATA_KEYS, METADATA)
+        meta = read_record(bundle, files, METADATA, METADATA_KEYS, "the works' prompts and seeds")
         works, params, made_on, found = read_works(meta, entry)
         problems += found
     except ReproError as e:
@@ -395,10 +392,7 @@ def check_lora(bundle, files, info, result, problems):
     if LORA not in files:
         problems.append(f"it has no LoRA weights ({LORA})")
     else:
-        try:
-            digest = lora_digest(lora_path)
-        except ReproError as e:
-            problems.append(str(e))
+        digest = told(problems, lora_digest, lora_path)
     info["weights_sha256"] = digest
     if digest is not None:
         result["_weights"] = lora_path  # for the comparison across teams (repro.review), never published

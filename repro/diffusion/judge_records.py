@@ -5,7 +5,6 @@ the harness writes for the works, the training log's header against submission.j
 card. Each file is read as data from a regular file of bounded size; each problem is one line.
 """
 import os
-import stat
 
 from repro import strict
 from repro.diffusion import card
@@ -17,7 +16,6 @@ from repro.run import runlog
 MAX_CARD_BYTES = 1 << 20
 MAX_JSON_BYTES = 8 << 20
 MAX_LINE_BYTES = 4 << 20
-_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 # what submit and generate write into submission.json and images/metadata.json: nothing else is read
 MANIFEST_KEYS = {"format", "paper", "exp", "seed", "lite", "checkpoint_sha256", "weights", "base_model",
@@ -47,44 +45,46 @@ def read_limited(path, max_bytes, what):
 
 def read_json(bundle, rel, what):
     data = read_limited(os.path.join(bundle, rel), MAX_JSON_BYTES, what)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
-    value = strict.loads_json(text, what)
+    value = strict.loads_json(strict.utf8(data, what), what)
     if not isinstance(value, dict):
         raise ReproError(f"{what}: the top level must be an object")
     return value
 
 
-def first_line(path, what):
-    fd = os.open(path, _FILE)
+def told(problems, read, *args):
+    """read(*args), or None with its ReproError's one line added to problems: the judge goes on
+    to the bundle's other checks."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ReproError(f"{what} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-    finally:
-        os.close(fd)
+        return read(*args)
+    except ReproError as e:
+        problems.append(str(e))
+        return None
+
+
+def read_record(bundle, files, rel, known, made_by):
+    """One of the bundle's JSON records (submission.json, images/metadata.json) with only the
+    keys known; made_by says what writes it, for the bundle that has none."""
+    if rel not in files:
+        raise ReproError(f"it has no {rel} ({made_by})")
+    value = read_json(bundle, rel, rel)
+    unknown_keys(value, known, rel)
+    return value
+
+
+def first_line(path, what):
+    raw = strict.read_start(path, what, MAX_LINE_BYTES, line=True)
     if len(raw) > MAX_LINE_BYTES:
         raise ReproError(f"{what}: its first line is over {MAX_LINE_BYTES:,} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReproError(f"{what} is not UTF-8 text") from None
+    return strict.utf8(raw, what)
 
 
 # ------------------------------------------------------------------ the bundle's own files
 
 def read_manifest(bundle, files, entry, problems):
     """submission.json, or None (its problems added)."""
-    try:
-        if MANIFEST not in files:
-            raise ReproError(f"it has no {MANIFEST} (what the bundle is: repro.diffusion.submit writes it)")
-        manifest = read_json(bundle, MANIFEST, MANIFEST)
-        unknown_keys(manifest, MANIFEST_KEYS, MANIFEST)
-    except ReproError as e:
-        problems.append(str(e))
+    manifest = told(problems, read_record, bundle, files, MANIFEST, MANIFEST_KEYS,
+                    "what the bundle is: repro.diffusion.submit writes it")
+    if manifest is None:
         return None
     if manifest.get("weights") != entry.weights:
         problems.append(f"{MANIFEST} says its weights are {str(manifest.get('weights'))[:40]!r}; the contest "
@@ -172,10 +172,8 @@ def check_log(bundle, files, manifest, meta, block, entry, info, problems):
     checkpoint, smoke run), and whether the contest takes a smoke run's weights."""
     if EVENTS not in files:
         return  # bundle_files says it is required
-    try:
-        events = read_training_log(bundle)
-    except ReproError as e:
-        problems.append(str(e))
+    events = told(problems, read_training_log, bundle)
+    if events is None:
         return
     head, end = events[0], events[-1]
     if end.get("kind") != "run_end" or end.get("status") != "success":

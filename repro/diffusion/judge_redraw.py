@@ -4,8 +4,6 @@ on the works' platform; on another, only where the contest opts in with tolerate
 so), and the scores the judge computes from the works it redrew. Within the review's time:
 the redraw's timeout is cut to what is left of the submission's budget (a deadline).
 """
-import os
-import shutil
 import time
 
 import numpy as np
@@ -38,10 +36,7 @@ def redraw(entry, base_dir, lora_path, digest, works, params, options, timeout=N
     worker = Worker(Sandbox(options.sandbox), readonly=[(base_dir, base_dir)], trusted=False)
     answer, out = Staged(worker, req, {LORA_FILE: lora_path}, timeout if timeout is not None else options.timeout,
                          outputs=["works.safetensors"]).run()
-    try:
-        arrays, _ = exchange.read_arrays(os.path.join(out, "works.safetensors"), "the redrawn works")
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    arrays, _ = exchange.take_arrays(out, "works.safetensors", "the redrawn works")
     images = arrays.get("images")
     want = (len(works), entry.size, entry.size, 3)
     if images is None or images.dtype != np.uint8 or images.shape != want:

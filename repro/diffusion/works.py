@@ -60,9 +60,7 @@ def run(run_dir, prompts, n=4, size=512, seed=0, steps=None, guidance=None, nega
     out = out or os.path.join(run_dir, "generated", time.strftime("%Y%m%d-%H%M%S"))
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ReproError(f"--out {out} already exists and is not empty; give a new directory")
-    if not 1 <= threads <= 1024:
-        raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
-    recipe.set_threads(threads)  # the pixels depend on it: recorded with the platform
+    recipe.set_threads(recipe.check_threads(threads))  # the pixels depend on it: recorded with the platform
     paper, cfg, model, meta, sha, head = load_trained(run_dir)
     pipe = paper.pipeline(model, cfg)
     text = hasattr(pipe, "tokenizer")

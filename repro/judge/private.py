@@ -125,11 +125,7 @@ class PrivateEval:
         req = {"task": "fresh", "paper": paper, "exp": exp, "lite": False, "set": {}, "threads": 1,
                "n": int(body["n"]), "seed": generator_seed(self.seed)}
         answer, out = task.Staged(worker, req, {}, timeout, outputs=["data.safetensors"]).run()
-        try:
-            arrays, _ = exchange.read_arrays(os.path.join(out, "data.safetensors"), "the fresh private split")
-        finally:
-            import shutil
-            shutil.rmtree(out, ignore_errors=True)
+        arrays, _ = exchange.take_arrays(out, "data.safetensors", "the fresh private split")
         x, y = _checked(arrays.get("private/x"), arrays.get("private/y"), self.where)
         if len(y) != int(body["n"]):
             raise ReproError(f"{self.where}: the fresh split has {len(y)} samples, not {body['n']}")

@@ -73,6 +73,19 @@ def reseed(seed, step, rank=0):
     paddle.seed(s)
 
 
+def add_threads_option(ap, recorded):
+    """The --threads option of a command that runs Paddle's kernels; recorded: what depends on it."""
+    ap.add_argument("--threads", type=int, default=1,
+                    help=f"CPU threads for Paddle's kernels (default 1; recorded: {recorded})")
+
+
+def check_threads(n):
+    """n, refused with one line unless it is a thread count a command may ask for (1 to 1024)."""
+    if not 1 <= n <= 1024:
+        raise ReproError(f"--threads must be between 1 and 1024, got {n}")
+    return n
+
+
 def set_threads(n):
     """CPU threads of Paddle's kernels. Results depend on it bit for bit (a sum
     split over threads rounds differently), so a run records it and resume,

@@ -148,17 +148,15 @@ def read_log(path, allow_partial_tail=False):
                 tail = raw
                 break
             raise ReproError(f"{path} line {n} is incomplete (no newline): the run was stopped while writing it")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ReproError(f"{path} line {n} is not UTF-8 text") from None
-        ev = strict.loads_json(text, f"{path} line {n}")
+        where = f"{path} line {n}"
+        text = strict.utf8(raw, where)
+        ev = strict.loads_json(text, where)
         if n == 1 and isinstance(ev, dict) and ev.get("kind") == "run_start" and ev.get("format") != FORMAT:
             # nothing else can be read reliably in another version of the format
             got = ev.get("format")
             raise ReproError(f"{path}: unknown log format {got if _str(got) else None!r} "
                              f"(this version of repro reads {FORMAT})")
-        check_event(ev, f"{path} line {n}")
+        check_event(ev, where)
         out_lines.append(text)
         events.append(ev)
     if not events:
