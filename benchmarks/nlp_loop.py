@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from benchmarks._interleave import bare_against_harness  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run import recipe  # noqa: E402
 from repro.train import train  # noqa: E402
@@ -104,25 +105,18 @@ def main():
         perm = np.random.default_rng([cfg.train.seed, epoch]).permutation(len(x))
         tokens += sum(len(x[j]) for j in perm[i * cfg.train.batch_size:(i + 1) * cfg.train.batch_size])
 
-    times = {"bare": [], "harness": []}
-    results = {}
-    for r in range(args.repeats):
-        for name in (("bare", "harness") if r % 2 == 0 else ("harness", "bare")):
-            t0 = time.perf_counter()
-            if name == "bare":
-                split, results[name] = bare(paper, cfg, data)
-            else:
-                with tempfile.TemporaryDirectory() as tmp:
-                    metrics = train(paper, exp, cfg, tmp, echo=False)
-                split = next(iter(data.eval))
-                results[name] = metrics[f"{split}_acc"]
-            times[name].append(time.perf_counter() - t0)
-            print(f"repeat {r + 1} {name:<8} {times[name][-1]:7.2f} s  {split}_acc {results[name]:.2f}  "
-                  f"{tokens / times[name][-1]:,.0f} tokens/s", flush=True)
-    if not np.isclose(results["bare"], results["harness"], rtol=0, atol=1e-9):
-        sys.exit(f"the loops disagree: bare {results['bare']} vs harness {results['harness']}")
-    mb, mh = statistics.median(times["bare"]), statistics.median(times["harness"])
-    ratios = sorted(h / b for h, b in zip(times["harness"], times["bare"]))
+
+    def harness():
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = train(paper, exp, cfg, tmp, echo=False)
+        split = next(iter(data.eval))
+        return f"{split}_acc", metrics[f"{split}_acc"]
+
+    def bare_run():
+        split, acc = bare(paper, cfg, data)
+        return f"{split}_acc", acc
+    mb, mh, ratios = bare_against_harness(bare_run, harness, args.repeats, lambda seconds, name, value:
+                                          f"{name} {value:.2f}  {tokens / seconds:,.0f} tokens/s")
     print(f"{paper.name}/{exp.name}, {args.steps} updates ({tokens:,} tokens), {args.repeats} repeats: bare {mb:.2f} s "
           f"({tokens / mb:,.0f} tokens/s), harness {mh:.2f} s ({tokens / mh:,.0f} tokens/s) (medians); "
           f"harness/bare per repeat {', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}")

@@ -153,21 +153,19 @@ def main():
             storage_rows.append((exp, seed, kept, rest))
             print(f"{exp} seed {seed}: done", file=sys.stderr, flush=True)
 
-    print("\ncost: replaying a segment vs training it (same steps, same thread count)")
-    print(f"{'experiment':<16} {'replay s/segment':>17} {'training s/segment':>19} {'ratio':>6}")
-    for exp in args.exps:
-        rows = [r for r in cost_rows if r[0] == exp]
-        rep, tr = statistics.mean(r[3] for r in rows), statistics.mean(r[4] for r in rows)
-        print(f"{exp:<16} {rep:>17.2f} {tr:>19.2f} {rep / tr:>6.2f}")
-    rep, tr = sum(r[3] for r in cost_rows), sum(r[4] for r in cost_rows)
-    print(f"{'all':<16} {rep:>17.1f} {tr:>19.1f} {rep / tr:>6.2f}  (totals over {len(cost_rows)} segments)")
-
-    print("\nstorage: checkpoints kept for the audit vs the rest of the run")
-    print(f"{'experiment':<16} {'audit bytes':>12} {'rest bytes':>11} {'ratio':>6}")
-    for exp in args.exps:
-        rows = [r for r in storage_rows if r[0] == exp]
-        k, r = statistics.mean(x[2] for x in rows), statistics.mean(x[3] for x in rows)
-        print(f"{exp:<16} {k:>12,.0f} {r:>11,.0f} {k / r:>6.2f}")
+    means = lambda rows, i, exp: statistics.mean(r[i] for r in rows if r[0] == exp)
+    for title, (na, nb), rows, (ia, ib), fmt in (
+            ("cost: replaying a segment vs training it (same steps, same thread count)",
+             ("replay s/segment", "training s/segment"), cost_rows, (3, 4), ".2f"),
+            ("storage: checkpoints kept for the audit vs the rest of the run",
+             ("audit bytes", "rest bytes"), storage_rows, (2, 3), ",.0f")):
+        print(f"\n{title}\n{'experiment':<16} {na:>19} {nb:>19} {'ratio':>6}")
+        for exp in args.exps:
+            a, b = means(rows, ia, exp), means(rows, ib, exp)
+            print(f"{exp:<16} {a:>19{fmt}} {b:>19{fmt}} {a / b:>6.2f}")
+        if rows is cost_rows:
+            a, b = sum(r[3] for r in rows), sum(r[4] for r in rows)
+            print(f"{'all':<16} {a:>19.1f} {b:>19.1f} {a / b:>6.2f}  (totals over {len(rows)} segments)")
 
     print(f"\nverify --cross-platform, simulated (2 threads vs the run's 1; spread: jittered vs plain); "
           f"consistent when distance <= {segments.MARGIN:g} x spread and spread <= {segments.CHAOS_LIMIT:g}")

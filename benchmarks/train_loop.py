@@ -16,13 +16,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
+from benchmarks._interleave import bare_against_harness  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run.recipe import reseed  # noqa: E402
 from repro.train import train  # noqa: E402
@@ -65,23 +64,12 @@ def main():
     exp = paper.experiment(args.exp)
     cfg = paper.config(exp, overrides=[f"train.steps={args.steps}"])
     paper.build_data(cfg)  # generate once; both loops then reuse the cached arrays
-    times = {"bare": [], "harness": []}
-    results = {}
-    for r in range(args.repeats):
-        # alternate which loop goes first, so slow drift of the machine cancels out
-        for name in (("bare", "harness") if r % 2 == 0 else ("harness", "bare")):
-            t0 = time.perf_counter()
-            if name == "bare":
-                results[name] = bare(paper, cfg)
-            else:
-                with tempfile.TemporaryDirectory() as tmp:
-                    results[name] = train(paper, exp, cfg, tmp, echo=False)["test_acc"]
-            times[name].append(time.perf_counter() - t0)
-            print(f"repeat {r + 1} {name:<8} {times[name][-1]:7.2f} s  test_acc {results[name]:.2f}", flush=True)
-    if not np.isclose(results["bare"], results["harness"], rtol=0, atol=1e-9):
-        sys.exit(f"the loops disagree: bare {results['bare']} vs harness {results['harness']}")
-    mb, mh = statistics.median(times["bare"]), statistics.median(times["harness"])
-    ratios = sorted(h / b for h, b in zip(times["harness"], times["bare"]))
+
+    def harness():
+        with tempfile.TemporaryDirectory() as tmp:
+            return "test_acc", train(paper, exp, cfg, tmp, echo=False)["test_acc"]
+    mb, mh, ratios = bare_against_harness(lambda: ("test_acc", bare(paper, cfg)), harness, args.repeats,
+                                          lambda seconds, name, value: f"{name} {value:.2f}")
     print(f"{args.exp}, {args.steps} steps, {args.repeats} repeats: bare {mb:.2f} s, harness {mh:.2f} s (medians); "
           f"harness/bare per repeat {', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f}")
 

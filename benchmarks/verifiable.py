@@ -163,9 +163,9 @@ def own_protocol(run):
     """The run's registered paper and experiment, with the run's own config as the registered
     one (these runs are shorter than the registered experiments)."""
     from repro.config import flatten
-    from repro.judge import compliance
+    from repro.judge import verdict
     from repro.judge.protocol import RegisteredProtocol
-    base = compliance.registered(run)
+    base = verdict.registered(run)
     config = flatten(run.header["config"])
 
     class Own(RegisteredProtocol):
@@ -225,36 +225,11 @@ def events(path):
         return [json.loads(x) for x in f]
 
 
-def reseal(path, evs, tensors=None, decisions_files=()):
-    """Rewrite the log (renumbered, re-chained) and the checkpoints (new tensors where given),
-    with every file's sha256 in its line: what a forger with the project's code does."""
-    from safetensors.numpy import save_file
-
-    from repro.run import checkpoint, rundir
-    from repro.strict import sha256_file
-    from repro.run.runlog import GENESIS, line_hash
-    prev, tensors = GENESIS, tensors or {}
-    with open(os.path.join(path, "events.jsonl"), "w") as f:
-        for i, ev in enumerate(evs):
-            ev = {**ev, "seq": i, "prev": prev}
-            if ev["kind"] == "checkpoint" and os.path.exists(os.path.join(path, ev["path"])):
-                file = os.path.join(path, ev["path"])
-                old, meta = checkpoint.read(file, want_optimizer=True)
-                new = tensors.get(ev["step"], old)
-                meta = {**meta, "log_seq": str(i), "log_head": prev}
-                save_file({k: np.ascontiguousarray(v) for k, v in new.items()}, file, metadata=meta)
-                ev["sha256"] = sha256_file(file)
-                ev["weights_sha256"] = checkpoint.weights_sha256(new)
-                side = os.path.join(path, rundir.decisions_name(ev["step"]))
-                if "decisions_sha256" in ev and os.path.exists(side):
-                    ev["decisions_sha256"] = sha256_file(side)
-            line = json.dumps(ev)
-            f.write(line + "\n")
-            prev = line_hash(line)
-
-
 def forgeries(run_path, work):
-    """{kind: forged copy} of an honest verifiable run."""
+    """{kind: forged copy} of an honest verifiable run, each forged as the tamper tests forge
+    (tests/forgery.py: what a forger with the project's code does)."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from forgery import forge
     from safetensors.numpy import save_file
 
     from repro.registry import get_paper
@@ -276,7 +251,7 @@ def forgeries(run_path, work):
     w = t[key].copy()
     w.reshape(-1)[0] = np.nextafter(w.reshape(-1)[0], np.float32(np.inf))
     t[key] = w
-    reseal(dst, events(dst), {mid: t})
+    forge(dst, events(dst), {mid: t})
 
     dst = copy("fine-tuned on test")
     import paddle
@@ -289,7 +264,7 @@ def forgeries(run_path, work):
     x, y = state.data.eval["test"]
     run.paper.loss(state.net(paddle.to_tensor(x[:100])), paddle.to_tensor(y[:100])).backward()
     opt.step()
-    reseal(dst, events(dst), {last: checkpoint.state_tensors(state.net)})
+    forge(dst, events(dst), {last: checkpoint.state_tensors(state.net)})
 
     for kind in ("decision turned", "decision removed"):
         dst = copy(kind)
@@ -306,7 +281,7 @@ def forgeries(run_path, work):
         arrays["decisions"] = np.concatenate([d[:0], (d[:1] ^ np.array([0, 1, 0], np.uint32)), d[1:]]) \
             if kind == "decision turned" else d[1:]
         save_file(arrays, side, metadata=meta)
-        reseal(dst, events(dst))
+        forge(dst, events(dst))
     return out
 
 

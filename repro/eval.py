@@ -13,7 +13,7 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
 
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, get_paper, use_folders
+from repro.registry import get_paper, parse_with_papers
 from repro.run import rundir
 from repro.run.evaluation import evaluate
 
@@ -29,9 +29,7 @@ def main(argv=None):
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     add_data_dir_option(ap)
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     use_data_dir(args)
     if bool(args.run_dir) == bool(args.checkpoint):
         raise ReproError("give a RUN_DIR or --checkpoint PATH (one of them)")

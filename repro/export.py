@@ -31,7 +31,7 @@ from repro.config import config_hash, to_dict
 from repro.errors import ReproError, run_cli
 from repro.inference import EXPORT_JSON, FORMAT, PREFIX, create_predictor, run_predictor
 from repro.paper import TextClassificationPaper
-from repro.registry import add_papers_option, get_paper, use_folders
+from repro.registry import get_paper, parse_with_papers
 from repro.run import rundir
 from repro.strict import sha256_file
 
@@ -192,9 +192,7 @@ def main(argv=None):
     ap.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (config.yaml, events.jsonl, checkpoint)")
     ap.add_argument("--out", metavar="DIR", help="where to write the export (default: RUN_DIR/export); "
                                                  "must not exist or be empty")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     export(args.run_dir, args.out)
     return 0
 

@@ -31,7 +31,7 @@ from repro.config import from_dict
 from repro.errors import ReproError, run_cli
 from repro.inference import Exported, fit, read_artifact, read_export, softmax
 from repro.paper import TextClassificationPaper
-from repro.registry import add_papers_option, get_paper, use_folders
+from repro.registry import get_paper, parse_with_papers
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -98,9 +98,7 @@ def main(argv=None):
     ap.add_argument("--onednn", action="store_true",
                     help="CPU: use oneDNN kernels (TIPC's enable_mkldnn; faster on large models, logits then "
                          "differ from the dynamic model's by float32 rounding)")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
 
     if args.batch_size <= 0:
         raise ReproError(f"--batch-size must be > 0, got {args.batch_size}")

@@ -153,5 +153,14 @@ def add_papers_option(ap):
                     help=f"a paper plugin's package folder to register (repeatable; also ${ENV})")
 
 
+def parse_with_papers(ap, argv):
+    """A command's arguments, with --papers added to its parser and the plugin folders it names
+    registered for this process and the processes it starts."""
+    add_papers_option(ap)
+    args = ap.parse_args(argv)
+    use_folders(args.papers)
+    return args
+
+
 def get_paper(name):
     return load_papers().get(name)

@@ -13,7 +13,7 @@ import os
 
 from repro.errors import ReproError, run_cli
 from repro.pages.run import render
-from repro.registry import add_papers_option, use_folders
+from repro.registry import parse_with_papers
 from repro.judge.arguments import add_arguments, options_from
 from repro.judge.options import Options
 from repro.judge.verdict import verify
@@ -31,9 +31,7 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+", metavar="RUN_DIR")
     ap.add_argument("--out", required=True, metavar="PAGE", help="the HTML page to write; PAGE.md is written beside it")
     add_arguments(ap)
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     out = args.out if args.out.endswith(".html") else args.out + ".html"
     md_path = out[: -len(".html")] + ".md"
     page, md, ok = build(args.runs, options_from(args))

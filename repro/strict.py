@@ -220,6 +220,22 @@ def read_yaml(path, what="config file", max_bytes=MAX_YAML_BYTES):
 SHA256 = re.compile(r"[0-9a-f]{64}")  # a sha256 as a stranger's file must write it
 
 
+def fields_of(data, where, fields, what=""):
+    """{key: value} of a mapping that holds only the keys of fields ({key: (type, required)}),
+    each checked by typed (None where absent); what: how an unknown key's line names the mapping.
+    Every plugin and experiment name among them must be an identifier."""
+    if not isinstance(data, dict):
+        raise ReproError(f"{where} must be a mapping")
+    unknown = sorted(map(str, set(data) - set(fields)))
+    if unknown:
+        raise ReproError(f"{where}: unknown key {unknown[0][:40]!r}{what} (known: {', '.join(fields)})")
+    values = {k: typed(data, k, tp, where, required) for k, (tp, required) in fields.items()}
+    for key in ("plugin", "experiment"):
+        if values.get(key) is not None and not (values[key].isidentifier() and values[key].isascii()):
+            raise ReproError(f"{where}: {key} {values[key]!r} is not a valid name")
+    return values
+
+
 def typed(data, key, tp, where, required=False):
     """data[key] checked to be of type tp (a type or a tuple; an int where float is allowed becomes
     a float; a float must be finite), None where absent and not required; a ReproError naming

@@ -20,7 +20,7 @@ from repro.errors import run_cli
 from repro.judge import private as private_eval
 from repro.judge.arguments import add_arguments, options_from
 from repro.judge.verdict import verify
-from repro.registry import add_papers_option, use_folders
+from repro.registry import parse_with_papers
 
 
 def main(argv=None):
@@ -35,9 +35,7 @@ def main(argv=None):
     ap.add_argument("--code", metavar="TREE",
                     help="with --contest: the submitted repository the runs' paper code must match, file by file")
     ap.add_argument("--json", action="store_true", help="print the verdicts as JSON")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)
     options = options_from(args, say)
     if options.replay:

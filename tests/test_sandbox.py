@@ -16,7 +16,7 @@ import pytest
 from repro import registry
 from repro.boundary import sandbox
 from repro.errors import ReproError
-from repro.judge import compliance, coverage, options as judge_options, verdict
+from repro.judge import coverage, options as judge_options, verdict
 from repro.registry import get_paper
 from repro.run import rundir
 
@@ -177,7 +177,7 @@ def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_tim
     _, plugin, out = runs
     registry.use_folders([plugin])
     run = rundir.open_run(get_paper, out[0])
-    run.protocol = compliance.registered(run)
+    run.protocol = verdict.registered(run)
     segs = coverage.segments(run)
     registered = coverage.registered_segments(run, segs)
     assert len(segs) == 6 and registered <= coverage.FULL_REPLAY_SEGMENTS

@@ -19,6 +19,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import REPO, cli, recomputes, same_platform
+from forgery import forge
 
 from repro import verify
 from repro.config import config_hash
@@ -79,31 +80,6 @@ def write_raw(path, events):
 
 def tensors_at(path, step):
     return checkpoint.read(os.path.join(path, rundir.checkpoint_name(step)), want_optimizer=True)[0]
-
-
-def forge(path, events, tensors=None):
-    """What a forger with the format spec and our code does: renumber and re-hash
-    every line, and rewrite every checkpoint (new tensors where given) so that its
-    metadata points at the forged chain and its log line at its new sha256."""
-    from safetensors.numpy import save_file
-    tensors = tensors or {}
-    prev = GENESIS
-    with open(os.path.join(path, "events.jsonl"), "w") as f:
-        for i, ev in enumerate(events):
-            ev = {**ev, "seq": i, "prev": prev}
-            if ev["kind"] == "checkpoint" and os.path.exists(os.path.join(path, ev["path"])):
-                file = os.path.join(path, ev["path"])
-                old, meta = checkpoint.read(file, want_optimizer=True)
-                new = tensors.get(ev["step"], old)
-                head = events[0]
-                meta = {**meta, "exp": head["exp"], "config_hash": head["config_hash"], "step": str(ev["step"]),
-                        "log_seq": str(i), "log_head": prev}
-                save_file({k: np.ascontiguousarray(v) for k, v in new.items()}, file, metadata=meta)
-                ev["sha256"] = checkpoint.sha256_file(file)
-                ev["weights_sha256"] = checkpoint.weights_sha256(new)
-            line = json.dumps(ev)
-            f.write(line + "\n")
-            prev = line_hash(line)
 
 
 def index(events, kind, last=True):

@@ -223,7 +223,6 @@ def test_a_missing_decision_fails_naming_the_update_and_the_tensor(plugin, monke
 def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(honest, plugin, tmp_path):
     import shutil
 
-    from repro.judge import compliance
     from repro.judge.protocol import RegisteredProtocol
     from repro.targets import Policy, Target
     broken = str(tmp_path / "no-record")
@@ -236,7 +235,7 @@ def test_the_record_is_checked_from_the_files_and_a_target_can_require_the_mode(
         targets = (Target("test_acc", 10.0, "higher", 0.0, "test", Policy("single", verifiable=True)),)
 
     def requiring(r):
-        base = compliance.registered(r)
+        base = verdict.registered(r)
         p = Requires(base.paper_obj, base.exp_obj)
         p.targets = Requires.targets
         return p

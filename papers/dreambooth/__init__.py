@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repro.metrics import build_metric
-from repro.config import TrainConfig, choice
+from repro.config import TrainConfig
 from repro.diffusion import finetune, images as image_io, ppd, pretrained, sampling, scoring, tiny
 from repro.errors import ReproError
 from repro.paper import Data, Experiment, GenerativePaper
@@ -46,16 +46,11 @@ class DataConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(sampling.SamplingConfig):
+    """How evaluation samples (repro.diffusion.sampling.SamplingConfig): the paper's prompts, four images each."""
     prompts: typing.List[str] = field(default_factory=lambda: ["a sks dog in the snow", "a sks dog on the beach"])
-    size: int = 512
     steps: int = 50
-    guidance_scale: float = 7.5
-    scheduler: str = choice("", ("",) + tuple(pretrained.SCHEDULERS), "'' keeps the pretrained model's")
     images_per_prompt: int = 4
-    seed: int = 0
-    clip_model: str = ""  # a local paddlenlp CLIP / Chinese CLIP directory, or builtin:tiny-clip
-    clip_model_sha256: str = ""  # when set, clip_model's weights must be this file
 
 
 @dataclass

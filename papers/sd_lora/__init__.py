@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repro.metrics import build_metric
-from repro.config import TrainConfig, choice
+from repro.config import TrainConfig
 from repro.diffusion import finetune, images as image_io, lora, ppd, pretrained, sampling
 from repro.errors import ReproError
 from repro.paper import Data, Experiment, GenerativePaper
@@ -37,25 +37,10 @@ class DataConfig:
 
 
 @dataclass
-class EvalConfig:
-    """How evaluation samples and scores; generation uses the same knobs as repro.diffusion.generate."""
-    size: int = 512
-    steps: int = 30
-    guidance_scale: float = 7.5
-    scheduler: str = choice("", ("",) + tuple(pretrained.SCHEDULERS), "'' keeps the pretrained model's")
-    images_per_prompt: int = 1
-    seed: int = 0
+class EvalConfig(sampling.SamplingConfig):
+    """How evaluation samples and scores (repro.diffusion.sampling.SamplingConfig), and FID's network."""
     fid_weights: str = ""  # pytorch-fid's pt_inception-2015-12-05 .pth (or its conversion); '' = random, smoke only
     fid_weights_sha256: str = ""  # when set, fid_weights must be this file
-    clip_model: str = ""  # a local paddlenlp CLIP / Chinese CLIP directory, or builtin:tiny-clip
-    clip_model_sha256: str = ""  # when set, clip_model's weights must be this file (a contest pins its CLIP)
-
-    def validate(self):
-        for name in ("size", "steps", "images_per_prompt"):
-            if getattr(self, name) <= 0:
-                raise ReproError(f"config: eval.{name} must be > 0, got {getattr(self, name)}")
-        if self.size % 8:
-            raise ReproError(f"config: eval.size must be a multiple of 8 (the VAE's factor), got {self.size}")
 
 
 @dataclass

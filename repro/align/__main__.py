@@ -21,7 +21,7 @@ from repro.align.ladder import Ladder
 from repro.align.torch_load import load_state_dict
 from repro.config import config_hash
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, get_paper, use_folders
+from repro.registry import get_paper, parse_with_papers
 from repro.run import checkpoint
 
 
@@ -116,9 +116,7 @@ def main(argv=None):
     p.add_argument("--every", type=int, help="evaluate every K updates (default: train.eval_every)")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per seed and a summary line to FILE")
     p.add_argument("--verbose", action="store_true", help="print every evaluation")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     if args.cmd == "drift":
         return drift.main(args)
     return {"diff": cmd_diff, "ladder": cmd_ladder, "convert": cmd_convert}[args.cmd](args)

@@ -7,32 +7,25 @@ downloaded from PaddleNLP's URL when missing; every file is md5-checked (the
 values paddlenlp/datasets/chnsenticorp.py 2.8.1 checks) and read straight from
 the archive.
 """
-import os
 
 import numpy as np
 
 from repro import strict
-from repro.datasets.download import check_split, ensure_file, read_member, resolve_data_dir
+from repro.datasets.download import Archive, split_bytes
 from repro.errors import ReproError
 
-URL = "https://bj.bcebos.com/paddlenlp/datasets/ChnSentiCorp.zip"
-ARCHIVE, ARCHIVE_MD5 = "ChnSentiCorp.zip", "7ef61b08ad10fbddf2ba97613f071561"
-FILES = {"train": ("ChnSentiCorp/train.tsv", "689360c4a4a9ce8d8719ed500ae80907"),
-         "dev": ("ChnSentiCorp/dev.tsv", "20c77cc2371634731a367996b097ec0a"),
-         "test": ("ChnSentiCorp/test.tsv", "9b4dc7d1e4ada48c645b7e938592f49c")}
-SUBDIR = "chnsenticorp"
+SOURCE = Archive("ChnSentiCorp", "https://bj.bcebos.com/paddlenlp/datasets/ChnSentiCorp.zip", "ChnSentiCorp.zip",
+                 "7ef61b08ad10fbddf2ba97613f071561",
+                 {"train": ("train.tsv", "689360c4a4a9ce8d8719ed500ae80907"),
+                  "dev": ("dev.tsv", "20c77cc2371634731a367996b097ec0a"),
+                  "test": ("test.tsv", "9b4dc7d1e4ada48c645b7e938592f49c")},
+                 subdir="chnsenticorp", prefix="ChnSentiCorp/")
 
 
 def read_split(split, data_dir=None, download=True):
     """(texts, labels int64) of a split; the test split's labels are -1 (this release has none)."""
-    check_split(split, FILES, "ChnSentiCorp")
-    archive = os.path.join(resolve_data_dir(data_dir, SUBDIR), ARCHIVE)
-    ensure_file(archive, URL, ARCHIVE_MD5, "the ChnSentiCorp archive", download, True, SUBDIR)
-    member, md5 = FILES[split]
-    raw = read_member(archive, member, md5)
-    lines = strict.utf8(raw, f"{archive}: {member}").splitlines()
-    rows = [ln.split("\t") for ln in lines[1:] if ln]
-    where = f"{archive}: {member}"
+    raw, where = split_bytes(SOURCE, split, data_dir, download)
+    rows = [ln.split("\t") for ln in strict.utf8(raw, where).splitlines()[1:] if ln]
     if split == "train":  # label, text_a
         if any(len(r) != 2 or r[0] not in ("0", "1") for r in rows):
             raise ReproError(f"{where}: not label<TAB>text rows")

@@ -11,6 +11,7 @@ is one ReproError line naming the file.
 """
 import hashlib
 import os
+from dataclasses import dataclass
 import tempfile
 import urllib.error
 import urllib.request
@@ -48,6 +49,38 @@ def check_split(split, splits, dataset):
     if split not in splits:
         names = " or ".join(map(repr, splits)) if len(splits) == 2 else f"one of {', '.join(splits)}"
         raise ReproError(f"{dataset} split must be {names}, not {split!r}")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A dataset a zip archive ships: where it is downloaded from and its md5, {split: (member,
+    md5)}, its folder under the data directory, and the folder its members sit in (loose: a
+    split's file may also be kept unpacked in the dataset's folder, by its member name)."""
+    dataset: str
+    url: str
+    name: str
+    md5: str
+    files: dict
+    subdir: str
+    prefix: str = ""
+    loose: bool = False
+
+
+def split_bytes(archive, split, data_dir=None, download=True):
+    """(bytes, where) of one split of an Archive: the loose file where it is kept and allowed,
+    else the archive's member, each md5-checked (the archive downloaded when allowed)."""
+    check_split(split, archive.files, archive.dataset)
+    folder = resolve_data_dir(data_dir, archive.subdir)
+    name, md5 = archive.files[split]
+    path = os.path.join(folder, name)
+    if archive.loose and os.path.isfile(path):
+        ensure_file(path, archive.url, md5, f"{archive.dataset} {split}", False, True, archive.subdir)
+        with open(path, "rb") as f:
+            return f.read(), path
+    zipped = os.path.join(folder, archive.name)
+    ensure_file(zipped, archive.url, archive.md5, f"the {archive.dataset} archive", download, True, archive.subdir)
+    member = archive.prefix + name
+    return read_member(zipped, member, md5), (path if archive.loose else f"{zipped}: {member}")
 
 
 def ensure_file(path, url, md5, what, download, verify_md5, subdir):

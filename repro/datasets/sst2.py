@@ -7,37 +7,24 @@ there (each with its official md5), or else the archive GLUE ships them in,
 downloaded from PaddleNLP's mirror and md5-checked, and read member by member.
 The md5 values are those paddlenlp/datasets/glue.py (2.8.1) checks.
 """
-import os
 
 import numpy as np
 
 from repro import strict
-from repro.datasets.download import check_split, ensure_file, read_member, resolve_data_dir
+from repro.datasets.download import Archive, split_bytes
 from repro.errors import ReproError
 
-URL = "https://bj.bcebos.com/dataset/glue/SST.zip"
-ARCHIVE, ARCHIVE_MD5 = "SST.zip", "9f81648d4199384278b86e315dac217c"
-FILES = {"train": ("train.tsv", "da409a0a939379ed32a470bc0f7fe99a"),
-         "dev": ("dev.tsv", "268856b487b2a31a28c0a93daaff7288"),
-         "test": ("test.tsv", "3230e4efec76488b87877a56ae49675a")}
-SUBDIR = "sst2"
+SOURCE = Archive("SST-2", "https://bj.bcebos.com/dataset/glue/SST.zip", "SST.zip", "9f81648d4199384278b86e315dac217c",
+                 {"train": ("train.tsv", "da409a0a939379ed32a470bc0f7fe99a"),
+                  "dev": ("dev.tsv", "268856b487b2a31a28c0a93daaff7288"),
+                  "test": ("test.tsv", "3230e4efec76488b87877a56ae49675a")},
+                 subdir="sst2", prefix="SST-2/", loose=True)
 
 
 def read_split(split, data_dir=None, download=True):
     """(texts, labels int64) of a split; the test split's labels are -1 (GLUE does not publish them)."""
-    check_split(split, FILES, "SST-2")
-    folder = resolve_data_dir(data_dir, SUBDIR)
-    name, md5 = FILES[split]
-    path = os.path.join(folder, name)
-    if os.path.isfile(path):
-        ensure_file(path, URL, md5, f"SST-2 {split}", False, True, SUBDIR)
-        with open(path, "rb") as f:
-            raw = f.read()
-    else:
-        archive = os.path.join(folder, ARCHIVE)
-        ensure_file(archive, URL, ARCHIVE_MD5, "the SST-2 archive", download, True, SUBDIR)
-        raw = read_member(archive, f"SST-2/{name}", md5)
-    return parse(raw, split, path)
+    raw, where = split_bytes(SOURCE, split, data_dir, download)
+    return parse(raw, split, where)
 
 
 def parse(raw, split, where):

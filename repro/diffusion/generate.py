@@ -24,7 +24,7 @@ import argparse
 from repro.diffusion.pretrained import SCHEDULERS
 from repro.diffusion.works import METADATA, read_prompts, run
 from repro.errors import ReproError, run_cli
-from repro.registry import add_papers_option, use_folders
+from repro.registry import parse_with_papers
 from repro.run import recipe
 
 
@@ -43,9 +43,7 @@ def main(argv=None):
                     help="sampler (default: the run's)")
     recipe.add_threads_option(ap, "the pixels depend on it")
     ap.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/generated/<time>)")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     if args.steps is not None and args.steps <= 0:
         raise ReproError(f"--steps must be > 0, got {args.steps}")
     prompts = (read_prompts(args.prompts) if args.prompts else []) + [p for p in args.prompt if p.strip()]

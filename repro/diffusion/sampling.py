@@ -3,9 +3,35 @@ of Ho et al. 2020 as ppdiffusers' training scripts compute it, and image
 generation where image k of prompt p depends on its own seed alone."""
 import contextlib
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from repro.config import choice
 from repro.diffusion.ppd import quiet
+from repro.diffusion.pretrained import SCHEDULERS
+from repro.errors import ReproError
+
+
+@dataclass
+class SamplingConfig:
+    """How a text-to-image paper's evaluation samples and scores (its eval: config, which a paper
+    extends with its own prompts or scores); generation uses the same knobs as repro.diffusion.generate."""
+    size: int = 512
+    steps: int = 30
+    guidance_scale: float = 7.5
+    scheduler: str = choice("", ("",) + tuple(SCHEDULERS), "'' keeps the pretrained model's")
+    images_per_prompt: int = 1
+    seed: int = 0
+    clip_model: str = ""  # a local paddlenlp CLIP / Chinese CLIP directory, or builtin:tiny-clip
+    clip_model_sha256: str = ""  # when set, clip_model's weights must be this file (a contest pins its CLIP)
+
+    def validate(self):
+        for name in ("size", "steps", "images_per_prompt"):
+            if getattr(self, name) <= 0:
+                raise ReproError(f"config: eval.{name} must be > 0, got {getattr(self, name)}")
+        if self.size % 8:
+            raise ReproError(f"config: eval.size must be a multiple of 8 (the VAE's factor), got {self.size}")
 
 
 @contextlib.contextmanager

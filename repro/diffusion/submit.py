@@ -49,7 +49,7 @@ from repro.diffusion.pretrained import resolve_pretrained
 from repro.diffusion.tiny import TINY_SD
 from repro.errors import ReproError, run_cli
 from repro.judge.contest_t2i import CARD_FIELDS
-from repro.registry import add_papers_option, use_folders
+from repro.registry import parse_with_papers
 from repro.strict import sha256_file
 from repro.run.rundir import CONFIG, COPIES, EVENTS, TEXT, read as read_run
 from repro.judge.options import Options
@@ -241,9 +241,7 @@ def main(argv=None):
     ap.add_argument("--license", default="creativeml-openrail-m", help="the model card's license field")
     ap.add_argument("--base-name", help="how the card names the base model (default: its local path)")
     ap.add_argument("--title", help="the model card's title")
-    add_papers_option(ap)
-    args = ap.parse_args(argv)
-    use_folders(args.papers)
+    args = parse_with_papers(ap, argv)
     if not os.path.isdir(args.run):
         raise ReproError(f"{args.run}: no such run directory")
     t0 = time.perf_counter()

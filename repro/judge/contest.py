@@ -215,16 +215,7 @@ def _replay(value, where):
 
 
 def _entry(data, where):
-    if not isinstance(data, dict):
-        raise ReproError(f"{where} must be a mapping")
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise ReproError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(FIELDS)})")
-    values = {k: _typed(data, k, tp, where, required) for k, (tp, required) in FIELDS.items()}
-    values = {k: v for k, v in values.items() if v is not None}
-    for key in ("plugin", "experiment"):
-        if not values[key].isidentifier():
-            raise ReproError(f"{where}: {key} {values[key]!r} is not a valid name")
+    values = {k: v for k, v in strict.fields_of(data, where, FIELDS).items() if v is not None}
     if values["measure"] not in METRICS:
         raise ReproError(f"{where}: measure {values['measure']!r} is not a harness metric "
                          f"(known: {', '.join(METRICS.names())})")

@@ -46,8 +46,9 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from repro import strict
 from repro.errors import ReproError
-from repro.strict import SHA256, typed as _typed
+from repro.strict import SHA256
 from repro.targets import DIRECTIONS, Target
 
 KIND = "text_to_image"
@@ -254,18 +255,10 @@ def _prompt(text, where, key):
 
 def read_entry(data, where):
     """A TextToImageEntry from one item of a contest file's papers list (a mapping with kind)."""
-    if not isinstance(data, dict):
-        raise ReproError(f"{where} must be a mapping")
-    if data.get("kind") != KIND:
+    if isinstance(data, dict) and data.get("kind") != KIND:
         raise ReproError(f"{where}: kind must be {KIND!r} (or left out, for a paper judged on training runs), "
                          f"got {_short(data.get('kind'))}")
-    unknown = sorted(map(str, set(data) - set(FIELDS)))
-    if unknown:
-        raise ReproError(f"{where}: unknown key {unknown[0][:40]!r} for a {KIND} entry (known: {', '.join(FIELDS)})")
-    values = {k: _typed(data, k, tp, where, required) for k, (tp, required) in FIELDS.items()}
-    for key in ("plugin", "experiment"):
-        if values[key] is not None and not (values[key].isidentifier() and values[key].isascii()):
-            raise ReproError(f"{where}: {key} {values[key]!r} is not a valid name")
+    values = strict.fields_of(data, where, FIELDS, f" for a {KIND} entry")
     base = _file(values["base_model"], where, "base_model")
     if base["path"].startswith("builtin:") and base["path"] != BUILTIN_SD:
         raise ReproError(f"{where}: base_model.path {base['path']!r}: the one built-in base model is {BUILTIN_SD}")

@@ -141,17 +141,11 @@ class Verdict:
                 cov = f" ({coverage.describe_coverage(run.coverage)})" if run.coverage else ""
                 print(f"  {run.path}: {segs}{cov}")
         excluded = [r for r in runs if r.problems]
-        if excluded:
-            print("\nexcluded runs (they do not count):")
-            for run in excluded:
-                print(f"  {run.path}:")
-                for p in run.problems:
-                    print(f"    - {p}")
-        warned = [r for r in runs if r.warnings]
-        if warned:
-            print("\nwarnings:")
-            for run in warned:
-                print(f"  {run.path}: {'; '.join(run.warnings)}")
+        for title, lines in (("excluded runs (they do not count)",
+                              [f"  {r.path}:" + "".join(f"\n    - {p}" for p in r.problems) for r in excluded]),
+                             ("warnings", [f"  {r.path}: {'; '.join(r.warnings)}" for r in runs if r.warnings])):
+            if lines:
+                print(f"\n{title}:\n" + "\n".join(lines))
         passed = sum(r["passed"] for r in rows)
         checked = f" (checked: {options.assurance()})" if options else ""
         print(f"\n{passed} of {len(rows)} targets reached, {len(runs) - len(excluded)} of {len(runs)} runs count"

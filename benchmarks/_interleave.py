@@ -1,0 +1,27 @@
+"""What the loop benchmarks share (a module, not a benchmark): the bare loop and the harness's
+timed back to back in alternating order, repeated, so slow drift of the machine cancels out, and
+checked to end with the same result."""
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def bare_against_harness(bare, harness, repeats, said):
+    """(median bare seconds, median harness seconds, sorted harness/bare per repeat). bare() and
+    harness() return (name, value) of the result both must reach; said(seconds, name, value) is
+    the rest of each repeat's line."""
+    runs = {"bare": bare, "harness": harness}
+    times, results = {"bare": [], "harness": []}, {}
+    for r in range(repeats):
+        for name in (("bare", "harness") if r % 2 == 0 else ("harness", "bare")):
+            t0 = time.perf_counter()
+            results[name] = runs[name]()
+            times[name].append(time.perf_counter() - t0)
+            print(f"repeat {r + 1} {name:<8} {times[name][-1]:7.2f} s  {said(times[name][-1], *results[name])}",
+                  flush=True)
+    if not np.isclose(results["bare"][1], results["harness"][1], rtol=0, atol=1e-9):
+        sys.exit(f"the loops disagree: bare {results['bare']} vs harness {results['harness']}")
+    ratios = sorted(h / b for h, b in zip(times["harness"], times["bare"]))
+    return statistics.median(times["bare"]), statistics.median(times["harness"]), ratios
