@@ -47,6 +47,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from benchmarks._timing import ms_per_call  # noqa: E402
+
 TEXT_BATCH, TEXT_LEN, VOCAB = 64, 128, 20000
 
 
@@ -163,7 +165,7 @@ def child(name, candidate, steps, out):
     """In its own process (oneDNN is chosen at start; Paddle's profiler starts once per process): ms per
     update over `steps` updates after 3, then the weights after 20 more updates from a fresh start, to `out`."""
     net, step = stepper(name, candidate)
-    ms = ms_per_update(step, steps)
+    ms = ms_per_call(step, steps)
     net, step = stepper(name, candidate)
     for _ in range(20):
         step()
@@ -183,15 +185,6 @@ def in_child(task, *args):
     if p.returncode != 0 or not p.stdout.strip():
         sys.exit(f"kernels.py: the {task} measurement of {args} failed:\n{p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def ms_per_update(step, steps):
-    for _ in range(3):
-        step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t) / steps * 1e3
 
 
 # ---------------------------------------------------------------------------------------------- per op
@@ -381,7 +374,7 @@ def text_kernels(steps, repeats):
           f"{repeats}, interleaved)")
     print("| layer | Paddle | PyTorch | Paddle / PyTorch |\n| --- | ---: | ---: | ---: |")
     for label, p, t in (("TextCNN's 3 convolutions", pconv, tconv), ("Bi-LSTM", plstm, tlstm)):
-        times = [(ms_per_update(p, steps), ms_per_update(t, steps)) for _ in range(repeats)]
+        times = [(ms_per_call(p, steps), ms_per_call(t, steps)) for _ in range(repeats)]
         a, b = statistics.median(x for x, _ in times), statistics.median(y for _, y in times)
         print(f"| {label} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
 

@@ -25,6 +25,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks._timing import ms_per_call  # noqa: E402
+
 
 def wall(cmds, jobs):
     """Seconds to run the commands, `jobs` at a time."""
@@ -72,13 +74,7 @@ def breakdown(exp, steps=300):
     x, y = st.batches(0)
     net, opt = st.net, st.optimizer
 
-    def ms(fn):
-        for _ in range(20):
-            fn()
-        t = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        return (time.perf_counter() - t) / steps * 1e3
+    ms = lambda fn: ms_per_call(fn, steps, warmup=20)
 
     def fwd_bwd():
         paper.loss(net(x), y).backward()

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
-from benchmarks._interleave import bare_against_harness  # noqa: E402
+from benchmarks._timing import bare_against_harness  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run import recipe  # noqa: E402
 from repro.train import train  # noqa: E402

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import paddle  # noqa: E402
 
-from benchmarks._interleave import bare_against_harness  # noqa: E402
+from benchmarks._timing import bare_against_harness  # noqa: E402
 from repro.registry import get_paper  # noqa: E402
 from repro.run.recipe import reseed  # noqa: E402
 from repro.train import train  # noqa: E402

@@ -226,8 +226,7 @@ BELOW_MD = "see Runs that do not count, below"
 
 def _targets_html(rows, show):
     """The targets' table, each with its verdict and why."""
-    out = []
-    out.append("<h2>Targets</h2>")
+    out = ["<h2>Targets</h2>"]
     out.append(_table(["experiment", "metric", "paper", "achieved: mean ± std [min, max]", "bar", "policy", "runs",
                          "verdict", "why"],
                         [[f"{r['paper']}/{r['exp']}", r["metric"], f"{r['paper_value']:.2f}", r["achieved"], r["bar"],
@@ -267,8 +266,7 @@ def _cells(runs):
 
 def _curves_html(groups):
     """Each cell's curves, as an embedded PNG."""
-    out = []
-    out.append("<h2>Curves</h2><div class='grid'>")
+    out = ["<h2>Curves</h2><div class='grid'>"]
     for (paper, exp), group in groups.items():
         targets = group[0].protocol.targets if group[0].protocol else ()
         png = base64.b64encode(curves_png(group, f"{paper}/{exp}", targets)).decode()
@@ -279,8 +277,7 @@ def _curves_html(groups):
 
 def _seeds_html(groups):
     """Each cell's final value of each run."""
-    out = []
-    out.append("<h2>Final values per seed</h2>")
+    out = ["<h2>Final values per seed</h2>"]
     seed_rows = []
     for (paper, exp), group in groups.items():
         metric = group[0].protocol.targets[0].metric if group[0].protocol and group[0].protocol.targets else None
@@ -306,8 +303,7 @@ def _warned_html(warned, runs, show):
 
 def _config_html(runs, show):
     """Each run's config against its registered experiment."""
-    out = []
-    out.append("<h2>Config against the registered experiment</h2>")
+    out = ["<h2>Config against the registered experiment</h2>"]
     permitted, departures = {}, []
     for run in runs:
         for key, used, registered, free in config_changes(run):
@@ -330,8 +326,7 @@ def _config_html(runs, show):
 
 def _env_html(runs):
     """The environment and code identity, distinct values across the runs."""
-    out = []
-    out.append("<h2>Environment and code</h2>")
+    out = ["<h2>Environment and code</h2>"]
     env_rows = []
     for key in ENV_KEYS:
         values = sorted({str(r.header.get("env", {}).get(key)) for r in runs})

@@ -1,6 +1,6 @@
-"""What the loop benchmarks share (a module, not a benchmark): the bare loop and the harness's
-timed back to back in alternating order, repeated, so slow drift of the machine cancels out, and
-checked to end with the same result."""
+"""What the benchmarks share (a module, not a benchmark): a bare loop and the harness's timed
+back to back in alternating order, repeated, so slow drift of the machine cancels out, and
+checked to end with the same result; a call's milliseconds after a warm-up."""
 import statistics
 import sys
 import time
@@ -25,3 +25,13 @@ def bare_against_harness(bare, harness, repeats, said):
         sys.exit(f"the loops disagree: bare {results['bare']} vs harness {results['harness']}")
     ratios = sorted(h / b for h, b in zip(times["harness"], times["bare"]))
     return statistics.median(times["bare"]), statistics.median(times["harness"]), ratios
+
+
+def ms_per_call(fn, calls, warmup=3):
+    """Milliseconds per call of fn, over calls after warmup calls (kernels chosen, caches filled)."""
+    for _ in range(warmup):
+        fn()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t) / calls * 1e3
