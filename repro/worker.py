@@ -116,15 +116,18 @@ def _outputs(paper, cfg, artifact, weights, rows, chunks):
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def _segment(paper, cfg, artifact, seg, jitter):
-    """(start tensors, end tensors) of re-training steps a+1..b with the registered recipe.
+def _segment(paper, cfg, artifact, seg, jitter, built=None):
+    """(start tensors, end tensors, the data) of re-training steps a+1..b with the registered
+    recipe. built: the data an earlier segment of this request built (the same run, config
+    and artifact), used from a checkpoint (a > 0): building it again took as long as
+    training a few hundred steps.
     jitter=True rounds differently on purpose (--cross-platform): after every update, each
     float32 weight the update changed is stored one float32 step up or down, at random, half
     of the time, from a generator of its own (seeded by the segment), never Paddle's."""
     import numpy as np
     import paddle
     a, b = seg["a"], seg["b"]
-    state = recipe.build(paper, cfg, init=a == 0, artifact=artifact)
+    state = recipe.build(paper, cfg, init=a == 0, artifact=artifact, data=None if a == 0 else built)
     if a == 0:
         start = checkpoint.state_tensors(state.net)
     else:
@@ -156,7 +159,7 @@ def _segment(paper, cfg, artifact, seg, jitter):
     got = checkpoint.state_tensors(state.net, state.optimizer)
     if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
         got = {k: v for k, v in got.items() if k.startswith("model/")}
-    return start, got
+    return start, got, state.data
 
 
 def model_task(req, out):
@@ -177,9 +180,10 @@ def model_task(req, out):
             exchange.write_arrays(os.path.join(out, "outputs.safetensors"),
                                   {"rows": _outputs(paper, cfg, artifact, job["weights"], rows, chunks)})
         answer["seconds"]["outputs"] = round(time.perf_counter() - t0, 3)
+    built = None
     for seg in req.get("segments") or []:
         t0 = time.perf_counter()
-        start, got = _segment(paper, cfg, artifact, seg, jitter=False)
+        start, got, built = _segment(paper, cfg, artifact, seg, jitter=False, built=built)
         name = f"{seg['a']}-{seg['b']}"
         if seg["a"] == 0:
             exchange.write_arrays(os.path.join(out, f"init-{name}.safetensors"),
@@ -191,7 +195,7 @@ def model_task(req, out):
                                                          "resolved": seg["exact"]["resolved"],
                                                          "taken": seg["exact"]["taken"]}
         if seg.get("jitter"):
-            _, other = _segment(paper, cfg, artifact, seg, jitter=True)
+            _, other, built = _segment(paper, cfg, artifact, seg, jitter=True, built=built)
             exchange.write_arrays(os.path.join(out, f"jitter-{name}.safetensors"), other)
         answer["seconds"][name] = round(time.perf_counter() - t0, 3)
     return answer
