@@ -9,7 +9,10 @@ The contest is built here from templates/contestant (the MNIST-1D CNN cell; its
 YAML's train.steps set to --steps, checkpoints every steps/4): one submission
 with seeds 0 and 1, recompute and the default replay coverage (every segment).
 The sandbox's cost is per worker process (starting bwrap, the snapshot of the
-submission), so a short cell is the worst case for the ratio. Prints each
+submission), so a short cell is the worst case for the ratio. This harness's review
+starts a data worker and one recompute worker for the cell, and two replay workers a
+run (segments of even and of odd index, repro/judge/grouping.py); the baseline a data
+worker and one worker a run that recomputes it and replays every segment. Prints each
 repeat's times, the median ratio sandbox / no sandbox (issue 33's bar: at most 1.10)
 and the median ratio of this harness's review to the baseline's (bar: at most 1.15). The
 baseline's harness is taken from this checkout's git history (git archive), so the two

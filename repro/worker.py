@@ -18,10 +18,11 @@ the judge keeps only what it asked for. Whatever the code prints goes to standar
   task "redraw": a text-to-image bundle's works, drawn again from its LoRA and
                 the maintainers' base model (repro.diffusion.redraw; harness
                 code only, never the submitted images): OUT_DIR/works.safetensors.
-  task "model": with the final weights, the model's outputs on the inputs the
+  task "model": for each run it names (a cell's recompute: its config set, final
+                weights and artifact), the model's outputs on the inputs the
                 judge gives (never the labels: the evaluation's batches of every
                 split, public and private, in an order only the judge knows):
-                OUT_DIR/outputs.safetensors; or, for each segment a..b, the
+                OUT_DIR/outputs-I.safetensors; or, for each segment a..b of one run, the
                 state after re-training it from the start checkpoint it is given
                 (or, from step 0, from the initial weights its seed gives):
                 OUT_DIR/seg-A-B.safetensors (and init-0-B, jitter-A-B). A
@@ -116,15 +117,18 @@ def _outputs(paper, cfg, artifact, weights, rows, chunks):
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def _segment(paper, cfg, artifact, seg, jitter):
-    """(start tensors, end tensors) of re-training steps a+1..b with the registered recipe.
+def _segment(paper, cfg, artifact, seg, jitter, built=None):
+    """(start tensors, end tensors, the data) of re-training steps a+1..b with the registered
+    recipe. built: the data an earlier segment of this request built (the same run, config
+    and artifact), used from a checkpoint (a > 0): building it again took as long as
+    training a few hundred steps.
     jitter=True rounds differently on purpose (--cross-platform): after every update, each
     float32 weight the update changed is stored one float32 step up or down, at random, half
     of the time, from a generator of its own (seeded by the segment), never Paddle's."""
     import numpy as np
     import paddle
     a, b = seg["a"], seg["b"]
-    state = recipe.build(paper, cfg, init=a == 0, artifact=artifact)
+    state = recipe.build(paper, cfg, init=a == 0, artifact=artifact, data=None if a == 0 else built)
     if a == 0:
         start = checkpoint.state_tensors(state.net)
     else:
@@ -156,30 +160,40 @@ def _segment(paper, cfg, artifact, seg, jitter):
     got = checkpoint.state_tensors(state.net, state.optimizer)
     if b == cfg.train.steps:  # the final checkpoint holds the weights alone (docs/log-format.md)
         got = {k: v for k, v in got.items() if k.startswith("model/")}
-    return start, got
+    return start, got, state.data
 
 
-def model_task(req, out):
-    paper, cfg = _paper(req)
-    artifact = _artifact(req.get("artifact_file"))
+def recompute(req, out):
+    """Each run's outputs on the inputs the judge gave, from its final weights: the I-th run of
+    the request (a cell's recompute) to OUT_DIR/outputs-I.safetensors. Replays nothing."""
     answer = {"seconds": {}}
-    job = req.get("outputs")
-    if job:
+    for i, job in enumerate(req["runs"]):
         t0 = time.perf_counter()
+        paper, cfg = _paper({**req, "set": job["set"]})
+        artifact = _artifact(job["artifact"])
         if isinstance(paper, GenerativePaper):  # scored by the paper's own code: only believed for built-in papers
             from repro.run.evaluation import evaluate
             model, _, _ = rundir.load_weights(paper, cfg, job["weights"], artifact)
             metrics, samples = evaluate(paper, model, cfg, paper.data(cfg, artifact, train=False))
-            answer["generative"] = {"metrics": metrics, "samples": samples}
+            answer.setdefault("generative", {})[str(i)] = {"metrics": metrics, "samples": samples}
         else:
             rows = exchange.read_arrays(job["inputs"], "the evaluation inputs")[0]["rows"]
-            chunks = [int(n) for n in job["chunks"]]
-            exchange.write_arrays(os.path.join(out, "outputs.safetensors"),
-                                  {"rows": _outputs(paper, cfg, artifact, job["weights"], rows, chunks)})
-        answer["seconds"]["outputs"] = round(time.perf_counter() - t0, 3)
+            exchange.write_arrays(os.path.join(out, f"outputs-{i}.safetensors"),
+                                  {"rows": _outputs(paper, cfg, artifact, job["weights"], rows, job["chunks"])})
+        answer["seconds"][f"outputs-{i}"] = round(time.perf_counter() - t0, 3)
+    return answer
+
+
+def model_task(req, out):
+    if req["runs"]:
+        return recompute(req, out)
+    paper, cfg = _paper(req)
+    artifact = _artifact(req.get("artifact_file"))
+    answer = {"seconds": {}}
+    built = None
     for seg in req.get("segments") or []:
         t0 = time.perf_counter()
-        start, got = _segment(paper, cfg, artifact, seg, jitter=False)
+        start, got, built = _segment(paper, cfg, artifact, seg, jitter=False, built=built)
         name = f"{seg['a']}-{seg['b']}"
         if seg["a"] == 0:
             exchange.write_arrays(os.path.join(out, f"init-{name}.safetensors"),
@@ -191,7 +205,7 @@ def model_task(req, out):
                                                          "resolved": seg["exact"]["resolved"],
                                                          "taken": seg["exact"]["taken"]}
         if seg.get("jitter"):
-            _, other = _segment(paper, cfg, artifact, seg, jitter=True)
+            _, other, built = _segment(paper, cfg, artifact, seg, jitter=True, built=built)
             exchange.write_arrays(os.path.join(out, f"jitter-{name}.safetensors"), other)
         answer["seconds"][name] = round(time.perf_counter() - t0, 3)
     return answer
@@ -213,12 +227,33 @@ def _resolve(req, in_dir):
     req = dict(req)
     if req.get("artifact_file"):
         req["artifact_file"] = at(req["artifact_file"])
-    if req.get("outputs"):
-        req["outputs"] = {k: at(v) if k in ("weights", "inputs") else v for k, v in req["outputs"].items()}
     req["segments"] = [{**s, "start": at(s.get("start")), "decisions": at(s.get("decisions"))}
                        for s in req.get("segments") or []]
+    req["runs"] = _run_jobs(req, at) if req["task"] == "model" else []
     req["staged"] = {name: at(name) for name in req.get("staged") or []}
     return req
+
+
+RUN_JOB = {"set", "artifact", "weights", "inputs", "chunks"}  # one run's part of a recompute request
+
+
+def _run_jobs(req, at):
+    """A model request's runs to recompute, checked (each names files staged for it), or []. A
+    request carries either runs to recompute or segments to replay, never both (the wall)."""
+    jobs, staged = req.get("runs"), set(req.get("staged") or [])
+    if jobs is None:
+        if not req["segments"]:
+            raise ValueError("a model request carries runs to recompute or segments to replay")
+        return []
+    if not isinstance(jobs, list) or not jobs or req["segments"] or req.get("set") or req.get("artifact_file"):
+        raise ValueError("a recompute request carries its runs (each with its own config and files) and nothing else")
+    for job in jobs:
+        if not isinstance(job, dict) or set(job) != RUN_JOB or not isinstance(job["set"], dict) \
+                or job["weights"] not in staged or any(job[k] not in staged for k in ("artifact", "inputs") if job[k]) \
+                or not isinstance(job["chunks"], list) or not all(type(n) is int and n > 0 for n in job["chunks"]):
+            raise ValueError("a malformed run in the recompute request")
+    return [{**job, "weights": at(job["weights"]), "artifact": at(job["artifact"]), "inputs": at(job["inputs"])}
+            for job in jobs]
 
 
 def main(argv):

@@ -122,7 +122,7 @@ def test_a_worker_that_returns_the_start_state_or_malformed_outputs_fails_that_r
     payload = """
 import sys, numpy as np
 w = sys.modules["__main__"]  # the running worker
-w._segment = lambda paper, cfg, artifact, seg, jitter: (lambda s: (s, s))(
+w._segment = lambda paper, cfg, artifact, seg, jitter, built=None: (lambda s: (s, s, None))(
     {k: v for k, v in __import__("repro.run.checkpoint", fromlist=["x"]).read(seg["start"], want_optimizer=True)[0].items()}
     if seg["a"] else {"model/0.weight": np.zeros((40, 32), np.float32)})
 w._outputs = lambda paper, cfg, artifact, weights, rows, chunks: np.full((3, 10), np.nan, np.float32)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_sandbox import _verify, needs_bwrap
 
-from repro import strict
+from repro import strict, worker
 from repro.boundary import exchange, sandbox, task
 from repro.errors import ReproError
-from repro.judge import audit, segments, verdict
+from repro.judge import audit, grouping, segments, verdict
 
 PROBE = """
 import ctypes, errno, os, repro
@@ -87,17 +87,51 @@ def test_no_worker_holds_a_checkpoint_where_one_of_its_segments_ends(runs, hosti
 import json, os, sys
 req = json.load(open(os.path.join(sys.argv[1], "request.json")))
 if req["task"] == "model":
-    held = sorted(int(n[6:-12]) for n in os.listdir(sys.argv[1]) if n.startswith("start-"))
+    names = os.listdir(sys.argv[1])
+    held = sorted(int(n[6:-12]) for n in names if n.startswith("start-"))
     ends = sorted(s["b"] for s in req.get("segments") or [])
-    final = os.path.exists(os.path.join(sys.argv[1], "final.safetensors"))
-    raise RuntimeError(f"PROBE held={held} ends={ends} final={final} answers={sorted(set(held) & set(ends))}")
+    finals = sum(n.startswith("final") for n in names)
+    raise RuntimeError(f"PROBE held={held} ends={ends} finals={finals} runs={len(req.get('runs') or [])}")
 """
-    got, _ = _verify(hostile(payload)[:1])
-    lines = [p for p in got[0].problems if "PROBE" in p]
-    assert len(lines) >= 3, got[0].problems  # the recompute and two replay groups
-    for line in lines:
-        assert "answers=[]" in line, line
-        assert "final=False" in line or "ends=[]" in line, line  # the final weights go to a worker that replays nothing
+    got, _ = _verify(hostile(payload))  # both runs: one recompute worker for the cell, two replay workers a run
+    for run in got:
+        lines = sorted({p[p.index("PROBE"):] for p in run.problems if "PROBE" in p})  # a line per segment
+        # the cell's recompute holds both runs' final weights and replays nothing; each replay worker
+        # holds the starts of its own run's segments, never an end of one of them nor a final weight
+        assert lines == ["PROBE held=[100, 200] ends=[50, 150, 250] finals=0 runs=0",
+                         "PROBE held=[50, 150, 250] ends=[100, 200, 300] finals=0 runs=0",
+                         "PROBE held=[] ends=[] finals=2 runs=2"], run.problems
+
+
+def test_a_cells_runs_share_one_recompute_worker_and_each_run_has_its_own_replay_workers():
+    class Plan:
+        def __init__(self, worker, seed, paper="p", recompute=True):
+            self.worker, self.threads, self.recompute, self.path = worker, 1, recompute, f"{paper}/{seed}"
+            self.run = type("Run", (), {"header": {"paper": paper, "exp": "e", "lite": False}})()
+            self.segments = [(0, 50), (50, 100), (100, 150)]
+            self.chosen = list(self.segments)
+    one, other = object(), object()  # two submissions' workers
+    plans = [Plan(one, 0), Plan(one, 1), Plan(other, 0), Plan(one, 2, paper="q"), Plan(one, 3, recompute=False)]
+    tasks = grouping.worker_tasks(plans)
+    assert [(k, [p.path for p in ps]) for k, ps, _ in tasks if k == "recompute"] == \
+        [("recompute", ["p/0", "p/1"]), ("recompute", ["p/0"]), ("recompute", ["q/2"])]
+    replays = [(ps, g) for k, ps, g in tasks if k == "replay"]
+    assert len(replays) == 10 and all(len(ps) == 1 for ps, _ in replays)  # never two runs' segments together
+    assert [g for ps, g in replays if ps[0] is plans[0]] == [[(0, 50), (100, 150)], [(50, 100)]]
+
+
+def test_the_worker_refuses_a_request_that_mixes_recompute_and_replay_or_names_unstaged_files():
+    job = {"set": {"train.seed": 0}, "artifact": None, "weights": "final-0.safetensors", "inputs": None, "chunks": [4]}
+    base = {"task": "model", "staged": ["final-0.safetensors"]}
+    assert worker._resolve({**base, "runs": [job]}, "/in")["runs"][0]["weights"] == "/in/final-0.safetensors"
+    for bad in ({**base, "runs": [job], "segments": [{"a": 0, "b": 50}]},
+                {**base, "runs": [{**job, "weights": "start-50.safetensors"}]},
+                {**base, "runs": [{**job, "extra": 1}]},
+                {**base, "runs": [{**job, "chunks": [-1]}]},
+                {**base, "runs": [job], "set": {"train.seed": 1}},
+                {**base, "runs": []}, base):
+        with pytest.raises(ValueError):
+            worker._resolve(bad, "/in")
 
 
 @pytest.mark.slow

@@ -18,8 +18,9 @@ gets with the next kept checkpoint. The first segment starts from the initial
 weights rebuilt from the seed and the last one ends in the scored weights.
 Which segments it re-trains is the coverage (repro.judge.coverage); one worker task
 is repro.boundary.task; this module plans each run's audit (Plan), builds the
-evaluation data once per cell (DataCache), judges what comes back, and runs the
-runs' audits `jobs` at a time (run_audits).
+evaluation data once per cell (DataCache), judges what comes back (a recompute's
+outputs with repro.judge.recomputed), and runs the workers repro.judge.grouping
+assigns (one recompute a cell, two replay workers a run) `jobs` at a time (run_audits).
 
 On the same platform (CPU, the run's thread count, this Paddle) the comparison
 is bitwise. Across platforms (--cross-platform) each segment is replayed twice,
@@ -49,11 +50,11 @@ from repro.boundary import exchange
 from repro.boundary.task import Staged
 from repro.data import fingerprint
 from repro.errors import ReproError
-from repro.judge import segments
+from repro.judge import grouping, recomputed, segments
 from repro.run import checkpoint, decisions, rundir
 
 RECOMPUTE_RTOL = 1e-3
-PRIVATE = "private"  # the name a contest's private split has among the splits a model worker scores
+PRIVATE = recomputed.PRIVATE
 TRAIN = "\0train"
 DATA_BYTES = 8 << 30  # what a data worker may hand back (a pinned training split included)    # the training split among a data worker's splits, when a contest pins it
 
@@ -162,64 +163,75 @@ def _build_data(plan, timeout, seeded=True):
         shutil.rmtree(out, ignore_errors=True)
 
 
-def replay_groups(plan):
-    """The chosen segments in worker groups such that no worker holds an answer: a segment's
-    end is the next segment's start, so segments of even and of odd index (in the run's
-    whole list) go to two different workers; the final weights go only to the recompute
-    worker, which replays nothing."""
-    index = {seg: i for i, seg in enumerate(plan.segments)}
-    groups = [[s for s in plan.chosen if index[s] % 2 == parity] for parity in (0, 1)]
-    return [g for g in groups if g]
-
-
-def recompute_run(plan, data_cache, timeout):
-    """A run's recompute, judged here: {'recompute': ...}. The worker gets the final weights and
-    the inputs of every evaluation split, public and private, as the evaluation's own batches in
-    an order only the judge knows (it never learns which rows are the private ones), and never
-    a label; it replays nothing."""
-    run, tmp = plan.run, tempfile.mkdtemp(prefix="repro-judge-")
+def recompute_cell(plans, data_cache, timeout):
+    """The recompute of a cell's runs (repro.judge.grouping), judged here: {path: {'recompute': ...}}.
+    One worker gets each run's final weights and the inputs of every evaluation split, public
+    and private, as the evaluation's own batches in an order only the judge knows (it never
+    learns which rows are the private ones), and never a label; it replays nothing."""
+    tmp, results, jobs, inputs, held = tempfile.mkdtemp(prefix="repro-judge-"), {}, [], {}, []
     try:
-        inputs = _artifact_input(run, tmp)
+        for plan in plans:
+            try:
+                job, known = _recompute_job(plan, data_cache, timeout, tmp, len(jobs), inputs)
+            except ReproError as e:
+                results[plan.path] = {"recompute": {"error": str(e)}}
+                continue
+            jobs.append(job)
+            held.append((plan, known))
+        if not jobs:
+            return results
+        req = {k: v for k, v in plans[0].request("model", runs=jobs).items() if k != "set"}  # each run has its own
         try:
-            splits, refit, generative, provenance = data_cache.get(plan, timeout)
-            differ = _provenance_differs(run.header.get("provenance") or {}, provenance)
-            if differ:
-                raise ReproError(f"this machine's files are not the ones the run used ({differ}); point --local "
-                                 f"KEY=PATH at copies of them")
-            train = splits.get(TRAIN)
-            splits = {k: v for k, v in splits.items() if k != TRAIN}
-            if plan.private is not None:
-                splits = {**splits, PRIVATE: plan.private}
-            out = {"data": generative or {s: {"n": len(x), "sha256": fingerprint(x, y)}
-                                          for s, (x, y) in splits.items() if s != PRIVATE},
-                   "train_data": None if train is None else {"n": len(train[0]), "sha256": fingerprint(*train)},
-                   "artifact_refit": None if refit is None else
-                   rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
-            inputs["final.safetensors"] = _checked_copy(run, max(run.checkpoints()), tmp)
-            job, order = {"weights": "final.safetensors"}, None
-            if splits:
-                rows, job["chunks"], order = segments.shuffled_batches(splits, run.cfg.train.eval_batch_size)
-                exchange.write_arrays(os.path.join(tmp, "inputs.safetensors"), {"rows": rows})
-                inputs["inputs.safetensors"] = os.path.join(tmp, "inputs.safetensors")
-                job["inputs"] = "inputs.safetensors"
-            answer, wout = Staged(plan.worker, plan.request("model", outputs=job), inputs, timeout,
-                                  outputs=["outputs.safetensors"]).run()
+            answer, wout = Staged(plans[0].worker, req, inputs, timeout,
+                                  outputs=[f"outputs-{i}.safetensors" for i in range(len(jobs))]).run()
         except ReproError as e:
-            return {"recompute": {"error": str(e)}}
+            return {**results, **{plan.path: {"recompute": {"error": str(e)}} for plan, _ in held}}
         try:
-            labels = {s: y for s, (x, y) in splits.items()}
-            scored = _judge_outputs(plan, wout, labels, answer, order)
+            for i, (plan, (out, labels, order)) in enumerate(held):
+                gen = answer.get("generative") if isinstance(answer.get("generative"), dict) else {}
+                scored = recomputed.judge_outputs(plan, os.path.join(wout, f"outputs-{i}.safetensors"), labels,
+                                                  {"generative": gen[str(i)]} if str(i) in gen else {}, order)
+                results[plan.path] = {"recompute": {**out, **recomputed.private_apart(scored)}}
         finally:
             shutil.rmtree(wout, ignore_errors=True)
-        private = {k[len(PRIVATE) + 1:]: v for k, v in scored.get("metrics", {}).items()
-                   if k.startswith(PRIVATE + "_")}
-        if private:
-            scored["metrics"] = {k: v for k, v in scored["metrics"].items() if not k.startswith(PRIVATE + "_")}
-            scored["private"] = {"metrics": private, "n": int(scored["samples"].pop(PRIVATE))}
-        out.update(scored)
-        return {"recompute": out}
+        return results
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _recompute_job(plan, data_cache, timeout, tmp, i, inputs):
+    """One run's part of a cell's recompute: (its job in the worker's request, (what the judge
+    knows of its data, the labels, the order of the shuffled batches)); its files are added to
+    inputs, named by its index i in the request."""
+    run = plan.run
+    splits, refit, generative, provenance = data_cache.get(plan, timeout)
+    differ = recomputed.provenance_differs(run.header.get("provenance") or {}, provenance)
+    if differ:
+        raise ReproError(f"this machine's files are not the ones the run used ({differ}); point --local "
+                         f"KEY=PATH at copies of them")
+    train = splits.get(TRAIN)
+    splits = {k: v for k, v in splits.items() if k != TRAIN}
+    if plan.private is not None:
+        splits = {**splits, PRIVATE: plan.private}
+    out = {"data": generative or {s: {"n": len(x), "sha256": fingerprint(x, y)}
+                                  for s, (x, y) in splits.items() if s != PRIVATE},
+           "train_data": None if train is None else {"n": len(train[0]), "sha256": fingerprint(*train)},
+           "artifact_refit": None if refit is None else rundir.artifact_sha256(refit) == run.header["artifact_sha256"]}
+    job = {"set": plan.config_set, "artifact": None, "weights": f"final-{i}.safetensors", "inputs": None, "chunks": []}
+    artifact = rundir.read_artifact(run)
+    if artifact is not None:
+        job["artifact"], folder = f"artifact-{i}.json", os.path.join(tmp, f"artifact-{i}")
+        os.mkdir(folder)
+        rundir.write_artifact(folder, artifact)
+        inputs[job["artifact"]] = os.path.join(folder, rundir.ARTIFACT)
+    inputs[job["weights"]] = _checked_copy(run, max(run.checkpoints()), tmp, job["weights"])
+    order = None
+    if splits:
+        rows, job["chunks"], order = segments.shuffled_batches(splits, run.cfg.train.eval_batch_size)
+        job["inputs"] = f"inputs-{i}.safetensors"
+        inputs[job["inputs"]] = os.path.join(tmp, job["inputs"])
+        exchange.write_arrays(inputs[job["inputs"]], {"rows": rows})
+    return job, (out, {s: y for s, (x, y) in splits.items()}, order)
 
 
 def replay_group(plan, group, timeout):
@@ -288,21 +300,6 @@ def _checkpoint_bytes(run):
     return max(sizes)
 
 
-def _identities(text):
-    """The sha256 digests in a provenance entry (its path part may differ between machines),
-    or the whole text when it names no digest."""
-    import re
-    found = re.findall(r"sha256:([0-9a-f]{64})", str(text))
-    return sorted(found) if found else str(text)
-
-
-def _provenance_differs(logged, here):
-    """'' when this machine's local files (a worker's paper.provenance) are the run's, else what differs."""
-    here = here if isinstance(here, dict) else {}
-    return "; ".join(f"{k}: logged {str(v)[:80]!r}, here {str(here.get(k))[:80]!r}" for k, v in sorted(logged.items())
-                     if _identities(v) != _identities(here.get(k)))
-
-
 def _checked_copy(run, step, tmp, name=None):
     """A copy of the run's checkpoint at step, checked against the log after copying."""
     ev = run.checkpoints().get(step)
@@ -334,40 +331,6 @@ def _checked_decisions(run, a, b, tmp, name):
         raise ReproError(f"{rundir.decisions_name(b)} covers updates {logged.a + 1}..{logged.b}, not the "
                          f"segment's {a + 1}..{b}")
     return dst
-
-
-def _judge_outputs(plan, wout, labels, answer, order=None):
-    """The metrics, computed here from the worker's outputs and the labels the judge holds
-    (order: which split and rows each chunk of the shuffled inputs was)."""
-    run = plan.run
-    if "generative" in answer:
-        gen = answer["generative"]
-        if not plan.worker.trusted:
-            return {"error": "a generative paper's recompute needs its own scoring code, which is not run for "
-                             "a submission under review"}
-        if not isinstance(gen, dict) or not isinstance(gen.get("metrics"), dict):
-            return {"error": "the worker's generative scores are malformed"}
-        return {"metrics": {str(k): float(v) for k, v in gen["metrics"].items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                "samples": gen.get("samples") if isinstance(gen.get("samples"), dict) else {}}
-    try:
-        outputs, _ = exchange.read_arrays(os.path.join(wout, "outputs.safetensors"), "the model's outputs")
-        outputs = segments.unshuffled(outputs.get("rows"), order, labels, run.cfg.train.eval_batch_size)
-    except ReproError as e:
-        return {"error": str(e)}
-    metrics, samples = {}, {}
-    bs = run.cfg.train.eval_batch_size
-    for split, y in labels.items():
-        logits = outputs.get(split)
-        if logits is None or logits.ndim != 2 or len(logits) != len(y) or logits.dtype.kind != "f" \
-                or not np.all(np.isfinite(logits)):
-            return {"error": f"the worker's outputs on {split!r} are not {len(y)} rows of finite class scores"}
-        for name, metric in run.protocol.metric_objects(run.cfg).items():
-            for i in range(0, len(y), bs):
-                metric.update(logits[i:i + bs], y[i:i + bs])
-            metrics[f"{split}_{name}"] = float(metric.compute())
-        samples[split] = len(y)
-    return {"metrics": metrics, "samples": samples}
 
 
 def _judge_segment(plan, seg, wout, tmp, seconds, exact=None):
@@ -431,49 +394,50 @@ def _judge_exact(name, wout, tmp, seg, said):
 # ------------------------------------------------------------------ the pool
 
 def run_audits(plans, jobs=1, timeout=3600, progress=None, tasks_done=None):
-    """{path: result} for each plan, its worker tasks (recompute, replay groups) `jobs` at a time.
-    progress(path, result) when a run's tasks are all done; tasks_done(done, total, path, what)
-    after each task."""
+    """{path: result} for each plan, its worker tasks (repro.judge.grouping: each cell's recompute,
+    each run's replay groups) `jobs` at a time. progress(path, result) when a run's tasks are all
+    done; tasks_done(done, total, path, what) after each task."""
     results, work, cache, lock = {}, queue.Queue(), DataCache(), threading.Lock()
-    pending, count = {}, {"done": 0, "total": 0}
+    tasks = grouping.worker_tasks(plans)
+    pending, count = {plan.path: 0 for plan in plans}, {"done": 0, "total": len(tasks)}
+    for task in tasks:
+        for plan in task[1]:
+            pending[plan.path] += 1
+        work.put(task)
     for plan in plans:
-        tasks = ([("recompute", None)] if plan.recompute else []) + [("replay", g) for g in replay_groups(plan)]
         results[plan.path] = {"replay": []} if plan.chosen else {}
-        pending[plan.path] = len(tasks)
-        count["total"] += len(tasks)
-        for task in tasks:
-            work.put((plan, *task))
-        if not tasks and progress:
+        if not pending[plan.path] and progress:
             progress(plan.path, results[plan.path])
 
-    def one(plan, kind, group):
+    def one(kind, cell, group):
         t0 = time.perf_counter()
         try:
-            got = recompute_run(plan, cache, timeout) if kind == "recompute" else \
-                {"replay": replay_group(plan, group, timeout)}
+            got = recompute_cell(cell, cache, timeout) if kind == "recompute" else \
+                {cell[0].path: {"replay": replay_group(cell[0], group, timeout)}}
         except ReproError as e:
-            got = {"error": str(e)}
-        except Exception as e:  # a failure of the judge on this run's files: this run's problem
-            got = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            got = {plan.path: {"error": str(e)} for plan in cell}
+        except Exception as e:  # a failure of the judge on these runs' files: their problem
+            got = {plan.path: {"error": f"{type(e).__name__}: {str(e)[:200]}"} for plan in cell}
+        share, finished = (time.perf_counter() - t0) / len(cell), []  # a cell's worker: each run its share
         with lock:
-            mine = results[plan.path]
-            mine["seconds"] = round(mine.get("seconds", 0.0) + time.perf_counter() - t0, 3)
-            mine.setdefault("error", got.get("error")) if got.get("error") else None
-            if "recompute" in got:
-                mine["recompute"] = got["recompute"]
-            if "replay" in got:
-                mine["replay"] = sorted(mine.get("replay", []) + got["replay"], key=lambda s: s["a"])
-            pending[plan.path] -= 1
-            done = pending[plan.path] == 0
+            for plan in cell:
+                mine, its = results[plan.path], got.get(plan.path, {"error": "no result"})
+                mine["seconds"] = round(mine.get("seconds", 0.0) + share, 3)
+                mine.setdefault("error", its.get("error")) if its.get("error") else None
+                if "recompute" in its:
+                    mine["recompute"] = its["recompute"]
+                if "replay" in its:
+                    mine["replay"] = sorted(mine.get("replay", []) + its["replay"], key=lambda s: s["a"])
+                pending[plan.path] -= 1
+                finished += [plan.path] if pending[plan.path] == 0 else []
             count["done"] += 1
             step = count["done"]
         if tasks_done:
-            what = "recompute" if kind == "recompute" else \
+            what = f"recompute of {len(cell)} run{'s' if len(cell) != 1 else ''}" if kind == "recompute" else \
                 f"replay of {len(group)} segment{'s' if len(group) != 1 else ''}"
-            tasks_done(step, count["total"], plan.path, what)
-        if done and progress:
-            progress(plan.path, results[plan.path])
-
+            tasks_done(step, count["total"], cell[0].path, what)
+        for path in finished if progress else []:
+            progress(path, results[path])
     def lane():
         while True:
             try:

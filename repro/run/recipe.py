@@ -106,15 +106,21 @@ class State:
     exact: object = None  # repro.run.verifiable.Exact where train.verifiable: each update in float64, rounded
 
 
-def build(paper, cfg, dist=SINGLE, init=True, artifact=None):
+def build(paper, cfg, dist=SINGLE, init=True, artifact=None, data=None):
     """The state before update 1: data, the initial weights drawn from the seed,
     the optimizer. init=False skips the paper's data-dependent initialisation
     (the state is about to be overwritten from a checkpoint). artifact: the run's
-    data-derived artifact (a vocabulary) where it has one; None fits it anew."""
+    data-derived artifact (a vocabulary) where it has one; None fits it anew.
+    data: what paper.data(cfg, artifact) gave earlier in this process (a replay worker
+    builds it once for all its segments), only with init=False: the draws building it
+    would take from the RNG are skipped, so the initial weights differ, and only a state
+    about to be overwritten from a checkpoint may (every update reseeds)."""
 
     tc = cfg.train
+    if data is not None and init:
+        raise ReproError("prebuilt data would change the initial weights: build them with init=False only")
     reseed(tc.seed, 0)  # the same initial weights on every rank
-    data = paper.data(cfg, artifact)
+    data = paper.data(cfg, artifact) if data is None else data
     net = paper.model(cfg, data.artifact)
     optimizer = build_optimizer(tc, net)
     amp = Amp(tc.amp)
