@@ -57,7 +57,8 @@ def config_of(run):
 def train_segment(run, cfg, a, b, jitter=False):
     """(start tensors, end tensors) of re-training a+1..b from the run's checkpoint at a."""
     seg = {"a": a, "b": b, "start": os.path.join(run.path, rundir.checkpoint_name(a)) if a else None}
-    return worker._segment(run.paper, cfg, rundir.read_artifact(run), seg, jitter)
+    start, end, _ = worker._segment(run.paper, cfg, rundir.read_artifact(run), seg, jitter)
+    return start, end
 
 
 def replay(run, cfg, a, b):

@@ -148,7 +148,7 @@ def emulate(path, order):
     for a, b in zip(steps, steps[1:]):
         seg = {"a": a, "b": b, "start": os.path.join(path, rundir.checkpoint_name(a)) if a else None,
                "decisions": os.path.join(path, rundir.decisions_name(b))}
-        _, got = worker._segment(run.paper, run.cfg, None, seg, False)
+        _, got, _ = worker._segment(run.paper, run.cfg, None, seg, False)
         want = rundir.read_checkpoint(run, b, want_optimizer=True)[0]
         exact = got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)
         mine = seg["exact"]["segment"]
