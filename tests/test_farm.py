@@ -58,8 +58,9 @@ def test_a_carried_folder_whose_tar_does_not_match_is_refused(tmp_path):
     (tmp_path / "plugin" / "__init__.py").write_text("x = 1\n")
     data = pack(str(tmp_path / "plugin"))
     sent = shipped()
-    sent["carried"] = [("/snap", (data + b"\0", node.sha256(data)))]
-    assert "the folder for /snap does not match its sha256" in node.run(sent)["refused"]
+    sent["carried"] = [("/snap", node.sha256(data))]
+    assert "the folder for /snap does not match its sha256" in node.run(sent, data + b"\0")["refused"]
+    assert "did not all arrive" in node.run(sent)["refused"]
     os.symlink("/etc/passwd", tmp_path / "plugin" / "link")
     with pytest.raises(ReproError, match="link in a folder carried to the Ray nodes is not a regular file"):
         pack(str(tmp_path / "plugin"))
@@ -103,11 +104,11 @@ def test_a_ray_worker_killed_mid_task_is_retried_with_the_same_result(farm, tmp_
     from repro.boundary.executor import RayExecutor
     marker = str(tmp_path / "killed-once")
 
-    def killed_on_first_attempt(shipped_task):  # pickled by value: Ray's worker process runs it
+    def killed_on_first_attempt(shipped_task, *tars):  # pickled by value: Ray's worker process runs it
         if not os.path.exists(marker):
             open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)  # the process dies as on a node that goes away
-        return node.run(shipped_task)
+        return node.run(shipped_task, *tars)
 
     dying = RayExecutor("local", node_task=killed_on_first_attempt)  # joins the running local Ray
     assert fresh_through(dying) == fresh_through(task.LOCAL)
@@ -145,7 +146,8 @@ def example(dest, steps):
 
 def verdicts(review_json):
     data = json.load(open(review_json))
-    return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]]) for s in data["submissions"]}
+    return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]], s["problems"],
+                        [r["problems"] for r in s["runs"]]) for s in data["submissions"]}
 
 
 @pytest.mark.slow
@@ -160,12 +162,16 @@ def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(farm,
     contest, subs = os.path.join(REPO, contest), os.path.join(REPO, subs)
     got = {}
     for name, executor in (("local", task.LOCAL), ("ray", farm)):
-        options = ReviewOptions(challenge="farm", jobs=2, timeout=900, executor=executor,
+        # two tasks in flight: each may hold at most half the contest's budget (task.Budget reserves a
+        # worker's whole timeout)
+        options = ReviewOptions(challenge="farm", jobs=2, timeout=600, executor=executor,
                                 private=private_of(read_contest(contest), seed))
         review(contest, subs, str(tmp_path / name), options)
         got[name] = verdicts(tmp_path / name / "review.json")
     assert got["ray"] == got["local"], got
     assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
-    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == "not reproduced"
+    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
+    assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
+    assert "budget" not in str(got)
     page = json.load(open(tmp_path / "ray" / "review.json"))
     assert any("Ray cluster" in s.get("sandbox", "") for s in page["submissions"])

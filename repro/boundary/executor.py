@@ -84,7 +84,8 @@ class RayExecutor:
         resources = {"num_cpus": threads, "num_gpus": 1 if staged.gpu else 0}
         if self.runtime_env is not None:
             resources["runtime_env"] = self.runtime_env
-        ref = self.remote.options(**resources).remote(self.payload(staged, timeout))
+        shipped, tars = self.payload(staged, timeout)
+        ref = self.remote.options(**resources).remote(shipped, *tars)
         try:
             back = ray.get(ref, timeout=timeout + ARRIVAL_SLACK)
         except ray.exceptions.GetTimeoutError:
@@ -100,7 +101,8 @@ class RayExecutor:
         return Ended(back["code"], back["flooded"], back["stderr"], received, back["timed_out"])
 
     def payload(self, staged, timeout):
-        """What a node gets: everything as bytes with its sha256, and the paths it must hold."""
+        """What a node gets: everything as bytes with its sha256, and the paths it must hold; and the
+        carried folders' tars (object references, which Ray resolves as a task's own arguments)."""
         worker = staged.worker
         inputs = {}
         for name, path in staged.inputs.items():
@@ -109,13 +111,15 @@ class RayExecutor:
             inputs[name] = (data, node.sha256(data))
         request = json.dumps(staged.req).encode()
         carried = [(inside, self._folder(host)) for host, inside in worker.readonly if host in worker.carry]
+        tars = [ref for _, (ref, _) in carried]
+        carried = [(inside, digest) for inside, (_, digest) in carried]
         readonly = [host for host, inside in worker.readonly if host not in worker.carry]
         if any(host != inside for host, inside in worker.readonly if host not in worker.carry):
             raise ReproError("a folder the worker sees at another path is not carried to the Ray node")
         cap = len(exchange.MAGIC) + (len(staged.outputs) + 1) * exchange.HEADER_BYTES + staged.out_bytes
         return {"inputs": inputs, "request": (request, node.sha256(request)), "carried": carried,
                 "readonly": readonly, "env": dict(worker.env), "timeout": timeout,
-                "sandboxed": worker.sandbox.enabled, "cap": cap}
+                "sandboxed": worker.sandbox.enabled, "cap": cap}, tars
 
     def _folder(self, host):
         """(the folder as a tar of regular files, its sha256), made and put once."""

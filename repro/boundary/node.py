@@ -38,12 +38,13 @@ class Refused(ReproError):
     pass
 
 
-def run(task):
+def run(task, *tars):
     """The Ray task's body: {"refused": why} or the worker's {"code", "flooded", "stderr",
-    "timed_out", "stream", "truncated", "node"}."""
+    "timed_out", "stream", "truncated", "node"}. tars: the carried folders' bytes, in the order
+    of task["carried"] (arguments of their own, so that Ray hands over the bytes it holds)."""
     node = socket.gethostname()
     try:
-        inputs, req = arrived(task)
+        inputs, req = arrived(task, tars)
         box = _sandbox(task["sandboxed"])
         missing = [p for p in task["readonly"] if not os.path.isdir(p) and not os.path.isfile(p)]
         if missing:
@@ -53,7 +54,7 @@ def run(task):
         return {"refused": str(e), "node": node}
     work = tempfile.mkdtemp(prefix="repro-node-")
     try:
-        binds = _unpack(task["carried"], work) + [(p, p) for p in task["readonly"]]
+        binds = _unpack(task["carried"], tars, work) + [(p, p) for p in task["readonly"]]
         in_dir, scratch = os.path.join(work, "in"), os.path.join(work, "out")
         os.mkdir(in_dir)
         os.mkdir(scratch)
@@ -71,20 +72,22 @@ def run(task):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def arrived(task):
+def arrived(task, tars=()):
     """(inputs {name: bytes}, request) once every shipped file matches its sha256; else Refused."""
     inputs = {}
     for name, (data, digest) in task["inputs"].items():
         if not isinstance(data, bytes) or sha256(data) != digest:
             raise Refused(f"the input {str(name)[:60]} does not match its sha256: refused before running anything")
         inputs[name] = data
-    data, digest = task["request"]
-    if not isinstance(data, bytes) or sha256(data) != digest:
+    request, digest = task["request"]
+    if not isinstance(request, bytes) or sha256(request) != digest:
         raise Refused("the request does not match its sha256: refused before running anything")
-    for inside, (data, digest) in task["carried"]:
+    if len(tars) != len(task["carried"]):
+        raise Refused("the carried folders did not all arrive: refused before running anything")
+    for (inside, digest), data in zip(task["carried"], tars):
         if not isinstance(data, bytes) or sha256(data) != digest:
             raise Refused(f"the folder for {inside[:80]} does not match its sha256: refused before running anything")
-    return inputs, json.loads(data.decode("utf-8"))
+    return inputs, json.loads(request.decode("utf-8"))
 
 
 def _sandbox(sandboxed):
@@ -98,11 +101,11 @@ def _sandbox(sandboxed):
     return Sandbox("required")
 
 
-def _unpack(carried, work):
+def _unpack(carried, tars, work):
     """[(folder here, the path the worker sees it at)]: each tar unpacked into a fresh folder
     (regular files and folders only, every name inside it), readable by the worker."""
     binds = []
-    for i, (inside, (data, _)) in enumerate(carried):
+    for i, ((inside, _), data) in enumerate(zip(carried, tars)):
         dest = os.path.join(work, f"carried-{i}")
         os.mkdir(dest)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
