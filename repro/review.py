@@ -43,10 +43,11 @@ import argparse
 import os
 import secrets
 
+from repro.boundary.executor import executor_for
 from repro.errors import ReproError, run_cli
 from repro.judge.assess import review
 from repro.judge.contest import read_contest
-from repro.judge.arguments import private_of
+from repro.judge.arguments import add_cluster_option, private_of
 from repro.judge.submissions import ReviewOptions
 from repro.pages.contest import plain, plain_lines
 
@@ -95,18 +96,21 @@ def main(argv=None):
                          "never in the contest file)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds one run's audit may take (default 3600)")
+    add_cluster_option(ap)
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.timeout < 1:
         raise ReproError("--jobs and --timeout must be >= 1")
     if args.challenge is not None and args.logs_only:
         raise ReproError("--challenge only matters without --logs-only")
+    if args.cluster and args.logs_only:
+        raise ReproError("--cluster only matters without --logs-only (it runs the workers)")
     say = lambda msg: print(plain(msg), flush=True)
     options = ReviewOptions(recompute=not args.logs_only, replay=not args.logs_only,
                             challenge=args.challenge or (None if args.logs_only else secrets.token_hex(8)),
                             jobs=args.jobs, timeout=args.timeout, progress=say,
                             sandbox="off" if args.no_sandbox else "required",
                             private=private_of(read_contest(args.contest), args.private_seed)
-                            if not args.logs_only else None)
+                            if not args.logs_only else None, executor=executor_for(args.cluster))
     review(args.contest, args.submissions, args.out, options)
     with open(os.path.join(args.out, "status.md"), encoding="utf-8") as f:
         print("\n" + plain_lines(f.read()))

@@ -103,6 +103,28 @@ def _metadata(data):
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
+def stage_inputs(in_dir, inputs, req):
+    """A worker's input folder: each input (a path on this machine, or its bytes, as a Ray
+    node receives them) under its own name, and request.json naming them; everything
+    readable by the worker, who is another user, and by nobody writable."""
+    os.chmod(in_dir, 0o755)
+    for name, src in inputs.items():
+        if not isinstance(name, str) or not NAME.match(name) or name == "request.json":
+            raise ReproError(f"an input name the worker cannot be given: {str(name)[:60]!r}")
+        dst = os.path.join(in_dir, name)
+        if isinstance(src, bytes):
+            with open(dst, "xb") as f:
+                f.write(src)
+        else:
+            shutil.copyfile(src, dst)
+        os.chmod(dst, 0o444)
+    req = dict(req, staged=sorted(inputs))
+    if "artifact.json" in inputs:
+        req["artifact_file"] = "artifact.json"
+    write_request(os.path.join(in_dir, "request.json"), req)
+    os.chmod(os.path.join(in_dir, "request.json"), 0o444)
+
+
 def write_request(path, request):
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

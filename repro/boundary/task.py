@@ -3,6 +3,11 @@
 the worker started in the sandbox (repro.boundary.sandbox) and the outputs it was asked
 for read back from its stream (Staged), or one line saying why not.
 
+Where the worker runs is its executor's choice (Worker.executor): LocalExecutor below,
+this machine, the default; or repro.boundary.executor's Ray one, a node of a cluster,
+which hands back the same stream as bytes. Either way the stream is taken and checked
+here, by the same code (Staged._receive, _check), and everything decided stays here.
+
 A worker's failure reaches pages and status files as a fixed category and a digest
 (`the worker crashed (digest 3f2a9c1b0e4d)`): its own words are a channel a hostile
 worker chooses, so they go only to Worker.last_words (the maintainers' log), and into
@@ -10,7 +15,6 @@ the line itself only where the code is trusted (the user's own runs).
 """
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -22,7 +26,6 @@ from repro.datasets.download import ENV as DATA_ENV
 from repro.errors import ReproError
 
 OUTPUT_BYTES = 1 << 30  # what the judge takes back from one worker unless its caller says otherwise
-_STAGED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
 class Budget:
@@ -57,16 +60,49 @@ class Budget:
                 self.timed_out = "a worker timed out"
 
 
+class LocalExecutor:
+    """Worker tasks on this machine (the default; nothing to install): the inputs staged into a
+    fresh folder, the worker run in this machine's sandbox, its stream handed to receive.
+    An executor has this one method (repro.boundary.executor.RayExecutor is the other): it
+    lives here, beside Staged, so that a task's own module needs nothing above the sandbox."""
+
+    where = "this machine"
+
+    def execute(self, staged, timeout, receive):
+        """Run staged's worker for at most timeout seconds; its standard output goes to
+        receive(stream). Returns the sandbox's Ended."""
+        worker = staged.worker
+        in_dir = tempfile.mkdtemp(prefix="repro-in-")
+        scratch = None if worker.sandbox.enabled else tempfile.mkdtemp(prefix="repro-work-")
+        try:
+            exchange.stage_inputs(in_dir, staged.inputs, staged.req)
+            inside_in, inside_out = (IN, OUT) if worker.sandbox.enabled else (in_dir, scratch)
+            return worker.sandbox.run(worker_argv(inside_in, inside_out), readonly=worker.readonly + [(in_dir, inside_in)],
+                                      env=worker.env, timeout=timeout, host_out=scratch, receive=receive)
+        finally:
+            shutil.rmtree(in_dir, ignore_errors=True)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+LOCAL = LocalExecutor()
+
+
 class Worker:
     """What a run's workers need to import its paper: environment and read-only folders.
     trusted: the paper is the harness's own or the user's (not a submission under review),
     so a generative paper's own scores may be taken and a failing worker's words shown.
     The datasets folder the harness itself resolves (data_dir, else $REPRO_DATA_DIR, else
     ~/.cache/repro where it exists) is mounted read-only at its own path and named to the
-    worker, whose HOME is elsewhere."""
+    worker, whose HOME is elsewhere.
+    executor: where its tasks run (LOCAL, or a cluster: repro.boundary.executor); carry: the
+    folders of readonly a remote node gets from this machine (a submission's snapshot, plugin
+    copies); every other one (a datasets folder, a --local model) it must hold at the same path."""
 
-    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None, budget=None, last_words=None):
+    def __init__(self, sandbox, env=None, readonly=(), trusted=True, data_dir=None, budget=None, last_words=None,
+                 executor=LOCAL, carry=()):
         self.sandbox, self.env, self.readonly, self.trusted = sandbox, dict(env or {}), list(readonly), trusted
+        self.executor, self.carry = executor, [os.path.abspath(c) for c in carry]
         self.budget = budget or Budget()
         # [(digest, the worker's own last words)]: for the maintainers' log only
         self.last_words = last_words if last_words is not None else []
@@ -83,24 +119,18 @@ class Staged:
     outputs: the file names the judge asked for (besides result.json and error.txt); nothing
     else is taken, and no more than out_bytes in all."""
 
-    def __init__(self, worker, req, inputs, timeout, outputs=(), out_bytes=OUTPUT_BYTES):
+    def __init__(self, worker, req, inputs, timeout, outputs=(), out_bytes=OUTPUT_BYTES, gpu=False):
         self.worker, self.req, self.inputs, self.timeout = worker, req, inputs, timeout
         self.outputs, self.out_bytes = set(outputs) | {"result.json", "error.txt"}, out_bytes
+        self.gpu = gpu  # the run was made on a GPU: a cluster gives the task one
 
     def run(self):
         budget = self.worker.budget
         granted = budget.start(self.timeout)
-        in_dir = tempfile.mkdtemp(prefix="repro-in-")
         out_dir = tempfile.mkdtemp(prefix="repro-out-")
-        scratch = None if self.worker.sandbox.enabled else tempfile.mkdtemp(prefix="repro-work-")
         t0, ended = time.perf_counter(), None
         try:
-            self._stage(in_dir)
-            inside_in, inside_out = (IN, OUT) if self.worker.sandbox.enabled else (in_dir, scratch)
-            ended = self.worker.sandbox.run(
-                worker_argv(inside_in, inside_out), readonly=self.worker.readonly + [(in_dir, inside_in)],
-                env=self.worker.env, timeout=granted, host_out=scratch,
-                receive=lambda stream: self._receive(stream, out_dir))
+            ended = self.worker.executor.execute(self, granted, lambda stream: self._receive(stream, out_dir))
             self._check(ended, granted, out_dir)
             answer = exchange.read_result(os.path.join(out_dir, "result.json"), "the worker's answer")
             if not isinstance(answer, dict):
@@ -111,22 +141,6 @@ class Staged:
             raise
         finally:
             budget.finish(granted, time.perf_counter() - t0, ended is not None and ended.timed_out)
-            shutil.rmtree(in_dir, ignore_errors=True)
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
-
-    def _stage(self, in_dir):
-        os.chmod(in_dir, 0o755)  # the worker is another user
-        for name, src in self.inputs.items():
-            if not _STAGED.match(name):
-                raise ReproError(f"an input name the worker cannot be given: {name[:60]!r}")
-            shutil.copyfile(src, os.path.join(in_dir, name))
-            os.chmod(os.path.join(in_dir, name), 0o444)
-        req = dict(self.req, staged=sorted(self.inputs))
-        if "artifact.json" in self.inputs:
-            req["artifact_file"] = "artifact.json"
-        exchange.write_request(os.path.join(in_dir, "request.json"), req)
-        os.chmod(os.path.join(in_dir, "request.json"), 0o444)
 
     def _receive(self, stream, out_dir):
         try:

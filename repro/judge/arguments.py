@@ -2,6 +2,7 @@
 evaluation), turned into repro.judge.options.Options."""
 import os
 
+from repro.boundary.executor import INSTALL, executor_for
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.errors import ReproError
 from repro.judge import audit, coverage, private as private_eval, segments
@@ -42,6 +43,7 @@ def add_arguments(ap):
                          f"twice here in different summation orders, within {segments.MARGIN:g} times their spread "
                          f"where that spread is at most {segments.CHAOS_LIMIT:g} (inconclusive where it is larger)")
     ap.add_argument("--jobs", type=int, default=1, help="audit processes at a time (default 1)")
+    add_cluster_option(ap)
     ap.add_argument("--threads", type=int, metavar="N",
                     help="CPU threads of the recompute and replay workers (default: each run's own, which a "
                          "bitwise replay needs; a train.verifiable run replays bitwise with any)")
@@ -54,6 +56,13 @@ def add_arguments(ap):
                          "model.pretrained=/models/sd-v1-5 (only a paper's local-path keys; the file must "
                          "have the sha256 the run logged)")
     add_data_dir_option(ap, "with --recompute/--replay: where this machine keeps the datasets")
+
+
+def add_cluster_option(ap):
+    ap.add_argument("--cluster", metavar="local|auto|ray://HOST:PORT",
+                    help="run the recompute and replay workers on a Ray cluster's nodes (each in its own sandbox; "
+                         "--jobs tasks in flight): local starts one on this machine, auto or ray://HOST:PORT joins a "
+                         f"running one. Needs Ray: {INSTALL}")
 
 
 def private_of(contest, seed):
@@ -101,9 +110,11 @@ def options_from(args, progress=None):
     threads = getattr(args, "threads", None)
     if threads is not None and not 1 <= threads <= 1024:
         raise ReproError(f"--threads must be between 1 and 1024, got {threads}")
+    if args.cluster and not runs_code:
+        raise ReproError("--cluster only matters with --recompute or --replay")
     options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
                       args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
-                      threads=threads, private=private, budget=budget)
+                      threads=threads, private=private, budget=budget, executor=executor_for(args.cluster))
     if runs_code:
         options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
     return options

@@ -97,7 +97,7 @@ def _review(sub, contest, options, receipts, result, scrub, earlier=()):
                    progress=options.progress, protocol_of=protocol_of(contest, repo), sandbox=options.sandbox,
                    tree=repo, plugin=package, private=options.private if options.recompute else None,
                    budget=contest.budget, earlier=copies.earlier_weights(earlier, result),
-                   refused=result["problems"])
+                   refused=result["problems"], executor=options.executor)
     result["_last_words"] = opts.last_words  # failed workers' full words: workers.log, never a page
     try:
         verdict = verify([logs], opts)

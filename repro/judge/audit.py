@@ -77,6 +77,11 @@ class Plan:
     def path(self):
         return self.run.path
 
+    @property
+    def gpu(self):
+        """Whether the run was made on a GPU (a cluster then gives its tasks one)."""
+        return str((self.run.header.get("env") or {}).get("device", "cpu")).startswith("gpu")
+
     def request(self, task, **extra):
         head = self.run.header
         return {"task": task, "paper": head["paper"], "exp": head["exp"], "lite": bool(head["lite"]),
@@ -133,7 +138,7 @@ def _build_data(plan, timeout, seeded=True):
             rundir.write_artifact(tmp, artifact)
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
         answer, out = Staged(plan.worker, req, inputs, timeout, outputs=["data.safetensors", rundir.ARTIFACT],
-                             out_bytes=DATA_BYTES).run()
+                             out_bytes=DATA_BYTES, gpu=plan.gpu).run()
     if isinstance(answer.get("generative"), dict):
         shutil.rmtree(out, ignore_errors=True)
         if not plan.worker.trusted:
@@ -183,7 +188,7 @@ def recompute_cell(plans, data_cache, timeout):
         req = {k: v for k, v in plans[0].request("model", runs=jobs).items() if k != "set"}  # each run has its own
         try:
             answer, wout = Staged(plans[0].worker, req, inputs, timeout,
-                                  outputs=[f"outputs-{i}.safetensors" for i in range(len(jobs))]).run()
+                                  outputs=[f"outputs-{i}.safetensors" for i in range(len(jobs))], gpu=plans[0].gpu).run()
         except ReproError as e:
             return {**results, **{plan.path: {"recompute": {"error": str(e)}} for plan, _ in held}}
         try:
@@ -265,7 +270,7 @@ def replay_group(plan, group, timeout):
         names += [f"hashes-{s['a']}-{s['b']}.decisions" for s in runnable]
         try:
             answer, wout = Staged(plan.worker, plan.request("model", segments=runnable), inputs, timeout,
-                                  outputs=names, out_bytes=(64 << 20) + 3 * size * len(runnable)).run()
+                                  outputs=names, out_bytes=(64 << 20) + 3 * size * len(runnable), gpu=plan.gpu).run()
         except ReproError as e:
             return failed(str(e))
         try:

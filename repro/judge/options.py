@@ -22,7 +22,7 @@ class Options:
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
                  timeout=3600, progress=None, protocol_of=None, sandbox="auto", tree=None, plugin=None,
-                 private=None, threads=None, budget=None, earlier=None, refused=()):
+                 private=None, threads=None, budget=None, earlier=None, refused=(), executor=task.LOCAL):
         replay = parse_replay(replay)
         # what a contest review knows before this submission's targets are judged: {weights_sha256:
         # repro.judge.copies.Earlier} of earlier submissions' runs (a run holding one is a copy), and the
@@ -33,6 +33,9 @@ class Options:
         self.last_words = []  # [(digest, text)] of failed workers: the maintainers' log, never a page
         # CPU threads of the workers (None: each run's own); a train.verifiable run replays bitwise with any
         self.threads = threads
+        # where the workers run: this machine, or a Ray cluster's nodes (repro.boundary.executor); the
+        # judge, its receipts and its ledger stay here either way
+        self.executor = executor
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress
@@ -79,7 +82,8 @@ class Options:
     def sandbox_text(self):
         if not (self.recompute or self.replay):
             return "no code run"
-        return self.sandbox().describe()
+        where = "" if self.executor is task.LOCAL else f" on the nodes of a {self.executor.where}"
+        return self.sandbox().describe() + where
 
     def checks(self):
         """The checks verify makes of every run, in words (the page and review.json say them)."""

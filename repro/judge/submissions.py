@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from repro import strict
+from repro.boundary.task import LOCAL
 from repro.boundary.tree import read_at_most, scan_tree
 from repro.errors import ReproError
 from repro.judge.contest import parse_time
@@ -36,6 +37,7 @@ class ReviewOptions:
     sandbox: str = "required"
     private: dict = None  # {(paper, experiment): repro.judge.private.PrivateEval}, built once for every submission
     cache: dict = None    # what one review computes once for several submissions (text-to-image redraws)
+    executor: object = LOCAL  # where workers run: this machine or a Ray cluster (repro.boundary.executor)
 
     @property
     def runs_code(self):

@@ -179,14 +179,14 @@ def worker_for(options):
         rel = os.path.relpath(os.path.realpath(options.plugin), os.path.realpath(options.tree))
         return task.Worker(sandbox, env={ENV: os.path.join(snap, rel), ONLY: "1"},
                             readonly=[(snap, snap)] + local_mounts(options), trusted=False, budget=options.budget,
-                            last_words=options.last_words)
+                            last_words=options.last_words, executor=options.executor, carry=[snap])
     folders = options.plugin_copies([f for f in os.environ.get(ENV, "").split(os.pathsep) if f])
     parents = sorted({os.path.dirname(f) for f in folders})
     env = {ENV: os.pathsep.join(folders)} if folders else {}
     if os.environ.get(ONLY):
         env[ONLY] = os.environ[ONLY]
     return task.Worker(sandbox, env=env, readonly=[(p, p) for p in parents] + local_mounts(options), trusted=True,
-                       budget=options.budget, last_words=options.last_words)
+                       budget=options.budget, last_words=options.last_words, executor=options.executor, carry=parents)
 
 
 def local_mounts(options):

@@ -1,0 +1,162 @@
+"""Where worker tasks run: this machine (repro.boundary.task.LOCAL, the default) or the nodes
+of a Ray cluster (RayExecutor; `--cluster local|auto|ray://HOST:PORT`). Both have one
+method, execute(staged, timeout, receive), which runs one sandboxed worker task and hands
+its output stream to receive, and returns the sandbox's Ended: the judge (repro.boundary.task
+.Staged) then checks that stream and the worker's status with the same code either way.
+
+The Ray one ships a task to a node (repro.boundary.node runs it there): the input files and
+the request as bytes with their sha256, the worker's environment, the folders the judge
+carries (a submission's snapshot, plugin copies: a tar of regular files with its sha256,
+put into Ray's object store once), and the folders the node must hold at the same path (a
+datasets folder). The node checks every sha256 before running anything, runs the same
+sandboxed worker, and sends the output stream back as bytes. Nothing the judge decides, and
+no receipt or ledger, leaves this machine. A task asks for the CPU threads of its run (and
+a GPU where the run was made on one); a node that dies mid-task is retried by Ray
+(max_retries); a task that fails for its own reasons comes back as that failure, once.
+
+Ray is an optional dependency (the extra [cluster]): imported only when a cluster is asked
+for, and its absence is one line.
+"""
+import io
+import json
+import os
+import tarfile
+import threading
+
+from repro.boundary import exchange, node
+from repro.boundary.sandbox import Ended, harness_roots
+from repro.boundary.task import LOCAL
+from repro.errors import ReproError
+
+INSTALL = 'pip install "repro-paddle[cluster]"'
+RETRIES = 3          # Ray's retries of a task whose node or worker process died
+ARRIVAL_SLACK = 600  # seconds beyond the worker's own limit for shipping a task and its answer
+
+
+def executor_for(cluster, cpus=None):
+    """LOCAL for no cluster; else a RayExecutor joined to it ('local': an embedded Ray of `cpus`
+    CPUs, default all of this machine's; 'auto' or 'ray://HOST:PORT': a running cluster)."""
+    if cluster is None:
+        return LOCAL
+    if cluster not in ("local", "auto") and not cluster.startswith("ray://"):
+        raise ReproError(f"--cluster {cluster[:80]}: give local, auto or ray://HOST:PORT")
+    return RayExecutor(cluster, cpus)
+
+
+def import_ray():
+    """The ray module, or one line saying how to install it."""
+    try:
+        import ray  # the optional [cluster] extra: only a review through a cluster needs it
+    except ImportError:
+        raise ReproError(f"--cluster needs Ray, which is not installed here: {INSTALL}") from None
+    return ray
+
+
+class RayExecutor:
+    """Worker tasks on a Ray cluster's nodes. runtime_env: Ray's, for every task (a test gives a
+    node no bubblewrap with it); node_task: the task's body (a test wraps it to kill its worker)."""
+
+    def __init__(self, cluster, cpus=None, retries=RETRIES, runtime_env=None, node_task=node.run):
+        ray = self.ray = import_ray()
+        self.cluster, self.started = cluster, False
+        if not ray.is_initialized():
+            if cluster == "local":
+                ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         runtime_env=_harness_path())
+                self.started = True
+            else:
+                try:
+                    ray.init(address=cluster, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    raise ReproError(f"--cluster {cluster}: no Ray cluster to join there ({str(e)[:200]})") from None
+        self.where = f"Ray cluster ({cluster})"
+        self.cpus = int(ray.cluster_resources().get("CPU", 0))
+        self.remote = ray.remote(max_retries=retries, retry_exceptions=False)(node_task)
+        self.runtime_env = runtime_env
+        self.lock, self.shipped = threading.Lock(), {}
+
+    def execute(self, staged, timeout, receive):
+        ray = self.ray
+        threads = staged.req.get("threads") if type(staged.req.get("threads")) is int else 1
+        if threads > self.cpus:
+            raise ReproError(f"the task needs {threads} CPU threads (its run's own) and the Ray cluster has "
+                             f"{self.cpus} CPUs")
+        resources = {"num_cpus": threads, "num_gpus": 1 if staged.gpu else 0}
+        if self.runtime_env is not None:
+            resources["runtime_env"] = self.runtime_env
+        shipped, tars = self.payload(staged, timeout)
+        ref = self.remote.options(**resources).remote(shipped, *tars)
+        try:
+            back = ray.get(ref, timeout=timeout + ARRIVAL_SLACK)
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(ref, force=True)
+            raise ReproError(f"the Ray task did not come back within {timeout + ARRIVAL_SLACK:g} s") from None
+        except ray.exceptions.RayError as e:  # lost after its retries, or the harness failed on the node
+            raise ReproError(f"the Ray task failed: {type(e).__name__}: {_first_line(e)}") from None
+        if "refused" in back:
+            raise ReproError(f"the Ray node {str(back.get('node'))[:60]} refused the task: {back['refused']}")
+        received = receive(io.BytesIO(back["stream"]))
+        if back["truncated"] and not isinstance(received, BaseException):  # cut at the cap the judge takes
+            received = exchange.OutputError("too much", "its outputs are over the bytes the judge takes from it")
+        return Ended(back["code"], back["flooded"], back["stderr"], received, back["timed_out"])
+
+    def payload(self, staged, timeout):
+        """What a node gets: everything as bytes with its sha256, and the paths it must hold; and the
+        carried folders' tars (object references, which Ray resolves as a task's own arguments)."""
+        worker = staged.worker
+        inputs = {}
+        for name, path in staged.inputs.items():
+            with open(path, "rb") as f:
+                data = f.read()
+            inputs[name] = (data, node.sha256(data))
+        request = json.dumps(staged.req).encode()
+        carried = [(inside, self._folder(host)) for host, inside in worker.readonly if host in worker.carry]
+        tars = [ref for _, (ref, _) in carried]
+        carried = [(inside, digest) for inside, (_, digest) in carried]
+        readonly = [host for host, inside in worker.readonly if host not in worker.carry]
+        if any(host != inside for host, inside in worker.readonly if host not in worker.carry):
+            raise ReproError("a folder the worker sees at another path is not carried to the Ray node")
+        cap = len(exchange.MAGIC) + (len(staged.outputs) + 1) * exchange.HEADER_BYTES + staged.out_bytes
+        return {"inputs": inputs, "request": (request, node.sha256(request)), "carried": carried,
+                "readonly": readonly, "env": dict(worker.env), "timeout": timeout,
+                "sandboxed": worker.sandbox.enabled, "cap": cap}, tars
+
+    def _folder(self, host):
+        """(the folder as a tar of regular files, its sha256), made and put once."""
+        with self.lock:
+            if host not in self.shipped:
+                data = pack(host)
+                self.shipped[host] = (self.ray.put(data), node.sha256(data))
+        ref, digest = self.shipped[host]
+        return ref, digest
+
+    def close(self):
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def pack(folder):
+    """The folder as an uncompressed tar of its folders and regular files (names relative to it);
+    a link or anything else in it is one line."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+        for top, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(dirs) + sorted(files):
+                path = os.path.join(top, name)
+                rel = os.path.relpath(path, folder)
+                if os.path.islink(path) or not (os.path.isdir(path) or os.path.isfile(path)):
+                    raise ReproError(f"{rel[:80]} in a folder carried to the Ray nodes is not a regular file or folder")
+                tar.add(path, arcname=rel, recursive=False)
+    return buf.getvalue()
+
+
+def _harness_path():
+    """A checkout's harness on the embedded Ray's workers' path (an installed one is found anyway)."""
+    _, top = harness_roots()
+    return {"env_vars": {"PYTHONPATH": top}} if top else None
+
+
+def _first_line(e):
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""

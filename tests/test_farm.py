@@ -1,0 +1,177 @@
+"""The review farm (issue 39): worker tasks on a Ray cluster's nodes, each in the same sandbox,
+its inputs checked on arrival and its outputs checked by the judge as a local worker's are.
+The tests that start Ray are slow; they need ray (the [cluster] extra) and bubblewrap."""
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, cli
+
+from repro import verify as verify_cmd
+from repro.boundary import exchange, node, sandbox, task
+from repro.boundary.sandbox import Sandbox
+from repro.errors import ReproError
+
+try:
+    import ray
+except ImportError:
+    ray = None
+
+# a worker task of the harness's own code, quick and deterministic: 50 fresh MNIST-1D samples
+FRESH = {"task": "fresh", "paper": "mnist1d", "exp": "logreg", "lite": False, "set": {}, "threads": 1, "n": 50,
+         "seed": 3}
+
+
+def fresh_through(executor):
+    worker = task.Worker(Sandbox("required"), env={}, trusted=True, executor=executor)
+    answer, out = task.Staged(worker, FRESH, {}, 600, outputs=["data.safetensors"]).run()
+    arrays, _ = exchange.take_arrays(out, "data.safetensors", "the fresh split")
+    return arrays["private/x"].tobytes(), arrays["private/y"].tobytes()
+
+
+# ------------------------------------------------------------------ fast: no Ray started
+
+def shipped(data=b"weights", digest=None):
+    request = json.dumps(FRESH).encode()
+    return {"inputs": {"start-1.safetensors": (data, digest or node.sha256(data))},
+            "request": (request, node.sha256(request)), "carried": [], "readonly": [], "env": {}, "timeout": 60,
+            "sandboxed": True, "cap": 1 << 20}
+
+
+def test_an_input_whose_bytes_do_not_match_its_sha256_is_refused_on_arrival():
+    with pytest.raises(node.Refused, match="does not match its sha256"):
+        node.arrived(shipped(b"weights", node.sha256(b"other weights")))
+    back = node.run(shipped(b"weights", node.sha256(b"other weights")))  # before the sandbox is even looked at
+    assert set(back) == {"refused", "node"} and "\n" not in back["refused"], back
+    assert "start-1.safetensors does not match its sha256: refused before running anything" in back["refused"]
+    inputs, req = node.arrived(shipped())
+    assert inputs == {"start-1.safetensors": b"weights"} and req == FRESH
+
+
+def test_a_carried_folder_whose_tar_does_not_match_is_refused(tmp_path):
+    from repro.boundary.executor import pack
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "__init__.py").write_text("x = 1\n")
+    data = pack(str(tmp_path / "plugin"))
+    sent = shipped()
+    sent["carried"] = [("/snap", node.sha256(data))]
+    assert "the folder for /snap does not match its sha256" in node.run(sent, data + b"\0")["refused"]
+    assert "did not all arrive" in node.run(sent)["refused"]
+    os.symlink("/etc/passwd", tmp_path / "plugin" / "link")
+    with pytest.raises(ReproError, match="link in a folder carried to the Ray nodes is not a regular file"):
+        pack(str(tmp_path / "plugin"))
+
+
+def test_cluster_without_ray_is_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    code, out, err = cli(verify_cmd.main, ["logs/mnist1d/logreg/seed0", "--recompute", "--cluster", "local"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert 'needs Ray, which is not installed here: pip install "repro-paddle[cluster]"' in err
+
+
+def test_cluster_without_code_to_run_or_with_a_bad_address_is_one_line(capsys):
+    code, _, err = cli(verify_cmd.main, ["logs/mnist1d/logreg/seed0", "--cluster", "local"], capsys)
+    assert code == 2 and "--cluster only matters with --recompute or --replay" in err and err.count("\n") == 1
+    code, _, err = cli(verify_cmd.main, ["logs/mnist1d/logreg/seed0", "--recompute", "--cluster", "x:1"], capsys)
+    assert code == 2 and "give local, auto or ray://HOST:PORT" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ slow: a local Ray of 2 CPUs
+
+@pytest.fixture(scope="module")
+def farm():
+    from repro.boundary.executor import RayExecutor
+    executor = RayExecutor("local", cpus=2)
+    yield executor
+    executor.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_task_on_ray_gives_what_the_local_one_gives(farm):
+    assert fresh_through(farm) == fresh_through(task.LOCAL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_ray_worker_killed_mid_task_is_retried_with_the_same_result(farm, tmp_path):
+    from repro.boundary.executor import RayExecutor
+    marker = str(tmp_path / "killed-once")
+
+    def killed_on_first_attempt(shipped_task, *tars):  # pickled by value: Ray's worker process runs it
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)  # the process dies as on a node that goes away
+        return node.run(shipped_task, *tars)
+
+    dying = RayExecutor("local", node_task=killed_on_first_attempt)  # joins the running local Ray
+    assert fresh_through(dying) == fresh_through(task.LOCAL)
+    assert os.path.exists(marker)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_node_without_bubblewrap_refuses_the_task_in_one_line(farm, tmp_path):
+    from repro.boundary.executor import RayExecutor
+    # the node's processes find a bwrap that cannot make namespaces first on their PATH (as on a kernel
+    # that forbids them): the node's own probe (sandbox.why_unusable) finds it unusable and the node refuses
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    broken = RayExecutor("local", runtime_env={"env_vars": {"PATH": f"{fake}:{os.environ['PATH']}",
+                                                            "PYTHONPATH": REPO}})
+    with pytest.raises(ReproError) as e:
+        fresh_through(broken)
+    said = str(e.value)
+    assert "refused the task: no usable sandbox on this node: bubblewrap could not make the worker's namespaces: " \
+           "bwrap: No permissions to create new namespace" in said, said
+    assert "\n" not in said
+
+
+def example(dest, steps):
+    p = subprocess.run([sys.executable, "-m", "repro.example", str(dest), "--steps", str(steps)], cwd=REPO,
+                       capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    args = shlex.split(p.stdout.strip().splitlines()[-1])
+    return args[3], args[4], args[args.index("--private-seed") + 1]
+
+
+def verdicts(review_json):
+    data = json.load(open(review_json))
+    return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]], s["problems"],
+                        [r["problems"] for r in s["runs"]]) for s in data["submissions"]}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(farm, tmp_path):
+    from repro.judge.arguments import private_of
+    from repro.judge.assess import review
+    from repro.judge.contest import read_contest
+    from repro.judge.submissions import ReviewOptions
+    contest, subs, seed = example(tmp_path / "ex", 100)
+    contest, subs = os.path.join(REPO, contest), os.path.join(REPO, subs)
+    got = {}
+    for name, executor in (("local", task.LOCAL), ("ray", farm)):
+        # two tasks in flight: each may hold at most half the contest's budget (task.Budget reserves a
+        # worker's whole timeout)
+        options = ReviewOptions(challenge="farm", jobs=2, timeout=600, executor=executor,
+                                private=private_of(read_contest(contest), seed))
+        review(contest, subs, str(tmp_path / name), options)
+        got[name] = verdicts(tmp_path / name / "review.json")
+    assert got["ray"] == got["local"], got
+    assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
+    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
+    assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
+    assert "budget" not in str(got)
+    page = json.load(open(tmp_path / "ray" / "review.json"))
+    assert any("Ray cluster" in s.get("sandbox", "") for s in page["submissions"])
