@@ -35,3 +35,11 @@ def ms_per_call(fn, calls, warmup=3):
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t) / calls * 1e3
+
+
+def ratio_line(what, times, base, aim):
+    """'what: r1, r2, ..., median m (aim)' of times[i] / base[i] per repeat (None with no repeats)."""
+    ratios = [a / b for a, b in zip(times, base)]
+    if not ratios:
+        return None
+    return f"{what}: {', '.join(f'{x:.3f}' for x in ratios)}, median {statistics.median(ratios):.3f} ({aim})"

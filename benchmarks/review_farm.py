@@ -26,6 +26,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks._timing import ratio_line  # noqa: E402
 
 
 def sh(args, timeout=3600):
@@ -74,10 +77,9 @@ def main(argv=None):
             rate = [60 * n / t for n, t in zip(tasks[name], times[name])]
             print(f"{name}: {statistics.median(rate):.1f} audit worker tasks per minute (median of "
                   f"{', '.join(f'{x:.1f}' for x in rate)})")
-        ratios = [a / b for a, b in zip(times["ray"], times["local"])]
-        print(f"review through a local Ray / through the local pool: {', '.join(f'{x:.3f}' for x in ratios)}, "
-              f"median {statistics.median(ratios):.3f} (aim: at most 1.10); verdicts identical: "
-              f"{', '.join(f'{k} {v[1]}' for k, v in seen['verdicts'].items())}")
+        print(ratio_line("review through a local Ray / through the local pool", times["ray"], times["local"],
+                         "aim: at most 1.10") + "; verdicts identical: "
+              + ", ".join(f"{k} {v[1]}" for k, v in seen["verdicts"].items()))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

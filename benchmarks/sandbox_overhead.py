@@ -21,13 +21,16 @@ reviews judge the same runs; the default baseline is the commit before issue 33'
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from benchmarks._timing import ratio_line  # noqa: E402
+
 BASELINE = "cd66580"  # main before issue 33: one model worker per run, the worker root with capabilities
 
 CONTEST = """name: sandbox overhead
@@ -121,13 +124,11 @@ def main(argv=None):
                 if "REPRODUCED" not in status:
                     sys.exit(f"the honest submission was not reproduced ({name}):\n{text[-3000:]}")
             print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()))
-        ratios = [a / b for a, b in zip(times["sandbox"], times["no sandbox"])]
-        print(f"review with the sandbox / without: {', '.join(f'{x:.3f}' for x in ratios)}, "
-              f"median {statistics.median(ratios):.3f} (bar: 1.10)")
-        ratios = [a / b for a, b in zip(times["sandbox"], times.get("baseline", []))]
-        if ratios:
-            print(f"review with the wall's worker grouping / the baseline's ({args.baseline}): "
-                  f"{', '.join(f'{x:.3f}' for x in ratios)}, median {statistics.median(ratios):.3f} (bar: 1.15)")
+        print(ratio_line("review with the sandbox / without", times["sandbox"], times["no sandbox"], "bar: 1.10"))
+        grouping = ratio_line(f"review with the wall's worker grouping / the baseline's ({args.baseline})",
+                              times["sandbox"], times.get("baseline", []), "bar: 1.15")
+        if grouping:
+            print(grouping)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
