@@ -30,7 +30,9 @@ from repro.boundary import exchange, sandbox
 from repro.boundary.sandbox import IN, OUT, Sandbox, readable_by_workers, worker_argv
 from repro.errors import ReproError
 
+
 def sha256(data):
+    """The hex sha256 of bytes: what every shipped file and folder travels with."""
     return hashlib.sha256(data).hexdigest()
 
 
