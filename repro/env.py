@@ -280,6 +280,14 @@ def cpu():
         pass
     return model, ",".join(f for f in ISA if f in flags)
 
+
+def peak_memory():
+    """The most resident memory this process has held, in bytes (a cluster asks a node for as
+    much when it audits the run: repro.boundary.task.Needs)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts it in KiB
+
+
 def run_cpu(run_env):
     """(model name, instruction sets) a run's header env records."""
     return run_env.get("cpu"), run_env.get("cpu_isa")

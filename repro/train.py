@@ -28,7 +28,7 @@ from repro import hints
 from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
-from repro.env import code_identity, environment
+from repro.env import code_identity, environment, peak_memory
 from repro.errors import ReproError, run_cli
 from repro.run.evaluation import evaluate
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders
@@ -178,7 +178,7 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
         raise ReproError(f"{run_dir}: cannot write ({e.strerror or e}{where}); free space or fix permissions, "
                          f"then `{resume_command(paper, run_dir)}`") from None
     log.event("run_end", status="success", step=tc.steps, metrics=metrics,
-              seconds=round(time.perf_counter() - t_start, 2))
+              seconds=round(time.perf_counter() - t_start, 2), peak_memory_bytes=peak_memory())
     log.close()
     return metrics
 

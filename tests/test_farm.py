@@ -26,9 +26,9 @@ FRESH = {"task": "fresh", "paper": "mnist1d", "exp": "logreg", "lite": False, "s
          "seed": 3}
 
 
-def fresh_through(executor):
+def fresh_through(executor, needs=task.Needs()):
     worker = task.Worker(Sandbox("required"), env={}, trusted=True, executor=executor)
-    answer, out = task.Staged(worker, FRESH, {}, 600, outputs=["data.safetensors"]).run()
+    answer, out = task.Staged(worker, FRESH, {}, 600, outputs=["data.safetensors"], needs=needs).run()
     arrays, _ = exchange.take_arrays(out, "data.safetensors", "the fresh split")
     return arrays["private/x"].tobytes(), arrays["private/y"].tobytes()
 
@@ -78,6 +78,29 @@ def test_cluster_without_code_to_run_or_with_a_bad_address_is_one_line(capsys):
     assert code == 2 and "--cluster only matters with --recompute or --replay" in err and err.count("\n") == 1
     code, _, err = cli(verify_cmd.main, ["logs/mnist1d/logreg/seed0", "--recompute", "--cluster", "x:1"], capsys)
     assert code == 2 and "give local, auto or ray://HOST:PORT" in err and err.count("\n") == 1
+
+
+def test_a_tasks_needs_come_from_its_runs_record():
+    from repro.judge.audit import Plan
+    from repro.run.rundir import Run
+    env = {"cpu": "Some CPU", "cpu_isa": "avx,avx2", "device": "gpu:0"}
+    events = [{"kind": "run_start", "env": env, "paper": "p", "exp": "e", "lite": False},
+              {"kind": "run_end", "status": "interrupted", "step": 5, "peak_memory_bytes": 3 << 30},
+              {"kind": "resume", "step": 5},
+              {"kind": "run_end", "status": "success", "step": 9, "peak_memory_bytes": 2 << 30}]
+    run = Run("r", [], events)
+    bitwise = Plan(run, True, [], [], {}, None, cross_platform=False, threads=1).needs
+    assert bitwise == task.Needs(gpu=True, cpu=("Some CPU", "avx,avx2"), memory=3 << 30)  # the most of its stretches
+    assert Plan(run, True, [], [], {}, None, cross_platform=True, threads=1).needs.cpu is None  # any CPU will do
+    run.events = events[:1]  # an older log, without the peak: no memory asked for
+    assert Plan(run, True, [], [], {}, None, cross_platform=False, threads=1).needs.memory is None
+
+
+def test_this_machine_says_when_a_run_was_made_on_another_cpu():
+    from repro.env import cpu
+    assert task.LOCAL.unmatched(cpu()) is None
+    said = task.LOCAL.unmatched(("Other CPU", ""))
+    assert said.startswith("the run was made on Other CPU (no ISA recorded), this machine is ") and "\n" not in said
 
 
 # ------------------------------------------------------------------ slow: a local Ray of 2 CPUs
@@ -136,6 +159,26 @@ def test_a_node_without_bubblewrap_refuses_the_task_in_one_line(farm, tmp_path):
     assert "\n" not in said
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(farm):
+    from repro.env import cpu
+    here = cpu()
+    (node_id, (probed, memory)), = farm.platforms().items()  # one node: this machine, as it read itself
+    assert probed == here and memory > 0
+    assert farm.unmatched(here) is None
+    said = farm.unmatched(("Other CPU", "avx"))
+    assert said.startswith("the run was made on Other CPU (avx) and no node of the Ray cluster (local) has that CPU")
+    placed = farm.placement(task.Needs(cpu=here, memory=1 << 28))
+    assert placed == {"memory": 1 << 28, "label_selector": {"ray.io/node-id": f"in({node_id})"}}
+    assert "label_selector" not in farm.placement(task.Needs(cpu=("Other CPU", "avx")))  # it runs anywhere
+    assert fresh_through(farm, task.Needs(cpu=here, memory=1 << 28)) == fresh_through(task.LOCAL)
+    with pytest.raises(ReproError) as e:  # a log claiming more memory than any node has: one line, nothing run
+        fresh_through(farm, task.Needs(memory=1 << 50))
+    assert "asks for 1048576.0 GiB of memory (its run's logged peak) and no node of the Ray cluster" in str(e.value)
+
+
 def example(dest, steps):
     p = subprocess.run([sys.executable, "-m", "repro.example", str(dest), "--steps", str(steps)], cwd=REPO,
                        capture_output=True, text=True, timeout=1200)
@@ -162,9 +205,9 @@ def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(farm,
     contest, subs = os.path.join(REPO, contest), os.path.join(REPO, subs)
     got = {}
     for name, executor in (("local", task.LOCAL), ("ray", farm)):
-        # two tasks in flight: each may hold at most half the contest's budget (task.Budget reserves a
-        # worker's whole timeout)
-        options = ReviewOptions(challenge="farm", jobs=2, timeout=600, executor=executor,
+        # two tasks in flight under the default timeout (3600 s), over the contest's budget (1800 s):
+        # they share it (task.Budget), and neither is refused for the other's reservation
+        options = ReviewOptions(challenge="farm", jobs=2, executor=executor,
                                 private=private_of(read_contest(contest), seed))
         review(contest, subs, str(tmp_path / name), options)
         got[name] = verdicts(tmp_path / name / "review.json")

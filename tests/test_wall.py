@@ -105,18 +105,21 @@ if req["task"] == "model":
 
 def test_a_cells_runs_share_one_recompute_worker_and_each_run_has_its_own_replay_workers():
     class Plan:
-        def __init__(self, worker, seed, paper="p", recompute=True):
+        def __init__(self, worker, seed, paper="p", recompute=True, cpu=("c", "avx2"), memory=None):
             self.worker, self.threads, self.recompute, self.path = worker, 1, recompute, f"{paper}/{seed}"
             self.run = type("Run", (), {"header": {"paper": paper, "exp": "e", "lite": False}})()
             self.segments = [(0, 50), (50, 100), (100, 150)]
             self.chosen = list(self.segments)
+            self.needs = task.Needs(cpu=cpu, memory=memory)
     one, other = object(), object()  # two submissions' workers
-    plans = [Plan(one, 0), Plan(one, 1), Plan(other, 0), Plan(one, 2, paper="q"), Plan(one, 3, recompute=False)]
+    plans = [Plan(one, 0, memory=5), Plan(one, 1, memory=7), Plan(other, 0), Plan(one, 2, paper="q"),
+             Plan(one, 3, recompute=False), Plan(one, 4, cpu=("d", "avx512f"))]  # seed 4 made on another CPU
     tasks = grouping.worker_tasks(plans)
     assert [(k, [p.path for p in ps]) for k, ps, _ in tasks if k == "recompute"] == \
-        [("recompute", ["p/0", "p/1"]), ("recompute", ["p/0"]), ("recompute", ["q/2"])]
+        [("recompute", ["p/0", "p/1"]), ("recompute", ["p/0"]), ("recompute", ["q/2"]), ("recompute", ["p/4"])]
+    assert grouping.cell_needs(plans[:2]) == task.Needs(cpu=("c", "avx2"), memory=7)  # the most of the cell's runs
     replays = [(ps, g) for k, ps, g in tasks if k == "replay"]
-    assert len(replays) == 10 and all(len(ps) == 1 for ps, _ in replays)  # never two runs' segments together
+    assert len(replays) == 12 and all(len(ps) == 1 for ps, _ in replays)  # never two runs' segments together
     assert [g for ps, g in replays if ps[0] is plans[0]] == [[(0, 50), (100, 150)], [(50, 100)]]
 
 
@@ -204,6 +207,18 @@ def test_the_budget_shares_one_submissions_time_and_remembers_a_timeout():
     with pytest.raises(ReproError, match="not started: a worker timed out earlier in this submission"):
         b.start(1)
     assert task.Budget(None).start(12345) == 12345
+
+
+def test_workers_in_flight_together_share_the_budget_and_none_is_refused_for_anothers_reservation():
+    b = task.Budget(1800, parallel=2)  # --jobs 2 under a contest's budget below the --timeout
+    first = b.start(3600)
+    second = b.start(3600)
+    assert first == second == 900 and first + second <= 1800
+    b.finish(first, 10.0, timed_out=False)  # the first ended early: what it did not use is free again
+    third = b.start(3600)
+    assert third == pytest.approx(1800 - 10 - 900)
+    with pytest.raises(ReproError, match="ran out of the submission's time budget"):
+        b.start(5)  # two in flight hold everything that is left
 
 
 # ------------------------------------------------------------------ what the judge reads (fast)

@@ -10,9 +10,13 @@ carries (a submission's snapshot, plugin copies: a tar of regular files with its
 put into Ray's object store once), and the folders the node must hold at the same path (a
 datasets folder). The node checks every sha256 before running anything, runs the same
 sandboxed worker, and sends the output stream back as bytes. Nothing the judge decides, and
-no receipt or ledger, leaves this machine. A task asks for the CPU threads of its run (and
-a GPU where the run was made on one); a node that dies mid-task is retried by Ray
-(max_retries); a task that fails for its own reasons comes back as that failure, once.
+no receipt or ledger, leaves this machine. A task asks for what its run used (task.Needs):
+its CPU threads, a GPU where the run was made on one, the peak memory its log records; and
+where the judge compares bit for bit, it goes only to the nodes whose CPU (model and
+instruction sets, probed on each node once) is the run's. Where no node has it, the task
+runs on another and a difference it shows carries that reason (unmatched). A node that dies
+mid-task is retried by Ray (max_retries); a task that fails for its own reasons comes back as
+that failure, once.
 
 Ray is an optional dependency (the extra [cluster]): imported only when a cluster is asked
 for, and its absence is one line.
@@ -31,6 +35,7 @@ from repro.errors import ReproError
 INSTALL = 'pip install "repro-paddle[cluster]"'
 RETRIES = 3          # Ray's retries of a task whose node or worker process died
 ARRIVAL_SLACK = 600  # seconds beyond the worker's own limit for shipping a task and its answer
+NODE_LABEL = "ray.io/node-id"  # the label every Ray node carries: a task's label selector names the nodes it may use
 
 
 def executor_for(cluster, cpus=None):
@@ -73,7 +78,30 @@ class RayExecutor:
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
         self.remote = ray.remote(max_retries=retries, retry_exceptions=False)(node_task)
         self.runtime_env = runtime_env
-        self.lock, self.shipped = threading.Lock(), {}
+        self.lock, self.shipped, self._platforms = threading.Lock(), {}, None
+
+    def platforms(self):
+        """{node id: ((CPU model, instruction sets), memory in bytes)} of the cluster's nodes with
+        CPUs, each CPU as the node itself reads it; probed once, when a task first needs it."""
+        with self.lock:
+            if self._platforms is None:
+                alive = [n for n in self.ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU")]
+                probe = self.ray.remote(num_cpus=0)(node.platform)
+                refs = [probe.options(label_selector={NODE_LABEL: n["NodeID"]}).remote() for n in alive]
+                cpus = self.ray.get(refs, timeout=ARRIVAL_SLACK)
+                self._platforms = {n["NodeID"]: (tuple(c), int(n["Resources"].get("memory", 0)))
+                                   for n, c in zip(alive, cpus)}
+        return self._platforms
+
+    def unmatched(self, cpu):
+        """Why a run made on `cpu` (model, instruction sets) may differ in its last bits here: no node
+        of the cluster has that CPU; None where one has."""
+        found = {c for c, _ in self.platforms().values()}
+        if tuple(cpu) in found:
+            return None
+        have = "; ".join(f"{m} ({isa or 'no ISA'})" for m, isa in sorted(found, key=str)[:3])
+        return (f"the run was made on {cpu[0]} ({cpu[1] or 'no ISA recorded'}) and no node of the {self.where} has "
+                f"that CPU (they have {have}): results differ in the last bits across CPUs")
 
     def execute(self, staged, timeout, receive):
         ray = self.ray
@@ -81,7 +109,7 @@ class RayExecutor:
         if threads > self.cpus:
             raise ReproError(f"the task needs {threads} CPU threads (its run's own) and the Ray cluster has "
                              f"{self.cpus} CPUs")
-        resources = {"num_cpus": threads, "num_gpus": 1 if staged.gpu else 0}
+        resources = {"num_cpus": threads, "num_gpus": 1 if staged.needs.gpu else 0, **self.placement(staged.needs)}
         if self.runtime_env is not None:
             resources["runtime_env"] = self.runtime_env
         shipped, tars = self.payload(staged, timeout)
@@ -99,6 +127,24 @@ class RayExecutor:
         if back["truncated"] and not isinstance(received, BaseException):  # cut at the cap the judge takes
             received = exchange.OutputError("too much", "its outputs are over the bytes the judge takes from it")
         return Ended(back["code"], back["flooded"], back["stderr"], received, back["timed_out"])
+
+    def placement(self, needs):
+        """Ray's options for what the task needs beyond CPUs and a GPU: its run's memory (refused in
+        one line where no node has as much) and, for a bitwise comparison, the nodes of its CPU."""
+        out = {}
+        if needs.memory is not None or needs.cpu is not None:
+            nodes = self.platforms()
+        if needs.memory is not None:
+            largest = max((m for _, m in nodes.values()), default=0)
+            if needs.memory > largest:
+                raise ReproError(f"the task asks for {needs.memory / 2**30:.1f} GiB of memory (its run's logged peak) "
+                                 f"and no node of the {self.where} has that much (the most: {largest / 2**30:.1f} GiB)")
+            out["memory"] = needs.memory
+        if needs.cpu is not None:
+            same = sorted(i for i, (c, _) in nodes.items() if c == tuple(needs.cpu))
+            if same:  # else it runs anywhere, and unmatched() says why its bits may differ
+                out["label_selector"] = {NODE_LABEL: f"in({','.join(same)})"}
+        return out
 
     def payload(self, staged, timeout):
         """What a node gets: everything as bytes with its sha256, and the paths it must hold; and the

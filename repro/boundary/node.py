@@ -40,6 +40,12 @@ class Refused(ReproError):
     pass
 
 
+def platform():
+    """This node's CPU as the run headers record one: (model, instruction sets)."""
+    from repro.env import cpu
+    return list(cpu())
+
+
 def run(task, *tars):
     """The Ray task's body: {"refused": why} or the worker's {"code", "flooded", "stderr",
     "timed_out", "stream", "truncated", "node"}. tars: the carried folders' bytes, in the order

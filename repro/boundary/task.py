@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 from repro.boundary import exchange
 from repro.boundary.sandbox import IN, OUT, worker_argv
@@ -30,10 +31,14 @@ OUTPUT_BYTES = 1 << 30  # what the judge takes back from one worker unless its c
 
 class Budget:
     """A submission's time over all its workers (seconds, None: no budget), and what failed
-    in it: once a worker timed out, no other worker of the submission is started."""
+    in it: once a worker timed out, no other worker of the submission is started.
+    A worker reserves the seconds it may take until it ends, so that the workers in flight
+    never hold more than is left; with `parallel` workers at once, each one started takes
+    at most an equal part of what no running worker holds, so the next one is not refused."""
 
-    def __init__(self, seconds=None):
+    def __init__(self, seconds=None, parallel=1):
         self.seconds, self.used, self.reserved, self.timed_out = seconds, 0.0, 0.0, None
+        self.parallel, self.running = max(1, int(parallel)), 0
         self.lock = threading.Lock()
 
     def start(self, want):
@@ -47,17 +52,32 @@ class Budget:
             if left < 1:
                 raise ReproError(f"the worker ran out of the submission's time budget ({self.seconds:g} s over "
                                  f"all its workers)")
-            got = min(want, left)
+            got = min(want, left / max(1, self.parallel - self.running))
+            if got < 1:
+                raise ReproError(f"the worker ran out of the submission's time budget ({self.seconds:g} s over "
+                                 f"all its workers)")
             self.reserved += got
+            self.running += 1
             return got
 
     def finish(self, granted, seconds, timed_out):
         with self.lock:
             if self.seconds is not None:
                 self.reserved -= granted
+                self.running -= 1
             self.used += seconds
             if timed_out:
                 self.timed_out = "a worker timed out"
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a task asks of the machine that runs it, from its run's own record: a GPU (the run
+    was made on one), the run's CPU as (model, instruction sets) where the judge compares its
+    results bit for bit (None: any CPU), and memory in bytes (None: none asked for)."""
+    gpu: bool = False
+    cpu: tuple = None
+    memory: int = None
 
 
 class LocalExecutor:
@@ -67,6 +87,16 @@ class LocalExecutor:
     lives here, beside Staged, so that a task's own module needs nothing above the sandbox."""
 
     where = "this machine"
+
+    def unmatched(self, cpu):
+        """Why a run made on `cpu` (model, instruction sets) may differ in its last bits here:
+        this machine's CPU is another; None where it is the same."""
+        from repro.env import cpu as here_cpu
+        here = here_cpu()
+        if tuple(cpu) == here:
+            return None
+        return (f"the run was made on {cpu[0]} ({cpu[1] or 'no ISA recorded'}), this machine is {here[0]} "
+                f"({here[1]}): results differ in the last bits across CPUs")
 
     def execute(self, staged, timeout, receive):
         """Run staged's worker for at most timeout seconds; its standard output goes to
@@ -119,10 +149,10 @@ class Staged:
     outputs: the file names the judge asked for (besides result.json and error.txt); nothing
     else is taken, and no more than out_bytes in all."""
 
-    def __init__(self, worker, req, inputs, timeout, outputs=(), out_bytes=OUTPUT_BYTES, gpu=False):
+    def __init__(self, worker, req, inputs, timeout, outputs=(), out_bytes=OUTPUT_BYTES, needs=Needs()):
         self.worker, self.req, self.inputs, self.timeout = worker, req, inputs, timeout
         self.outputs, self.out_bytes = set(outputs) | {"result.json", "error.txt"}, out_bytes
-        self.gpu = gpu  # the run was made on a GPU: a cluster gives the task one
+        self.needs = needs  # what a cluster must give the task (a GPU, the run's CPU, memory)
 
     def run(self):
         budget = self.worker.budget

@@ -10,7 +10,7 @@ import numpy as np
 
 from repro import strict
 from repro.boundary.sandbox import Sandbox
-from repro.boundary.task import Staged, Worker
+from repro.boundary.task import LOCAL, Needs, Staged, Worker
 from repro.diffusion.bundle_files import LORA_FILE
 from repro.diffusion.platform import PLATFORM_KEYS
 from repro.diffusion.scoring import clip_embedder, fid_extractor, score_images
@@ -23,9 +23,11 @@ IMAGES = "images"
 
 # ------------------------------------------------------------------ redraw, compare, score
 
-def redraw(entry, base_dir, lora_path, digest, works, params, options, timeout=None):
+def redraw(entry, base_dir, lora_path, digest, works, params, options, timeout=None, made_on=None):
     """(images uint8 [N, size, size, 3], the worker's platform) drawn in the sandbox; the same
-    request (base, weights' digest, parameters, prompts and seeds) is drawn once per review."""
+    request (base, weights' digest, parameters, prompts and seeds) is drawn once per review.
+    Through a cluster (options.executor) the redraw goes to a node of the works' platform
+    (made_on: their record) where one exists, and asks for a GPU where they were drawn on one."""
     key = repr((entry.base_model["sha256"], digest, sorted(params.items()),
                 [(w["prompt"], w["seed"]) for w in works]))
     cache = getattr(options, "cache", None)
@@ -33,9 +35,13 @@ def redraw(entry, base_dir, lora_path, digest, works, params, options, timeout=N
         return cache[key]
     req = {"task": "redraw", "base": base_dir, "weights": entry.weights, **params,
            "works": [[w["prompt"], w["seed"]] for w in works]}
-    worker = Worker(Sandbox(options.sandbox), readonly=[(base_dir, base_dir)], trusted=False)
+    worker = Worker(Sandbox(options.sandbox), readonly=[(base_dir, base_dir)], trusted=False,
+                    executor=getattr(options, "executor", LOCAL))
+    made_on = made_on if isinstance(made_on, dict) else {}
+    needs = Needs(gpu=str(made_on.get("device", "cpu")).startswith("gpu"),
+                  cpu=(made_on.get("cpu"), made_on.get("cpu_isa")) if made_on.get("cpu") else None)
     answer, out = Staged(worker, req, {LORA_FILE: lora_path}, timeout if timeout is not None else options.timeout,
-                         outputs=["works.safetensors"]).run()
+                         outputs=["works.safetensors"], needs=needs).run()
     arrays, _ = exchange.take_arrays(out, "works.safetensors", "the redrawn works")
     images = arrays.get("images")
     want = (len(works), entry.size, entry.size, 3)
@@ -115,7 +121,7 @@ def redraw_and_compare(entry, base_dir, lora_path, digest, works, params, made_o
         problems.append("not redrawn: the submission's time budget was spent before its redraw")
         return False
     try:
-        images, redrawn_on = redraw(entry, base_dir, lora_path, digest, works, params, options, seconds)
+        images, redrawn_on = redraw(entry, base_dir, lora_path, digest, works, params, options, seconds, made_on)
     except ReproError as e:
         problems.append(f"the redraw of its works did not finish within the submission's time budget "
                         f"({seconds} s): {e}" if seconds is not None and "longer than" in str(e) else

@@ -47,8 +47,9 @@ import numpy as np
 
 from repro import strict
 from repro.boundary import exchange
-from repro.boundary.task import Staged
+from repro.boundary.task import Needs, Staged
 from repro.data import fingerprint
+from repro.env import run_cpu
 from repro.errors import ReproError
 from repro.judge import grouping, recomputed, segments
 from repro.run import checkpoint, decisions, rundir
@@ -78,9 +79,16 @@ class Plan:
         return self.run.path
 
     @property
-    def gpu(self):
-        """Whether the run was made on a GPU (a cluster then gives its tasks one)."""
-        return str((self.run.header.get("env") or {}).get("device", "cpu")).startswith("gpu")
+    def needs(self):
+        """What its tasks ask of a cluster's node: a GPU where the run was made on one; the run's
+        CPU where the comparison is bitwise (not --cross-platform, not a verifiable run, whose
+        segments match on any CPU); the peak memory its training logged (the most of its stretches)."""
+        env = self.run.header.get("env") or {}
+        peaks = [e["peak_memory_bytes"] for e in self.run.events
+                 if e.get("kind") == "run_end" and "peak_memory_bytes" in e]
+        return Needs(gpu=str(env.get("device", "cpu")).startswith("gpu"),
+                     cpu=None if self.cross_platform or self.verifiable else run_cpu(env),
+                     memory=max(peaks) if peaks else None)
 
     def request(self, task, **extra):
         head = self.run.header
@@ -138,7 +146,7 @@ def _build_data(plan, timeout, seeded=True):
             rundir.write_artifact(tmp, artifact)
             inputs["artifact.json"] = os.path.join(tmp, rundir.ARTIFACT)
         answer, out = Staged(plan.worker, req, inputs, timeout, outputs=["data.safetensors", rundir.ARTIFACT],
-                             out_bytes=DATA_BYTES, gpu=plan.gpu).run()
+                             out_bytes=DATA_BYTES, needs=plan.needs).run()
     if isinstance(answer.get("generative"), dict):
         shutil.rmtree(out, ignore_errors=True)
         if not plan.worker.trusted:
@@ -188,7 +196,8 @@ def recompute_cell(plans, data_cache, timeout):
         req = {k: v for k, v in plans[0].request("model", runs=jobs).items() if k != "set"}  # each run has its own
         try:
             answer, wout = Staged(plans[0].worker, req, inputs, timeout,
-                                  outputs=[f"outputs-{i}.safetensors" for i in range(len(jobs))], gpu=plans[0].gpu).run()
+                                  outputs=[f"outputs-{i}.safetensors" for i in range(len(jobs))],
+                                  needs=grouping.cell_needs([plan for plan, _ in held])).run()
         except ReproError as e:
             return {**results, **{plan.path: {"recompute": {"error": str(e)}} for plan, _ in held}}
         try:
@@ -270,7 +279,7 @@ def replay_group(plan, group, timeout):
         names += [f"hashes-{s['a']}-{s['b']}.decisions" for s in runnable]
         try:
             answer, wout = Staged(plan.worker, plan.request("model", segments=runnable), inputs, timeout,
-                                  outputs=names, out_bytes=(64 << 20) + 3 * size * len(runnable), gpu=plan.gpu).run()
+                                  outputs=names, out_bytes=(64 << 20) + 3 * size * len(runnable), needs=plan.needs).run()
         except ReproError as e:
             return failed(str(e))
         try:

@@ -8,11 +8,12 @@ one of its own answers. Two runs' segments never share a worker: the cheater wri
 run's logs, so run B's logged checkpoint can be run A's answer (or that answer perturbed,
 which no hash catches), and a worker holding B's start would hold it.
 
-The recompute of every run of one cell (one submission's worker, paper, experiment, lite and
-thread count) is one worker: it gets each run's final weights and evaluation inputs and
+The recompute of every run of one cell (one submission's worker, paper, experiment, lite,
+thread count and the platform a cluster must give it) is one worker: it gets each run's final weights and evaluation inputs and
 replays nothing, so it holds no segment's answer; one process instead of one a run saves
 starting the sandbox, Python and Paddle again for each seed.
 """
+from dataclasses import replace
 
 
 def replay_groups(plan):
@@ -28,9 +29,18 @@ def recompute_cells(plans):
     for plan in plans:
         if plan.recompute:
             head = plan.run.header
-            key = (id(plan.worker), head["paper"], head["exp"], bool(head["lite"]), plan.threads)
+            needs = plan.needs
+            key = (id(plan.worker), head["paper"], head["exp"], bool(head["lite"]), plan.threads, needs.gpu, needs.cpu)
             cells.setdefault(key, []).append(plan)
     return list(cells.values())
+
+
+def cell_needs(plans):
+    """What one cell's recompute worker asks of a cluster: its runs' GPU and CPU (one cell shares
+    them) and the most memory any of them logged."""
+    needs = [plan.needs for plan in plans]
+    memory = [n.memory for n in needs if n.memory is not None]
+    return replace(needs[0], memory=max(memory) if memory else None)
 
 
 def worker_tasks(plans):

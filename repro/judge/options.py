@@ -29,7 +29,7 @@ class Options:
         # submission's own refusals (its receipt, its files): no target of a refused submission is reached
         self.earlier, self.refused = earlier or {}, list(refused)
         # one submission's time over all its workers, and what failed in it (repro.boundary.task.Budget)
-        self.budget = task.Budget(budget)
+        self.budget = task.Budget(budget, jobs)  # --jobs workers in flight share what is left of it
         self.last_words = []  # [(digest, text)] of failed workers: the maintainers' log, never a page
         # CPU threads of the workers (None: each run's own); a train.verifiable run replays bitwise with any
         self.threads = threads

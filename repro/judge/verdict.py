@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from repro.boundary import task
 from repro.config import flatten
-from repro.env import cpu, run_cpu
+from repro.env import run_cpu
 from repro.errors import ReproError
 from repro.judge import audit, copies, coverage, private as private_eval, segments
 from repro.judge.checks import excluded_note, ran, refusals
@@ -303,10 +303,9 @@ def _platform(run, options):
     env, notes = run.header["env"], []
     if env.get("world_size") not in (None, 1):
         notes.append(f"the run trained on {env.get('world_size')} processes, verify replays on one")
-    here, theirs = cpu(), run_cpu(env)
-    if theirs != here:
-        notes.append(f"the run was made on {theirs[0]} ({theirs[1] or 'no ISA recorded'}), this machine is "
-                     f"{here[0]} ({here[1]}): results differ in the last bits across CPUs")
+    other = options.executor.unmatched(run_cpu(env))  # this machine's CPU, or no cluster node's, is another
+    if other:
+        notes.append(other)
     return f"; {'; '.join(notes)}" if notes else ""
 
 
