@@ -35,7 +35,7 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-from repro import env  # noqa: E402
+from repro import machine  # noqa: E402
 from repro import worker
 from repro.config import flatten  # noqa: E402
 from repro.judge import coverage, segments
@@ -130,7 +130,7 @@ def main():
                 t0 = time.perf_counter()
                 seg = replay(run, cfg, a, b)
                 replay_s = time.perf_counter() - t0
-                if env.same_cpu(run.header["env"]):  # bitwise only on the CPU the run was made on
+                if machine.same_cpu(run.header["env"]):  # bitwise only on the CPU the run was made on
                     assert seg["exact"], (run.path, a, b)
                 cost_rows.append((exp, seed, f"{a}->{b}", replay_s, batch_cost * (b - a)))
                 start, r2, r3 = other_platform(run, cfg, a, b)

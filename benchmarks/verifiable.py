@@ -505,7 +505,7 @@ def main():
     work = args.out or tempfile.mkdtemp(prefix="verifiable-bench-")
     os.makedirs(work, exist_ok=True)
     try:
-        from repro.env import cpu
+        from repro.machine import cpu
         print(f"machine: {cpu()[0]} ({cpu()[1]}), {os.cpu_count()} CPUs")
         if "discrepancy" in args.parts:
             part_discrepancy(args, work)

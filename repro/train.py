@@ -28,7 +28,8 @@ from repro import hints
 from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
-from repro.env import code_identity, environment, peak_memory
+from repro.env import code_identity, environment
+from repro.machine import peak_memory
 from repro.errors import ReproError, run_cli
 from repro.run.evaluation import evaluate
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders

@@ -125,7 +125,7 @@ def lite_run(tmp_path_factory):
 def same_platform(run_dir):
     """Whether this machine is the platform a run was made on (CPU model and the
     instruction sets kernels dispatch on): only then is a replay bitwise."""
-    from repro.env import same_cpu
+    from repro.machine import same_cpu
     from repro.run import rundir
     return same_cpu(rundir.read(run_dir).header["env"])
 

@@ -28,6 +28,7 @@ import tempfile
 
 from repro.boundary import exchange, sandbox
 from repro.boundary.sandbox import IN, OUT, Sandbox, readable_by_workers, worker_argv
+from repro.machine import cpu
 from repro.errors import ReproError
 
 
@@ -42,7 +43,6 @@ class Refused(ReproError):
 
 def platform():
     """This node's CPU as the run headers record one: (model, instruction sets)."""
-    from repro.env import cpu
     return list(cpu())
 
 

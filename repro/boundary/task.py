@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from repro.boundary import exchange
 from repro.boundary.sandbox import IN, OUT, worker_argv
 from repro.datasets.download import ENV as DATA_ENV
+from repro.machine import cpu as this_cpu
 from repro.errors import ReproError
 
 OUTPUT_BYTES = 1 << 30  # what the judge takes back from one worker unless its caller says otherwise
@@ -91,8 +92,7 @@ class LocalExecutor:
     def unmatched(self, cpu):
         """Why a run made on `cpu` (model, instruction sets) may differ in its last bits here:
         this machine's CPU is another; None where it is the same."""
-        from repro.env import cpu as here_cpu
-        here = here_cpu()
+        here = this_cpu()
         if tuple(cpu) == here:
             return None
         return (f"the run was made on {cpu[0]} ({cpu[1] or 'no ISA recorded'}), this machine is {here[0]} "

@@ -3,7 +3,7 @@ where the works are drawn (repro.diffusion.works, the redraw worker) and compare
 (repro.diffusion.judge_redraw) key by key."""
 import importlib.metadata
 
-from repro.env import cpu
+from repro.machine import cpu
 
 PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
 
