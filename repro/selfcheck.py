@@ -122,6 +122,8 @@ def fix_of(problem, repo_arg):
         return (f"train this run again: {train} --seed {seed.group(1) if seed else 'N'} "
                 f"--out {_q(os.path.join(repo_arg, run.group(3)))}.new, then put it in place of "
                 f"{run.group(3)} and commit it")
+    if re.match(r"\S+/\S+: unreadable: ", problem):  # a log no experiment can be read from
+        return f"train this run again (python -m repro.train ... --seed N --out DIR), or remove {where}"
     if (m := re.match(r"no run of (\w+)/(\w+)", problem)):
         return (f"python -m repro.train --papers {_q(os.path.join(repo_arg, m.group(1)))} --paper {m.group(1)} "
                 f"--exp {m.group(2)} --seeds --out {_q(os.path.join(repo_arg, 'logs', m.group(1), m.group(2)))}")

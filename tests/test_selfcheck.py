@@ -106,6 +106,8 @@ def test_what_the_identity_leaves_out_is_not_a_local_change(tmp_path):
      "python -m repro.train --papers mine/tinycell --paper tinycell --exp mlp --seeds --out mine/logs/tinycell/mlp"),
     ("tinycell/mlp logs/seed1: segment 100->200 does not replay",
      "python -m repro.train --papers mine/tinycell --paper tinycell --exp mlp --seed 1 --out mine/logs/seed1.new"),
+    ("logs/seed0: unreadable: logs/seed0/events.jsonl line 11: run_end has an unknown key 'x'",
+     "--seed N --out DIR), or remove mine/logs/seed0"),  # no experiment is named: none is guessed
     ("no run of tinycell/mlp, which the contest judges",
      "python -m repro.train --papers mine/tinycell --paper tinycell --exp mlp --seeds --out mine/logs/tinycell/mlp"),
     ("the submitted tree: tinycell/data: a symbolic link (to '/data'): links are not followed", "rm -- mine/tinycell/data"),

@@ -129,7 +129,9 @@ def reasons(r):
         if not t.get("passed") and not t.get("refused"):  # a refused submission's reasons are above
             why.append(f"{t['paper']}/{t['exp']} {t['metric']}: {t['why']}{excluded_note(t, None)}")
     for run in r.get("runs", []):
-        why += [f"{run.get('paper')}/{run.get('exp')} {run['path']}: {p}" for p in run["problems"]]
+        # a run whose log could not be read names no experiment: its path alone
+        cell = f"{run['paper']}/{run['exp']} " if run.get("paper") and run.get("exp") else ""
+        why += [f"{cell}{run['path']}: {p}" for p in run["problems"]]
     return why
 
 
