@@ -319,3 +319,22 @@ def test_the_example_contest_file_reads():
         assert e.eval_data == paper.experiment(e.experiment).eval_data
         # a private evaluation drawn by the harness's own generator of the same cell
         assert e.private_eval == {"fresh": {"n": 4000, "source": f"mnist1d/{e.experiment}"}}
+
+
+@pytest.mark.parametrize("source, said", [
+    ("mnist1d/cnn_shuffled", "private_eval.fresh.source mnist1d/cnn_shuffled registers test as 1000 samples, "
+                             "sha256 c7bfd2223a68…, not the entry's (1000 samples, sha256 5b45252af737…)"),
+    ("mnist1d/nothing", "private_eval.fresh.source mnist1d/nothing: not an experiment registered with this harness"),
+])
+def test_a_private_source_that_draws_from_another_split_than_the_entrys_is_refused_in_one_line(tmp_path, capsys,
+                                                                                                source, said):
+    from repro import review
+    text = open(os.path.join(REPO, "configs", "contests", "mnist1d.yaml")).read()
+    path = tmp_path / "contest.yaml"  # the unshuffled entry's private samples drawn by the shuffled cell
+    path.write_text(text.replace("source: mnist1d/cnn}", f"source: {source}}}", 1))
+    listing = tmp_path / "subs.yaml"
+    listing.write_text("submissions: []\n")
+    code, _, err = cli(review.main, [str(path), str(listing), "--out", str(tmp_path / "r"), "--private-seed", "7"],
+                       capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"contest file {path}: papers[0]: {said}" in err, err

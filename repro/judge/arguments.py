@@ -8,6 +8,7 @@ from repro.errors import ReproError
 from repro.judge import audit, coverage, private as private_eval, segments
 from repro.judge.contest import protocol_of as contest_protocol, read_contest
 from repro.judge.options import Options
+from repro.judge.verdict import registered_eval_data
 
 
 
@@ -69,10 +70,35 @@ def private_of(contest, seed):
     """{(paper, experiment): PrivateEval} of the contest's entries that name a private evaluation;
     the seed of a fresh one comes from the maintainers (--private-seed, $REPRO_PRIVATE_SEED)."""
     entries = [e for e in contest.papers if e.private_eval]
+    for i, e in enumerate(contest.papers):
+        if "fresh" in e.private_eval:
+            same_distribution(e, f"contest file {contest.path}: papers[{i}]: private_eval")
     seed = private_eval.seed_from(seed) if entries else None
     return {(e.plugin, e.experiment): private_eval.PrivateEval(e.private_eval, seed,
                                                                f"the contest's {e.plugin}/{e.experiment}")
             for e in entries}
+
+
+def same_distribution(entry, at):
+    """A fresh private split is drawn by a registered experiment's own generator: it must register
+    the very evaluation split the entry judges (its n and sha256), or an honest team's model would
+    be scored on another distribution (the shuffled cell's for an unshuffled one) and refused as
+    fitted to the test split. A ReproError with one line where it does not."""
+    source = entry.private_eval["fresh"]["source"]
+    split = next((s for s in entry.eval_data if entry.metric.startswith(f"{s}_")), None)
+    if split is None:
+        raise ReproError(f"{at}.fresh: the entry needs eval_data for the split its metric {entry.metric!r} judges, "
+                         f"to check that {source} registers that split")
+    try:
+        registered = registered_eval_data(*source.split("/")).get(split)
+    except (ReproError, KeyError, AttributeError):
+        raise ReproError(f"{at}.fresh.source {source}: not an experiment registered with this harness") from None
+    mine = entry.eval_data[split]
+    if registered is None or registered[0] != mine[0] or (mine[1] is not None and registered[1] != mine[1]):
+        said = f"{registered[0]} samples, sha256 {str(registered[1])[:12]}…" if registered else "no such split"
+        raise ReproError(f"{at}.fresh.source {source} registers {split} as {said}, not the entry's ({mine[0]} "
+                         f"samples, sha256 {str(mine[1])[:12]}…): its fresh samples would not come from the "
+                         f"distribution the runs are judged on")
 
 
 def options_from(args, progress=None):

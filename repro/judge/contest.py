@@ -76,10 +76,17 @@ class ContestPaper:
     private_eval: dict = field(default_factory=dict)  # {"fresh": {n, source}} or {"file": {path, sha256}}
     train_data: tuple = None                          # (n, sha256): the training split every run must use
     verifiable: bool = False  # every run trained with train.verifiable: its replay is bitwise on the reviewer's machine
+    # how its verdict's error rates are stated (repro.judge.rates): the shortfall whose false-accept
+    # rate is printed, the margin of the equivalence with the authors' code, and the registered cell
+    # (paper/experiment of this harness) whose reference sets measure them
+    delta: float = None
+    epsilon: float = None
+    reference: str = None
 
     def target(self):
         return Target(self.metric, self.value, self.direction, self.tolerance, self.source,
-                      Policy(self.policy, self.n, tuple(self.seeds), self.audit, self.verifiable))
+                      Policy(self.policy, self.n, tuple(self.seeds), self.audit, self.verifiable),
+                      delta=self.delta, epsilon=self.epsilon)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ FIELDS = {  # key: (type, required)
     "n": (int, False), "seeds": (list, False), "audit": (int, False), "replay": ((int, str), False),
     "eval_data": (dict, False), "protocol": (dict, False), "path_keys": (list, False), "source": (str, False),
     "private_eval": (dict, False), "train_data": (dict, False), "verifiable": (bool, False),
+    "delta": (float, False), "epsilon": (float, False), "reference": (str, False),
 }
 
 
@@ -263,6 +271,10 @@ def _entry(data, where):
     values["replay"] = _replay(values.get("replay"), where)
     if "private_eval" in values:
         values["private_eval"] = _private_eval(values["private_eval"], values, where)
+    ref = values.get("reference")
+    if ref is not None and (ref.count("/") != 1 or not all(p.isidentifier() and p.isascii() for p in ref.split("/"))):
+        raise ReproError(f"{where}: reference must be paper/experiment of this harness (whose reference sets "
+                         f"state the entry's error rates), got {_short(ref)}")
     if "train_data" in values:
         d = values["train_data"]
         if set(d) != {"n", "sha256"} or type(d["n"]) is not int or not 1 <= d["n"] <= MAX_EVAL_N \
