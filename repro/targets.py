@@ -92,12 +92,23 @@ class Target:
     tolerance: float
     source: str
     policy: Policy = Policy()
+    # how its verdict's error rates are stated (repro.judge.rates), never what passes: delta, the
+    # shortfall (points on the failing side of paper_value) whose false-accept rate is printed;
+    # epsilon, the margin of the equivalence with the authors' code; reference_rule, the bar a
+    # reference set sets (ReferenceRule), shown beside the registered one
+    delta: float = None
+    epsilon: float = None
+    reference_rule: object = None
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {self.direction!r}; known: {', '.join(DIRECTIONS)}")
         if not self.tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        for name in ("delta", "epsilon"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number of points, got {value!r}")
 
     def reached(self, value):
         if not math.isfinite(value):
@@ -117,8 +128,12 @@ class Target:
         return f"within {self.paper_value:.2f} ± {self.tolerance:.2f}"
 
     def to_dict(self):
+        """The target as a run's header records it: what decides a pass (the error-rate
+        declarations, which decide none, are left out, so older logs keep matching)."""
         d = asdict(self)
         d["policy"] = str(self.policy)
+        for name in ("delta", "epsilon", "reference_rule"):
+            d.pop(name)
         return d
 
     def select(self, runs):
@@ -138,6 +153,30 @@ class Target:
             return runs, (f"the target judges exactly seeds {seed_text(seeds)}; seed(s) "
                           f"{', '.join(map(str, missing))} have no run that counts")
         return runs, None
+
+
+@dataclass(frozen=True)
+class ReferenceRule:
+    """A target's second version: the bar its reference set alone sets so that an honest
+    reproduction fails it with probability at most alpha (repro.judge.rates.alpha_bar),
+    recorded with the reference set it came from before any judged run was looked at.
+    low/high: the bounds on the mean (None: none on that side)."""
+    alpha: float
+    low: float = None
+    high: float = None
+    reference: str = ""  # the reference set, e.g. "logs/mnist1d_reference/cnn (20 runs, seeds 1000-1019)"
+    decided: str = ""    # when, e.g. "2026-12-07, before the judged runs were looked at"
+
+    def reached(self, value):
+        return math.isfinite(value) and (self.low is None or value >= self.low) and \
+            (self.high is None or value <= self.high)
+
+    def bar(self):
+        if self.high is None:
+            return f">= {self.low:.2f}"
+        if self.low is None:
+            return f"<= {self.high:.2f}"
+        return f"within [{self.low:.2f}, {self.high:.2f}]"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 fixed before any contest is judged with it:
 
     python papers/mnist1d/private_calibration.py [--seed 2026] [--n 4000] [--jobs 2] [--json out.jsonl]
+                                                 [--root logs/mnist1d_reference]
 
 For every cell, every shipped run is recomputed by verify with a private split of
 n fresh samples (the authors' generator, another seed; repro/judge/private.py) and
@@ -32,13 +33,15 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cells", nargs="+", default=list(CELLS))
     ap.add_argument("--json", metavar="FILE", help="also write one JSON line per run")
+    ap.add_argument("--root", default=ROOT, help="the folder of the cells' runs (default: the shipped logs/mnist1d; "
+                                                 "logs/mnist1d_reference for the reference sets)")
     args = ap.parse_args(argv)
     out = open(args.json, "w") if args.json else None
     print(f"{'cell':<17} runs  gap mean  gap min  gap max  max z  refused")
     for cell in args.cells:
         spec = private.PrivateEval({"fresh": {"n": args.n, "source": f"mnist1d/{cell}"}}, args.seed)
         options = verdict.Options(recompute=True, jobs=args.jobs, private={("mnist1d", cell): spec})
-        _, runs, _ = verdict.verify([os.path.join(ROOT, cell)], options)
+        _, runs, _ = verdict.verify([os.path.join(args.root, cell)], options)
         gaps, zs, refused = [], [], 0
         for run in runs:
             p = run.private or {}

@@ -16,6 +16,9 @@ from repro.run.runlog import GENESIS, line_hash
 from repro.strict import short
 
 LITE = "a --lite smoke run, not the experiment"
+# a run without the checkpoints its target's replay audit needs (a reference run): it does not
+# count, but --recompute still scores its final checkpoint (repro.judge.references)
+NO_AUDIT = "the target requires the replay audit, with checkpoints kept at most"
 
 
 def load_run(path):
@@ -235,7 +238,7 @@ def check_checkpoints(run, policy_audit=0):
         steps = [0] + run.kept_steps()
         gaps = [b - a for a, b in zip(steps, steps[1:])]
         if not gaps or max(gaps) > policy_audit:
-            problems.append(f"the target requires the replay audit, with checkpoints kept at most {policy_audit} steps "
+            problems.append(f"{NO_AUDIT} {policy_audit} steps "
                             f"apart (train.audit_every), but this run kept {_kept(steps)}")
     return problems
 

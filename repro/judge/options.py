@@ -22,7 +22,8 @@ class Options:
 
     def __init__(self, recompute=False, replay=0, challenge=None, cross_platform=False, local=None, jobs=1,
                  timeout=3600, progress=None, protocol_of=None, sandbox="auto", tree=None, plugin=None,
-                 private=None, threads=None, budget=None, earlier=None, refused=(), executor=task.LOCAL):
+                 private=None, threads=None, budget=None, earlier=None, refused=(), executor=task.LOCAL,
+                 references=None):
         replay = parse_replay(replay)
         # what a contest review knows before this submission's targets are judged: {weights_sha256:
         # repro.judge.copies.Earlier} of earlier submissions' runs (a run holding one is a copy), and the
@@ -36,6 +37,8 @@ class Options:
         # where the workers run: this machine, or a Ray cluster's nodes (repro.boundary.executor); the
         # judge, its receipts and its ledger stay here either way
         self.executor = executor
+        # where the registered cells' reference sets are (repro.judge.references; None: beside the logs)
+        self.references = references
         self.recompute, self.replay, self.cross_platform = recompute, replay, cross_platform
         self.challenge = challenge or (secrets.token_hex(8) if replay else None)
         self.local, self.jobs, self.timeout, self.progress = local or {}, jobs, timeout, progress

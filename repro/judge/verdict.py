@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from repro.boundary import task
 from repro.config import flatten
-from repro.env import run_cpu
+from repro.machine import run_cpu
 from repro.errors import ReproError
-from repro.judge import audit, copies, coverage, private as private_eval, segments
+from repro.judge import audit, copies, coverage, private as private_eval, references, segments
 from repro.judge.checks import excluded_note, ran, refusals
-from repro.judge.compliance import LITE, check_run, load_run
+from repro.judge.compliance import LITE, NO_AUDIT, check_run, load_run
 from repro.judge.options import Options
 from repro.judge.protocol import OPT_IN_KEYS, RegisteredProtocol
 from repro.registry import ENV, ONLY, get_paper
@@ -50,6 +50,12 @@ def registered(run):
     return RegisteredProtocol(paper, paper.experiment(run.header["exp"]))
 
 
+def registered_eval_data(paper, exp):
+    """{split: (n, sha256)} a registered experiment of this harness evaluates on (a contest's
+    fresh private source must draw from the split its entry judges: repro.judge.contest)."""
+    return get_paper(paper).experiment(exp).eval_data
+
+
 def verify(paths, options=None):
     """The Verdict on the runs under paths (rows, runs, ok = verify(...) unpacks it)."""
     options = options or Options()
@@ -67,7 +73,9 @@ def verify(paths, options=None):
                     run.problems.append(f"final metrics have no {target.metric!r}")
     if options.recompute or options.replay:
         # a --lite run is audited too (it never counts, but its owner learns whether it would)
-        audit_runs([r for r in runs if r.protocol is not None and all(p == LITE for p in r.problems)], options)
+        # so is a run without its audit checkpoints (a reference run): recomputed, never replayed
+        audit_runs([r for r in runs if r.protocol is not None and all(p == LITE or p.startswith(NO_AUDIT)
+                                                                      for p in r.problems)], options)
     rows = []
     for (paper_name, exp_name), group in groups.items():
         good = [r for r in group if not r.problems]
@@ -83,9 +91,20 @@ def verify(paths, options=None):
                          "policy": str(target.policy), "passed": passed, "why": why,
                          "excluded": len(group) - len(values), "refused": bool(options.refused),
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
-                         "source": target.source, "recomputed": bool(options.recompute)})
+                         "source": target.source, "recomputed": bool(options.recompute),
+                         # how often this verdict is wrong, from the cell's reference sets (None: none)
+                         "error_rates": references.cell_report(target, *_reference_cell(group[0], paper_name, exp_name),
+                                                               [v for _, v in values], options.references)})
     ok = bool(rows) and all(r["passed"] for r in rows) and not any(r.problems for r in runs)
     return Verdict(rows, runs, ok, options)
+
+
+def _reference_cell(run, paper, exp):
+    """(paper, experiment) whose reference sets state a cell's error rates: a contest entry's
+    `reference`, else the cell itself."""
+    entry = getattr(run.protocol, "entry", None)
+    ref = getattr(entry, "reference", None)
+    return tuple(ref.split("/")) if ref else (paper, exp)
 
 
 def _value(run, metric):
@@ -126,6 +145,11 @@ class Verdict:
             for r in rows:
                 print(f"  {r['paper']}/{r['exp']} {r['metric']}: {'PASS' if r['passed'] else 'FAIL'}: {r['why']}"
                       f"{excluded_note(r, 'see below')}")
+            rated = [ln for r in rows for ln in references.lines(r)]
+            if rated:
+                print("\nhow often these verdicts are wrong (from reference sets: honest runs on other seeds; "
+                      "90% intervals):")
+                print("\n".join(rated))
         audited = [r for r in runs if r.replayed]
         if audited:
             steps = sum(s.get("steps", 0) for r in audited for s in r.replayed)
@@ -211,7 +235,8 @@ def audit_runs(runs, options):
         if wrong:
             raise ReproError(f"--local {wrong[0]}: not a local-path key of {run.protocol.paper} "
                              f"(those are: {', '.join(run.protocol.path_keys) or 'none'})")
-        segs = coverage.segments(run) if options.replay else []
+        unaudited = any(p.startswith(NO_AUDIT) for p in run.problems)
+        segs = coverage.segments(run) if options.replay and not unaudited else []
         n = coverage.count(run, options.replay, segs, coverage.registered_segments(run, segs)) if segs else 0
         chosen = coverage.choose(segs, n, options.challenge, run.final_weights) if segs else []
         if segs:

@@ -1,0 +1,146 @@
+"""How often a verdict is wrong, from reference sets (issue 37): honest runs of a cell
+made with its registered recipe (the port's) and with the authors' own code.
+
+For a target with a mean_of_n (or single) policy, a direction and a tolerance:
+- false reject: the probability that an honest reproduction (its n runs drawn from the
+  port's reference set) fails the bar;
+- false accept at delta: the probability that a reproduction whose true mean is `delta`
+  points on the wrong side of the paper's number (below it for higher, above for lower,
+  below for match) passes, with the reference set's spread.
+Each rate is computed under a normal model of one run's value (the reference set's mean
+and standard deviation), and given with a bootstrap interval over the reference runs
+(LEVEL, BOOT resamples, a fixed seed: the same numbers every time).
+
+alpha_bar: the bar a policy sets from the port's reference set alone so that the
+false-reject rate is at most alpha, with the bootstrap's uncertainty folded in (the
+alpha-quantile of the predictive distribution of an n-run mean).
+
+equivalence: two one-sided tests (Welch) between the port's runs and the authors' runs at
+a declared margin epsilon: "equivalent" when the (1 - 2 * TOST_ALPHA) interval of the
+difference lies within +-epsilon, "different" when it lies wholly outside, otherwise "not
+shown" (too few seeds for that margin). It does not look at the paper's number.
+
+Everything here is pure: lists of numbers in, numbers out.
+"""
+import math
+
+import numpy as np
+from scipy import stats
+
+BOOT = 4000        # bootstrap resamples of a reference set
+LEVEL = 0.90       # the interval given with every rate
+TOST_ALPHA = 0.05  # each one-sided test of the equivalence
+MIN_REFERENCE = 20 # a reference set smaller than this gives rates marked as provisional
+SEED = 20261207    # the bootstrap's fixed seed
+
+
+def _bounds(target):
+    """(lowest, highest) mean that meets the target's bar."""
+    v, tol = target.paper_value, target.tolerance
+    if target.direction == "higher":
+        return v - tol, math.inf
+    if target.direction == "lower":
+        return -math.inf, v + tol
+    return v - tol, v + tol
+
+
+def pass_probability(mu, sd, n, target):
+    """P(the mean of n runs, each ~ Normal(mu, sd), meets the bar)."""
+    lo, hi = _bounds(target)
+    se = sd / math.sqrt(n)
+    if se == 0:
+        return float(lo <= mu <= hi)
+    return float(stats.norm.cdf((hi - mu) / se) - stats.norm.cdf((lo - mu) / se))
+
+
+def wrong_side(target, delta):
+    """The true mean of a reproduction `delta` points on the failing side of the paper's number."""
+    return target.paper_value + delta if target.direction == "lower" else target.paper_value - delta
+
+
+def _n(target):
+    return target.policy.n
+
+
+def _resamples(values):
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(SEED)
+    picks = values[rng.integers(0, len(values), size=(BOOT, len(values)))]
+    return picks.mean(axis=1), picks.std(axis=1, ddof=1)
+
+
+def _interval(samples):
+    lo, hi = np.quantile(samples, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
+    return float(lo), float(hi)
+
+
+def error_rates(values, target, delta):
+    """{"n_reference", "mean", "sd", "false_reject", "false_reject_interval", "delta",
+    "false_accept", "false_accept_interval"} for a target from the port's reference values."""
+    if len(values) < 2:
+        raise ValueError("a reference set needs at least 2 runs")
+    n = _n(target)
+    mu, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    mus, sds = _resamples(values)
+    fr = 1 - pass_probability(mu, sd, n, target)
+    frs = [1 - pass_probability(m, s, n, target) for m, s in zip(mus, sds)]
+    out = {"n_reference": len(values), "mean": round(mu, 4), "sd": round(sd, 4),
+           "false_reject": round(fr, 4), "false_reject_interval": [round(x, 4) for x in _interval(frs)],
+           "delta": delta, "false_accept": None, "false_accept_interval": None}
+    if delta is not None:
+        bad = wrong_side(target, delta)
+        fa = pass_probability(bad, sd, n, target)
+        fas = [pass_probability(bad, s, n, target) for s in sds]
+        out.update(false_accept=round(fa, 4), false_accept_interval=[round(x, 4) for x in _interval(fas)])
+    return out
+
+
+def alpha_bar(values, target, alpha):
+    """(low, high): the bounds an honest reproduction's n-run mean stays within with probability
+    1 - alpha, from the port's reference values alone (bootstrap predictive quantiles); None:
+    no bound on that side (the target's direction). repro.targets.ReferenceRule records them."""
+    n = _n(target)
+    mus, sds = _resamples(values)
+    rng = np.random.default_rng(SEED + 1)
+    means = mus + sds / math.sqrt(n) * rng.standard_normal(len(mus))
+    if target.direction == "higher":
+        return round(float(np.quantile(means, alpha)), 2), None
+    if target.direction == "lower":
+        return None, round(float(np.quantile(means, 1 - alpha)), 2)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return round(float(lo), 2), round(float(hi), 2)
+
+
+def equivalence(port, authors, epsilon):
+    """{"verdict": "equivalent"|"different"|"not shown", "difference", "interval", "epsilon",
+    "n_port", "n_authors"}: the port's mean minus the authors', its (1 - 2 * TOST_ALPHA)
+    Welch interval, and what two one-sided tests at +-epsilon conclude."""
+    port, authors = np.asarray(port, dtype=np.float64), np.asarray(authors, dtype=np.float64)
+    out = {"epsilon": epsilon, "n_port": len(port), "n_authors": len(authors), "difference": None,
+           "interval": None, "verdict": "not shown"}
+    if len(port) < 2 or len(authors) < 2:
+        return out
+    d = float(port.mean() - authors.mean())
+    v1, v2 = port.var(ddof=1) / len(port), authors.var(ddof=1) / len(authors)
+    se = math.sqrt(v1 + v2)
+    if se == 0:
+        lo = hi = d
+    else:
+        df = (v1 + v2) ** 2 / ((v1 ** 2 / (len(port) - 1) if v1 else 0) + (v2 ** 2 / (len(authors) - 1) if v2 else 0))
+        t = float(stats.t.ppf(1 - TOST_ALPHA, df))
+        lo, hi = d - t * se, d + t * se
+    out.update(difference=round(d, 4), interval=[round(lo, 4), round(hi, 4)])
+    if -epsilon < lo and hi < epsilon:
+        out["verdict"] = "equivalent"
+    elif lo >= epsilon or hi <= -epsilon:
+        out["verdict"] = "different"
+    return out
+
+
+def equivalence_text(eq):
+    if eq["verdict"] == "equivalent":
+        return f"equivalent to the authors' code within {eq['epsilon']:g}"
+    if eq["verdict"] == "different":
+        return f"different from the authors' code (by more than {eq['epsilon']:g})"
+    return "not shown (too few seeds)" if eq["difference"] is None else \
+        f"not shown (too few seeds for a margin of {eq['epsilon']:g})"

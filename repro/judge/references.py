@@ -1,0 +1,141 @@
+"""Reference sets (issue 37): honest runs of a registered cell, made only to measure how often
+its verdict is wrong, on seeds that are neither judged nor calibration seeds.
+
+    logs/<paper>_reference/<exp>/seed<N>/       the port's runs: the registered recipe,
+        python -m repro.train --paper P --exp E --seeds 1000-1019 -o train.audit_every=0
+        (the log and the final weights; verify --recompute checks them again)
+    logs/<paper>_reference/authors_<exp>.jsonl  the authors' own code on the same seeds, one
+        JSON object per seed ({"seed", "test_acc", ...}: papers/<paper>/authors_procedure.py --json)
+
+The folder is found beside the verified runs' logs folder (the checkout's logs/), or named
+(--references). What a cell's verdict then carries (cell_report): the false-reject and
+false-accept rates with their intervals and the reference set's size and CPU kinds; the
+reference rule's verdict (the target's second version) where it differs from the
+registered one; and the equivalence of the judged runs with the authors' code.
+Only logs and JSON are read here: no paper code is imported.
+"""
+import json
+import os
+
+from repro.errors import ReproError
+from repro.judge import rates
+from repro.run import rundir
+from repro.strict import read_start
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout's top
+MAX_BYTES = 64 << 20  # an authors' reference file (a curve a seed: about 2 KB a line)
+
+
+def folder_of(paper, given=None):
+    """The reference folder of a paper: `given`, else logs/<paper>_reference in the working
+    directory or in the checkout the harness runs from; None where there is none."""
+    if given:
+        return given
+    for top in (os.getcwd(), ROOT):
+        path = os.path.join(top, "logs", f"{paper}_reference")
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def isa_kind(isa):
+    """'AVX-512' or 'no AVX-512': the CPU kinds whose float32 bits differ."""
+    return "AVX-512" if "avx512f" in str(isa or "").split(",") else "no AVX-512"
+
+
+def port_runs(folder, exp, metric):
+    """[(seed, value, CPU kind)] of the port's reference runs that ended successfully."""
+    top = os.path.join(folder, exp)
+    if not os.path.isdir(top):
+        return []
+    out = []
+    for name in sorted(os.listdir(top)):
+        path = os.path.join(top, name)
+        if not (name.startswith("seed") and rundir.is_run(path)):
+            continue
+        try:
+            run = rundir.read(path)
+        except ReproError:
+            continue  # an unreadable reference run is left out; the test of the shipped sets counts them
+        end = run.last("run_end")
+        value = ((end or {}).get("metrics") or {}).get(metric)
+        if end is None or end.get("status") != "success" or not isinstance(value, (int, float)) or run.seed is None:
+            continue
+        out.append((run.seed, float(value), isa_kind(run.header.get("env", {}).get("cpu_isa"))))
+    return out
+
+
+def authors_runs(folder, exp):
+    """[(seed, test_acc)] of the authors' code on the reference seeds (one JSON line a seed)."""
+    path = os.path.join(folder, f"authors_{exp}.jsonl")
+    if not os.path.isfile(path):
+        return []
+    data = read_start(path, f"the authors' reference set {path}", MAX_BYTES)
+    if len(data) > MAX_BYTES:
+        raise ReproError(f"the authors' reference set {path} is over {MAX_BYTES:,} bytes")
+    out = []
+    for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ReproError(f"{path} line {i} is not JSON") from None
+        row = row if isinstance(row, dict) else {}
+        seed, value = row.get("seed"), row.get("test_acc")
+        if type(seed) is not int or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ReproError(f"{path} line {i}: needs an integer seed and a number test_acc")
+        out.append((seed, float(value)))
+    return out
+
+
+def cell_report(target, paper, exp, judged, folder=None):
+    """What the verdict of one cell carries about its own error (None: no reference set):
+    {"reference", "n_reference", "cpu", "provisional", "rates", "reference_rule", "equivalence"}.
+    judged: the values of the runs the registered verdict judged."""
+    folder = folder_of(paper, folder)
+    port = port_runs(folder, exp, target.metric) if folder else []
+    if len(port) < 2:
+        return None
+    values = [v for _, v, _ in port]
+    out = {"reference": os.path.relpath(os.path.join(folder, exp)), "n_reference": len(port),
+           "seeds": [s for s, _, _ in port], "cpu": sorted({k for _, _, k in port}),
+           "provisional": len(port) < rates.MIN_REFERENCE,
+           "rates": rates.error_rates(values, target, target.delta), "reference_rule": None, "equivalence": None}
+    rule = target.reference_rule
+    if rule is not None and judged and len(judged) >= target.policy.n:
+        mean = sum(judged) / len(judged)
+        out["reference_rule"] = {"alpha": rule.alpha, "bar": rule.bar(), "passed": rule.reached(mean),
+                                 "mean": round(mean, 4), "decided": rule.decided}
+    authors = [v for _, v in authors_runs(folder, exp)]
+    if authors and target.epsilon is not None:
+        out["equivalence"] = rates.equivalence(judged, authors, target.epsilon)
+    return out
+
+
+def lines(row):
+    """The report's lines under verify's table, for one row ([] without a reference set)."""
+    rep = row.get("error_rates")
+    if not rep:
+        return []
+    r, cell = rep["rates"], f"{row['paper']}/{row['exp']}"
+    size = f"{rep['n_reference']} reference runs of the port ({', '.join(rep['cpu'])})" + \
+        (", fewer than the 20 a rate needs: provisional" if rep["provisional"] else "")
+    fr = f"false reject {r['false_reject']:.1%} [{r['false_reject_interval'][0]:.1%}, {r['false_reject_interval'][1]:.1%}]"
+    out = [f"  {cell}: {fr}"]
+    if r["false_accept"] is not None:
+        out[0] += (f"; false accept {r['false_accept']:.1%} [{r['false_accept_interval'][0]:.1%}, "
+                   f"{r['false_accept_interval'][1]:.1%}] for a reproduction {r['delta']:g} points short of the paper")
+    out[0] += f" ({size})"
+    rule = rep["reference_rule"]
+    if rule is not None and rule["passed"] != row["passed"]:
+        out.append(f"    the reference rule (alpha {rule['alpha']:.0%}, set from the reference runs alone, "
+                   f"{rule['decided']}) says {'PASS' if rule['passed'] else 'FAIL'}: mean {rule['mean']:.2f} "
+                   f"{'meets' if rule['passed'] else 'misses'} {rule['bar']}; the registered rule decides")
+    eq = rep["equivalence"]
+    if eq is not None:
+        detail = "" if eq["difference"] is None else (
+            f": difference {eq['difference']:+.2f} [{eq['interval'][0]:+.2f}, {eq['interval'][1]:+.2f}]")
+        out.append(f"    against the authors' code ({eq['n_port']} runs here, {eq['n_authors']} of theirs): "
+                   f"{rates.equivalence_text(eq)}{detail}")
+    return out
