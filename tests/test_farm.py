@@ -97,7 +97,7 @@ def test_a_tasks_needs_come_from_its_runs_record():
 
 
 def test_this_machine_says_when_a_run_was_made_on_another_cpu():
-    from repro.env import cpu
+    from repro.machine import cpu
     assert task.LOCAL.unmatched(cpu()) is None
     said = task.LOCAL.unmatched(("Other CPU", ""))
     assert said.startswith("the run was made on Other CPU (no ISA recorded), this machine is ") and "\n" not in said
@@ -163,7 +163,7 @@ def test_a_node_without_bubblewrap_refuses_the_task_in_one_line(farm, tmp_path):
 @pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
 @pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
 def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(farm):
-    from repro.env import cpu
+    from repro.machine import cpu
     here = cpu()
     (node_id, (probed, memory)), = farm.platforms().items()  # one node: this machine, as it read itself
     assert probed == here and memory > 0

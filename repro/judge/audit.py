@@ -49,7 +49,7 @@ from repro import strict
 from repro.boundary import exchange
 from repro.boundary.task import Needs, Staged
 from repro.data import fingerprint
-from repro.env import run_cpu
+from repro.machine import run_cpu
 from repro.errors import ReproError
 from repro.judge import grouping, recomputed, segments
 from repro.run import checkpoint, decisions, rundir
