@@ -22,6 +22,7 @@ import statistics
 
 from repro import strict
 from repro.errors import ReproError, run_cli
+from repro.judge.rates import equivalence_text
 
 BLOCK = re.compile(r"(<!-- results (\S+)(?: reference=(\S+))? -->\n)(.*?)(<!-- end results -->)", re.S)
 
@@ -91,8 +92,10 @@ def table(report, ref_folder=None):
     """The markdown table of a verify --json report's targets."""
     rows = report["targets"]
     seeds = _seeds(rows[0]["seeds"]) if rows else ""
+    rated = any(r.get("error_rates") for r in rows)
     head = ["cell", "paper"] + ([f"authors' code, PyTorch, seeds {seeds}"] if ref_folder else []) + \
-        [f"this harness, seeds {seeds}", "each seed", "bar", "verdict"]
+        [f"this harness, seeds {seeds}", "each seed", "bar", "verdict"] + \
+        (["false reject", "false accept at δ", "against the authors' code"] if rated else [])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:  # in verify's order: the paper's registration
         places = 1 if all(round(v, 1) == round(v, 6) for v in r["values"]) else 2
@@ -100,9 +103,28 @@ def table(report, ref_folder=None):
         if ref_folder:
             cells.append(reference(ref_folder, r["exp"], r["seeds"]) or "-")
         cells += [r["achieved"], ", ".join(f"{v:.{places}f}" for v in r["values"]), r["bar"],
-                  "PASS" if r["passed"] else "FAIL"]
+                  "PASS" if r["passed"] else "FAIL"] + (_rates(r.get("error_rates")) if rated else [])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _rates(rep):
+    """The error-rate cells of a row (repro.judge.references.cell_report): rates with their 90%
+    intervals and reference-set size, and the equivalence with the authors' code."""
+    if not rep:
+        return ["-", "-", "-"]
+    r, pct = rep["rates"], lambda x: f"{100 * x:.1f}%"
+    fr = f"{pct(r['false_reject'])} [{pct(r['false_reject_interval'][0])}, {pct(r['false_reject_interval'][1])}], " \
+         f"{rep['n_reference']} runs"
+    fa = "-" if r["false_accept"] is None else \
+        f"{pct(r['false_accept'])} [{pct(r['false_accept_interval'][0])}, {pct(r['false_accept_interval'][1])}], δ {r['delta']:g}"
+    eq = rep.get("equivalence")
+    if eq is None:
+        return [fr, fa, "-"]
+    text = equivalence_text(eq)
+    if eq["difference"] is not None:
+        text += f": {eq['difference']:+.2f} [{eq['interval'][0]:+.2f}, {eq['interval'][1]:+.2f}]"
+    return [fr, fa, text]
 
 
 def render(text, root):

@@ -12,8 +12,8 @@ and standard deviation), and given with a bootstrap interval over the reference 
 (LEVEL, BOOT resamples, a fixed seed: the same numbers every time).
 
 alpha_bar: the bar a policy sets from the port's reference set alone so that the
-false-reject rate is at most alpha, with the bootstrap's uncertainty folded in (the
-alpha-quantile of the predictive distribution of an n-run mean).
+false-reject rate is at most alpha, the reference set's own uncertainty included (a
+prediction bound for the mean of n new runs).
 
 equivalence: two one-sided tests (Welch) between the port's runs and the authors' runs at
 a declared margin epsilon: "equivalent" when the (1 - 2 * TOST_ALPHA) interval of the
@@ -97,18 +97,24 @@ def error_rates(values, target, delta):
 
 def alpha_bar(values, target, alpha):
     """(low, high): the bounds an honest reproduction's n-run mean stays within with probability
-    1 - alpha, from the port's reference values alone (bootstrap predictive quantiles); None:
-    no bound on that side (the target's direction). repro.targets.ReferenceRule records them."""
-    n = _n(target)
-    mus, sds = _resamples(values)
-    rng = np.random.default_rng(SEED + 1)
-    means = mus + sds / math.sqrt(n) * rng.standard_normal(len(mus))
+    1 - alpha, from the port's reference values alone: the normal prediction bound for the mean of
+    n new runs given R reference runs, x - t(1 - alpha; R - 1) * s * sqrt(1/n + 1/R) (two-sided
+    with alpha/2 a side for match), exact on average over reference sets where a run's value is
+    normal. None: no bound on that side (the target's direction). Rounded outwards to 0.01."""
+    values = np.asarray(values, dtype=np.float64)
+    r, n = len(values), _n(target)
+    if r < 2:
+        raise ValueError("a reference set needs at least 2 runs")
+    spread = float(values.std(ddof=1)) * math.sqrt(1 / n + 1 / r)
+    centre = float(values.mean())
+    t = lambda a: float(stats.t.ppf(1 - a, r - 1))
+    low = lambda a: math.floor(100 * (centre - t(a) * spread) + 1e-9) / 100
+    high = lambda a: math.ceil(100 * (centre + t(a) * spread) - 1e-9) / 100
     if target.direction == "higher":
-        return round(float(np.quantile(means, alpha)), 2), None
+        return low(alpha), None
     if target.direction == "lower":
-        return None, round(float(np.quantile(means, 1 - alpha)), 2)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return round(float(lo), 2), round(float(hi), 2)
+        return None, high(alpha)
+    return low(alpha / 2), high(alpha / 2)
 
 
 def equivalence(port, authors, epsilon):
@@ -144,3 +150,30 @@ def equivalence_text(eq):
         return f"different from the authors' code (by more than {eq['epsilon']:g})"
     return "not shown (too few seeds)" if eq["difference"] is None else \
         f"not shown (too few seeds for a margin of {eq['epsilon']:g})"
+
+
+def private_power(rows, n, n_public, z, confidence):
+    """What the public/private check can settle, from honest reference runs' private evaluations
+    (rows: [{"public", "private", "n", "agrees"}], accuracies in percent). Returns
+    {"runs", "refused", "gap_mean", "gap_sd", "per_run_fit", "pooled_bound", "pooled_fit"}:
+    - refused: honest runs the per-run rule refused (its false rejects, observed);
+    - per_run_fit: the median, over the honest runs, of the points a run could add to its public
+      accuracy by fitting the test split and still pass the per-run rule (z at most `z`);
+    - pooled_bound: the most a cell's mean public-minus-private gap over n runs may be, from the
+      honest gaps alone (a one-sided `confidence` prediction bound: an honest cell exceeds it with
+      probability 1 - confidence); pooled_fit: how far above the honest mean gap that is, the
+      largest fit to the test split the pooled test lets through."""
+    gaps = np.asarray([r["public"] - r["private"] for r in rows], dtype=np.float64)
+    if len(gaps) < 2:
+        raise ValueError("the private power needs at least 2 honest runs")
+    fits = []
+    for r in rows:
+        p1, p2, n2 = r["public"] / 100, r["private"] / 100, r["n"]
+        pooled = (p1 * n_public + p2 * n2) / (n_public + n2)
+        se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n_public + 1 / n2))
+        fits.append(100 * (z * se) - (r["public"] - r["private"]))
+    mean, sd = float(gaps.mean()), float(gaps.std(ddof=1))
+    fit = float(stats.t.ppf(confidence, len(gaps) - 1)) * sd * math.sqrt(1 / n + 1 / len(gaps))
+    return {"runs": len(rows), "refused": sum(not r["agrees"] for r in rows), "gap_mean": round(mean, 3),
+            "gap_sd": round(sd, 3), "per_run_fit": round(float(np.median(fits)), 2),
+            "pooled_bound": round(mean + fit, 2), "pooled_fit": round(fit, 2)}

@@ -6,6 +6,9 @@ its verdict is wrong, on seeds that are neither judged nor calibration seeds.
         (the log and the final weights; verify --recompute checks them again)
     logs/<paper>_reference/authors_<exp>.jsonl  the authors' own code on the same seeds, one
         JSON object per seed ({"seed", "test_acc", ...}: papers/<paper>/authors_procedure.py --json)
+    logs/<paper>_reference/private_<exp>.jsonl  the port's runs' public and private accuracies
+        ({"public", "private", "n", "agrees", ...}: papers/<paper>/private_calibration.py --json):
+        the honest gaps the pooled private test is calibrated on
 
 The folder is found beside the verified runs' logs folder (the checkout's logs/), or named
 (--references). What a cell's verdict then carries (cell_report): the false-reject and
@@ -19,11 +22,13 @@ import os
 
 from repro.errors import ReproError
 from repro.judge import rates
+from repro.judge.private import CONFIDENCE, Z
 from repro.run import rundir
 from repro.strict import read_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout's top
-MAX_BYTES = 64 << 20  # an authors' reference file (a curve a seed: about 2 KB a line)
+MAX_BYTES = 64 << 20  # a reference file of JSON lines (the authors' carry a curve a seed: about 2 KB a line)
+PRIVATE_Z, PRIVATE_CONFIDENCE = Z, CONFIDENCE  # the pooled test's level: the per-run rule's (repro.judge.private)
 
 
 def folder_of(paper, given=None):
@@ -70,9 +75,17 @@ def authors_runs(folder, exp):
     path = os.path.join(folder, f"authors_{exp}.jsonl")
     if not os.path.isfile(path):
         return []
-    data = read_start(path, f"the authors' reference set {path}", MAX_BYTES)
+    rows = _rows(path, ("seed", "test_acc"))
+    if any(type(r["seed"]) is not int for r in rows):
+        raise ReproError(f"{path}: a seed is not an integer")
+    return [(r["seed"], float(r["test_acc"])) for r in rows]
+
+
+def _rows(path, keys):
+    """The JSON lines of a reference file, each a mapping with number `keys`; a ReproError with one line."""
+    data = read_start(path, f"the reference file {path}", MAX_BYTES)
     if len(data) > MAX_BYTES:
-        raise ReproError(f"the authors' reference set {path} is over {MAX_BYTES:,} bytes")
+        raise ReproError(f"the reference file {path} is over {MAX_BYTES:,} bytes")
     out = []
     for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         if not line.strip():
@@ -82,11 +95,28 @@ def authors_runs(folder, exp):
         except ValueError:
             raise ReproError(f"{path} line {i} is not JSON") from None
         row = row if isinstance(row, dict) else {}
-        seed, value = row.get("seed"), row.get("test_acc")
-        if type(seed) is not int or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ReproError(f"{path} line {i}: needs an integer seed and a number test_acc")
-        out.append((seed, float(value)))
+        if not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in keys):
+            raise ReproError(f"{path} line {i}: needs {', '.join(keys)} as numbers")
+        out.append(row)
     return out
+
+
+def pooled_private(paper, exp, runs_private, n_public, folder=None):
+    """The pooled private test of one cell (None: no honest gaps to calibrate it, or not every run
+    has a private result): its runs' mean public-minus-private gap against the bound the honest
+    reference gaps set (repro.judge.rates.private_power). runs_private: each run's
+    {"public", "private"}; n_public: the public split's samples."""
+    folder = folder_of(paper, folder)
+    path = os.path.join(folder, f"private_{exp}.jsonl") if folder else None
+    if not path or not os.path.isfile(path) or not runs_private or n_public is None:
+        return None
+    if any(not isinstance(r, dict) or "public" not in r or "private" not in r for r in runs_private):
+        return None
+    honest = _rows(path, ("public", "private", "n"))
+    power = rates.private_power(honest, len(runs_private), n_public, PRIVATE_Z, PRIVATE_CONFIDENCE)
+    gap = sum(r["public"] - r["private"] for r in runs_private) / len(runs_private)
+    return {"mean_gap": round(gap, 3), "bound": power["pooled_bound"], "honest_runs": power["runs"],
+            "refused": gap > power["pooled_bound"]}
 
 
 def cell_report(target, paper, exp, judged, folder=None):
@@ -98,7 +128,7 @@ def cell_report(target, paper, exp, judged, folder=None):
     if len(port) < 2:
         return None
     values = [v for _, v, _ in port]
-    out = {"reference": os.path.relpath(os.path.join(folder, exp)), "n_reference": len(port),
+    out = {"reference": f"{os.path.basename(os.path.normpath(folder))}/{exp}", "n_reference": len(port),
            "seeds": [s for s, _, _ in port], "cpu": sorted({k for _, _, k in port}),
            "provisional": len(port) < rates.MIN_REFERENCE,
            "rates": rates.error_rates(values, target, target.delta), "reference_rule": None, "equivalence": None}

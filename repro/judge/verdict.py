@@ -83,6 +83,12 @@ def verify(paths, options=None):
             values = [(r.seed, float(_value(r, target.metric))) for r in good]
             verdict = judge(target, values)
             passed, why = verdict.passed, verdict.why
+            pooled = _pooled_private(group[0], paper_name, exp_name, target, good, options)
+            if pooled is not None and pooled["refused"]:
+                passed, why = False, (f"{why}; but pooled over its {len(good)} runs, the public {target.metric} exceeds "
+                                      f"the private by {pooled['mean_gap']:.2f} points on average, above the "
+                                      f"{pooled['bound']:.2f} that {pooled['honest_runs']} honest reference runs allow "
+                                      f"(99.9%): fitted to the test split")
             if options.refused:
                 passed, why = False, f"not reached: the submission is refused: {refusals(options.refused)}"
             rows.append({"paper": paper_name, "exp": exp_name, "metric": target.metric,
@@ -91,7 +97,7 @@ def verify(paths, options=None):
                          "policy": str(target.policy), "passed": passed, "why": why,
                          "excluded": len(group) - len(values), "refused": bool(options.refused),
                          "seeds": [s for s, _ in values], "values": list(verdict.values),
-                         "source": target.source, "recomputed": bool(options.recompute),
+                         "source": target.source, "recomputed": bool(options.recompute), "private_pooled": pooled,
                          # how often this verdict is wrong, from the cell's reference sets (None: none)
                          "error_rates": references.cell_report(target, *_reference_cell(group[0], paper_name, exp_name),
                                                                [v for _, v in values], options.references)})
@@ -105,6 +111,17 @@ def _reference_cell(run, paper, exp):
     entry = getattr(run.protocol, "entry", None)
     ref = getattr(entry, "reference", None)
     return tuple(ref.split("/")) if ref else (paper, exp)
+
+
+def _pooled_private(run, paper, exp, target, good, options):
+    """The pooled private test of a cell whose every counted run has a private result
+    (repro.judge.references.pooled_private), or None."""
+    private = [r.private for r in good if r.private and "public" in r.private]
+    if not good or len(private) != len(good):
+        return None
+    split = target.metric.partition("_")[0]
+    n_public = (run.protocol.eval_data.get(split) or (None,))[0]
+    return references.pooled_private(*_reference_cell(run, paper, exp), private, n_public, options.references)
 
 
 def _value(run, metric):
