@@ -179,7 +179,9 @@ def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=
         raise ReproError(f"{run_dir}: cannot write ({e.strerror or e}{where}); free space or fix permissions, "
                          f"then `{resume_command(paper, run_dir)}`") from None
     log.event("run_end", status="success", step=tc.steps, metrics=metrics,
-              seconds=round(time.perf_counter() - t_start, 2), peak_memory_bytes=peak_memory())
+              seconds=round(time.perf_counter() - t_start, 2))
+    if dist.main:  # its own process's peak: each rank of a distributed run holds about as much
+        rundir.write_resources(run_dir, peak_memory())
     log.close()
     return metrics
 

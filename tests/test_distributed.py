@@ -30,7 +30,8 @@ def two_process_run(tmp_path_factory):
 
 
 def test_only_rank_0_writes_and_the_log_says_world_size_2(two_process_run):
-    assert sorted(os.listdir(two_process_run)) == ["checkpoints", "config.yaml", "events.jsonl", "train.log"]
+    assert sorted(os.listdir(two_process_run)) == ["checkpoints", "config.yaml", "events.jsonl", "resources.json",
+                                                   "train.log"]
     run = check_run(load_run(two_process_run), registered)
     kinds = [e["kind"] for e in run.events]
     assert kinds.count("run_start") == 1 and kinds.count("run_end") == 1

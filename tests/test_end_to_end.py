@@ -11,7 +11,8 @@ from conftest import events as read_events
 
 
 def test_lite_run_writes_everything(lite_run):
-    assert sorted(os.listdir(lite_run)) == ["checkpoints", "config.yaml", "events.jsonl", "train.log"]
+    assert sorted(os.listdir(lite_run)) == ["checkpoints", "config.yaml", "events.jsonl", "resources.json",
+                                            "train.log"]
     # lite: audit_every 10 of 30 steps, so every checkpoint is kept
     assert sorted(os.listdir(os.path.join(lite_run, "checkpoints"))) == [
         f"step-000000{s}.safetensors" for s in (10, 20, 30)]

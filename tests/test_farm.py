@@ -80,19 +80,18 @@ def test_cluster_without_code_to_run_or_with_a_bad_address_is_one_line(capsys):
     assert code == 2 and "give local, auto or ray://HOST:PORT" in err and err.count("\n") == 1
 
 
-def test_a_tasks_needs_come_from_its_runs_record():
+def test_a_tasks_needs_come_from_its_runs_record(tmp_path):
     from repro.judge.audit import Plan
-    from repro.run.rundir import Run
+    from repro.run import rundir
     env = {"cpu": "Some CPU", "cpu_isa": "avx,avx2", "device": "gpu:0"}
-    events = [{"kind": "run_start", "env": env, "paper": "p", "exp": "e", "lite": False},
-              {"kind": "run_end", "status": "interrupted", "step": 5, "peak_memory_bytes": 3 << 30},
-              {"kind": "resume", "step": 5},
-              {"kind": "run_end", "status": "success", "step": 9, "peak_memory_bytes": 2 << 30}]
-    run = Run("r", [], events)
+    run = rundir.Run(str(tmp_path), [], [{"kind": "run_start", "env": env, "paper": "p", "exp": "e", "lite": False}])
+    assert Plan(run, True, [], [], {}, None, cross_platform=False, threads=1).needs.memory is None  # an older run
+    rundir.write_resources(str(tmp_path), 3 << 30)  # a stretch, then a resumed one that held less
+    rundir.write_resources(str(tmp_path), 2 << 30)
     bitwise = Plan(run, True, [], [], {}, None, cross_platform=False, threads=1).needs
     assert bitwise == task.Needs(gpu=True, cpu=("Some CPU", "avx,avx2"), memory=3 << 30)  # the most of its stretches
     assert Plan(run, True, [], [], {}, None, cross_platform=True, threads=1).needs.cpu is None  # any CPU will do
-    run.events = events[:1]  # an older log, without the peak: no memory asked for
+    (tmp_path / rundir.RESOURCES).write_text('{"peak_memory_bytes": "lots"}')
     assert Plan(run, True, [], [], {}, None, cross_platform=False, threads=1).needs.memory is None
 
 

@@ -82,13 +82,11 @@ class Plan:
     def needs(self):
         """What its tasks ask of a cluster's node: a GPU where the run was made on one; the run's
         CPU where the comparison is bitwise (not --cross-platform, not a verifiable run, whose
-        segments match on any CPU); the peak memory its training logged (the most of its stretches)."""
+        segments match on any CPU); the peak memory its training recorded (rundir.RESOURCES)."""
         env = self.run.header.get("env") or {}
-        peaks = [e["peak_memory_bytes"] for e in self.run.events
-                 if e.get("kind") == "run_end" and "peak_memory_bytes" in e]
         return Needs(gpu=str(env.get("device", "cpu")).startswith("gpu"),
                      cpu=None if self.cross_platform or self.verifiable else run_cpu(env),
-                     memory=max(peaks) if peaks else None)
+                     memory=rundir.read_resources(self.run.path))
 
     def request(self, task, **extra):
         head = self.run.header

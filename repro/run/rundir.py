@@ -23,6 +23,7 @@ resolved, the log is read strictly (repro.run.runlog), config.yaml must be the
 config the log's header records, and a checkpoint must be the file the log
 names (its sha256), written after the log lines it says it follows.
 """
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -39,6 +40,9 @@ TEXT = "train.log"
 VDL = "vdl"
 CHECKPOINTS = "checkpoints"
 ARTIFACT = "artifact.json"
+# what the run's processes used, outside the hash-chained log (a hint, never evidence): a review
+# farm asks a node for this much memory when it audits the run (repro.judge.audit.Plan.needs)
+RESOURCES = "resources.json"
 # a folder holding this file holds copies of runs (a repro.diffusion.submit bundle), not runs: verify skips it
 COPIES = "submission.json"
 
@@ -209,6 +213,26 @@ def write_config(run_dir, cfg):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(dump_yaml(cfg))
     os.replace(tmp, path)
+
+
+def write_resources(run_dir, peak_memory_bytes):
+    """Record the most memory a process of the run held (the most over its stretches)."""
+    path = os.path.join(run_dir, RESOURCES)
+    peak = max(peak_memory_bytes, read_resources(run_dir) or 0)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"peak_memory_bytes": int(peak)}, f)
+    os.replace(tmp, path)
+
+
+def read_resources(run_dir):
+    """The run's recorded peak memory in bytes, or None (no record, or one that is not a count)."""
+    try:
+        data = strict.read_json(file_in(run_dir, RESOURCES, "resources record"), "resources record")
+    except (ReproError, OSError):
+        return None
+    peak = data.get("peak_memory_bytes") if isinstance(data, dict) else None
+    return peak if type(peak) is int and 0 < peak < 1 << 50 else None
 
 
 # ---------------------------------------------------------------- checkpoints
