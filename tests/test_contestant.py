@@ -79,6 +79,7 @@ def test_the_verify_hint_works_as_printed_from_where_the_user_stands(tmp_path):
     assert code == 1 and "unknown paper" not in err and "a --lite smoke run" in out, out + err
 
 
+@pytest.mark.slow  # it trains or audits for more than a few seconds
 def test_an_interrupted_run_says_how_to_resume_it_and_that_works(tmp_path, monkeypatch, capsys, plugin_env,
                                                                  forget_modules):
     work = tmp_path / "work"

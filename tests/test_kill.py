@@ -28,6 +28,7 @@ class Killed(BaseException):
     """What SIGKILL does to the loop: nothing after this point runs (no run_end line)."""
 
 
+@pytest.mark.slow  # it trains or audits for more than a few seconds
 def test_killed_between_a_checkpoint_file_and_its_log_line(tmp_path, capsys, monkeypatch):
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     assert cli(train.main, ARGS + ["--out", whole], capsys)[0] == 0

@@ -172,6 +172,7 @@ def test_the_private_seed_comes_from_the_maintainers_only(monkeypatch):
             private.seed_from(bad)
 
 
+@pytest.mark.slow  # it trains or audits for more than a few seconds
 def test_every_seed_the_readmes_recipe_makes_draws_a_split():
     """The README's recipe, run as written, gives a secret that the private evaluation takes: one
     mapping in the judge (private.generator_seed) brings it into every generator's range; the same

@@ -190,6 +190,7 @@ def test_the_default_coverage_follows_the_registered_recipe_never_the_logged_tim
     assert coverage.count(run, 3, many, 100) == 3
 
 
+@pytest.mark.slow  # it trains or audits for more than a few seconds
 def test_replay_2_warns_that_no_middle_segment_can_be_drawn(runs, plugin_env):
     _, plugin, out = runs
     registry.use_folders([plugin])
