@@ -31,6 +31,7 @@ import re
 
 from repro.boundary import exchange, task
 from repro.errors import ReproError
+from repro.judge.rates import PRIVATE_CONFIDENCE as CONFIDENCE, PRIVATE_Z as Z  # the check's level, in one place
 from repro.run import checkpoint
 
 SEED_ENV = "REPRO_PRIVATE_SEED"
@@ -38,8 +39,6 @@ MAX_SECRET = 10**18  # the README's recipe: secrets.randbelow(10**18)
 # What a paper's generator is given: numpy's legacy seeding takes < 2**32, some generators a
 # signed 32-bit int; public data use small seeds (42, 0-4, 2026), which this range never meets.
 GENERATOR_SEEDS = (2**20, 2**31)
-CONFIDENCE = 0.999
-Z = 3.090232306167813  # the standard normal's 99.9% quantile
 
 
 def agreement(public, n_public, private, n_private):

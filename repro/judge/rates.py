@@ -32,6 +32,9 @@ LEVEL = 0.90       # the interval given with every rate
 TOST_ALPHA = 0.05  # each one-sided test of the equivalence
 MIN_REFERENCE = 20 # a reference set smaller than this gives rates marked as provisional
 SEED = 20261207    # the bootstrap's fixed seed
+# the private check's level (repro.judge.private's per-run rule, and the pooled test here)
+PRIVATE_CONFIDENCE = 0.999
+PRIVATE_Z = 3.090232306167813  # the standard normal's 99.9% quantile
 
 
 def _bounds(target):

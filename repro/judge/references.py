@@ -22,13 +22,11 @@ import os
 
 from repro.errors import ReproError
 from repro.judge import rates
-from repro.judge.private import CONFIDENCE, Z
 from repro.run import rundir
 from repro.strict import read_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout's top
 MAX_BYTES = 64 << 20  # a reference file of JSON lines (the authors' carry a curve a seed: about 2 KB a line)
-PRIVATE_Z, PRIVATE_CONFIDENCE = Z, CONFIDENCE  # the pooled test's level: the per-run rule's (repro.judge.private)
 
 
 def folder_of(paper, given=None):
@@ -113,7 +111,7 @@ def pooled_private(paper, exp, runs_private, n_public, folder=None):
     if any(not isinstance(r, dict) or "public" not in r or "private" not in r for r in runs_private):
         return None
     honest = _rows(path, ("public", "private", "n"))
-    power = rates.private_power(honest, len(runs_private), n_public, PRIVATE_Z, PRIVATE_CONFIDENCE)
+    power = rates.private_power(honest, len(runs_private), n_public, rates.PRIVATE_Z, rates.PRIVATE_CONFIDENCE)
     gap = sum(r["public"] - r["private"] for r in runs_private) / len(runs_private)
     return {"mean_gap": round(gap, 3), "bound": power["pooled_bound"], "honest_runs": power["runs"],
             "refused": gap > power["pooled_bound"]}

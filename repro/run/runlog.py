@@ -107,7 +107,10 @@ SCHEMA = {
     "eval": ({"step": _int, "metrics": _metrics, "samples": _counts}, {}),
     "checkpoint": ({"step": _int, "path": _str, "sha256": _hex, "weights_sha256": _hex}, {"decisions_sha256": _hex}),
     "resume": ({"step": _int, "env": _dict, "code": _dict}, {"note": _str}),
-    "run_end": ({"status": _str, "step": _int}, {"metrics": _metrics, "seconds": _num, "reason": _str}),
+    # peak_memory_bytes: written for a few hours of 2026-12-07 (the MNIST-1D reference runs carry it), then
+    # moved to resources.json beside the log; read and ignored
+    "run_end": ({"status": _str, "step": _int}, {"metrics": _metrics, "seconds": _num, "reason": _str,
+                                                 "peak_memory_bytes": _int}),
 }
 
 
