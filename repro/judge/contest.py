@@ -29,7 +29,11 @@
         train_data: {n: 4000, sha256: 9c1e...}   # the split build_data must return; it does not pin
                                      # what train_step consumes (README: only private_eval answers
                                      # training on the test split)
-        private_eval: {fresh: {n: 4000, source: mnist1d/cnn}}   # repro/judge/private.py
+        private_eval: {fresh: {n: 4000, source: mnist1d/cnn}}   # repro/judge/private.py; the source must
+                                     # register the entry's eval_data split (checked when it is built)
+        delta: 3.0                   # how its verdict's error rates are stated (repro/judge/rates.py):
+        epsilon: 1.0                 # the shortfall a false accept is measured at, the equivalence margin,
+        reference: mnist1d/cnn       # and the registered cell whose reference sets measure them
 
 An entry with `kind: text_to_image` judges a submitted text-to-image bundle
 instead of training runs: its schema is repro/judge/contest_t2i.py.
