@@ -115,7 +115,7 @@ def _rates(rep):
         return ["-", "-", "-"]
     r, pct = rep["rates"], lambda x: f"{100 * x:.1f}%"
     fr = f"{pct(r['false_reject'])} [{pct(r['false_reject_interval'][0])}, {pct(r['false_reject_interval'][1])}], " \
-         f"{rep['n_reference']} runs"
+         f"{rep['n_reference']} runs" + (" (provisional: fewer than 20)" if rep.get("provisional") else "")
     fa = "-" if r["false_accept"] is None else \
         f"{pct(r['false_accept'])} [{pct(r['false_accept_interval'][0])}, {pct(r['false_accept_interval'][1])}], δ {r['delta']:g}"
     eq = rep.get("equivalence")
