@@ -24,6 +24,7 @@ MNIST1D_PROTOCOL = under("mnist1d_protocol")  # the notebook-permutation runs (p
 NLP = under("kim_cnn", "chnsenticorp_rnn")
 NLP_CALIBRATION = under("kim_cnn_calibration", "chnsenticorp_rnn_calibration")
 MNIST1D_VERIFIABLE = under("mnist1d_verifiable")  # the CNN cell trained with train.verifiable (issue 24)
+MNIST1D_REFERENCE = under("mnist1d_reference")  # the reference sets the error rates come from (issue 37)
 
 
 def test_there_are_shipped_runs():
@@ -32,16 +33,18 @@ def test_there_are_shipped_runs():
     assert len(under("kim_cnn_calibration")) == 2 and len(under("chnsenticorp_rnn_calibration")) == 8  # Bi-LSTM: 100, 101
     assert len(MNIST1D_PROTOCOL) == 10  # the two shuffled cells x seeds 0-4, data.permutation=notebook
     assert len(MNIST1D_VERIFIABLE) == 5  # the CNN cell, seeds 0-4, train.verifiable
+    assert len(MNIST1D_REFERENCE) == 6 * 20 + 10  # seeds 1000-1019 of six cells; the GRU's 1000-1009
     assert set(SHIPPED) == set(MNIST1D + MNIST1D_CALIBRATION + MNIST1D_PROTOCOL + NLP + NLP_CALIBRATION
-                               + MNIST1D_VERIFIABLE)
+                               + MNIST1D_VERIFIABLE + MNIST1D_REFERENCE)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[os.path.relpath(p, LOGS) for p in SHIPPED])
 def test_shipped_run_passes_every_log_check(path):
     run = check_run(load_run(path), registered)
-    if path in MNIST1D_CALIBRATION:
-        # calibration runs keep only their final checkpoint (they set the tolerances, they
-        # are not judged), so the audit the targets require is all they lack
+    if path in MNIST1D_CALIBRATION or path in MNIST1D_REFERENCE:
+        # calibration and reference runs keep only their final checkpoint (they set the tolerances
+        # or measure the error rates; they are not judged), so the audit the targets require is all
+        # they lack
         assert len(run.problems) == 1 and "requires the replay audit" in run.problems[0], run.problems
     elif path in MNIST1D_PROTOCOL:
         # another permutation than the registered experiment's: they answer a protocol
