@@ -17,16 +17,15 @@ reference rule's verdict (the target's second version) where it differs from the
 registered one; and the equivalence of the judged runs with the authors' code.
 Only logs and JSON are read here: no paper code is imported.
 """
-import json
 import os
 
+from repro import strict
 from repro.errors import ReproError
 from repro.judge import rates
 from repro.run import rundir
-from repro.strict import read_start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout's top
-MAX_BYTES = 64 << 20  # a reference file of JSON lines (the authors' carry a curve a seed: about 2 KB a line)
+MAX_BYTES, MAX_LINE = 64 << 20, 1 << 20  # a reference file of JSON lines (the authors' carry a curve a seed)
 
 
 def folder_of(paper, given=None):
@@ -80,18 +79,13 @@ def authors_runs(folder, exp):
 
 
 def _rows(path, keys):
-    """The JSON lines of a reference file, each a mapping with number `keys`; a ReproError with one line."""
-    data = read_start(path, f"the reference file {path}", MAX_BYTES)
-    if len(data) > MAX_BYTES:
-        raise ReproError(f"the reference file {path} is over {MAX_BYTES:,} bytes")
+    """The JSON lines of a reference file (read strictly: repro.strict), each a mapping with
+    number `keys`; a ReproError with one line."""
     out = []
-    for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    for i, line, _ in strict.lines(path, MAX_LINE, MAX_BYTES):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ReproError(f"{path} line {i} is not JSON") from None
+        row = strict.loads_json(strict.utf8(line, f"{path} line {i}"), f"{path} line {i}")
         row = row if isinstance(row, dict) else {}
         if not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in keys):
             raise ReproError(f"{path} line {i}: needs {', '.join(keys)} as numbers")
