@@ -50,3 +50,49 @@ def test_registered_eval_fingerprints_match_the_generated_data():
         data = paper.build_data(paper.config(exp))
         x, y = data.eval["test"]
         assert exp.eval_data["test"] == (len(x), fingerprint(x, y)), exp.name
+
+
+def test_a_kept_copy_is_read_back_only_when_it_is_the_pinned_data(tmp_path, monkeypatch):
+    """Generating takes seconds in every process that trains or audits, so a registered dataset is
+    kept on disk; a copy that is not the pinned bytes (stale, truncated, planted) is never used."""
+    import mnist1d.data
+    import pytest
+
+    from repro.data import fingerprint
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    generate = mdata.generate.__wrapped__  # without the in-process cache
+    made = generate(42, False)
+    path = tmp_path / "mnist1d" / "generated-seed42-plain.npz"
+    assert path.is_file() and path.stat().st_mode & 0o777 == 0o644  # the sandboxed workers read it too
+    real = mnist1d.data.make_dataset
+
+    def refuse(args):
+        raise AssertionError("generated again although a good copy was kept")
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", refuse)
+    kept = generate(42, False)
+    assert all(np.array_equal(kept[k], made[k]) and kept[k].dtype == made[k].dtype for k in mdata.KEYS)
+
+    planted = {k: np.array(v) for k, v in made.items()}
+    planted["y"][0] = (planted["y"][0] + 1) % 10
+    for bad in (lambda: np.savez(path, **planted), lambda: path.write_bytes(path.read_bytes()[:1000]),
+                lambda: path.write_bytes(b"not an npz")):
+        bad()
+        with pytest.raises(AssertionError, match="generated again"):
+            generate(42, False)  # not taken: the generator is asked
+    monkeypatch.setattr(mnist1d.data, "make_dataset", real)
+    again = generate(42, False)  # and the copy is made good
+    assert fingerprint(*(again[k] for k in mdata.KEYS)) == mdata.PINNED[42, False]
+    monkeypatch.setattr(mnist1d.data, "make_dataset", refuse)
+    generate(42, False)
+
+    path.unlink()
+    (tmp_path / "mnist1d").chmod(0o555)  # a folder made read-only (../shared/data): never written
+    monkeypatch.setattr(mnist1d.data, "make_dataset", real)
+    generate(42, False)
+    assert not path.exists() and not list((tmp_path / "mnist1d").iterdir())
+    # a seed nobody pinned is generated, never kept
+    (tmp_path / "mnist1d").chmod(0o755)
+    generate(7, False)
+    assert not list((tmp_path / "mnist1d").iterdir())
