@@ -1,7 +1,7 @@
 """What a review farm costs on one machine: `repro.review` of the example contest through the
 local pool and through a local Ray (`--cluster local`), interleaved, in one run.
 
-    python benchmarks/review_farm.py [--steps 200] [--repeats 3] [--jobs 2]
+    python benchmarks/review_farm.py [--steps 200] [--repeats 3] [--jobs 2] [--keep DIR]
 
 The example's four submissions are built once (python -m repro.example --steps N); each
 repeat then reviews them with `--jobs` tasks in flight (and `--timeout 600`, so that two
@@ -50,8 +50,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200, help="the example's train.steps (default 200)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="tasks in flight in either executor (default 2)")
+    ap.add_argument("--keep", metavar="DIR", help="build the example and write every review's folder in DIR "
+                                                  "(review-R-local, review-R-ray), and keep them; by default a "
+                                                  "temporary folder, removed at the end")
     args = ap.parse_args(argv)
-    root = tempfile.mkdtemp(prefix="farm-bench-")
+    root = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="farm-bench-")
+    if args.keep and os.path.exists(root) and os.listdir(root):
+        sys.exit(f"--keep {args.keep}: the folder exists and is not empty; give a new one")
     try:
         t0 = time.time()
         line = sh([sys.executable, "-m", "repro.example", os.path.join(root, "ex"), "--steps", str(args.steps)])
@@ -81,7 +86,8 @@ def main(argv=None):
                          "aim: at most 1.10") + "; verdicts identical: "
               + ", ".join(f"{k} {v[1]}" for k, v in seen["verdicts"].items()))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -3,13 +3,11 @@ its inputs checked on arrival and its outputs checked by the judge as a local wo
 The tests that start Ray are slow; they need ray (the [cluster] extra) and bubblewrap."""
 import json
 import os
-import shlex
 import signal
-import subprocess
 import sys
 
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, subprocess_cli
 
 from repro import verify as verify_cmd
 from repro.boundary import exchange, node, sandbox, task
@@ -178,14 +176,6 @@ def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(f
     assert "asks for 1048576.0 GiB of memory (its run's logged peak) and no node of the Ray cluster" in str(e.value)
 
 
-def example(dest, steps):
-    p = subprocess.run([sys.executable, "-m", "repro.example", str(dest), "--steps", str(steps)], cwd=REPO,
-                       capture_output=True, text=True, timeout=1200)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    args = shlex.split(p.stdout.strip().splitlines()[-1])
-    return args[3], args[4], args[args.index("--private-seed") + 1]
-
-
 def verdicts(review_json):
     data = json.load(open(review_json))
     return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]], s["problems"],
@@ -195,25 +185,21 @@ def verdicts(review_json):
 @pytest.mark.slow
 @pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
 @pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
-def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(farm, tmp_path):
-    from repro.judge.arguments import private_of
-    from repro.judge.assess import review
-    from repro.judge.contest import read_contest
-    from repro.judge.submissions import ReviewOptions
-    contest, subs, seed = example(tmp_path / "ex", 100)
-    contest, subs = os.path.join(REPO, contest), os.path.join(REPO, subs)
-    got = {}
-    for name, executor in (("local", task.LOCAL), ("ray", farm)):
-        # two tasks in flight under the default timeout (3600 s), over the contest's budget (1800 s):
-        # they share it (task.Budget), and neither is refused for the other's reservation
-        options = ReviewOptions(challenge="farm", jobs=2, executor=executor,
-                                private=private_of(read_contest(contest), seed))
-        review(contest, subs, str(tmp_path / name), options)
-        got[name] = verdicts(tmp_path / name / "review.json")
+def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(tmp_path):
+    """benchmarks/review_farm.py at its smallest: the example contest built, then reviewed through the
+    local pool and through `--cluster local` (the command line a maintainer types), which must agree."""
+    code, out, err = subprocess_cli("benchmarks/review_farm.py", "--steps", "100", "--repeats", "1", "--jobs", "2",
+                                    "--keep", str(tmp_path / "bench"), timeout=1200)
+    assert code == 0, (out + err)[-3000:]
+    assert "verdicts identical: alpha " in out and "audit worker tasks per minute" in out, out
+    got = {name: verdicts(tmp_path / "bench" / f"review-0-{name}" / "review.json") for name in ("local", "ray")}
     assert got["ray"] == got["local"], got
     assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
     assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
     assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
+    # two tasks in flight under --timeout 600 share the contest's budget (task.Budget): none was refused for it
     assert "budget" not in str(got)
-    page = json.load(open(tmp_path / "ray" / "review.json"))
+    page = json.load(open(tmp_path / "bench" / "review-0-ray" / "review.json"))
     assert any("Ray cluster" in s.get("sandbox", "") for s in page["submissions"])
+    assert not any("Ray cluster" in s.get("sandbox", "")
+                   for s in json.load(open(tmp_path / "bench" / "review-0-local" / "review.json"))["submissions"])
