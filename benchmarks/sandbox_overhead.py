@@ -3,11 +3,11 @@ costs: `repro.review` of the same contest with the sandbox, with --no-sandbox, a
 harness of an earlier commit (--baseline, its own sandbox and one worker per run), interleaved,
 in one run.
 
-    python benchmarks/sandbox_overhead.py [--steps 2000] [--repeats 3] [--baseline COMMIT]
+    python benchmarks/sandbox_overhead.py [--steps 2000] [--repeats 3] [--seeds 2] [--baseline COMMIT]
 
 The contest is built here from templates/contestant (the MNIST-1D CNN cell; its
 YAML's train.steps set to --steps, checkpoints every steps/4): one submission
-with seeds 0 and 1, recompute and the default replay coverage (every segment).
+with seeds 0 and 1 (--seeds 1: seed 0 alone), recompute and the default replay coverage (every segment).
 The sandbox's cost is per worker process (starting bwrap, the snapshot of the
 submission), so a short cell is the worst case for the ratio. This harness's review
 starts a data worker and one recompute worker for the cell, and two replay workers a
@@ -42,8 +42,8 @@ papers:
     measure: accuracy
     value: 10.0
     policy: mean_of_n
-    n: 2
-    seeds: [0, 1]
+    n: {n}
+    seeds: {seeds}
     audit: {audit}
     replay: default
     protocol: {{train.steps: {steps}}}
@@ -74,6 +74,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000, help="train.steps of the cell (default 2000)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, choices=(1, 2), default=2, help="seeds the submission trains and the "
+                                                                         "contest judges (default 2: 0 and 1)")
     ap.add_argument("--baseline", default=BASELINE, help=f"the commit whose review is the baseline (default {BASELINE})")
     args = ap.parse_args(argv)
     audit = max(1, args.steps // 4)
@@ -92,14 +94,15 @@ def main(argv=None):
         git(repo, "commit", "-q", "-m", "plugin")
         t0 = time.time()
         sh(sys.executable, "-m", "repro.train", "--papers", "my_paper", "--paper", "my_paper", "--exp", "cnn",
-           "--seeds", "0-1", "--jobs", "2", "--out", "logs/my_paper/cnn", cwd=repo, ok=(0, 1))  # 1: the
+           "--seeds", f"0-{args.seeds - 1}", "--jobs", "2", "--out", "logs/my_paper/cnn", cwd=repo, ok=(0, 1))  # 1: the
         # plugin's own target pins five seeds; the contest here judges two
-        print(f"trained seeds 0 and 1 of {args.steps} steps in {time.time() - t0:.1f} s")
+        print(f"trained seed{'s 0 and 1' if args.seeds == 2 else ' 0'} of {args.steps} steps in {time.time() - t0:.1f} s")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "logs")
         commit = git(repo, "rev-parse", "HEAD").strip()
         contest = os.path.join(root, "contest.yaml")
-        open(contest, "w").write(CONTEST.format(audit=audit, steps=args.steps))
+        open(contest, "w").write(CONTEST.format(audit=audit, steps=args.steps, n=args.seeds,
+                                                seeds=list(range(args.seeds))))
         subs = os.path.join(root, "submissions.yaml")
         open(subs, "w").write(SUBMISSIONS.format(commit=commit))
         base = os.path.join(root, "baseline-harness")

@@ -15,7 +15,7 @@ SMOKE = [
     ("resnet_throughput.py", "--steps", "4", "--batch", "8", "--threads", "1"),
     ("diffusion_throughput.py", "--steps", "2", "--repeats", "1", "--size", "64", "--only", "train"),
     ("main_job.py", "--seeds", "0", "--jobs", "1", "--steps", "30"),
-    ("sandbox_overhead.py", "--steps", "40", "--repeats", "1"),
+    ("sandbox_overhead.py", "--steps", "40", "--repeats", "1", "--seeds", "1"),
     ("verifiable.py", "--models", "logreg", "--steps", "20", "--every", "10", "--capture", "3",
      "--time-steps", "5", "--configs", "2 threads, oneDNN"),
 ]
