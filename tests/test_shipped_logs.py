@@ -33,7 +33,7 @@ def test_there_are_shipped_runs():
     assert len(under("kim_cnn_calibration")) == 2 and len(under("chnsenticorp_rnn_calibration")) == 8  # Bi-LSTM: 100, 101
     assert len(MNIST1D_PROTOCOL) == 10  # the two shuffled cells x seeds 0-4, data.permutation=notebook
     assert len(MNIST1D_VERIFIABLE) == 5  # the CNN cell, seeds 0-4, train.verifiable
-    assert len(MNIST1D_REFERENCE) == 6 * 20 + 10  # seeds 1000-1019 of six cells; the GRU's 1000-1009
+    assert len(MNIST1D_REFERENCE) == 8 * 20  # seeds 1000-1019 of each of the eight cells
     assert set(SHIPPED) == set(MNIST1D + MNIST1D_CALIBRATION + MNIST1D_PROTOCOL + NLP + NLP_CALIBRATION
                                + MNIST1D_VERIFIABLE + MNIST1D_REFERENCE)
 
