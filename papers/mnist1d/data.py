@@ -35,7 +35,8 @@ def generate(seed=42, shuffle_seq=False):
     datasets folder (mnist1d/ under --data-dir, $REPRO_DATA_DIR or ~/.cache/repro) and read back
     only when its bytes hash to PINNED (no code runs: allow_pickle=False)."""
     pinned = PINNED.get((seed, bool(shuffle_seq)))
-    path = os.path.join(resolve_data_dir(None, "mnist1d"), f"generated-seed{seed}-{'shuffled' if shuffle_seq else 'plain'}.npz")
+    name = f"generated-seed{seed}-{'shuffled' if shuffle_seq else 'plain'}.npz"
+    path = os.path.join(resolve_data_dir(None, "mnist1d"), name)
     arrays = _read_kept(path, pinned) if pinned else None
     if arrays is None:
         from mnist1d.data import get_dataset_args, make_dataset
