@@ -20,6 +20,7 @@ reviews judge the same runs; the default baseline is the commit before issue 33'
 """
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def main(argv=None):
                           *flags, cwd=root, harness=harness)
                 times[name].append(time.perf_counter() - t)
                 status = open(os.path.join(out, "status.md"), encoding="utf-8").read()
-                if "REPRODUCED" not in status:
+                if not re.search(r"(?<!NOT )REPRODUCED", status):  # "NOT REPRODUCED" holds the word too
                     sys.exit(f"the honest submission was not reproduced ({name}):\n{text[-3000:]}")
             print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()))
         print(ratio_line("review with the sandbox / without", times["sandbox"], times["no sandbox"], "bar: 1.10"))
