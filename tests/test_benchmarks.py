@@ -24,7 +24,7 @@ SMOKE = [
 def test_every_benchmark_has_a_smoke_run():
     scripts = {f for f in os.listdir(os.path.join(REPO, "benchmarks")) if f.endswith(".py") and not f.startswith("_")}
     # replay_audit.py measures shipped runs with audit checkpoints: tests/test_shipped_logs.py runs it;
-    # review_farm.py reviews the example contest locally and on Ray: tests/test_farm.py runs it and reads its reviews
+    # review_farm.py reviews the example contest on Ray: tests/test_example.py runs it and reads its reviews
     assert scripts - {"replay_audit.py", "review_farm.py"} == {s[0] for s in SMOKE}
 
 

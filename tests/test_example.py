@@ -1,7 +1,8 @@
 """The maintainers' example (issue 36): python -m repro.example DIR builds four teams'
 submissions from the contestant template, and the review line it prints gives each
 team its verdict: alpha reproduces, beta is a copy of alpha, gamma's code changed
-after training, delta trained on the test split and the private evaluation says so."""
+after training, delta trained on the test split and the private evaluation says so; and
+the same review through Ray (issue 39's farm) gives the same verdicts."""
 import json
 import os
 import shlex
@@ -10,13 +11,18 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, cli
+from conftest import REPO, cli, subprocess_cli
 
 from repro import example
 from repro.boundary import sandbox
 from repro.example_contest import PLUGIN, contest_path
 from repro.judge.contest import read_contest
 from repro.judge import ledger
+
+try:
+    import ray
+except ImportError:
+    ray = None
 
 
 def test_the_shipped_example_contest_reads_and_names_a_private_evaluation():
@@ -42,24 +48,31 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, capsys, argv, sa
     assert os.listdir(tmp_path / "full") == ["keep.txt"]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
-def test_the_example_builds_and_its_printed_review_gives_each_team_its_verdict(tmp_path):
-    dest = tmp_path / "example"
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory):
+    """The example built (200 steps) and reviewed by the command line its build printed, as printed:
+    (its folder, that command's arguments)."""
+    dest = tmp_path_factory.mktemp("example") / "example"
     p = subprocess.run([sys.executable, "-m", "repro.example", str(dest), "--steps", "200"], cwd=REPO,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
-    subs = yaml.safe_load(open(dest / "submissions.yaml"))["submissions"]
-    assert [s["team"] for s in subs] == ["alpha", "beta", "gamma", "delta"]
-    assert subs[0]["commit"] == subs[1]["commit"] and len({s["commit"] for s in subs}) == 3
-    pinned = read_contest(str(dest / "contest.yaml")).entry(PLUGIN, "cnn")
-    assert pinned.protocol["train.steps"] == 200 and pinned.audit == 100
-
     line = p.stdout.strip().splitlines()[-1].strip()  # the review to run next, as printed
     args = shlex.split(line)
     assert args[:3] == ["python", "-m", "repro.review"] and "--private-seed" in args, line
     r = subprocess.run([sys.executable, *args[1:]], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return dest, args
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_the_example_builds_and_its_printed_review_gives_each_team_its_verdict(reviewed):
+    dest, _ = reviewed
+    subs = yaml.safe_load(open(dest / "submissions.yaml"))["submissions"]
+    assert [s["team"] for s in subs] == ["alpha", "beta", "gamma", "delta"]
+    assert subs[0]["commit"] == subs[1]["commit"] and len({s["commit"] for s in subs}) == 3
+    pinned = read_contest(str(dest / "contest.yaml")).entry(PLUGIN, "cnn")
+    assert pinned.protocol["train.steps"] == 200 and pinned.audit == 100
     data = json.load(open(dest / "review" / "review.json"))
     by = {s["team"]: s for s in data["submissions"]}
     why = {team: " ".join(ledger.reasons(s)) for team, s in by.items()}
@@ -84,3 +97,37 @@ def test_the_example_builds_and_its_printed_review_gives_each_team_its_verdict(t
         assert run["private"]["agrees"] is False and run["private"]["public"] - run["private"]["private"] > 10
         assert all(s["exact"] for s in run["replay"]) and run["recomputed"]["test_acc"] == run["metrics"]["test_acc"]
         assert len(run["problems"]) == 1 and "fitted to the test split" in run["problems"][0], why["delta"]
+
+
+def verdicts(review_json):
+    data = json.load(open(review_json))
+    return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]], s["problems"],
+                        [r["problems"] for r in s["runs"]]) for s in data["submissions"]}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_the_example_reviewed_on_ray_gets_the_local_pools_verdicts(reviewed, tmp_path):
+    """The review farm (issue 39), through benchmarks/review_farm.py: the same example reviewed through
+    `--cluster local` (the command line a maintainer types) gives every verdict and reason the local
+    review above gave."""
+    dest, args = reviewed
+    seed = args[args.index("--private-seed") + 1]
+    code, out, err = subprocess_cli("benchmarks/review_farm.py", "--example", str(dest), "--private-seed", seed,
+                                    "--repeats", "1", "--jobs", "2", "--modes", "ray", "--keep", str(tmp_path / "bench"),
+                                    timeout=1200)
+    assert code == 0, (out + err)[-3000:]
+    assert "verdicts identical: alpha " in out and "audit worker tasks per minute" in out, out
+    got = {"ray": verdicts(tmp_path / "bench" / "review-0-ray" / "review.json"),
+           "local": verdicts(dest / "review" / "review.json")}
+    assert got["ray"] == got["local"], got
+    assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
+    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
+    assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
+    # two tasks in flight under --timeout 600 share the contest's budget (task.Budget): none was refused for it
+    assert "budget" not in str(got["ray"])
+    page = json.load(open(tmp_path / "bench" / "review-0-ray" / "review.json"))
+    assert any("Ray cluster" in s.get("sandbox", "") for s in page["submissions"])
+    assert not any("Ray cluster" in s.get("sandbox", "")
+                   for s in json.load(open(dest / "review" / "review.json"))["submissions"])

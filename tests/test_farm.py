@@ -1,13 +1,15 @@
 """The review farm (issue 39): worker tasks on a Ray cluster's nodes, each in the same sandbox,
 its inputs checked on arrival and its outputs checked by the judge as a local worker's are.
-The tests that start Ray are slow; they need ray (the [cluster] extra) and bubblewrap."""
+The tests that start Ray are slow; they need ray (the [cluster] extra) and bubblewrap. The
+example contest reviewed through Ray (benchmarks/review_farm.py) is in tests/test_example.py,
+beside the local review it is compared with."""
 import json
 import os
 import signal
 import sys
 
 import pytest
-from conftest import REPO, cli, subprocess_cli
+from conftest import REPO, cli
 
 from repro import verify as verify_cmd
 from repro.boundary import exchange, node, sandbox, task
@@ -174,32 +176,3 @@ def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(f
     with pytest.raises(ReproError) as e:  # a log claiming more memory than any node has: one line, nothing run
         fresh_through(farm, task.Needs(memory=1 << 50))
     assert "asks for 1048576.0 GiB of memory (its run's logged peak) and no node of the Ray cluster" in str(e.value)
-
-
-def verdicts(review_json):
-    data = json.load(open(review_json))
-    return {s["team"]: (s["ok"], s["status"], [t.get("ok") for t in s["targets"]], s["problems"],
-                        [r["problems"] for r in s["runs"]]) for s in data["submissions"]}
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
-@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
-def test_the_example_contest_reviewed_on_ray_gets_the_local_pools_verdicts(tmp_path):
-    """benchmarks/review_farm.py at its smallest: the example contest built, then reviewed through the
-    local pool and through `--cluster local` (the command line a maintainer types), which must agree."""
-    code, out, err = subprocess_cli("benchmarks/review_farm.py", "--steps", "100", "--repeats", "1", "--jobs", "2",
-                                    "--keep", str(tmp_path / "bench"), timeout=1200)
-    assert code == 0, (out + err)[-3000:]
-    assert "verdicts identical: alpha " in out and "audit worker tasks per minute" in out, out
-    got = {name: verdicts(tmp_path / "bench" / f"review-0-{name}" / "review.json") for name in ("local", "ray")}
-    assert got["ray"] == got["local"], got
-    assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
-    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
-    assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
-    # two tasks in flight under --timeout 600 share the contest's budget (task.Budget): none was refused for it
-    assert "budget" not in str(got)
-    page = json.load(open(tmp_path / "bench" / "review-0-ray" / "review.json"))
-    assert any("Ray cluster" in s.get("sandbox", "") for s in page["submissions"])
-    assert not any("Ray cluster" in s.get("sandbox", "")
-                   for s in json.load(open(tmp_path / "bench" / "review-0-local" / "review.json"))["submissions"])
