@@ -6,6 +6,7 @@ their CLIs (repro.diffusion.generate, repro.diffusion.submit) do.
 """
 import contextlib
 import logging
+import os
 import sys
 
 import numpy as np
@@ -19,7 +20,14 @@ def ppdiffusers():
     releases that had no uint16). numpy's own code calls ``np.bool(x).any()``, so
     afterwards ``np.testing``'s comparisons raise on float arrays, and ``torch.save`` writes
     every tensor in a format safe loaders refuse. ppdiffusers reads none of these
-    names itself, so they are put back."""
+    names itself, so they are put back.
+
+    USE_TORCH=0 (unless set): ppdiffusers would otherwise import PyTorch where it is
+    installed (about 1.3 s more per process, measured), for PyTorch .bin checkpoints,
+    which the harness never loads (it takes safetensors and pdparams only,
+    repro.diffusion.pretrained). ppdiffusers reads the variable at each call, so it stays
+    set for the process and the processes it starts."""
+    os.environ.setdefault("USE_TORCH", "0")
     import ppdiffusers as module
     if np.__dict__.get("bool") is bool:
         if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
