@@ -25,6 +25,10 @@ Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
                                   its own;
                 conv as one GEMM  (TextCNN) every Conv2D's forward as unfold (im2col over the whole batch) and
                                   one matrix product with the bias folded in (F.linear);
+                strided windows   (MNIST-1D CNN) the windows as k strided slices of the padded input,
+                                  stacked, instead of index_select;
+                as_strided windows (MNIST-1D CNN) the windows as one strided view (paddle.as_strided);
+                static graph      (MNIST-1D CNN) the model through paddle.jit.to_static (full graph);
                 multi-tensor Adam paddle.optimizer.Adam(use_multi_tensor=True);
                 oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them).
 A path that changes the bits changes every shipped run made with the registered model (their replays are
@@ -134,13 +138,55 @@ def native_convs(net):
     return net
 
 
+def _windowed(net, windows):
+    """The registered CNN with its convolutions' windows gathered by windows(padded, n, k, stride)
+    ([batch, n * k, channels], window after window) instead of index_select; the rest as registered."""
+    import paddle.nn.functional as F
+
+    def forward(x, layer):
+        w = layer.weight
+        c_out, c_in, k = w.shape
+        stride, pad = layer._stride[0], layer._padding
+        n = (x.shape[1] + 2 * pad - k) // stride + 1
+        cols = windows(F.pad(x, [pad, pad], data_format="NLC"), n, k, stride).reshape([-1, k * c_in])
+        out = F.linear(cols, w.clone().transpose([2, 1, 0]).reshape([k * c_in, c_out]), layer.bias)
+        return out.reshape([-1, n, c_out])
+    for conv in (net.conv1, net.conv2, net.conv3):
+        conv.forward = lambda x, conv=conv: forward(x, conv)
+    return net
+
+
+def strided_windows(net):
+    """k strided slices of the padded input (position j, j + stride, ...), stacked: no index tensor."""
+    import paddle
+    return _windowed(net, lambda p, n, k, s: paddle.stack([p[:, j:j + s * (n - 1) + 1:s] for j in range(k)], 2))
+
+
+def as_strided_windows(net):
+    """The windows as one strided view of the padded input (paddle.as_strided), made contiguous by the reshape."""
+    import paddle
+
+    def view(p, n, k, s):
+        b, length, c = p.shape
+        return paddle.as_strided(p, [b, n, k, c], [length * c, s * c, c, 1])
+    return _windowed(net, view)
+
+
+def static_graph(net):
+    """The whole model as a static graph (paddle.jit.to_static, full_graph; Paddle 3.3's PIR executor):
+    one program per forward and per backward instead of an op call each."""
+    import paddle
+    return paddle.jit.to_static(net, full_graph=True)
+
+
 NATIVE = "Paddle's Conv1D"
 GEMM = "conv as one GEMM"
-REWRITES = {NATIVE: native_convs, GEMM: gemm_convs}
+REWRITES = {NATIVE: native_convs, GEMM: gemm_convs, "strided windows": strided_windows,
+            "as_strided windows": as_strided_windows, "static graph": static_graph}
 
 
 CANDIDATES = {
-    "cnn": [NATIVE, "multi-tensor Adam", "oneDNN"],
+    "cnn": [NATIVE, "strided windows", "as_strided windows", "static graph", "multi-tensor Adam", "oneDNN"],
     "textcnn": [GEMM, "multi-tensor Adam", "oneDNN"],
     "bilstm": ["multi-tensor Adam", "oneDNN"],
 }
@@ -150,7 +196,7 @@ def stepper(name, candidate=None):
     import paddle
     paper, net, cfg, x, y = build(name)
     if candidate in REWRITES:
-        REWRITES[candidate](net)
+        net = REWRITES[candidate](net)
     opt = optimizer(net, cfg, multi_tensor=candidate == "multi-tensor Adam")
     assert (candidate == "oneDNN") == paddle.get_flags(["FLAGS_use_mkldnn"])["FLAGS_use_mkldnn"]
 
@@ -195,7 +241,7 @@ def paddle_ops(name, steps, candidate=None):
     from paddle.profiler.profiler_statistic import StatisticData
     paper, net, cfg, x, y = build(name)
     if candidate in REWRITES:
-        REWRITES[candidate](net)
+        net = REWRITES[candidate](net)
     opt = optimizer(net, cfg)
 
     def step():
