@@ -58,10 +58,11 @@ def test_seeds_train_in_their_own_processes_then_verify(tmp_path):
     assert sorted(os.listdir(parent)) == ["seed0", "seed1", "seed2"]
     assert [events(os.path.join(parent, f"seed{s}"))[0]["config"]["train"]["seed"] for s in range(3)] == [0, 1, 2]
     assert "3 of 3 seeds done" in out and "recomputed metrics" in out and "NOT REPRODUCED" in out
-    # the same command again: finished seeds are kept, a new one is added
+    # into the same folder again: a finished seed is kept, a new one is added (and only these two verified)
     code, out, err = subprocess_cli("-m", "repro.train", "--paper", "mnist1d", "--exp", "mlp", "--lite",
-                                    "--seeds", "0-3", "--jobs", "2", "--out", parent)
-    assert code == 1 and "seed 0: already trained" in out and os.path.isdir(os.path.join(parent, "seed3"))
+                                    "--seeds", "2-3", "--jobs", "2", "--out", parent)
+    assert code == 1 and "seed 2: already trained" in out and os.path.isdir(os.path.join(parent, "seed3"))
+    assert "seed 0" not in out and "2 of 2 seeds done" in out
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ from repro import train, verify
 from repro.boundary import sandbox
 from repro.diffusion import generate, images as image_io, ppd, pretrained, sampling, scoring, submit, tiny
 from repro.errors import ReproError
-from repro.judge.compliance import LITE
 
 pytestmark = pytest.mark.slow  # trains, samples or launches processes: the full tier
 
@@ -132,14 +131,6 @@ def test_lora_weights_change_the_images(lora_run, tmp_path):
     plain, _ = sampling.generate(pipe, [CHINESE], 1, 64, 0, 2, 7.5)
     tuned, _ = sampling.generate(model.pipe, [CHINESE], 1, 64, 0, 2, 7.5)
     assert not np.array_equal(plain, tuned)
-
-
-def test_lora_log_verifies_with_only_lite_reasons_and_recomputes(lora_run, capsys):
-    code, out, _ = cli(verify.main, [lora_run, "--json", "--recompute"], capsys)
-    assert code == 1
-    (run,) = json.loads(out)["runs"]
-    assert run["problems"] == [LITE]  # the checkpoint regenerates and rescores to the logged metrics exactly
-    assert run["recomputed"] == read_events(lora_run)[-1]["metrics"]
 
 
 def test_generate_refuses_bad_input(lora_run, tmp_path, capsys):
