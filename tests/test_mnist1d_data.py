@@ -99,3 +99,11 @@ def test_a_kept_copy_is_read_back_only_when_it_is_the_pinned_data(tmp_path, monk
     (tmp_path / "mnist1d").chmod(0o755)
     generate(7, False)
     assert not list((tmp_path / "mnist1d").iterdir())
+
+
+def test_the_pinned_public_statistics_are_the_generators():
+    """A fresh split is normalised (and, shuffled, permuted) as make_dataset(seed 42) does its public
+    split: the pinned values are what drawing the public split again gives."""
+    for shuffle_seq in (False, True):
+        mean, std, perm = mdata._public_stats(shuffle_seq)
+        assert (mean, std, None if perm is None else tuple(int(i) for i in perm)) == mdata.PUBLIC_STATS[shuffle_seq]
