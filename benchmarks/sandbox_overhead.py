@@ -94,9 +94,17 @@ def main(argv=None):
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "plugin")
         t0 = time.time()
-        sh(sys.executable, "-m", "repro.train", "--papers", "my_paper", "--paper", "my_paper", "--exp", "cnn",
-           "--seeds", f"0-{args.seeds - 1}", "--jobs", "2", "--out", "logs/my_paper/cnn", cwd=repo, ok=(0, 1))  # 1: the
-        # plugin's own target pins five seeds; the contest here judges two
+        # each seed as `--seeds` would train it (its own process, one thread), both at once; not `--seeds`
+        # itself, which verifies the set after training, a review's worth of work this benchmark does not time
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        procs = [subprocess.Popen([sys.executable, "-m", "repro.train", "--papers", "my_paper", "--paper", "my_paper",
+                                   "--exp", "cnn", "--seed", str(s), "--threads", "1", "--out",
+                                   f"logs/my_paper/cnn/seed{s}"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for s in range(args.seeds)]
+        for s, p in enumerate(procs):
+            err = p.communicate()[1]
+            if p.returncode != 0:
+                sys.exit(f"training seed {s} failed:\n{err[-2000:]}")
         print(f"trained seed{'s 0 and 1' if args.seeds == 2 else ' 0'} of {args.steps} steps in {time.time() - t0:.1f} s")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "logs")
