@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import shared_file
 from repro.papers.mnist1d import data as mdata
@@ -101,6 +102,7 @@ def test_a_kept_copy_is_read_back_only_when_it_is_the_pinned_data(tmp_path, monk
     assert not list((tmp_path / "mnist1d").iterdir())
 
 
+@pytest.mark.slow  # draws the public split again (about 4 s with the package's import)
 def test_the_pinned_public_statistics_are_the_generators():
     """A fresh split is normalised (and, shuffled, permuted) as make_dataset(seed 42) does its public
     split: the pinned values are what drawing the public split again gives."""
