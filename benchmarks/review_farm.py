@@ -22,6 +22,7 @@ machine this measures only the farm's overhead (shipping inputs and outputs as b
 scheduling and worker processes); no second machine is involved, so no speed-up is measured.
 """
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -83,19 +84,17 @@ class RunningRay:
         self.started_in = time.perf_counter() - t
 
     def stop(self):
-        self.proc.terminate()  # `ray start --block` stops what it started ...
+        """`ray start --block` stops what it started when told to; its processes (the session's
+        group) end soon after, and whatever is left after 2 minutes is killed."""
+        self.proc.terminate()
         deadline = time.time() + 120
         try:
-            self.proc.wait(120)
-            while time.time() < deadline:  # ... and its processes (the session's group) end soon after
-                os.killpg(self.proc.pid, 0)
+            while time.time() < deadline:
+                os.killpg(self.proc.pid, 0)  # ProcessLookupError once the whole group has ended
                 time.sleep(0.2)
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        except ProcessLookupError:
+            pass
         self.proc.wait()
 
 
@@ -119,6 +118,9 @@ def main(argv=None):
         sys.exit(f"--modes {args.modes}: give some of {', '.join(MODES)}, each once")
     if bool(args.example) != bool(args.private_seed):
         sys.exit("--example and --private-seed go together")
+    if set(modes) - {"local"} and importlib.util.find_spec("ray") is None:
+        sys.exit(f"--modes {args.modes}: the Ray modes need Ray, which is not installed here: "
+                 'pip install "repro-paddle[cluster]"')
     root = os.path.abspath(args.keep) if args.keep else tempfile.mkdtemp(prefix="farm-bench-")
     if args.keep and os.path.exists(root) and os.listdir(root):
         sys.exit(f"--keep {args.keep}: the folder exists and is not empty; give a new one")

@@ -366,9 +366,9 @@ def made(tmp_path_factory):
     other = drawing.run(run, [PROMPT], n=1, size=512, seed=99, steps=2, out=str(root / "seed99"), echo=quiet)
     honest, _ = submit.submit(run, works, str(root / "honest"), license_name="apache-2.0", echo=quiet)
     with safe_open(os.path.join(honest, "weights", "paddle_lora_weights.safetensors"), "np") as f:
+        weights = {k: f.get_tensor(k) for k in f.keys()}
         rng = np.random.default_rng(7)
-        moved = {k: (f.get_tensor(k) + 0.1 * rng.standard_normal(f.get_tensor(k).shape)).astype(f.get_tensor(k).dtype)
-                 for k in f.keys()}
+        moved = {k: (w + 0.1 * rng.standard_normal(w.shape)).astype(w.dtype) for k, w in weights.items()}
         os.makedirs(root / "lora-b")
         save_file(moved, str(root / "lora-b" / "paddle_lora_weights.safetensors"), metadata=f.metadata())
     return {"root": str(root), "honest": honest, "seed99": os.path.join(other, "p00_0.png"),

@@ -114,7 +114,6 @@ PUBLIC_STATS = {
 }
 
 
-@functools.lru_cache(maxsize=2)
 def _public_stats(shuffle_seq):
     """What make_dataset(seed 42) normalises with and the permutation it shuffles positions
     by: the public split's distribution, which a fresh split must share."""
