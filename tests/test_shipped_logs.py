@@ -69,11 +69,16 @@ def results_of(paper):
 
 
 @pytest.mark.slow
-def test_mnist1d_seed0_of_each_cell_recomputes_and_replays_as_its_results_file_says(capsys):
+def test_mnist1d_seed0_of_each_cell_recomputes_and_replays_as_its_results_file_says(capsys, monkeypatch):
     """Seed 0 of each of the 8 cells: verify --recompute gives the metrics logs/mnist1d/results.json
     holds (made by --recompute of all 40 runs; test_results checks the README's verdicts against
     that file), and on the machine the runs were made on, bitwise the logged ones, with the first
-    and last segments replayed exactly; elsewhere --cross-platform, without the replay."""
+    and last segments replayed exactly; elsewhere --cross-platform, without the replay. Two data
+    workers build the splits: one for the four models on the plain sequences, one for the
+    shuffled ones (two logged data configs)."""
+    from repro.boundary import task
+    started, run = [], task.Staged.run
+    monkeypatch.setattr(task.Staged, "run", lambda self: started.append(self.req["task"]) or run(self))
     firsts = [p for p in MNIST1D if os.path.basename(p) == "seed0"]
     assert len(firsts) == 8
     here = all(same_platform(p) for p in firsts)
@@ -82,6 +87,7 @@ def test_mnist1d_seed0_of_each_cell_recomputes_and_replays_as_its_results_file_s
                        capsys)
     report = json.loads(out)
     assert all(not r["problems"] for r in report["runs"]), [r["problems"] for r in report["runs"] if r["problems"]]
+    assert started.count("data") == 2, started
     kept = results_of("mnist1d")
     for r in report["runs"]:  # elsewhere verify's own within-1e-3 check of the recompute is what counts
         shown = os.path.relpath(r["path"], REPO)
@@ -91,11 +97,15 @@ def test_mnist1d_seed0_of_each_cell_recomputes_and_replays_as_its_results_file_s
 
 
 @pytest.mark.slow
-def test_nlp_seed0_of_each_cell_recomputes_as_its_results_file_says(capsys):
+def test_nlp_seed0_of_each_cell_recomputes_as_its_results_file_says(capsys, monkeypatch):
     """verify --recompute of seed 0 of each NLP cell on the real dev splits (the vocabulary
     fitted again from the training split) gives the metrics the results files hold (made by
-    --recompute of all 12 runs). Their replay audit re-trains whole runs (half an hour each),
-    so it is not part of the suite."""
+    --recompute of all 12 runs), with one data worker for SST-2 and one for ChnSentiCorp's
+    three cells (they log the same data config). Their replay audit re-trains whole runs
+    (half an hour each), so it is not part of the suite."""
+    from repro.boundary import task
+    started, run = [], task.Staged.run
+    monkeypatch.setattr(task.Staged, "run", lambda self: started.append(self.req["task"]) or run(self))
     shared_file("sst2", "train.tsv")
     shared_file("chnsenticorp", "ChnSentiCorp.zip")
     firsts = [p for p in NLP if os.path.basename(p) == "seed0"]
@@ -105,6 +115,7 @@ def test_nlp_seed0_of_each_cell_recomputes_as_its_results_file_says(capsys):
     code, out, _ = cli(verify.main, args + ([] if here else ["--cross-platform"]), capsys)
     report = json.loads(out)
     assert all(not r["problems"] for r in report["runs"]), [r["problems"] for r in report["runs"] if r["problems"]]
+    assert sorted(started) == ["data"] * 2 + ["model"] * 4, started
     kept = {**results_of("kim_cnn"), **results_of("chnsenticorp_rnn")}
     for r in report["runs"]:
         shown = os.path.relpath(r["path"], REPO)

@@ -18,7 +18,7 @@ gets with the next kept checkpoint. The first segment starts from the initial
 weights rebuilt from the seed and the last one ends in the scored weights.
 Which segments it re-trains is the coverage (repro.judge.coverage); one worker task
 is repro.boundary.task; this module plans each run's audit (Plan), builds the
-evaluation data once per cell (DataCache), judges what comes back (a recompute's
+evaluation data once for the runs that share them (DataCache), judges what comes back (a recompute's
 outputs with repro.judge.recomputed), and runs the workers repro.judge.grouping
 assigns (one recompute a cell, two replay workers a run) `jobs` at a time (run_audits).
 
@@ -36,6 +36,7 @@ log), replays with them, and writes its own per-update hashes; the judge finds
 the first update whose hash departs from the logged ones and the parameters
 whose tags differ there, and requires the end state exactly.
 """
+import json
 import os
 import queue
 import shutil
@@ -95,29 +96,70 @@ class Plan:
 
 
 class DataCache:
-    """Evaluation splits built by data workers, once for the runs of a cell: the seeds of a
-    cell share their data unless the data depend on the seed. The splits built for another
-    seed are used for a run only when their fingerprints are the ones the run logged;
-    otherwise they are built again for its own seed."""
+    """Evaluation splits built by data workers, once for the runs that can share them: the
+    cells of a paper whose logged data config is the same (ChnSentiCorp's three models read
+    one dataset), and the seeds of a cell unless the data depend on the seed. Splits built
+    for another run are used for a run only when they are what it logged: every evaluation
+    split's fingerprint, the refitted artifact, this machine's files; otherwise they are
+    built again for its own experiment, then for its own seed. A worker's failure for
+    another cell's experiment is that cell's: the run's own experiment is then tried."""
 
     def __init__(self):
-        self.lock, self.items = threading.Lock(), {}
+        self.lock, self.items, self.firsts = threading.Lock(), {}, {}
 
     def get(self, plan, timeout):
-        shared = self._get(plan, timeout, seeded=False)
-        logged = plan.run.header.get("data") or {}
-        refit, artifact = shared[1], plan.run.header.get("artifact_sha256")
-        if all(logged.get(s, {}).get("sha256") == fingerprint(x, y) for s, (x, y) in shared[0].items() if s != TRAIN) \
-                and (refit is None or rundir.artifact_sha256(refit) == artifact):
+        own = self._key(plan, seeded=False)
+        with self.lock:  # the first run of this paper to ask for data logged like these builds them
+            first = self.firsts.setdefault(self._data_key(plan), (own, plan))
+        if first[0] != own:
+            try:
+                shared = self._slot(first[0], first[1], timeout, seeded=False)
+            except ReproError:
+                shared = None
+            if shared is not None and self._fits(plan, shared, like=first[1]):
+                return shared
+        shared = self._slot(own, plan, timeout, seeded=False)
+        if self._fits(plan, shared):
             return shared
-        return self._get(plan, timeout, seeded=True)
+        return self._slot(self._key(plan, seeded=True), plan, timeout, seeded=True)
 
-    def _get(self, plan, timeout, seeded):
+    @staticmethod
+    def _fits(plan, value, like=None):
+        """Whether splits built for another run are this one's: each evaluation split's fingerprint
+        the one it logged and the refitted artifact its own; built for another cell's run (like),
+        also the same split names logged, no generative scoring and this machine's files as it
+        logged them."""
+        splits, refit, generative, provenance = value
+        logged = plan.run.header.get("data") or {}
+        evals = {s: xy for s, xy in splits.items() if s != TRAIN}
+        if not all(logged.get(s, {}).get("sha256") == fingerprint(x, y) for s, (x, y) in evals.items()):
+            return False
+        if refit is not None and rundir.artifact_sha256(refit) != plan.run.header.get("artifact_sha256"):
+            return False
+        if like is not None:
+            return generative is None and set(logged) == set(like.run.header.get("data") or {}) \
+                and not recomputed.provenance_differs(plan.run.header.get("provenance") or {}, provenance)
+        return True
+
+    @staticmethod
+    def _data_key(plan):
+        """What a paper's data are built from: its plugin, --lite, the run's logged data config
+        (and what else the build is handed: threads, the artifact, a pinned training split)."""
+        head = plan.run.header
+        cfg = head.get("config") if isinstance(head.get("config"), dict) else {}
+        return repr((plan.worker.env.get("REPRO_PAPERS"), head.get("paper"), bool(head.get("lite")), plan.threads,
+                     json.dumps(cfg.get("data"), sort_keys=True, default=str), head.get("artifact_sha256"),
+                     plan.train_pin is not None))
+
+    @staticmethod
+    def _key(plan, seeded):
         req = plan.request("data")
         if not seeded:
             req["set"] = {k: v for k, v in req["set"].items() if k != "train.seed"}
-        key = repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str), seeded,
-                    plan.run.header.get("artifact_sha256"), plan.train_pin is not None))
+        return repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str), seeded,
+                     plan.run.header.get("artifact_sha256"), plan.train_pin is not None))
+
+    def _slot(self, key, plan, timeout, seeded):
         with self.lock:
             slot = self.items.setdefault(key, {"lock": threading.Lock()})
         with slot["lock"]:
