@@ -16,11 +16,14 @@ from repro.registry import get_paper, load_papers
 from repro.run import rundir
 
 ALL = [(p, e.name) for p in load_papers().names() for e in get_paper(p).experiments]
-# Experiments that run the same code as another one with other values (the ResNet depths: one model class,
-# cfg.model.depth): the whole chain runs for the paper's default experiment, the others train and evaluate
-# on their --lite config (test_lite_variant_trains_and_evaluates), which is where a depth could break.
-SAME_CODE = {"resnet_cifar": "resnet20"}
-CASES = [(p, e) for p, e in ALL if SAME_CODE.get(p, e) == e]
+# Experiments that run the same code as another one with other values: the ResNet depths (one model class,
+# cfg.model.depth) and MNIST-1D's spatially shuffled sequences (data.shuffle_seq: true, the same models).
+# The whole chain runs for the experiment named here; the others train and evaluate on their --lite config
+# (test_lite_variant_trains_and_evaluates), which is where a depth or a shuffled sequence could break.
+SAME_CODE = {("resnet_cifar", e.name): "resnet20" for e in get_paper("resnet_cifar").experiments}
+SAME_CODE.update({("mnist1d", e.name): e.name[:-len("_shuffled")] for e in get_paper("mnist1d").experiments
+                  if e.name.endswith("_shuffled")})
+CASES = [(p, e) for p, e in ALL if SAME_CODE.get((p, e), e) == e]
 VARIANTS = [(p, e) for p, e in ALL if (p, e) not in CASES]
 
 
@@ -48,9 +51,9 @@ def test_lite_chain(paper_name, exp, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("paper_name, exp", VARIANTS, ids=[f"{p}/{e}" for p, e in VARIANTS])
 def test_lite_variant_trains_and_evaluates(paper_name, exp, tmp_path, capsys):
-    assert get_paper(paper_name).default_experiment == SAME_CODE[paper_name]
-    # its --lite config cut to 2 updates, one evaluation and one checkpoint: a depth that breaks the
-    # model breaks its first update or evaluation (the whole chain runs on the default experiment)
+    assert (paper_name, SAME_CODE[paper_name, exp]) in CASES
+    # its --lite config cut to 2 updates, one evaluation and one checkpoint: a depth or a shuffled sequence
+    # that breaks the model breaks its first update or evaluation (the whole chain runs on SAME_CODE's case)
     _train_and_evaluate(paper_name, exp, tmp_path, capsys, "train.steps=2", "train.eval_every=2",
                         "train.checkpoint_every=2", "train.log_every=2")
 
