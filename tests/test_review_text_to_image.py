@@ -543,10 +543,22 @@ def test_the_example_contest_passes_the_honest_bundle_and_rejects_each_dishonest
 
 @pytest.mark.slow
 @needs_sandbox
-def test_off_platform_only_where_the_contest_accepts_it_and_a_score_below_its_bar(made, tmp_path, capsys):
+def test_off_platform_only_where_the_contest_accepts_it_and_a_score_below_its_bar(made, tmp_path, capsys,
+                                                                                 monkeypatch):
     """Works that record another platform (here: another CPU and 2 threads, so the redraw rounds
     differently) pass within the tolerance only where the contest names that platform, and the
-    pass says it is not exact; the score is the judge's own, and a bar it misses refuses the bundle."""
+    pass says it is not exact; the score is the judge's own, and a bar it misses refuses the bundle.
+    The second review (the higher bar) gets the first one's redraw of the same bundle: the same
+    request, drawn once here (the redraw itself is what the first review tests)."""
+    from repro.diffusion import judge_redraw
+    real, drawn = judge_redraw.redraw, []
+
+    def once(*args):
+        if not drawn:
+            drawn.append((args[3], args[4], args[5], real(*args)))  # the weights' digest, the works, their parameters
+        assert drawn[0][:3] == args[3:6]
+        return drawn[0][3]
+    monkeypatch.setattr(judge_redraw, "redraw", once)
     def elsewhere(repo):
         path = os.path.join(repo, "images", "metadata.json")
         meta = json.load(open(path, encoding="utf-8"))
