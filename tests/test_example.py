@@ -2,10 +2,11 @@
 submissions from the contestant template, and the review line it prints gives each
 team its verdict: alpha reproduces, beta is a copy of alpha, gamma's code changed
 after training, delta trained on the test split and the private evaluation says so; and
-the same review through Ray (issue 39's farm) gives the same verdicts."""
+alpha's, beta's and gamma's review through Ray (issue 39's farm) gives them the same verdicts."""
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -109,22 +110,31 @@ def verdicts(review_json):
 @pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
 @pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
 def test_the_example_reviewed_on_ray_gets_the_local_pools_verdicts(reviewed, tmp_path):
-    """The review farm (issue 39), through benchmarks/review_farm.py: the same example reviewed through
-    `--cluster local` (the command line a maintainer types) gives every verdict and reason the local
-    review above gave."""
+    """The review farm (issue 39), through benchmarks/review_farm.py: the example's alpha, beta and
+    gamma reviewed through `--cluster local` (the command line a maintainer types) get every verdict
+    and reason the local review above gave them. Alpha's review runs every kind of worker task
+    (data, private evaluation, recompute, replay); delta's runs the same ones again, so it is left
+    out here (about half the Ray review's time)."""
     dest, args = reviewed
     seed = args[args.index("--private-seed") + 1]
-    code, out, err = subprocess_cli("benchmarks/review_farm.py", "--example", str(dest), "--private-seed", seed,
+    teams = ("alpha", "beta", "gamma")
+    some = tmp_path / "example"
+    some.mkdir()
+    shutil.copyfile(dest / "contest.yaml", some / "contest.yaml")
+    subs = yaml.safe_load(open(dest / "submissions.yaml"))
+    subs["submissions"] = [{**s, "repo": str(dest / s["repo"])} for s in subs["submissions"] if s["team"] in teams]
+    (some / "submissions.yaml").write_text(yaml.safe_dump(subs, sort_keys=False))
+    code, out, err = subprocess_cli("benchmarks/review_farm.py", "--example", str(some), "--private-seed", seed,
                                     "--repeats", "1", "--jobs", "2", "--modes", "ray", "--keep", str(tmp_path / "bench"),
                                     timeout=1200)
     assert code == 0, (out + err)[-3000:]
     assert "verdicts identical: alpha " in out and "audit worker tasks per minute" in out, out
+    local = verdicts(dest / "review" / "review.json")
     got = {"ray": verdicts(tmp_path / "bench" / "review-0-ray" / "review.json"),
-           "local": verdicts(dest / "review" / "review.json")}
+           "local": {team: v for team, v in local.items() if team in teams}}
     assert got["ray"] == got["local"], got
-    assert set(got["local"]) == {"alpha", "beta", "gamma", "delta"}
-    assert got["local"]["gamma"][1] == got["local"]["beta"][1] == got["local"]["delta"][1] == "not reproduced"
-    assert "fitted to the test split" in str(got["local"]["delta"][4])  # its code ran, and the private split said so
+    assert set(got["ray"]) == set(teams) and got["ray"]["alpha"][0]
+    assert got["ray"]["gamma"][1] == got["ray"]["beta"][1] == "not reproduced"
     # two tasks in flight under --timeout 600 share the contest's budget (task.Budget): none was refused for it
     assert "budget" not in str(got["ray"])
     page = json.load(open(tmp_path / "bench" / "review-0-ray" / "review.json"))
