@@ -53,20 +53,28 @@ def test_lite_chain(paper_name, exp, tmp_path, capsys):
 def test_lite_variant_trains_and_evaluates(paper_name, exp, tmp_path, capsys):
     assert (paper_name, SAME_CODE[paper_name, exp]) in CASES
     # its --lite config cut to 2 updates, one evaluation and one checkpoint: a depth or a shuffled sequence
-    # that breaks the model breaks its first update or evaluation (the whole chain runs on SAME_CODE's case)
-    _train_and_evaluate(paper_name, exp, tmp_path, capsys, "train.steps=2", "train.eval_every=2",
-                        "train.checkpoint_every=2", "train.log_every=2")
+    # that breaks the model breaks its first update or its evaluation in training (repro.eval of the
+    # checkpoint, the same code again, runs in the whole chain of SAME_CODE's case)
+    logged = _train(paper_name, exp, str(tmp_path / "run"), capsys, "train.steps=2", "train.eval_every=2",
+                    "train.checkpoint_every=2", "train.log_every=2")
+    wanted = {t.metric for t in get_paper(paper_name).experiment(exp).targets}
+    assert wanted and wanted <= set(logged), (wanted, logged)
 
 
-def _train_and_evaluate(paper_name, exp, tmp_path, capsys, *overrides):
-    """(run directory, its final logged metrics): trained on --lite (with -o overrides), and repro.eval of
-    its checkpoint gives exactly the metrics its log holds."""
-    run = str(tmp_path / "run")
+def _train(paper_name, exp, run, capsys, *overrides):
+    """Its final logged metrics, trained on --lite (with -o overrides) into run."""
     code, _, err = cli(train.main, ["--paper", paper_name, "--exp", exp, "--lite", "--out", run,
                                     "-o", "train.visualdl=false", *[a for o in overrides for a in ("-o", o)]],
                        capsys)
     assert code == 0, err
-    logged = events(run)[-1]["metrics"]
+    return events(run)[-1]["metrics"]
+
+
+def _train_and_evaluate(paper_name, exp, tmp_path, capsys):
+    """(run directory, its final logged metrics): trained on --lite, and repro.eval of its checkpoint
+    gives exactly the metrics its log holds."""
+    run = str(tmp_path / "run")
+    logged = _train(paper_name, exp, run, capsys)
     code, out, err = cli(eval_cli.main, ["--paper", paper_name, "--exp", exp, "--checkpoint", run, "--json",
                                          "--lite"], capsys)
     assert code == 0, err
