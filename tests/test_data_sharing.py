@@ -16,13 +16,15 @@ DEV = (np.arange(12, dtype=np.float32).reshape(6, 2), np.array([0, 1, 0, 1, 1, 0
 OTHER_DEV = (DEV[0] + 1, DEV[1])
 
 
-def plan(exp, seed=0, dev=DEV, data_cfg=None, provenance=None, paper="p", more=None):
+def plan(exp, seed=0, dev=DEV, data_cfg=None, provenance=None, paper="p", more=None, sets_seed=True,
+         registered_seed=42):
     header = {"paper": paper, "exp": exp, "lite": False, "artifact_sha256": None, "provenance": provenance or {},
               "config": {"data": data_cfg or {"source": "files"}, "train": {"seed": seed}},
               "data": {"train": {"n": 3, "sha256": "t" * 64}, "dev": {"n": len(dev[1]), "sha256": fingerprint(*dev)}, **(more or {})}}
-    run = types.SimpleNamespace(path=f"runs/{exp}/seed{seed}", header=header, cfg=None)
+    protocol = types.SimpleNamespace(registered_config=lambda lite: {"train.seed": registered_seed})
+    run = types.SimpleNamespace(path=f"runs/{exp}/seed{seed}", header=header, cfg=None, protocol=protocol)
     worker = types.SimpleNamespace(env={"REPRO_PAPERS": "/papers"}, trusted=True)
-    return audit.Plan(run, True, [], [], {"train.seed": seed}, worker, False, 1)
+    return audit.Plan(run, True, [], [], {"train.seed": seed} if sets_seed else {}, worker, False, 1)
 
 
 @pytest.fixture
@@ -108,3 +110,15 @@ def test_seeds_whose_data_depend_on_the_seed_are_built_for_their_own(builds):
     got = cache.get(plan("logreg", seed=1, dev=OTHER_DEV), 60)
     assert fingerprint(*got[0]["dev"]) == fingerprint(*OTHER_DEV)
     assert started == [("logreg", 0, False), ("logreg", 1, True)]
+
+
+@pytest.mark.parametrize("how", [{"sets_seed": False}, {"registered_seed": 0}])
+def test_a_run_on_the_registered_seed_is_built_once_even_when_its_data_disagree(builds, how):
+    """The registered config's seed is the run's: the data built without the run's seed are its
+    own, and a mismatch with its log is the run's problem (reported by the recompute), not a reason
+    to build them again."""
+    started, world = builds
+    world["textcnn"] = OTHER_DEV
+    got = audit.DataCache().get(plan("textcnn", **how), 60)
+    assert fingerprint(*got[0]["dev"]) == fingerprint(*OTHER_DEV)
+    assert started == [("textcnn", 0, False)]

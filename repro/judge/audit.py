@@ -153,10 +153,12 @@ class DataCache:
 
     @staticmethod
     def _key(plan, seeded):
+        """The data worker's request (seeded=False: without the run's train.seed). A run trained with
+        the registered seed asks for the same data either way: built once, not twice."""
         req = plan.request("data")
-        if not seeded:
+        if not seeded or _registered_seed(plan):
             req["set"] = {k: v for k, v in req["set"].items() if k != "train.seed"}
-        return repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str), seeded,
+        return repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str),
                      plan.run.header.get("artifact_sha256"), plan.train_pin is not None))
 
     def _slot(self, key, plan, timeout, seeded):
@@ -172,6 +174,18 @@ class DataCache:
                     slot["error"] = str(e)
                     raise
             return slot["value"]
+
+
+def _registered_seed(plan):
+    """Whether the run's train.seed is the one its registered config gives."""
+    protocol = getattr(plan.run, "protocol", None)
+    if protocol is None or "train.seed" not in plan.config_set:
+        return "train.seed" not in plan.config_set
+    try:
+        registered = protocol.registered_config(bool(plan.run.header.get("lite")))
+    except ReproError:
+        return False
+    return registered.get("train.seed", object()) == plan.config_set["train.seed"]
 
 
 def _build_data(plan, timeout, seeded=True):
