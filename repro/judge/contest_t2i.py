@@ -4,7 +4,7 @@ submitted bundle (repro.diffusion.submit's folder) must hold and how it is score
       - kind: text_to_image
         plugin: theme_lora             # the paper name the submissions file gives
         experiment: works              # (optional; what status.md calls the judged cell)
-        base_model: {path: builtin:tiny-sd, sha256: 59bb...}
+        base_model: {path: builtin:tiny-sd, sha256: 5c1f...}
                                        # the maintainers' own copy of the base model (a local
                                        # ppdiffusers directory, relative to the contest file, or
                                        # builtin:tiny-sd) and its identity: sha256 over its files,
