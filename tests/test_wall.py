@@ -19,13 +19,13 @@ from repro.errors import ReproError
 from repro.judge import audit, grouping, segments, verdict
 
 PROBE = """
-import ctypes, errno, os, repro
+import ctypes, errno, os, pwd, repro
 libc = ctypes.CDLL(None, use_errno=True)
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 def call(f, *a):
     r = f(*a)
     return f"{r}/{errno.errorcode.get(ctypes.get_errno(), 0)}"
-found = ["cap=" + status["CapEff"].strip(), "uid=" + status["Uid"].split()[0],
+found = ["cap=" + status["CapEff"].strip(), "uid=" + status["Uid"].split()[0], "user=" + pwd.getpwuid(os.getuid()).pw_name,
          "remount=" + call(libc.mount, None, os.path.dirname(repro.__file__).encode(), None, 32 | 4096, None),
          "ptrace=" + call(libc.ptrace, 16, 1, None, None),
          "userns=" + call(libc.unshare, 0x10000000)]
@@ -46,9 +46,25 @@ def _probe_line(run):
 def test_a_worker_is_nobody_without_capabilities_and_cannot_remount_trace_or_nest(runs, hostile):
     got, ok = _verify(hostile(PROBE)[:1], replay=0)
     line = _probe_line(got[0])
-    assert "cap=0000000000000000" in line and f"uid={sandbox.WORKER_ID}" in line, line
+    assert "cap=0000000000000000" in line and f"uid={sandbox.WORKER_ID}" in line and "user=nobody" in line, line
     assert "remount=-1/EPERM" in line and "ptrace=-1/EPERM" in line and "userns=-1/EPERM" in line, line
     assert "harness=read-only" in line and not ok
+
+
+@needs_bwrap
+def test_a_worker_reads_its_own_etc_and_leaves_nothing_in_the_judges_temporary_folder(tmp_path, monkeypatch):
+    """Its /etc/passwd and /etc/group name it (bwrap copies them in from unnamed files: a judge
+    killed mid-review leaves no folder behind), and the host's /etc is not there."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = sandbox.Sandbox("required").run(
+        ["/bin/sh", "-c", "whoami; id -gn; cat /etc/passwd /etc/group; ls /etc"], receive=lambda s: s.read(),
+        timeout=60)
+    assert ended.code == 0, ended.stderr
+    lines = ended.received.decode().splitlines()
+    assert lines[:2] == ["nobody", "nogroup"] and lines[2] == sandbox.PASSWD.strip() \
+        and lines[3] == sandbox.GROUP.strip(), lines
+    assert "shadow" not in lines and "hostname" not in lines, lines
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.slow

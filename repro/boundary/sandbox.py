@@ -31,7 +31,6 @@ capped pipe. A worker that writes more than either cap is killed. Without bwrap,
 (--no-sandbox) runs the same worker in a plain child process with the same cleared
 environment, and every page says so.
 """
-import atexit
 import os
 import re
 import resource
@@ -99,10 +98,10 @@ def _probe():
     if _as_root() and not shutil.which("setpriv"):
         return "util-linux's setpriv is not installed (it drops a root judge's worker to nobody): install util-linux"
     try:
-        with seccomp.compiled() as bpf:
-            cmd = _bwrap_command(["/bin/cat", "/proc/self/status"], [], {"PATH": "/usr/bin:/bin"}, bpf.fileno())
-            p = subprocess.run(cmd, capture_output=True, timeout=60, pass_fds=(bpf.fileno(),),
-                               env={"PATH": "/usr/bin:/bin"})
+        with seccomp.compiled() as bpf, _etc_files() as etc:
+            fds = (bpf.fileno(), *etc.fds)
+            cmd = _bwrap_command(["/bin/cat", "/proc/self/status"], [], {"PATH": "/usr/bin:/bin"}, *fds)
+            p = subprocess.run(cmd, capture_output=True, timeout=60, pass_fds=fds, env={"PATH": "/usr/bin:/bin"})
     except ReproError as e:
         return str(e)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -148,11 +147,12 @@ class Sandbox:
         its standard error, the end of what it wrote there, and what receive returned (an
         exception it returns, for output that cannot be taken, kills the worker at once)."""
         child_env = _env(env or {})
-        bpf = seccomp.compiled() if self.enabled else None
+        bpf, etc = (seccomp.compiled(), _etc_files()) if self.enabled else (None, None)
         try:
             if self.enabled:
-                cmd, run_env, cwd, fds = _bwrap_command(argv, readonly, child_env, bpf.fileno()), \
-                    {"PATH": "/usr/bin:/bin"}, tempfile.gettempdir(), (bpf.fileno(),)
+                fds = (bpf.fileno(), *etc.fds)
+                cmd, run_env, cwd = _bwrap_command(argv, readonly, child_env, *fds), {"PATH": "/usr/bin:/bin"}, \
+                    tempfile.gettempdir()
             else:
                 cmd, run_env, cwd, fds = list(argv), child_env, host_out or tempfile.gettempdir(), ()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -160,6 +160,7 @@ class Sandbox:
         finally:
             if bpf is not None:
                 bpf.close()
+                etc.close()
         return _watch(proc, timeout, receive)
 
 
@@ -284,6 +285,7 @@ def _system_binds():
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
+    args += ["--perms", "0755", "--dir", "/etc"]  # else bwrap makes it 0700 and the worker (nobody) reads none of it
     for f in ETC:
         args += ["--ro-bind-try", f, f]
     return args
@@ -309,7 +311,7 @@ def python_roots():
 _SAFE = re.compile(r"^/[A-Za-z0-9._/+@=,-]*$")
 
 
-def _bwrap_command(argv, readonly, env, seccomp_fd):
+def _bwrap_command(argv, readonly, env, seccomp_fd, passwd_fd, group_fd):
     args = [bwrap(), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--clearenv", "--seccomp", str(seccomp_fd),
             "--proc", "/proc", "--dev", "/dev",
@@ -319,9 +321,8 @@ def _bwrap_command(argv, readonly, env, seccomp_fd):
         args += ["--unshare-user", "--uid", str(WORKER_ID), "--gid", str(WORKER_ID), "--cap-drop", "ALL",
                  "--disable-userns"]
     args += _system_binds()
-    etc = _etc_folder()
-    args += ["--ro-bind", os.path.join(etc, "passwd"), "/etc/passwd", "--ro-bind", os.path.join(etc, "group"),
-             "/etc/group"]
+    args += ["--perms", "0644", "--ro-bind-data", str(passwd_fd), "/etc/passwd",
+             "--perms", "0644", "--ro-bind-data", str(group_fd), "/etc/group"]
     binds = [(folder, folder) for folder in python_roots() + harness_roots()[0]] + list(readonly)
     for host, inside in binds:
         if not _SAFE.match(inside):
@@ -352,18 +353,29 @@ def _parents(paths):
     return sorted(out, key=lambda f: f.count("/"))
 
 
-def _etc_folder():
-    """A folder of this process's own holding the worker's /etc/passwd and /etc/group (made once)."""
-    if "etc" not in _PROBED:
-        folder = tempfile.mkdtemp(prefix="repro-etc-")
-        os.chmod(folder, 0o755)
-        for name, text in (("passwd", PASSWD), ("group", GROUP)):
-            with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(os.path.join(folder, name), 0o644)
-        atexit.register(shutil.rmtree, folder, True)
-        _PROBED["etc"] = folder
-    return _PROBED["etc"]
+class _etc_files:
+    """The worker's /etc/passwd and /etc/group, each in an unnamed file (open, at offset 0) that
+    bwrap copies in (--ro-bind-data): nothing is left in /tmp by a judge that is killed."""
+
+    def __init__(self):
+        self.files = []
+        for text in (PASSWD, GROUP):
+            f = tempfile.TemporaryFile()
+            f.write(text.encode("utf-8"))
+            f.seek(0)
+            self.files.append(f)
+        self.fds = tuple(f.fileno() for f in self.files)
+
+    def close(self):
+        for f in self.files:
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def worker_argv(*args):
