@@ -232,6 +232,7 @@ def test_without_paddle_the_commands_say_how_to_install_it_in_one_line(tmp_path)
         assert "paddlepaddle-gpu==3.3.1" in p.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter that imports the registry and trains: about 5 s
 def test_without_paddlenlp_the_text_papers_register_and_training_one_says_what_to_install(tmp_path):
     """requirements.txt is the main job's and leaves PaddleNLP out (issue 36): every paper still
     registers (the text papers import it only where they need it), and training a text paper

@@ -41,6 +41,7 @@ def test_honest_runs_pass_with_every_segment_replayed_in_the_sandbox(runs, plugi
         assert run.recomputed and set(run.recomputed) == {"test_acc"} and run.recomputed["test_acc"] == run.metrics["test_acc"]
 
 
+@pytest.mark.slow  # its hostile worker's audit takes about 6 s
 @needs_bwrap
 def test_a_worker_sees_no_secret_no_network_no_home_and_cannot_write_outside(runs, hostile, tmp_path, monkeypatch):
     root, plugin, out = runs
