@@ -108,7 +108,7 @@ class DataCache:
         self.lock, self.items, self.firsts = threading.Lock(), {}, {}
 
     def get(self, plan, timeout):
-        own = self._key(plan, seeded=False)
+        own = self._key(plan, with_seed=False)
         with self.lock:  # the first run of this paper to ask for data logged like these builds them
             first = self.firsts.setdefault(self._data_key(plan), (own, plan))
         if first[0] != own:
@@ -121,7 +121,8 @@ class DataCache:
         shared = self._slot(own, plan, timeout, seeded=False)
         if self._fits(plan, shared):
             return shared
-        return self._slot(self._key(plan, seeded=True), plan, timeout, seeded=True)
+        # a run trained with its registered seed asks for the same data either way: built once, not twice
+        return self._slot(self._key(plan, with_seed=not _registered_seed(plan)), plan, timeout, seeded=True)
 
     @staticmethod
     def _fits(plan, value, like=None):
@@ -152,11 +153,10 @@ class DataCache:
                      plan.train_pin is not None))
 
     @staticmethod
-    def _key(plan, seeded):
-        """The data worker's request (seeded=False: without the run's train.seed). A run trained with
-        the registered seed asks for the same data either way: built once, not twice."""
+    def _key(plan, with_seed):
+        """The data worker's request (with_seed=False: without the run's train.seed)."""
         req = plan.request("data")
-        if not seeded or _registered_seed(plan):
+        if not with_seed:
             req["set"] = {k: v for k, v in req["set"].items() if k != "train.seed"}
         return repr((plan.worker.env.get("REPRO_PAPERS"), sorted(req.items(), key=str),
                      plan.run.header.get("artifact_sha256"), plan.train_pin is not None))
@@ -177,10 +177,12 @@ class DataCache:
 
 
 def _registered_seed(plan):
-    """Whether the run's train.seed is the one its registered config gives."""
+    """Whether the run's train.seed is the one its registered config gives (or it sets none)."""
+    if "train.seed" not in plan.config_set:
+        return True
     protocol = getattr(plan.run, "protocol", None)
-    if protocol is None or "train.seed" not in plan.config_set:
-        return "train.seed" not in plan.config_set
+    if protocol is None:
+        return False
     try:
         registered = protocol.registered_config(bool(plan.run.header.get("lite")))
     except ReproError:
