@@ -56,8 +56,10 @@ def _config(paper, req):
     return validate(cfg)
 
 
-def _paper(req):
-    recipe.set_threads(int(req.get("threads") or 1))
+def _paper(req, load=True):
+    """(paper, config) of the request, Paddle's threads set to the run's (load=False: a task that
+    may never compute with Paddle, recipe.set_threads)."""
+    recipe.set_threads(int(req.get("threads") or 1), load=load)
     paper = get_paper(req["paper"])
     return paper, _config(paper, req)
 
@@ -69,7 +71,7 @@ def _artifact(path):
 
 
 def data_task(req, out):
-    paper, cfg = _paper(req)
+    paper, cfg = _paper(req, load=False)
     provenance = paper.provenance(cfg)  # what this machine's local files are (a pretrained model's sha256)
     if isinstance(paper, GenerativePaper):  # scored by its own code in the model task: only its fingerprints
         data = paper.data(cfg, None, train=False)
@@ -96,7 +98,7 @@ def data_task(req, out):
 def fresh_task(req, out):
     """A fresh evaluation split from a paper the maintainers trust (never a submission's):
     n samples from the seed they hold."""
-    paper, cfg = _paper(req)
+    paper, cfg = _paper(req, load=False)
     x, y = paper.fresh_split(cfg, int(req["n"]), int(req["seed"]))
     exchange.write_arrays(os.path.join(out, "data.safetensors"), {"private/x": x, "private/y": y})
     return {"splits": ["private"]}

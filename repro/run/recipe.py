@@ -9,7 +9,9 @@ re-computed alone: the training loop (repro.train), resume, the replay audit
 through this module, never a copy of it.
 """
 import math
+import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,10 +88,21 @@ def check_threads(n):
     return n
 
 
-def set_threads(n):
+# what Paddle's CPU math libraries (OpenMP, MKL, OpenBLAS) and Paddle itself read for their thread count
+# when Paddle loads them: set to 1 before it loads, the same bits as set_num_threads(1) (tests/test_threads.py)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FLAGS_paddle_num_threads")
+
+
+def set_threads(n, load=True):
     """CPU threads of Paddle's kernels. Results depend on it bit for bit (a sum
     split over threads rounds differently), so a run records it and resume,
-    recompute and replay use the run's value."""
+    recompute and replay use the run's value. load=False, for one thread in a
+    process that has not loaded Paddle: the variables its libraries read when they
+    load say one thread, and Paddle stays unloaded until some code imports it (a
+    worker that builds a paper's data with numpy never pays Paddle's import)."""
+    if not load and int(n) == 1 and "paddle" not in sys.modules:
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+        return
     from paddle.base import core
     core.set_num_threads(int(n))
 
