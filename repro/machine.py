@@ -1,6 +1,10 @@
 """What machine this is, as a run's bits depend on it: the CPU's model and the instruction
 sets its kernels dispatch on (recorded in every run's header, compared before a replay is
-called bitwise), and the process's peak memory (a review farm asks a node for as much)."""
+called bitwise), whether Paddle computes on an accelerator here, and the process's peak
+memory (a review farm asks a node for as much)."""
+import ast
+import importlib.util
+import os
 import platform
 import resource
 
@@ -23,6 +27,45 @@ def cpu():
     except OSError:
         pass
     return model, ",".join(f for f in ISA if f in flags)
+
+
+def on_accelerator():
+    """Whether Paddle computes on something other than the CPU here (its kernels there are not
+    bitwise reproducible). A build for the CPU alone, with no custom-device plugin, never does:
+    that is read from the constants of Paddle's generated version file (parsed, not run), so the
+    judge does not load Paddle (a second and a half) to learn it; any other build is asked."""
+    spec = importlib.util.find_spec("paddle")
+    if spec is None or not spec.origin:
+        return False
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    build = _constants(os.path.join(os.path.dirname(spec.origin), "version", "__init__.py"))
+    cpu_only = build.get("cuda_version") == "False" and build.get("xpu_xre_version") == "False" \
+        and "hip_version" in build and build["hip_version"] is None
+    if cpu_only and not os.environ.get("CUSTOM_DEVICE_ROOT") \
+            and not os.path.isdir(os.path.join(site, "paddle_custom_device")):
+        return False
+    try:
+        import paddle
+    except ImportError:
+        return False
+    return paddle.device.get_device() != "cpu"
+
+
+def _constants(path):
+    """{name: value} of a Python file's top-level `name = literal` lines ({} if it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
 
 
 def peak_memory():

@@ -58,3 +58,35 @@ def test_a_data_worker_of_a_numpy_paper_never_loads_paddle(tmp_path):
     assert said == {"splits": ["test"], "paddle": False}, said
     assert os.path.getsize(tmp_path / "data.safetensors") > 0
 
+
+def test_the_judge_learns_a_cpu_build_of_paddle_without_loading_it():
+    """A CPU wheel says so in its generated version file: verify --recompute and review know the replay
+    can be bitwise without importing Paddle; the answer is what Paddle itself gives."""
+    code = ("import sys\nfrom repro import machine\nprint(machine.on_accelerator(), 'paddle' in sys.modules)\n"
+            "import paddle\nprint(paddle.device.get_device())")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": REPO})
+    assert p.returncode == 0, p.stderr[-2000:]
+    said, device = p.stdout.splitlines()[-2:]
+    assert said == f"{device != 'cpu'} False", (said, device)
+
+
+@pytest.mark.parametrize("line, env", [("cuda_version     = '12.6'", {}), ("xpu_xre_version  = '5.0'", {}),
+                                       ("hip_version      = '6.0'", {}), ("", {"CUSTOM_DEVICE_ROOT": "/opt/npu"})])
+def test_any_build_but_the_cpu_alone_asks_paddle(tmp_path, monkeypatch, line, env):
+    import paddle
+
+    from repro import machine
+    text = "cuda_version     = 'False'\nxpu_xre_version  = 'False'\nhip_version      = None\n" + line + "\n"
+    version = tmp_path / "paddle" / "version"
+    version.mkdir(parents=True)
+    (version / "__init__.py").write_text(text)
+    spec = type("Spec", (), {"origin": str(tmp_path / "paddle" / "__init__.py")})
+    monkeypatch.setattr(machine.importlib.util, "find_spec", lambda name: spec)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(paddle.device, "get_device", lambda: "gpu:0")
+    assert machine.on_accelerator()
+    if not line:  # the same file without the plugin: the CPU alone, Paddle never asked
+        monkeypatch.delenv("CUSTOM_DEVICE_ROOT")
+        assert not machine.on_accelerator()

@@ -6,6 +6,7 @@ import secrets
 import shutil
 import tempfile
 
+from repro import machine
 from repro.boundary import identity, task
 from repro.boundary.sandbox import Sandbox, readable_by_workers
 from repro.errors import ReproError
@@ -48,7 +49,7 @@ class Options:
         self.private = private or {}  # {(paper, exp): repro.judge.private.PrivateEval}: checked with --recompute
         self._sandbox, self._snapshot, self._snapshot_dir = None, None, None
         self._copies, self._copies_dir = None, None
-        if not cross_platform and (recompute or replay) and _on_accelerator():
+        if not cross_platform and (recompute or replay) and machine.on_accelerator():
             self.cross_platform = True  # GPU kernels are not bitwise reproducible, not even run to run
 
     def sandbox(self):
@@ -127,11 +128,3 @@ def parse_replay(value):
         raise ReproError(f"--replay {str(value)[:20]}: give N >= 2 (the first and the last segment are always "
                          f"replayed), 'all', or nothing for the default coverage")
     return value
-
-
-def _on_accelerator():
-    try:
-        import paddle
-    except ImportError:
-        return False
-    return paddle.device.get_device() != "cpu"
