@@ -16,7 +16,7 @@ except ImportError:
 from repro.boundary import identity
 from repro.boundary.identity import digest  # noqa: F401 (env.digest: one implementation, in repro.boundary.identity)
 from repro.errors import ReproError
-from repro.machine import cpu
+from repro.machine import cpu, mkl_path_in_effect
 from repro.strict import sha256_file
 
 HARNESS = os.path.dirname(os.path.abspath(__file__))  # the repro package
@@ -279,5 +279,6 @@ def environment(threads=1):
         "os": platform.platform(),
         "world_size": int(os.environ.get("PADDLE_TRAINERS_NUM", "1")),
         "threads": threads,
+        "mkl_path": mkl_path_in_effect(),
         "command": command(),
     }

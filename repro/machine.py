@@ -1,32 +1,97 @@
 """What machine this is, as a run's bits depend on it: the CPU's model and the instruction
 sets its kernels dispatch on (recorded in every run's header, compared before a replay is
-called bitwise), whether Paddle computes on an accelerator here, and the process's peak
-memory (a review farm asks a node for as much)."""
+called bitwise), the code path of MKL's matrix products, whether Paddle computes on an
+accelerator here, and the process's peak memory (a review farm asks a node for as much)."""
 import ast
 import importlib.util
 import os
 import platform
 import resource
+import sys
+
+from repro.errors import ReproError
 
 ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
 
+# MKL's code paths a run may name, as the MKL_DEBUG_CPU_TYPE value that selects each. The MKL that
+# Paddle 3.3 ships (libmklml_intel.so, 2019.0.5) dispatches to its vectorised kernels on Intel CPUs
+# only and elsewhere takes a generic path: on an AMD EPYC the MNIST-1D CNN's products ran 3 to 4
+# times slower than PyTorch's, and 4 times faster with the AVX2 path named (benchmarks/kernels.py).
+MKL_VARIABLE = "MKL_DEBUG_CPU_TYPE"
+MKL_PATHS = {"avx2": "5"}
 
-def cpu():
-    """(model name, the instruction-set extensions kernels dispatch on): a run's
-    bits depend on them, so same-platform replay means the same of both."""
-    model, flags = platform.processor() or platform.machine(), set()
+
+def _cpuinfo():
+    """(model name, vendor, flags) of the first CPU /proc/cpuinfo lists."""
+    model, vendor, flags = platform.processor() or platform.machine(), "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
                     model = value.strip()
+                elif key.strip() == "vendor_id":
+                    vendor = value.strip()
                 elif key.strip() == "flags":
                     flags = set(value.split())
                     break
     except OSError:
         pass
+    return model, vendor, flags
+
+
+def cpu():
+    """(model name, the instruction-set extensions kernels dispatch on): a run's
+    bits depend on them, so same-platform replay means the same of both."""
+    model, _, flags = _cpuinfo()
     return model, ",".join(f for f in ISA if f in flags)
+
+
+def mkl_path():
+    """The MKL code path a new run takes on this machine: "avx2" on an x86 CPU that is not
+    Intel's and has AVX2 and FMA (where MKL would take its generic path), else None (MKL's own
+    choice: its best kernels on Intel CPUs)."""
+    _, vendor, flags = _cpuinfo()
+    return "avx2" if vendor and vendor != "GenuineIntel" and {"avx2", "fma"} <= flags else None
+
+
+def mkl_path_in_effect():
+    """The MKL code path this process's environment names (None: MKL's own choice); a value the
+    harness does not know is returned as the variable's text, so a header never hides it."""
+    value = os.environ.get(MKL_VARIABLE)
+    if value is None:
+        return None
+    return next((name for name, v in MKL_PATHS.items() if v == value), f"{MKL_VARIABLE}={value}")
+
+
+def check_mkl_path(path, where):
+    """path if it is one MKL_PATHS names or None; else one line naming where it came from."""
+    if path is not None and path not in MKL_PATHS:
+        raise ReproError(f"{where}: MKL code path {str(path)[:60]!r} is not one this harness knows "
+                         f"({', '.join(MKL_PATHS)} or null)")
+    return path
+
+
+_APPLIED = []  # the MKL variable's values use_mkl_path set in this process
+
+
+def use_mkl_path(path):
+    """Make MKL take path (None: its own choice) in this process. MKL reads the variable once,
+    at its first call, so this must happen before Paddle computes (train, the audit's workers and
+    the redraw call it first); a process that set another path and has loaded Paddle since cannot
+    switch and says so. A path this CPU cannot take (AVX2 on a CPU without it) is left to MKL:
+    such a machine is another platform for the run anyway, and its replay is not called bitwise."""
+    check_mkl_path(path, "use_mkl_path")
+    _, _, flags = _cpuinfo()
+    value = MKL_PATHS[path] if path is not None and {"avx2", "fma"} <= flags else None
+    if _APPLIED and _APPLIED[-1] != value and "paddle" in sys.modules:
+        raise ReproError(f"this process already computed with MKL's code path {mkl_path_in_effect()!r} and MKL "
+                         f"cannot switch to {path!r}: run it in a new process")
+    _APPLIED.append(value)
+    if value is None:
+        os.environ.pop(MKL_VARIABLE, None)
+    else:
+        os.environ[MKL_VARIABLE] = value
 
 
 def on_accelerator():

@@ -29,7 +29,7 @@ from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import code_identity, environment
-from repro.machine import peak_memory
+from repro.machine import check_mkl_path, peak_memory
 from repro.errors import ReproError, run_cli
 from repro.run.evaluation import evaluate
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders
@@ -113,13 +113,14 @@ def check_eval_data(paper, exp, data, lite, overrides=()):
 
 
 def train(paper, exp, cfg, run_dir, lite=False, overrides=(), resume=None, echo=True, dist=SINGLE, threads=1,
-          check_data=False):
+          check_data=False, mkl=recipe.MACHINE):
     """Train to cfg.train.steps, writing into run_dir. Returns the final metrics.
     resume: the opened rundir.Run to continue (from its last logged checkpoint,
     or from step 0 when it logged none). echo=False keeps the console quiet.
-    check_data=True (the CLI's): check_eval_data before anything is written."""
+    check_data=True (the CLI's): check_eval_data before anything is written. threads and mkl:
+    recipe.set_threads' (a resumed run passes its own)."""
     tc = cfg.train
-    recipe.set_threads(threads)
+    recipe.set_threads(threads, mkl=mkl)
     state = recipe.build(paper, cfg, dist, init=resume is None,
                          artifact=rundir.read_artifact(resume) if resume is not None else None)
     if check_data:
@@ -316,7 +317,8 @@ def _open_resume(args):
     threads = head["env"].get("threads", 1)
     if type(threads) is not int or not 1 <= threads <= 1024:
         raise ReproError(f"{args.resume}: the header's env.threads {threads!r} is not a thread count")
-    return run, threads
+    # a run made before the header recorded it took MKL's own path
+    return run, threads, check_mkl_path(head["env"].get("mkl_path"), f"{args.resume}: the header's env.mkl_path")
 
 
 def _drop_partial_tail(run):
@@ -375,13 +377,13 @@ def main(argv=None):
     if args.resume:
         if args.out:
             raise ReproError("--resume writes into the run it continues; drop --out")
-        run, threads = _open_resume(args)
+        run, threads, mkl = _open_resume(args)
         dist.init()
         if dist.main:
             _drop_partial_tail(run)
         say(f"resuming {run.paper.name}/{run.exp.name} in {run.path}")
         train(run.paper, run.exp, run.cfg, run.path, run.header["lite"], run.header["overrides"], resume=run,
-              dist=dist, threads=threads, check_data=True)
+              dist=dist, threads=threads, check_data=True, mkl=mkl)
         return 0
     if not args.paper:
         raise ReproError(f"--paper is required; registered: {', '.join(load_papers().names())}")

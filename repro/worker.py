@@ -57,9 +57,9 @@ def _config(paper, req):
 
 
 def _paper(req, load=True):
-    """(paper, config) of the request, Paddle's threads set to the run's (load=False: a task that
-    may never compute with Paddle, recipe.set_threads)."""
-    recipe.set_threads(int(req.get("threads") or 1), load=load)
+    """(paper, config) of the request, Paddle's threads and MKL's code path set to the run's
+    (load=False: a task that may never compute with Paddle, recipe.set_threads)."""
+    recipe.set_threads(int(req.get("threads") or 1), load=load, mkl=req.get("mkl_path"))
     paper = get_paper(req["paper"])
     return paper, _config(paper, req)
 

@@ -10,6 +10,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 sys.path.insert(0, REPO)
 
+from repro import machine  # noqa: E402
+
+# the tests' own process computes with Paddle and trains in-process: MKL's code path is set before
+# anything loads Paddle, to the one this machine's runs take (repro.machine.use_mkl_path)
+machine.use_mkl_path(machine.mkl_path())
+
 
 def copy_checkout(dest):
     """A copy of this checkout's source at dest: no bytecode, and none of what lies at its top

@@ -34,9 +34,10 @@ def test_tiny_clip_shapes_identity_and_determinism(tmp_path):
     ia, ta = a.images(images, batch_size=2), a.texts(PROMPTS, batch_size=2)
     assert ia.shape == (5, 16) and ta.shape == (3, 16)
     assert ia.dtype == np.float64 and ta.dtype == np.float64
-    # two loads of the same directory give the same numbers, and batching does not change them
-    np.testing.assert_array_equal(ia, b.images(images))
-    np.testing.assert_array_equal(ta, b.texts(PROMPTS))
+    # two loads of the same directory give the same numbers; batching changes only the last bits (MKL's
+    # AVX2 path, taken on AMD CPUs, blocks a product by its number of rows: repro.machine.mkl_path)
+    np.testing.assert_array_equal(ia, b.images(images, batch_size=2))
+    np.testing.assert_array_equal(ta, b.texts(PROMPTS, batch_size=2))
     np.testing.assert_allclose(ia, a.images(images, batch_size=16), rtol=0, atol=1e-6)
     np.testing.assert_allclose(ta, a.texts(PROMPTS[::-1], batch_size=1)[::-1], rtol=0, atol=1e-6)
 

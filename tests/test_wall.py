@@ -122,21 +122,24 @@ if req["task"] == "model":
 
 def test_a_cells_runs_share_one_recompute_worker_and_each_run_has_its_own_replay_workers():
     class Plan:
-        def __init__(self, worker, seed, paper="p", recompute=True, cpu=("c", "avx2"), memory=None):
+        def __init__(self, worker, seed, paper="p", recompute=True, cpu=("c", "avx2"), memory=None, mkl="avx2"):
             self.worker, self.threads, self.recompute, self.path = worker, 1, recompute, f"{paper}/{seed}"
+            self.mkl = mkl
             self.run = type("Run", (), {"header": {"paper": paper, "exp": "e", "lite": False}})()
             self.segments = [(0, 50), (50, 100), (100, 150)]
             self.chosen = list(self.segments)
             self.needs = task.Needs(cpu=cpu, memory=memory)
     one, other = object(), object()  # two submissions' workers
     plans = [Plan(one, 0, memory=5), Plan(one, 1, memory=7), Plan(other, 0), Plan(one, 2, paper="q"),
-             Plan(one, 3, recompute=False), Plan(one, 4, cpu=("d", "avx512f"))]  # seed 4 made on another CPU
+             Plan(one, 3, recompute=False), Plan(one, 4, cpu=("d", "avx512f")),  # seed 4 made on another CPU
+             Plan(one, 5, mkl=None)]  # seed 5 on MKL's own path: its worker must start MKL on that one
     tasks = grouping.worker_tasks(plans)
     assert [(k, [p.path for p in ps]) for k, ps, _ in tasks if k == "recompute"] == \
-        [("recompute", ["p/0", "p/1"]), ("recompute", ["p/0"]), ("recompute", ["q/2"]), ("recompute", ["p/4"])]
+        [("recompute", ["p/0", "p/1"]), ("recompute", ["p/0"]), ("recompute", ["q/2"]), ("recompute", ["p/4"]),
+         ("recompute", ["p/5"])]
     assert grouping.cell_needs(plans[:2]) == task.Needs(cpu=("c", "avx2"), memory=7)  # the most of the cell's runs
     replays = [(ps, g) for k, ps, g in tasks if k == "replay"]
-    assert len(replays) == 12 and all(len(ps) == 1 for ps, _ in replays)  # never two runs' segments together
+    assert len(replays) == 14 and all(len(ps) == 1 for ps, _ in replays)  # never two runs' segments together
     assert [g for ps, g in replays if ps[0] is plans[0]] == [[(0, 50), (100, 150)], [(50, 100)]]
 
 

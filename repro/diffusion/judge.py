@@ -46,6 +46,7 @@ from repro.diffusion.pretrained import SCHEDULERS, check_pretrained, dir_identit
 from repro.errors import ReproError
 from repro.boundary import exchange
 from repro.judge.contest_t2i import MAX_PROMPT
+from repro.machine import check_mkl_path
 from repro.strict import sha256_file
 
 IMAGES = "images"
@@ -230,8 +231,10 @@ def read_works(meta, entry):
     threads = platform.get("threads")
     if type(threads) is not int or not 1 <= threads <= 1024:
         raise ReproError(f"{METADATA}: platform.threads must be an integer between 1 and 1024")
+    # MKL's code path the works were drawn on, which the redraw takes (absent: drawn before it was recorded)
+    mkl = check_mkl_path(platform.get("mkl_path"), f"{METADATA}: platform.mkl_path")
     params = {"scheduler": names[scheduler], "steps": steps, "guidance": float(guidance), "negative_prompt": negative,
-              "size": entry.size, "threads": threads}
+              "size": entry.size, "threads": threads, "mkl_path": mkl}
     problems += cost_problems(params, entry)
     return works, params, platform, problems
 

@@ -3,9 +3,10 @@ where the works are drawn (repro.diffusion.works, the redraw worker) and compare
 (repro.diffusion.judge_redraw) key by key."""
 import importlib.metadata
 
-from repro.machine import cpu
+from repro.machine import cpu, mkl_path_in_effect
 
-PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads")
+PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa", "threads",
+                 "mkl_path")
 
 
 def _version(dist):
@@ -19,8 +20,9 @@ def _version(dist):
 
 def platform(threads):
     """What decides a drawn image's bits: Paddle (version and build), ppdiffusers, the
-    device (and the GPU's name), the CPU and the instruction sets its kernels use, and the
-    number of CPU threads. Two draws with the same record give the same pixels."""
+    device (and the GPU's name), the CPU and the instruction sets its kernels use, the
+    number of CPU threads and the code path of MKL's products (repro.machine.mkl_path). Two
+    draws with the same record give the same pixels."""
     import paddle
     device = paddle.device.get_device()
     gpu = None
@@ -32,4 +34,4 @@ def platform(threads):
     model, isa = cpu()
     return {"paddlepaddle": paddle.__version__, "paddle_commit": getattr(paddle.version, "commit", None),
             "ppdiffusers": _version("ppdiffusers"), "device": device, "gpu": gpu, "cpu": model, "cpu_isa": isa,
-            "threads": int(threads)}
+            "threads": int(threads), "mkl_path": mkl_path_in_effect()}

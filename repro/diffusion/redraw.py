@@ -12,7 +12,7 @@ It is never handed the submitted images, and it decides nothing: the judge
 
 Request: {"task": "redraw", "base": DIR, "weights": "lora", "scheduler": "ddim",
 "steps": int, "guidance": float, "negative_prompt": str, "size": int,
-"threads": int, "works": [[prompt, seed], ...], "staged": {"lora.safetensors": PATH}}.
+"threads": int, "mkl_path": "avx2"|null, "works": [[prompt, seed], ...], "staged": {"lora.safetensors": PATH}}.
 """
 import os
 
@@ -38,7 +38,7 @@ def task(req, out):
     import numpy as np
 
     threads = int(req.get("threads") or 1)
-    recipe.set_threads(threads)
+    recipe.set_threads(threads, mkl=req.get("mkl_path"))  # the works' own (repro.diffusion.judge)
     if req.get("weights") != "lora":
         raise ValueError(f"weights {req.get('weights')!r}: only LoRA bundles are redrawn")
     pipe = load_pipeline(req["base"], req["scheduler"])

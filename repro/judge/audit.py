@@ -67,9 +67,10 @@ class Plan:
     """One run's audit: what to recompute and which segments to replay."""
 
     def __init__(self, run, recompute, segs, chosen, config_set, worker, cross_platform, threads, private=None,
-                 train_pin=None):
+                 train_pin=None, mkl=None):
         self.run, self.recompute, self.segments, self.chosen = run, recompute, segs, chosen
         self.config_set, self.worker, self.cross_platform, self.threads = config_set, worker, cross_platform, threads
+        self.mkl = mkl  # the code path of MKL's products the run took (repro.machine.MKL_PATHS; None: MKL's own)
         self.private = private  # (x, y) of a private split the submitter never had (repro.judge.private), or None
         self.train_pin = train_pin  # (n, sha256) a contest pins the training split to, or None
         # train.verifiable: each segment replays bitwise on any machine, with the run's rounding decisions
@@ -92,7 +93,7 @@ class Plan:
     def request(self, task, **extra):
         head = self.run.header
         return {"task": task, "paper": head["paper"], "exp": head["exp"], "lite": bool(head["lite"]),
-                "set": self.config_set, "threads": self.threads, **extra}
+                "set": self.config_set, "threads": self.threads, "mkl_path": self.mkl, **extra}
 
 
 class DataCache:

@@ -69,7 +69,7 @@ SMOKE_RUNS = ("accept", "refuse")
 # give are stated here; tests/test_review_text_to_image.py keeps them equal to the family's own
 SCHEDULERS = ("ddim", "pndm", "euler", "dpm", "ddpm")              # repro.diffusion.pretrained.SCHEDULERS
 PLATFORM_KEYS = ("paddlepaddle", "paddle_commit", "ppdiffusers", "device", "gpu", "cpu", "cpu_isa",
-                 "threads")                                        # repro.diffusion.redraw.PLATFORM_KEYS
+                 "threads", "mkl_path")                            # repro.diffusion.platform.PLATFORM_KEYS
 FIELDS = {  # key: (type, required)
     "kind": (str, True), "plugin": (str, True), "experiment": (str, False), "base_model": (dict, True),
     "weights": (str, False), "works": (dict, True), "prompts": ((list, str), True), "card_fields": (list, False),

@@ -9,9 +9,10 @@ run's logs, so run B's logged checkpoint can be run A's answer (or that answer p
 which no hash catches), and a worker holding B's start would hold it.
 
 The recompute of every run of one cell (one submission's worker, paper, experiment, lite,
-thread count and the platform a cluster must give it) is one worker: it gets each run's final weights and evaluation inputs and
-replays nothing, so it holds no segment's answer; one process instead of one a run saves
-starting the sandbox, Python and Paddle again for each seed.
+thread count, MKL path and the platform a cluster must give it) is one worker: it gets each
+run's final weights and evaluation inputs and replays nothing, so it holds no segment's
+answer; one process instead of one a run saves starting the sandbox, Python and Paddle again
+for each seed.
 """
 from dataclasses import replace
 
@@ -30,7 +31,8 @@ def recompute_cells(plans):
         if plan.recompute:
             head = plan.run.header
             needs = plan.needs
-            key = (id(plan.worker), head["paper"], head["exp"], bool(head["lite"]), plan.threads, needs.gpu, needs.cpu)
+            key = (id(plan.worker), head["paper"], head["exp"], bool(head["lite"]), plan.threads, plan.mkl, needs.gpu,
+                   needs.cpu)
             cells.setdefault(key, []).append(plan)
     return list(cells.values())
 

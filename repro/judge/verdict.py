@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from repro.boundary import task
 from repro.config import flatten
-from repro.machine import run_cpu
+from repro.machine import check_mkl_path, run_cpu
 from repro.errors import ReproError
 from repro.judge import audit, copies, coverage, private as private_eval, references, segments
 from repro.judge.checks import excluded_note, ran, refusals
@@ -269,6 +269,11 @@ def audit_runs(runs, options):
         threads = run.header["env"].get("threads", 1)
         threads = threads if type(threads) is int and 1 <= threads <= 1024 else 1
         threads = options.threads or threads
+        try:  # the run's MKL path, which its replay must take (absent: made before it was recorded, MKL's own)
+            mkl = check_mkl_path(run.header["env"].get("mkl_path"), "the header's env.mkl_path")
+        except ReproError as e:
+            run.problems.append(str(e))
+            continue
         private = None
         spec = options.private.get((run.protocol.paper, run.protocol.exp)) if options.recompute else None
         if spec is not None and not run.header["lite"]:
@@ -278,7 +283,7 @@ def audit_runs(runs, options):
                 run.problems.append(f"private evaluation: {e}")
                 continue
         plans.append(audit.Plan(run, options.recompute, segs, chosen, config_set, worker, options.cross_platform,
-                                threads, private, None if run.header["lite"] else run.protocol.train_data))
+                                threads, private, None if run.header["lite"] else run.protocol.train_data, mkl))
     done = {"n": 0}
 
     def progress(path, result):

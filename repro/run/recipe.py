@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repro import machine
 from repro.data import Batches
 from repro.errors import ReproError
 from repro.run.amp import Amp
@@ -93,13 +94,18 @@ def check_threads(n):
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FLAGS_paddle_num_threads")
 
 
-def set_threads(n, load=True):
-    """CPU threads of Paddle's kernels. Results depend on it bit for bit (a sum
-    split over threads rounds differently), so a run records it and resume,
-    recompute and replay use the run's value. load=False, for one thread in a
-    process that has not loaded Paddle: the variables its libraries read when they
-    load say one thread, and Paddle stays unloaded until some code imports it (a
-    worker that builds a paper's data with numpy never pays Paddle's import)."""
+MACHINE = object()  # set_threads' mkl: the path this machine's new runs take (repro.machine.mkl_path)
+
+
+def set_threads(n, load=True, mkl=MACHINE):
+    """CPU threads of Paddle's kernels, and the code path of MKL's matrix products (mkl: a
+    repro.machine.MKL_PATHS name, None for MKL's own choice, or MACHINE). Results depend on both
+    bit for bit (a sum split over threads rounds differently; MKL's paths sum in other orders),
+    so a run records both and resume, recompute and replay use the run's values. load=False, for
+    one thread in a process that has not loaded Paddle: the variables its libraries read when
+    they load say one thread, and Paddle stays unloaded until some code imports it (a worker
+    that builds a paper's data with numpy never pays Paddle's import)."""
+    machine.use_mkl_path(machine.mkl_path() if mkl is MACHINE else mkl)
     if not load and int(n) == 1 and "paddle" not in sys.modules:
         os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
         return
