@@ -30,7 +30,11 @@ Bi-LSTM: batches of 64 x 128 tokens, made-up ids, a 20,000-word vocabulary).
                 as_strided windows (MNIST-1D CNN) the windows as one strided view (paddle.as_strided);
                 static graph      (MNIST-1D CNN) the model through paddle.jit.to_static (full graph);
                 multi-tensor Adam paddle.optimizer.Adam(use_multi_tensor=True);
-                oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them).
+                oneDNN            FLAGS_use_mkldnn on (Paddle's oneDNN kernels where it has them);
+                MKL's own path    MKL choosing its code path itself, as every run did before the harness
+                                  named the AVX2 path on CPUs that are not Intel's (repro.machine.mkl_path;
+                                  "registered" is this machine's path for new runs; on an Intel CPU the two
+                                  are the same).
 A path that changes the bits changes every shipped run made with the registered model (their replays are
 bitwise), so adopting it means making those runs again (as issue 26 did for the CNN's GEMM convolution).
 """
@@ -57,13 +61,14 @@ TEXT_BATCH, TEXT_LEN, VOCAB = 64, 128, 20000
 
 
 # ---------------------------------------------------------------------------------------------- the models
-def build(name):
-    """(net, optimizer, batch, loss) of a registered model, seeded."""
+def build(name, mkl=None):
+    """(net, optimizer, batch, loss) of a registered model, seeded; MKL on this machine's path for new
+    runs (repro.machine.mkl_path), or on its own with mkl=MKL_OWN."""
     import paddle
 
     from repro.registry import get_paper
     from repro.run import recipe
-    recipe.set_threads(1)
+    recipe.set_threads(1, mkl=None if mkl == MKL_OWN else recipe.MACHINE)
     paddle.seed(0)
     rng = np.random.default_rng(0)
     if name == "cnn":
@@ -185,16 +190,17 @@ REWRITES = {NATIVE: native_convs, GEMM: gemm_convs, "strided windows": strided_w
             "as_strided windows": as_strided_windows, "static graph": static_graph}
 
 
+MKL_OWN = "MKL's own path"
 CANDIDATES = {
-    "cnn": [NATIVE, "strided windows", "as_strided windows", "static graph", "multi-tensor Adam", "oneDNN"],
-    "textcnn": [GEMM, "multi-tensor Adam", "oneDNN"],
-    "bilstm": ["multi-tensor Adam", "oneDNN"],
+    "cnn": [NATIVE, "strided windows", "as_strided windows", "static graph", "multi-tensor Adam", "oneDNN", MKL_OWN],
+    "textcnn": [GEMM, "multi-tensor Adam", "oneDNN", MKL_OWN],
+    "bilstm": ["multi-tensor Adam", "oneDNN", MKL_OWN],
 }
 
 
 def stepper(name, candidate=None):
     import paddle
-    paper, net, cfg, x, y = build(name)
+    paper, net, cfg, x, y = build(name, mkl=candidate)
     if candidate in REWRITES:
         net = REWRITES[candidate](net)
     opt = optimizer(net, cfg, multi_tensor=candidate == "multi-tensor Adam")
@@ -239,7 +245,7 @@ def paddle_ops(name, steps, candidate=None):
     or of it with its convolutions rewritten (a candidate in REWRITES)."""
     import paddle.profiler as profiler
     from paddle.profiler.profiler_statistic import StatisticData
-    paper, net, cfg, x, y = build(name)
+    paper, net, cfg, x, y = build(name, mkl=candidate)
     if candidate in REWRITES:
         net = REWRITES[candidate](net)
     opt = optimizer(net, cfg)
@@ -394,6 +400,9 @@ def text_kernels(steps, repeats):
         print("text models against PyTorch: skipped, PyTorch is not installed")
         return
     import paddle
+
+    from repro.run import recipe
+    recipe.set_threads(1)  # and MKL on this machine's path for new runs
     paddle.set_device("cpu")
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

@@ -99,11 +99,17 @@ def forged_states(run, cfg, b):
 def other_platform(run, cfg, a, b):
     """(start, the replay with 2 threads, the jittered replay with 2 threads): verify
     --cross-platform on a machine that sums in another order than the run's."""
-    recipe.set_threads(2)
+    threads(run, 2)
     start, r2 = train_segment(run, cfg, a, b)
     _, jittered = train_segment(run, cfg, a, b, jitter=True)
-    recipe.set_threads(1)
+    threads(run, 1)
     return start, r2, jittered
+
+
+def threads(run, n):
+    """n threads, and MKL on the run's own code path (all the runs this process replays must share
+    one: MKL takes it once per process, repro.machine.use_mkl_path)."""
+    recipe.set_threads(n, mkl=run.header["env"].get("mkl_path"))
 
 
 def verdict(distance, spread):
@@ -126,7 +132,7 @@ def main():
             batch_cost = statistics.mean(e["batch_cost"] for e in run.events if e["kind"] == "train")
             segs = coverage.segments(run)
             for a, b in segs:
-                recipe.set_threads(1)
+                threads(run, 1)
                 t0 = time.perf_counter()
                 seg = replay(run, cfg, a, b)
                 replay_s = time.perf_counter() - t0

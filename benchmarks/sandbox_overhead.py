@@ -95,11 +95,12 @@ def main(argv=None):
         git(repo, "commit", "-q", "-m", "plugin")
         t0 = time.time()
         # each seed as `--seeds` would train it (its own process, one thread), both at once; not `--seeds`
-        # itself, which verifies the set after training, a review's worth of work this benchmark does not time
+        # itself, which verifies the set after training, a review's worth of work this benchmark does not time;
+        # on MKL's own code path, the one the baseline's harness (which records none) replays on
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
         errs = [open(os.path.join(root, f"seed{s}.err"), "w+") for s in range(args.seeds)]  # not pipes: never full
         procs = [subprocess.Popen([sys.executable, "-m", "repro.train", "--papers", "my_paper", "--paper", "my_paper",
-                                   "--exp", "cnn", "--seed", str(s), "--threads", "1", "--out",
+                                   "--exp", "cnn", "--seed", str(s), "--threads", "1", "--mkl", "own", "--out",
                                    f"logs/my_paper/cnn/seed{s}"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                                   stderr=errs[s]) for s in range(args.seeds)]
         for s, (p, err) in enumerate(zip(procs, errs)):

@@ -13,12 +13,15 @@ from repro.errors import ReproError
 
 ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
 
-# MKL's code paths a run may name, as the MKL_DEBUG_CPU_TYPE value that selects each. The MKL that
-# Paddle 3.3 ships (libmklml_intel.so, 2019.0.5) dispatches to its vectorised kernels on Intel CPUs
-# only and elsewhere takes a generic path: on an AMD EPYC the MNIST-1D CNN's products ran 3 to 4
-# times slower than PyTorch's, and 4 times faster with the AVX2 path named (benchmarks/kernels.py).
-MKL_VARIABLE = "MKL_DEBUG_CPU_TYPE"
-MKL_PATHS = {"avx2": "5"}
+# MKL's code paths a run may name, as the variables that select each. The MKL that Paddle 3.3 ships
+# (libmklml_intel.so, 2019.0.5) dispatches to its vectorised kernels on Intel CPUs only and elsewhere
+# takes a generic path: on an AMD EPYC the MNIST-1D CNN's products ran 3 to 4 times slower than
+# PyTorch's, and 3 to 4 times faster with the AVX2 path named (MKL_DEBUG_CPU_TYPE=5). That path's
+# results depend on how the operands happen to be aligned in memory (the same product twice gave
+# other bits: tests/test_inception.py) unless MKL's conditional numerical reproducibility is strict
+# (MKL_CBWR=AVX2,STRICT), which costs it about a fifth and makes a replay bitwise.
+MKL_VARIABLES = ("MKL_DEBUG_CPU_TYPE", "MKL_CBWR")
+MKL_PATHS = {"avx2": ("5", "AVX2,STRICT")}
 
 
 def _cpuinfo():
@@ -56,17 +59,18 @@ def mkl_path():
 
 
 def mkl_path_in_effect():
-    """The MKL code path this process's environment names (None: MKL's own choice); a value the
-    harness does not know is returned as the variable's text, so a header never hides it."""
-    value = os.environ.get(MKL_VARIABLE)
-    if value is None:
+    """The MKL code path this process's environment names (None: MKL's own choice); values the
+    harness does not know are returned as the variables' text, so a header never hides them."""
+    values = tuple(os.environ.get(k) for k in MKL_VARIABLES)
+    if values == (None,) * len(MKL_VARIABLES):
         return None
-    return next((name for name, v in MKL_PATHS.items() if v == value), f"{MKL_VARIABLE}={value}")
+    return next((name for name, v in MKL_PATHS.items() if v == values),
+                " ".join(f"{k}={v}" for k, v in zip(MKL_VARIABLES, values) if v is not None))
 
 
 def check_mkl_path(path, where):
     """path if it is one MKL_PATHS names or None; else one line naming where it came from."""
-    if path is not None and path not in MKL_PATHS:
+    if path is not None and (not isinstance(path, str) or path not in MKL_PATHS):
         raise ReproError(f"{where}: MKL code path {str(path)[:60]!r} is not one this harness knows "
                          f"({', '.join(MKL_PATHS)} or null)")
     return path
@@ -83,15 +87,16 @@ def use_mkl_path(path):
     such a machine is another platform for the run anyway, and its replay is not called bitwise."""
     check_mkl_path(path, "use_mkl_path")
     _, _, flags = _cpuinfo()
-    value = MKL_PATHS[path] if path is not None and {"avx2", "fma"} <= flags else None
-    if _APPLIED and _APPLIED[-1] != value and "paddle" in sys.modules:
+    values = MKL_PATHS[path] if path is not None and {"avx2", "fma"} <= flags else (None,) * len(MKL_VARIABLES)
+    if _APPLIED and _APPLIED[-1] != values and "paddle" in sys.modules:
         raise ReproError(f"this process already computed with MKL's code path {mkl_path_in_effect()!r} and MKL "
                          f"cannot switch to {path!r}: run it in a new process")
-    _APPLIED.append(value)
-    if value is None:
-        os.environ.pop(MKL_VARIABLE, None)
-    else:
-        os.environ[MKL_VARIABLE] = value
+    _APPLIED.append(values)
+    for key, value in zip(MKL_VARIABLES, values):
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def on_accelerator():

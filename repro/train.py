@@ -24,7 +24,7 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     from repro.errors import require_paddle
     require_paddle()
 
-from repro import hints
+from repro import hints, machine
 from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
@@ -299,8 +299,8 @@ def _open_resume(args):
     """The run to continue, checked: its log (strictly), config.yaml, and the last
     logged checkpoint's sha256 and chain head (checked again as it loads)."""
     run = rundir.open_run(get_paper, args.resume, allow_partial_tail=True)
-    if args.override or args.seed is not None or args.lite:
-        raise ReproError("--resume continues a run with its own config; drop -o/--seed/--lite")
+    if args.override or args.seed is not None or args.lite or args.mkl:
+        raise ReproError("--resume continues a run with its own config, threads and MKL path; drop -o/--seed/--lite/--mkl")
     end = run.events[-1]
     if end["kind"] == "run_end" and end["status"] == "success":
         raise ReproError(f"{args.resume} already finished; nothing to resume")
@@ -346,6 +346,11 @@ def _parser():
     ap.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. -o train.lr=0.005 (repeatable)")
     recipe.add_threads_option(ap, "the result depends on it")
+    ap.add_argument("--mkl", choices=["avx2", "own"],
+                    help="the code path of MKL's matrix products for a new run (default: this machine's, "
+                         f"{machine.mkl_path() or 'own'} here: avx2 on an x86 CPU with AVX2 and FMA that is not "
+                         "Intel's, else MKL's own choice; recorded: the result depends on it; a resumed run "
+                         "keeps its own)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--print-eval-data", action="store_true",
                     help="print the experiment's evaluation data as Experiment(eval_data=...) registers it, and exit")
@@ -411,7 +416,8 @@ def main(argv=None):
     world = f" on {dist.world} processes" if dist.world > 1 else ""
     say(f"training {paper.name}/{exp.name}{' (lite)' if args.lite else ''} seed {cfg.train.seed}{world} -> {run_dir}")
     try:
-        train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist, threads=args.threads, check_data=True)
+        train(paper, exp, cfg, run_dir, args.lite, args.override, dist=dist, threads=args.threads, check_data=True,
+              mkl=recipe.MACHINE if args.mkl is None else None if args.mkl == "own" else args.mkl)
     except EvalDataMismatch:
         if made:  # the folder this command made, still empty: no trace of a run that never started
             try:

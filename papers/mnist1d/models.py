@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import paddle
-from paddle import nn
+from paddle import _C_ops, nn
 
 
 def _uniform(fan_in):
@@ -26,7 +26,8 @@ _WINDOWS = {}
 @paddle.jit.not_to_static
 def _padded(x, pad, n, k, stride):
     """x zero-padded by pad on both ends of its length axis, and the positions of its n windows of k,
-    stride apart, one after another (int64). Eagerly: Paddle's pad kernel and the positions made once;
+    stride apart, one after another (int64). Eagerly: Paddle's pad kernel (called directly: F.pad's
+    NLC form adds an unsqueeze, a squeeze and its argument checks) and the positions made once;
     traced for export: zeros concatenated (F.pad's NLC form gives a wrong shape under oneDNN inference)
     and the positions as the program's own constant. Zeros are zeros, so both give the same numbers."""
     positions = (np.arange(n)[:, None] * stride + np.arange(k)[None, :]).reshape(-1)
@@ -35,7 +36,7 @@ def _padded(x, pad, n, k, stride):
         return paddle.concat([zeros, x, zeros], axis=1), paddle.to_tensor(positions, dtype="int64")
     if (n, k, stride) not in _WINDOWS:
         _WINDOWS[n, k, stride] = paddle.to_tensor(positions, dtype="int64")
-    return nn.functional.pad(x, [pad, pad], data_format="NLC"), _WINDOWS[n, k, stride]
+    return _C_ops.pad(x, [0, 0, pad, pad, 0, 0], 0.0), _WINDOWS[n, k, stride]
 
 
 class Conv1D(nn.Conv1D):
@@ -46,8 +47,11 @@ class Conv1D(nn.Conv1D):
     The same function as the native layer, in another summation order (about 1e-7 apart in float32):
     Paddle's CPU convolution loops over the batch with one small im2col and GEMM per sample and adds
     the bias in a separate op, and on this model's shapes that made the whole update 2.3 times slower
-    (benchmarks/kernels.py measures both). reference_axes tells repro.align.localize how to lay the
-    output out as the authors' channels-first Conv1d does."""
+    (benchmarks/kernels.py measures both). Its ops are Paddle's kernels called directly (paddle._C_ops,
+    what paddle.nn.functional calls after its argument checks): the same kernels, so the same bits,
+    and on ops this small the checks cost about a quarter of the update (benchmarks/kernels.py,
+    "direct ops"). reference_axes tells repro.align.localize how to lay the output out as the
+    authors' channels-first Conv1d does."""
 
     reference_axes = (0, 2, 1)
 
@@ -57,12 +61,13 @@ class Conv1D(nn.Conv1D):
         stride, pad = self._stride[0], self._padding
         n = (x.shape[1] + 2 * pad - k) // stride + 1
         padded, windows = _padded(x, pad, n, k, stride)
-        cols = paddle.index_select(padded, windows, axis=1).reshape([-1, k * c_in])
-        # the clone: under paddle.DataParallel (Paddle 3.3) a parameter whose gradient comes straight from a
-        # transpose has that gradient left out of the all-reduce, so the ranks drift apart (measured); the
-        # copy is exact, so the numbers are those without it
-        out = nn.functional.linear(cols, w.clone().transpose([2, 1, 0]).reshape([k * c_in, c_out]), self.bias)
-        return out.reshape([-1, n, c_out])
+        cols = _C_ops.reshape(_C_ops.index_select(padded, windows, 1), [-1, k * c_in])
+        # the copy (assign, what clone() calls): under paddle.DataParallel (Paddle 3.3) a parameter whose
+        # gradient comes straight from a transpose has that gradient left out of the all-reduce, so the ranks
+        # drift apart (measured); the copy is exact, so the numbers are those without it
+        weight = _C_ops.reshape(_C_ops.transpose(_C_ops.assign(w), [2, 1, 0]), [k * c_in, c_out])
+        out = _C_ops.add(_C_ops.matmul(cols, weight, False, False), self.bias)  # F.linear's two kernels
+        return _C_ops.reshape(out, [-1, n, c_out])
 
 
 def conv1d(c_in, c_out, k, stride, padding):
@@ -101,12 +106,13 @@ class CNN(nn.Layer):
         self.conv3 = conv1d(channels, channels, 3, stride=2, padding=1)
         self.linear = linear(linear_in, output_size)
 
-    def forward(self, x):
-        h = x.unsqueeze(-1)  # [batch, 40, 1]: channels last, as the convolutions take them
-        h = nn.functional.relu(self.conv1(h))
-        h = nn.functional.relu(self.conv2(h))
-        h = nn.functional.relu(self.conv3(h))
-        return self.linear(h.transpose([0, 2, 1]).flatten(1))  # the authors' order: channel, then position
+    def forward(self, x):  # Paddle's kernels called directly, as in Conv1D
+        h = _C_ops.unsqueeze(x, [-1])  # [batch, 40, 1]: channels last, as the convolutions take them
+        h = _C_ops.relu(self.conv1(h))
+        h = _C_ops.relu(self.conv2(h))
+        h = _C_ops.relu(self.conv3(h))
+        h = _C_ops.flatten(_C_ops.transpose(h, [0, 2, 1]), 1, -1)  # the authors' order: channel, then position
+        return self.linear(h)
 
 
 class GRU(nn.Layer):

@@ -82,7 +82,8 @@ def run_seeds(args, paper, exp, seeds, parent, say=print):
             raise ReproError(f"{d} exists and holds no run; move it away or give another --out")
         todo.append(job)
     base = [sys.executable, "-m", "repro.train"]
-    common = ["--threads", str(args.threads)] + [x for o in args.override for x in ("-o", o)] + \
+    common = ["--threads", str(args.threads)] + (["--mkl", args.mkl] if args.mkl else []) + \
+             [x for o in args.override for x in ("-o", o)] + \
              (["--lite"] if args.lite else []) + [x for p in args.papers for x in ("--papers", p)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     t0 = time.time()
