@@ -63,7 +63,10 @@ def harness_wall(cmd):
 
 
 def breakdown(exp, steps=300):
-    """Milliseconds per step of each part of one harness update (MNIST-1D, one thread)."""
+    """Milliseconds per step of each part of one harness update (MNIST-1D, one thread): each part
+    timed where it runs, inside whole updates (a forward alone, never followed by its backward,
+    would be timed without the graph's release), over `steps` updates after 20."""
+    import time
 
     from repro.registry import get_paper
     from repro.run import recipe
@@ -71,26 +74,29 @@ def breakdown(exp, steps=300):
     paper = get_paper("mnist1d")
     cfg = paper.config(exp, seed=0)
     st = recipe.build(paper, cfg)
-    x, y = st.batches(0)
     net, opt = st.net, st.optimizer
-
-    ms = lambda fn: ms_per_call(fn, steps, warmup=20)
-
-    def fwd_bwd():
-        paper.loss(net(x), y).backward()
-        opt.clear_grad()
-
-    def full():
-        paper.loss(net(x), y).backward()
+    spent = dict.fromkeys(("batch", "reseed", "forward", "backward", "optimizer"), 0.0)
+    for step in range(-20, steps):
+        t0 = time.perf_counter()
+        recipe.reseed(0, step + 21)
+        t1 = time.perf_counter()
+        x, y = st.batches(step + 20)
+        t2 = time.perf_counter()
+        loss = paper.loss(net(x), y)
+        t3 = time.perf_counter()
+        loss.backward()
+        t4 = time.perf_counter()
         opt.step()
         opt.clear_grad()
-
+        t5 = time.perf_counter()
+        if step >= 0:
+            for k, a, b in (("reseed", t0, t1), ("batch", t1, t2), ("forward", t2, t3), ("backward", t3, t4),
+                            ("optimizer", t4, t5)):
+                spent[k] += b - a
+    parts = {k: v / steps * 1e3 for k, v in spent.items()}
     counter = iter(range(10 ** 9))
-    parts = {"batch": ms(lambda: st.batches(5)), "reseed": ms(lambda: recipe.reseed(0, 5)),
-             "forward": ms(lambda: net(x))}
-    parts["backward"] = ms(fwd_bwd) - parts["forward"]
-    parts["optimizer"] = ms(full) - parts["forward"] - parts["backward"]
-    parts["whole update (recipe.update)"] = ms(lambda: recipe.update(paper, st, cfg, next(counter) + 1))
+    parts["whole update (recipe.update)"] = ms_per_call(lambda: recipe.update(paper, st, cfg, next(counter) + 1),
+                                                        steps, warmup=20)
     return parts
 
 
