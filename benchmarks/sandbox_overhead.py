@@ -31,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from benchmarks._timing import ratio_line  # noqa: E402
+from repro.machine import MKL_VARIABLES  # noqa: E402
 
 BASELINE = "cd66580"  # main before issue 33: one model worker per run, the worker root with capabilities
 
@@ -60,7 +61,10 @@ SUBMISSIONS = """submissions:
 
 
 def sh(*args, cwd=None, ok=(0,), harness=REPO):
-    env = {**os.environ, "PYTHONPATH": harness + os.pathsep + os.environ.get("PYTHONPATH", "")}  # whose harness
+    # whose harness; without MKL's path variables, which the baseline's sandbox would hand its workers (this
+    # harness's workers set the run's own path themselves)
+    env = {**{k: v for k, v in os.environ.items() if k not in MKL_VARIABLES},
+           "PYTHONPATH": harness + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
     if p.returncode not in ok:
         sys.exit(f"failed: {' '.join(args)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")

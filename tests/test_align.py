@@ -1,12 +1,15 @@
 """The alignment toolkit: reprod_log-compatible dumps, comparison, conversion,
 localisation and the MNIST-1D ladder against its PyTorch reference."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import paddle
 import pytest
 
-from conftest import cli
+from conftest import REPO, cli
+from repro import machine
 from repro.align import convert
 from repro.align.__main__ import main as align_main
 from repro.align.diff import ReprodLogger, compare, load
@@ -251,29 +254,45 @@ def test_two_reports_in_one_process_stay_apart(tmp_path):
     assert "second" in two and "first" not in two and one.count("PASSED") == 1
 
 
+RESNET20 = """
+import numpy as np, paddle, torch
+from repro.align import convert
+from repro.papers.resnet_cifar.reference import build_model as torch_model
+from repro.registry import get_paper
+paper = get_paper("resnet_cifar")
+cfg = paper.config("resnet20")
+torch.manual_seed(0)
+tmodel = torch_model(cfg)
+tmodel.train()
+with torch.no_grad():  # move the BN statistics off their defaults
+    tmodel(torch.randn(16, 3, 32, 32))
+tmodel.eval()
+pmodel = paper.build_model(cfg)
+report = convert.load_into(pmodel, {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
+pmodel.eval()
+x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+with torch.no_grad():
+    ref = tmodel(torch.from_numpy(x)).numpy()
+out = pmodel(paddle.to_tensor(x)).numpy()
+print(len(report.dropped), float(np.abs(out - ref).mean()))
+"""
+
+
+@pytest.mark.slow  # a process of its own that loads Paddle and PyTorch
 def test_resnet20_converts_from_its_pytorch_reference_with_batchnorm():
     """BatchNorm's running_mean/var -> _mean/_variance and num_batches_tracked
-    dropped, on a real model: the converted port gives the reference's outputs."""
-    torch = pytest.importorskip("torch", reason=TORCH_REASON)
-    from repro.papers.resnet_cifar.reference import build_model as torch_model
-
-    paper = get_paper("resnet_cifar")
-    cfg = paper.config("resnet20")
-    torch.manual_seed(0)
-    tmodel = torch_model(cfg)
-    tmodel.train()
-    with torch.no_grad():  # move the BN statistics off their defaults
-        tmodel(torch.randn(16, 3, 32, 32))
-    tmodel.eval()
-    pmodel = paper.build_model(cfg)
-    report = convert.load_into(pmodel, {k: v.detach().numpy().copy() for k, v in tmodel.state_dict().items()})
-    assert len(report.dropped) == 1 + 2 * 9  # num_batches_tracked of every BatchNorm
-    pmodel.eval()
-    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    with torch.no_grad():
-        ref = tmodel(torch.from_numpy(x)).numpy()
-    out = pmodel(paddle.to_tensor(x)).numpy()
-    assert np.abs(out - ref).mean() <= 1e-6, np.abs(out - ref).mean()
+    dropped, on a real model: the converted port gives the reference's outputs, within the
+    ladder's forward bar. In a process of its own, as `repro.align ladder` runs: on MKL's own
+    code path (the tests' process takes the AVX2 path a new run takes on this CPU, whose
+    summation order lands this 20-layer float32 comparison at the bar, 1.03e-06, measured)."""
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    env = {k: v for k, v in os.environ.items() if k not in machine.MKL_VARIABLES}
+    p = subprocess.run([sys.executable, "-c", RESNET20], capture_output=True, text=True, timeout=300,
+                       env={**env, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    dropped, diff = p.stdout.split()[-2:]
+    assert int(dropped) == 1 + 2 * 9  # num_batches_tracked of every BatchNorm
+    assert float(diff) <= 1e-6, diff
 
 
 @pytest.mark.slow
