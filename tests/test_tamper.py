@@ -24,6 +24,7 @@ from forgery import forge
 from repro import verify
 from repro.config import config_hash
 from repro.judge import verdict
+from repro.machine import cpu
 from repro.registry import get_paper
 from repro.run import checkpoint, rundir
 from repro.run.runlog import GENESIS, line_hash
@@ -369,6 +370,18 @@ def header_claims_a_gpu_for_slack(ev):
     set_metric(ev, "test_acc", round(ev[-1]["metrics"]["test_acc"] + 0.1, 1))
 
 
+@edited(forge)
+def claim_an_unknown_mkl_path(ev):
+    ev[0]["env"]["mkl_path"] = "avx512"
+
+
+@edited(forge)
+def claim_the_other_mkl_path(ev):
+    """The header says the run took the other MKL code path than it did: its replay takes the claimed
+    one and does not end on the logged checkpoints (a path is part of what the replay checks)."""
+    ev[0]["env"]["mkl_path"] = None if ev[0]["env"].get("mkl_path") else "avx2"
+
+
 def fine_tune_on_the_test_split(p, o):
     """Genuine run, then the final weights fine-tuned on the evaluation split; the log
     reports what those weights really give, so --recompute agrees: only replay catches it."""
@@ -459,6 +472,9 @@ CASES = [
     (forge_chain_and_checkpoint_metadata, "does not give the logged metrics (test_acc logged 33.1, recomputed 31.5",
      "recompute"),
     (header_claims_a_gpu_for_slack, "does not give the logged metrics (test_acc logged 31.6", "recompute"),
+    (claim_an_unknown_mkl_path, "the header's env.mkl_path: MKL code path 'avx512' is not one this harness knows",
+     "recompute"),
+    (claim_the_other_mkl_path, "replay 0->1000: re-training", "replay"),
     (fine_tune_on_the_test_split, "replay 7000->8000: re-training this segment with the registered recipe does not "
                                   "give the logged checkpoint", "replay"),
     (train_longer_than_registered, "replay 7000->8000: re-training", "replay"),
@@ -469,8 +485,15 @@ CASES = [
 ]
 
 
+# MKL's two paths are one on a CPU without AVX2 and FMA (repro.machine.use_mkl_path): nothing to tell apart there
+NO_AVX2 = pytest.mark.skipif(not {"avx2", "fma"} <= set(cpu()[1].split(",")),
+                             reason="this CPU has no AVX2 and FMA: MKL's two code paths are the same here")
+
+
 @pytest.mark.parametrize("tamper, reason, what", [
-    pytest.param(*c, marks=() if c[2] == "log" else pytest.mark.slow) for c in CASES], ids=[c[0].__name__ for c in CASES])
+    pytest.param(*c, marks=(() if c[2] == "log" else (pytest.mark.slow,))
+                 + ((NO_AVX2,) if c[0] is claim_the_other_mkl_path else ())) for c in CASES],
+    ids=[c[0].__name__ for c in CASES])
 def test_tampering_is_rejected_with_its_reason(request, tmp_path, tamper, reason, what):
     # the log checks need no replay, so the shipped runs serve on any CPU
     genuine = request.getfixturevalue("shipped" if what == "log" else "genuine")
