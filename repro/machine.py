@@ -76,7 +76,7 @@ def check_mkl_path(path, where):
     return path
 
 
-_APPLIED = []  # the MKL variable's values use_mkl_path set in this process
+_APPLIED = []  # the MKL variables' values use_mkl_path set in this process, in order
 
 
 def use_mkl_path(path):
