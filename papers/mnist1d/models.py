@@ -49,8 +49,8 @@ class Conv1D(nn.Conv1D):
     the bias in a separate op, and on this model's shapes that made the whole update 2.3 times slower
     (benchmarks/kernels.py measures both). Its ops are Paddle's kernels called directly (paddle._C_ops,
     what paddle.nn.functional calls after its argument checks): the same kernels, so the same bits,
-    and on ops this small the checks cost about a quarter of the update (2.31 against 1.72 ms in
-    an A/B of 500 updates; README, "Speed"). reference_axes tells repro.align.localize how to lay the output out as the
+    and on ops this small the checks cost a fifth to a quarter of the update (README, "Speed").
+    reference_axes tells repro.align.localize how to lay the output out as the
     authors' channels-first Conv1d does."""
 
     reference_axes = (0, 2, 1)
