@@ -110,7 +110,7 @@ def main(argv=None):
                             jobs=args.jobs, timeout=args.timeout, progress=say,
                             sandbox="off" if args.no_sandbox else "required",
                             private=private_of(read_contest(args.contest), args.private_seed)
-                            if not args.logs_only else None, executor=executor_for(args.cluster))
+                            if not args.logs_only else None, executor=executor_for(args.cluster, jobs=args.jobs))
     review(args.contest, args.submissions, args.out, options)
     with open(os.path.join(args.out, "status.md"), encoding="utf-8") as f:
         print("\n" + plain_lines(f.read()))

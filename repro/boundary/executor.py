@@ -39,14 +39,15 @@ ARRIVAL_SLACK = 600  # seconds beyond the worker's own limit for shipping a task
 NODE_LABEL = "ray.io/node-id"  # the label every Ray node carries: a task's label selector names the nodes it may use
 
 
-def executor_for(cluster, cpus=None):
+def executor_for(cluster, cpus=None, jobs=1):
     """LOCAL for no cluster; else a RayExecutor joined to it ('local': an embedded Ray of `cpus`
-    CPUs, default all of this machine's; 'auto' or 'ray://HOST:PORT': a running cluster)."""
+    CPUs, default all of this machine's; 'auto' or 'ray://HOST:PORT': a running cluster), with
+    as many worker processes made ready as `jobs` tasks will be in flight."""
     if cluster is None:
         return LOCAL
     if cluster not in ("local", "auto") and not cluster.startswith("ray://"):
         raise ReproError(f"--cluster {cluster[:80]}: give local, auto or ray://HOST:PORT")
-    return RayExecutor(cluster, cpus)
+    return RayExecutor(cluster, cpus, warm=jobs)
 
 
 def import_ray():
@@ -62,7 +63,7 @@ class RayExecutor:
     """Worker tasks on a Ray cluster's nodes. runtime_env: Ray's, for every task (a test gives a
     node no bubblewrap with it); node_task: the task's body (a test wraps it to kill its worker)."""
 
-    def __init__(self, cluster, cpus=None, retries=RETRIES, runtime_env=None, node_task=node.run):
+    def __init__(self, cluster, cpus=None, retries=RETRIES, runtime_env=None, node_task=node.run, warm=0):
         ray = self.ray = import_ray()
         self.cluster, self.started = cluster, False
         if not ray.is_initialized():
@@ -80,6 +81,10 @@ class RayExecutor:
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
         self.remote = ray.remote(max_retries=retries, retry_exceptions=False)(node_task)
         self.runtime_env = runtime_env
+        # worker processes started now, while the judge prepares, not by its first tasks (never waited for)
+        ready = ray.remote(num_cpus=1, max_retries=0)(node.warm)
+        self.warming = [ready.options(**({"runtime_env": runtime_env} if runtime_env else {})).remote()
+                        for _ in range(min(int(warm), self.cpus))]
         self.lock, self.shipped, self._platforms = threading.Lock(), {}, None
 
     def platforms(self):

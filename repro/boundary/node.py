@@ -46,6 +46,14 @@ def platform():
     return list(cpu())
 
 
+def warm():
+    """Nothing but a Ray worker process made ready (Ray, this module and the sandbox's probe
+    loaded) while the judge prepares its first tasks: the executor sends one per task it will
+    have in flight, so the review's first tasks do not wait for worker processes to start."""
+    sandbox.why_unusable()
+    return socket.gethostname()
+
+
 def run(task, *tars):
     """The Ray task's body: {"refused": why} or the worker's {"code", "flooded", "stderr",
     "timed_out", "stream", "truncated", "node"}. tars: the carried folders' bytes, in the order

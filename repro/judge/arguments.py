@@ -140,7 +140,8 @@ def options_from(args, progress=None):
         raise ReproError("--cluster only matters with --recompute or --replay")
     options = Options(args.recompute, args.replay, args.challenge, args.cross_platform, local, args.jobs,
                       args.timeout, progress, protocol_of, sandbox=sandbox, tree=tree, plugin=plugin,
-                      threads=threads, private=private, budget=budget, executor=executor_for(args.cluster))
+                      threads=threads, private=private, budget=budget,
+                      executor=executor_for(args.cluster, jobs=args.jobs))
     if runs_code:
         options.sandbox()  # refuse now, before reading anything, when the sandbox is required and missing
     return options
