@@ -6,6 +6,7 @@ beside the local review it is compared with."""
 import json
 import os
 import signal
+import socket
 import sys
 
 import pytest
@@ -107,7 +108,7 @@ def test_this_machine_says_when_a_run_was_made_on_another_cpu():
 @pytest.fixture(scope="module")
 def farm():
     from repro.boundary.executor import RayExecutor
-    executor = RayExecutor("local", cpus=2)
+    executor = RayExecutor("local", cpus=2, warm=3)  # as --jobs 3 would: no more processes made ready than CPUs
     yield executor
     executor.close()
 
@@ -116,6 +117,7 @@ def farm():
 @pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
 @pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
 def test_a_task_on_ray_gives_what_the_local_one_gives(farm):
+    assert len(farm.warming) == 2 and farm.ray.get(farm.warming, timeout=120) == [socket.gethostname()] * 2
     assert fresh_through(farm) == fresh_through(task.LOCAL)
 
 
