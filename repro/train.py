@@ -24,12 +24,12 @@ if __name__ == "__main__":  # one line, not a traceback, where Paddle is missing
     from repro.errors import require_paddle
     require_paddle()
 
-from repro import hints, machine
+from repro import hints
 from repro.config import config_hash, dump_yaml, to_dict
 from repro.data import fingerprint
 from repro.datasets.download import add_data_dir_option, use_data_dir
 from repro.env import code_identity, environment
-from repro.machine import check_mkl_path, peak_memory
+from repro.machine import check_mkl_path, mkl_path, peak_memory
 from repro.errors import ReproError, run_cli
 from repro.run.evaluation import evaluate
 from repro.registry import add_papers_option, get_paper, load_papers, use_folders
@@ -348,7 +348,7 @@ def _parser():
     recipe.add_threads_option(ap, "the result depends on it")
     ap.add_argument("--mkl", choices=["avx2", "own"],
                     help="the code path of MKL's matrix products for a new run (default: this machine's, "
-                         f"{machine.mkl_path() or 'own'} here: avx2 on an x86 CPU with AVX2 and FMA that is not "
+                         f"{mkl_path() or 'own'} here: avx2 on an x86 CPU with AVX2 and FMA that is not "
                          "Intel's, else MKL's own choice; recorded: the result depends on it; a resumed run "
                          "keeps its own)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
