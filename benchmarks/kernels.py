@@ -61,14 +61,14 @@ TEXT_BATCH, TEXT_LEN, VOCAB = 64, 128, 20000
 
 
 # ---------------------------------------------------------------------------------------------- the models
-def build(name, mkl=None):
+def build(name, candidate=None):
     """(net, optimizer, batch, loss) of a registered model, seeded; MKL on this machine's path for new
-    runs (repro.machine.mkl_path), or on its own with mkl=MKL_OWN."""
+    runs (repro.machine.mkl_path), or on its own for the candidate MKL_OWN."""
     import paddle
 
     from repro.registry import get_paper
     from repro.run import recipe
-    recipe.set_threads(1, mkl=None if mkl == MKL_OWN else recipe.MACHINE)
+    recipe.set_threads(1, mkl=None if candidate == MKL_OWN else recipe.MACHINE)
     paddle.seed(0)
     rng = np.random.default_rng(0)
     if name == "cnn":
@@ -200,7 +200,7 @@ CANDIDATES = {
 
 def stepper(name, candidate=None):
     import paddle
-    paper, net, cfg, x, y = build(name, mkl=candidate)
+    paper, net, cfg, x, y = build(name, candidate)
     if candidate in REWRITES:
         net = REWRITES[candidate](net)
     opt = optimizer(net, cfg, multi_tensor=candidate == "multi-tensor Adam")
@@ -245,7 +245,7 @@ def paddle_ops(name, steps, candidate=None):
     or of it with its convolutions rewritten (a candidate in REWRITES)."""
     import paddle.profiler as profiler
     from paddle.profiler.profiler_statistic import StatisticData
-    paper, net, cfg, x, y = build(name, mkl=candidate)
+    paper, net, cfg, x, y = build(name, candidate)
     if candidate in REWRITES:
         net = REWRITES[candidate](net)
     opt = optimizer(net, cfg)

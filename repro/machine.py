@@ -3,6 +3,7 @@ sets its kernels dispatch on (recorded in every run's header, compared before a 
 called bitwise), the code path of MKL's matrix products, whether Paddle computes on an
 accelerator here, and the process's peak memory (a review farm asks a node for as much)."""
 import ast
+import functools
 import importlib.util
 import os
 import platform
@@ -15,15 +16,18 @@ ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", 
 
 # MKL's code paths a run may name, as the variables that select each. The MKL that Paddle 3.3 ships
 # (libmklml_intel.so, 2019.0.5) dispatches to its vectorised kernels on Intel CPUs only and elsewhere
-# takes a generic path: on an AMD EPYC the MNIST-1D CNN's products ran 3 to 4 times slower than
-# PyTorch's, and 3 to 4 times faster with the AVX2 path named (MKL_DEBUG_CPU_TYPE=5). That path's
-# results depend on how the operands happen to be aligned in memory (the same product twice gave
-# other bits: tests/test_inception.py) unless MKL's conditional numerical reproducibility is strict
-# (MKL_CBWR=AVX2,STRICT), which costs it about a fifth and makes a replay bitwise.
+# takes a generic path: on an AMD EPYC the MNIST-1D CNN's products took 1.5 to 4 times PyTorch's time,
+# and 3 to 6 times less with the AVX2 path named (MKL_DEBUG_CPU_TYPE=5). That path's results depend
+# on how the operands happen to be aligned in memory (the same product twice gave other bits:
+# tests/test_inception.py) unless MKL's conditional numerical reproducibility is strict
+# (MKL_CBWR=AVX2,STRICT), which gives some of the speed back (55 -> 68 us on [1000, 75] x [75, 25])
+# and makes a replay bitwise.
 MKL_VARIABLES = ("MKL_DEBUG_CPU_TYPE", "MKL_CBWR")
 MKL_PATHS = {"avx2": ("5", "AVX2,STRICT")}
+AVX2 = {"avx2", "fma"}  # what MKL's AVX2 path needs of the CPU
 
 
+@functools.lru_cache(maxsize=1)
 def _cpuinfo():
     """(model name, vendor, flags) of the first CPU /proc/cpuinfo lists."""
     model, vendor, flags = platform.processor() or platform.machine(), "", set()
@@ -50,12 +54,17 @@ def cpu():
     return model, ",".join(f for f in ISA if f in flags)
 
 
+def takes_avx2():
+    """Whether this CPU can take MKL's AVX2 path (elsewhere use_mkl_path leaves MKL its own)."""
+    return AVX2 <= _cpuinfo()[2]
+
+
 def mkl_path():
     """The MKL code path a new run takes on this machine: "avx2" on an x86 CPU that is not
     Intel's and has AVX2 and FMA (where MKL would take its generic path), else None (MKL's own
     choice: its best kernels on Intel CPUs)."""
-    _, vendor, flags = _cpuinfo()
-    return "avx2" if vendor and vendor != "GenuineIntel" and {"avx2", "fma"} <= flags else None
+    vendor = _cpuinfo()[1]
+    return "avx2" if vendor and vendor != "GenuineIntel" and takes_avx2() else None
 
 
 def mkl_path_in_effect():
@@ -86,8 +95,7 @@ def use_mkl_path(path):
     switch and says so. A path this CPU cannot take (AVX2 on a CPU without it) is left to MKL:
     such a machine is another platform for the run anyway, and its replay is not called bitwise."""
     check_mkl_path(path, "use_mkl_path")
-    _, _, flags = _cpuinfo()
-    values = MKL_PATHS[path] if path is not None and {"avx2", "fma"} <= flags else (None,) * len(MKL_VARIABLES)
+    values = MKL_PATHS[path] if path is not None and takes_avx2() else (None,) * len(MKL_VARIABLES)
     if _APPLIED and _APPLIED[-1] != values and "paddle" in sys.modules:
         raise ReproError(f"this process already computed with MKL's code path {mkl_path_in_effect()!r} and MKL "
                          f"cannot switch to {path!r}: run it in a new process")

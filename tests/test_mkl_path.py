@@ -3,6 +3,7 @@ where Paddle's MKL would take its generic one (a CPU that is not Intel's), recor
 the run's header, and resume, recompute and replay take the run's own (repro/machine.py)."""
 import json
 import os
+import sys
 
 import pytest
 from conftest import subprocess_cli
@@ -25,7 +26,7 @@ def test_the_path_sets_and_clears_mkls_variables_and_a_process_that_computed_can
     monkeypatch.setattr(machine, "_APPLIED", [])
     for key in machine.MKL_VARIABLES:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.delitem(__import__("sys").modules, "paddle", raising=False)
+    monkeypatch.delitem(sys.modules, "paddle", raising=False)
     machine.use_mkl_path("avx2")
     assert [os.environ.get(k) for k in machine.MKL_VARIABLES] == ["5", "AVX2,STRICT"]
     assert machine.mkl_path_in_effect() == "avx2"
@@ -33,7 +34,7 @@ def test_the_path_sets_and_clears_mkls_variables_and_a_process_that_computed_can
     assert all(k not in os.environ for k in machine.MKL_VARIABLES) and machine.mkl_path_in_effect() is None
     monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "7")  # set by someone else: named, never hidden
     assert machine.mkl_path_in_effect() == "MKL_DEBUG_CPU_TYPE=7"
-    monkeypatch.setitem(__import__("sys").modules, "paddle", object())
+    monkeypatch.setitem(sys.modules, "paddle", object())
     with pytest.raises(ReproError, match="cannot switch to 'avx2': run it in a new process"):
         machine.use_mkl_path("avx2")
     machine.use_mkl_path(None)  # the same path again is no switch

@@ -21,10 +21,9 @@ import pytest
 from conftest import REPO, cli, recomputes, same_platform
 from forgery import forge
 
-from repro import verify
+from repro import machine, verify
 from repro.config import config_hash
 from repro.judge import verdict
-from repro.machine import cpu
 from repro.registry import get_paper
 from repro.run import checkpoint, rundir
 from repro.run.runlog import GENESIS, line_hash
@@ -486,7 +485,7 @@ CASES = [
 
 
 # MKL's two paths are one on a CPU without AVX2 and FMA (repro.machine.use_mkl_path): nothing to tell apart there
-NO_AVX2 = pytest.mark.skipif(not {"avx2", "fma"} <= set(cpu()[1].split(",")),
+NO_AVX2 = pytest.mark.skipif(not machine.takes_avx2(),
                              reason="this CPU has no AVX2 and FMA: MKL's two code paths are the same here")
 
 
