@@ -1,8 +1,8 @@
 """What a review farm costs on one machine: `repro.review` of the example contest through the
 local pool, through a running Ray cluster and through an embedded Ray, interleaved, in one run.
 
-    python benchmarks/review_farm.py [--steps 200] [--repeats 3] [--jobs 2] [--modes ...] [--keep DIR]
-                                     [--example DIR --private-seed N]
+    python benchmarks/review_farm.py [--steps 200] [--repeats 5] [--jobs 2] [--modes ...] [--keep DIR]
+                                     [--example DIR --private-seed N] [--no-wait]
 
 The example's four submissions are built once (python -m repro.example --steps N; or
 --example names one built already, reviewed with the private seed its build printed); each
@@ -15,9 +15,13 @@ order:
                cluster runs between reviews: its start is printed, not timed in the review
   ray          `--cluster local`: Ray started and stopped by the review itself, as a
                maintainer trying the farm on one machine sees it
-Prints each review's wall time and audit worker tasks (the review's "N of M worker tasks
-done" lines), the tasks per minute of each, and, where local is the first of --modes, the
-median ratio of each Ray mode to the local pool (issue 39's aim: at most 1.10). On one
+Before each review the benchmark waits for the machine to be quiet (under 10% of its CPUs busy
+over a second, as /proc/stat counts them; at most a minute): a Ray just started, or one just
+stopped by the review before, still uses the CPUs for a few seconds, which a farm's reviews do
+not meet (--no-wait: no waiting, where the timings do not matter). Prints each review's wall
+time and audit worker tasks (the review's "N of M worker tasks done" lines), the tasks per
+minute of each, and, where local is the first of --modes, each repeat's ratio of each Ray mode
+to the local pool and their median (issue 39's aim: at most 1.10). On one
 machine this measures only the farm's overhead (shipping inputs and outputs as bytes, Ray's
 scheduling and worker processes); no second machine is involved, so no speed-up is measured.
 """
@@ -48,6 +52,27 @@ def sh(args, timeout=3600):
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(args)}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
     return p.stdout
+
+
+def busy_jiffies():
+    """(busy, total) CPU time of the whole machine so far, in jiffies (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def wait_quiet(level=0.10, longest=60):
+    """Seconds waited until a second went by with under `level` of the CPUs busy (None if
+    `longest` seconds went by first)."""
+    t0 = time.perf_counter()
+    before = busy_jiffies()
+    while time.perf_counter() - t0 < longest:
+        time.sleep(1)
+        now = busy_jiffies()
+        if (now[0] - before[0]) < level * max(1, now[1] - before[1]):
+            return time.perf_counter() - t0
+        before = now
+    return None
 
 
 def verdicts(out):
@@ -101,7 +126,7 @@ class RunningRay:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200, help="the example's train.steps (default 200)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2, help="tasks in flight in either executor, and the running "
                                                         "cluster's CPUs (default 2)")
     ap.add_argument("--modes", default=",".join(MODES),
@@ -109,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--example", metavar="DIR", help="review an example built already (python -m repro.example "
                                                      "DIR) instead of building one; needs --private-seed")
     ap.add_argument("--private-seed", help="with --example: the private seed its build printed")
+    ap.add_argument("--no-wait", action="store_true", help="do not wait for a quiet machine before each review "
+                                                              "(where the timings do not matter: beside other work)")
     ap.add_argument("--keep", metavar="DIR", help="build the example and write every review's folder in DIR "
                                                   "(review-R-MODE), and keep them; by default a temporary "
                                                   "folder, removed at the end")
@@ -142,6 +169,8 @@ def main(argv=None):
                 cmd = [sys.executable, *review[:out_at], out, *review[out_at + 1:], "--challenge", "bench",
                        "--jobs", str(args.jobs), "--timeout", "600", *MODES[name]]
                 cluster = RunningRay(args.jobs) if name == "ray-running" else None
+                if not args.no_wait and wait_quiet() is None:
+                    print(f"repeat {r}: the machine was not quiet within a minute before the {name} review")
                 try:
                     t = time.perf_counter()
                     text = sh(cmd)  # --cluster auto: the cluster this machine started last

@@ -111,7 +111,10 @@ def main(argv=None):
                             sandbox="off" if args.no_sandbox else "required",
                             private=private_of(read_contest(args.contest), args.private_seed)
                             if not args.logs_only else None, executor=executor_for(args.cluster, jobs=args.jobs))
-    review(args.contest, args.submissions, args.out, options)
+    try:
+        review(args.contest, args.submissions, args.out, options)
+    finally:
+        options.executor.close()
     with open(os.path.join(args.out, "status.md"), encoding="utf-8") as f:
         print("\n" + plain_lines(f.read()))
     print(f"wrote {os.path.join(args.out, 'status.md')}, review.json, index.html and the review pages")

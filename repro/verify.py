@@ -40,7 +40,10 @@ def main(argv=None):
     options = options_from(args, say)
     if options.replay:
         say(f"replay audit: challenge {options.challenge} (pass --challenge {options.challenge} to repeat it)")
-    verdict = verify(args.runs, options)
+    try:
+        verdict = verify(args.runs, options)
+    finally:
+        options.executor.close()
     if args.json:
         print(json.dumps(verdict.json(), indent=1))
     else:

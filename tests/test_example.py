@@ -125,7 +125,7 @@ def test_the_example_reviewed_on_ray_gets_the_local_pools_verdicts(reviewed, tmp
     subs["submissions"] = [{**s, "repo": str(dest / s["repo"])} for s in subs["submissions"] if s["team"] in teams]
     (some / "submissions.yaml").write_text(yaml.safe_dump(subs, sort_keys=False))
     code, out, err = subprocess_cli("benchmarks/review_farm.py", "--example", str(some), "--private-seed", seed,
-                                    "--repeats", "1", "--jobs", "2", "--modes", "ray", "--keep", str(tmp_path / "bench"),
+                                    "--repeats", "1", "--jobs", "2", "--modes", "ray", "--no-wait", "--keep", str(tmp_path / "bench"),
                                     timeout=1200)
     assert code == 0, (out + err)[-3000:]
     assert "verdicts identical: alpha " in out and "audit worker tasks per minute" in out, out

@@ -81,6 +81,58 @@ def test_cluster_without_code_to_run_or_with_a_bad_address_is_one_line(capsys):
     assert code == 2 and "give local, auto or ray://HOST:PORT" in err and err.count("\n") == 1
 
 
+class FakeRay:
+    """What RayExecutor asks of the ray module, recorded: whether this process's Ray was begun
+    before, and each init and shutdown."""
+
+    def __init__(self, initialized):
+        self.initialized, self.said = initialized, []
+
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **kwargs):
+        self.said.append("init")
+        self.initialized = True
+
+    def shutdown(self):
+        self.said.append("shutdown")
+        self.initialized = False
+
+    def cluster_resources(self):
+        return {"CPU": 2}
+
+    def remote(self, **options):
+        return lambda f: f
+
+
+@pytest.mark.parametrize("cluster,begun,said", [("auto", False, ["init", "shutdown"]),
+                                                ("local", False, ["init", "shutdown"]),
+                                                ("auto", True, [])])  # a Ray this process had already (a test's)
+def test_close_leaves_the_ray_the_executor_began_and_only_that(monkeypatch, cluster, begun, said):
+    from repro.boundary import executor as ex
+    fake = FakeRay(begun)
+    monkeypatch.setattr(ex, "import_ray", lambda: fake)
+    ex.RayExecutor(cluster).close()
+    assert fake.said == said
+
+
+def test_the_command_leaves_the_cluster_when_its_review_ends_even_failing(monkeypatch, capsys):
+    from repro.judge import arguments
+    closed = []
+
+    class Failing(task.LocalExecutor):
+        def execute(self, staged, timeout, receive):
+            raise ReproError("the node went away")
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(arguments, "executor_for", lambda cluster, jobs: Failing())
+    code, out, err = cli(verify_cmd.main, ["logs/mnist1d/logreg/seed0", "--recompute", "--cluster", "auto"], capsys)
+    assert code == 1 and "the node went away" in out + err and closed == [True], (code, err[-500:])
+
+
 def test_a_tasks_needs_come_from_its_runs_record(tmp_path):
     from repro.judge.audit import Plan
     from repro.run import rundir

@@ -114,6 +114,9 @@ class LocalExecutor:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
 
+    def close(self):
+        """Nothing to stop here (a Ray executor leaves its cluster)."""
+
 
 LOCAL = LocalExecutor()
 
