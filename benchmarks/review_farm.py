@@ -84,18 +84,24 @@ def verdicts(out):
 MODES = {"local": [], "ray-running": ["--cluster", "auto"], "ray": ["--cluster", "local"]}
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RunningRay:
-    """A Ray head of `cpus` CPUs on a free port, started and left running (`ray start --head
-    --block`), then stopped: the cluster a farm's reviews join with --cluster auto."""
+    """A Ray head of `cpus` CPUs on a free port (its Ray Client server on another), started and
+    left running (`ray start --head --block`), then stopped: the cluster a farm's reviews join
+    with --cluster auto (or ray://127.0.0.1:CLIENT_PORT)."""
 
     def __init__(self, cpus):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port, self.client_port = free_port(), free_port()  # the head's and its Ray Client server's
         ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
         t = time.perf_counter()
         self.proc = subprocess.Popen(
             [ray_cli, "start", "--head", "--block", "--port", str(self.port), "--num-cpus", str(cpus),
+             "--ray-client-server-port", str(self.client_port),
              "--include-dashboard=false", "--disable-usage-stats"], stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env={**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")})
@@ -106,13 +112,28 @@ class RunningRay:
                 break
         else:
             sys.exit("ray start --head failed:\n" + "".join(said)[-2000:])
+        deadline = time.time() + 60  # its Ray Client server comes up after the rest (a join before it timed out)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.client_port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    self.stop()
+                    sys.exit(f"ray start --head: its Ray Client server did not listen on {self.client_port} within a minute")
+                time.sleep(0.2)
         self.started_in = time.perf_counter() - t
 
     def stop(self):
-        """`ray start --block` stops what it started when told to; its processes (the session's
-        group) end soon after, and whatever is left after 2 minutes is killed."""
+        """`ray start --block` stops what it started when told to and exits; whatever of its
+        session's group is left 15 s later is killed. (Its own exit is waited for first: until
+        then it is a zombie, which still counts as the group's member.)"""
         self.proc.terminate()
-        deadline = time.time() + 120
+        deadline = time.time() + 15
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             while time.time() < deadline:
                 os.killpg(self.proc.pid, 0)  # ProcessLookupError once the whole group has ended

@@ -10,7 +10,7 @@ import socket
 import sys
 
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, cli, subprocess_cli
 
 from repro import verify as verify_cmd
 from repro.boundary import exchange, node, sandbox, task
@@ -115,6 +115,75 @@ def test_close_leaves_the_ray_the_executor_began_and_only_that(monkeypatch, clus
     monkeypatch.setattr(ex, "import_ray", lambda: fake)
     ex.RayExecutor(cluster).close()
     assert fake.said == said
+
+
+def test_joining_says_in_one_line_what_is_missing(monkeypatch):
+    import importlib.util
+    from repro.boundary import executor as ex
+    fake = FakeRay(False)
+    monkeypatch.setattr(ex, "import_ray", lambda: fake)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
+    with pytest.raises(ReproError, match=r"ray://h:1: joining through Ray Client needs Ray's client part, which is "
+                                         r"not installed here: pip install \"repro-paddle\[cluster\]\"$"):
+        ex.RayExecutor("ray://h:1")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+
+    def timed_out(**kwargs):
+        raise ConnectionError("ray client connection timeout")
+    fake.init = timed_out
+    with pytest.raises(ReproError) as e:
+        ex.RayExecutor("ray://h:1")
+    assert "\n" not in str(e.value) and str(e.value).startswith(
+        "--cluster ray://h:1: no Ray cluster to join there (ray client connection timeout; a cluster that "
+        "authenticates needs its head's token here, in ~/.ray/auth_token or $RAY_AUTH_TOKEN")
+
+
+def test_a_join_whose_ray_client_server_died_at_its_start_is_tried_again(monkeypatch, capsys):
+    from repro.boundary import executor as ex
+    fake, tries = FakeRay(False), []
+
+    def dies_twice(**kwargs):  # ray-project/ray#63202: the head's server for this client died as it started
+        tries.append(kwargs["address"])
+        if len(tries) <= 2:
+            raise ConnectionError("Initialization failure from server:\nRuntimeError: Starting Ray client server "
+                                  "failed. See ray_client_server_23000.err for detailed logs.")
+        fake.initialized = True
+    fake.init = dies_twice
+    monkeypatch.setattr(ex, "import_ray", lambda: fake)
+    assert ex.RayExecutor("ray://h:1").joined and len(tries) == 3
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"--cluster ray://h:1: the Ray Client server for this review died as it started (a known Ray fault, "
+                    f"ray-project/ray#63202); joining again ({n} of 3)" for n in (2, 3)]
+    tries.clear()
+    fake.initialized = False
+    with pytest.raises(ReproError, match="no Ray cluster to join there"):  # only Ray Client's server is tried again
+        ex.RayExecutor("auto")
+    assert len(tries) == 1
+    tries[:] = ["a", "b", "c"]  # and no more than JOIN_TRIES times in all
+    fake.init = lambda **kw: (_ for _ in ()).throw(ConnectionError("Starting Ray client server failed."))
+    with pytest.raises(ReproError, match="Starting Ray client server failed"):
+        ex.RayExecutor("ray://h:1")
+    assert capsys.readouterr().err.count("joining again") == 2
+
+
+@pytest.mark.parametrize("token,mode,then", [("file", None, "token"), ("env", None, "token"), (None, None, None),
+                                             ("file", "disabled", "disabled")])
+def test_a_join_sends_the_token_at_hand_unless_told_otherwise(monkeypatch, tmp_path, token, mode, then):
+    from repro.boundary import executor as ex
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    if token == "file":
+        (tmp_path / ".ray").mkdir()
+        (tmp_path / ".ray" / "auth_token").write_text("x" * 64)
+    elif token == "env":
+        monkeypatch.setenv("RAY_AUTH_TOKEN", "x" * 64)
+    if mode is None:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    else:
+        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+    ex._send_token()
+    assert os.environ.get("RAY_AUTH_MODE") == then
 
 
 def test_the_command_leaves_the_cluster_when_its_review_ends_even_failing(monkeypatch, capsys):
@@ -230,3 +299,32 @@ def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(f
     with pytest.raises(ReproError) as e:  # a log claiming more memory than any node has: one line, nothing run
         fresh_through(farm, task.Needs(memory=1 << 50))
     assert "asks for 1048576.0 GiB of memory (its run's logged peak) and no node of the Ray cluster" in str(e.value)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
+@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
+def test_a_running_cluster_is_joined_through_ray_client_and_through_its_address(monkeypatch):
+    """The two ways to join a farm that is not this machine's last Ray: ray://HOST:PORT (Ray
+    Client) and RAY_ADDRESS with auto, against a head started as README says, which authenticates
+    with a token (Ray 2.60's default): the same verdict as the local pool's, the cluster named."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    from review_farm import RunningRay
+    recompute = ["-m", "repro.verify", "logs/mnist1d/logreg/seed0", "--recompute", "--json"]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # the review sets it itself where a token is at hand
+    code_here, out, err = subprocess_cli(*recompute)  # exit 1: one seed of five is not enough runs
+    assert "recompute of 1 run" in err, err[-2000:]
+    local = json.loads(out)
+    head = RunningRay(2)
+    try:
+        joined = {"client": subprocess_cli(*recompute, "--cluster", f"ray://127.0.0.1:{head.client_port}"),
+                  "address": subprocess_cli(*recompute, "--cluster", "auto", env={"RAY_ADDRESS": f"127.0.0.1:{head.port}"})}
+    finally:
+        head.stop()
+    for how, (code, out, err) in joined.items():
+        assert code == code_here and "recompute of 1 run" in err, (how, err[-2000:])
+        got = json.loads(out)
+        assert "on the nodes of a Ray cluster" in got["sandbox"], (how, got["sandbox"])
+        same = lambda verdict: {k: v for k, v in verdict.items() if k not in ("sandbox", "checked")}
+        assert same(got) == same(local), how

@@ -22,9 +22,11 @@ Ray is an optional dependency (the extra [cluster]): imported only when a cluste
 for, and its absence is one line.
 """
 import contextlib
+import importlib.util
 import io
 import json
 import os
+import sys
 import tarfile
 import threading
 
@@ -36,6 +38,11 @@ from repro.errors import ReproError
 INSTALL = 'pip install "repro-paddle[cluster]"'
 RETRIES = 3          # Ray's retries of a task whose node or worker process died
 ARRIVAL_SLACK = 600  # seconds beyond the worker's own limit for shipping a task and its answer
+TOKEN = "~/.ray/auth_token"  # where `ray start --head` writes the cluster's token (Ray 2.60 authenticates by default)
+TOKEN_HINT = (f"a cluster that authenticates needs its head's token here, in {TOKEN} or $RAY_AUTH_TOKEN, "
+              "and with RAY_AUTH_MODE=disabled on the head it needs none")
+JOIN_TRIES = 3       # joins through Ray Client (RayExecutor._join)
+CLIENT_SERVER_DIED = "Starting Ray client server failed"  # what Ray Client says when its server on the head died
 NODE_LABEL = "ray.io/node-id"  # the label every Ray node carries: a task's label selector names the nodes it may use
 
 
@@ -66,6 +73,8 @@ class RayExecutor:
     node no bubblewrap with it); node_task: the task's body (a test wraps it to kill its worker)."""
 
     def __init__(self, cluster, cpus=None, retries=RETRIES, runtime_env=None, node_task=node.run, warm=0):
+        if cluster != "local" and "ray" not in sys.modules:
+            _send_token()
         ray = self.ray = import_ray()
         self.cluster, self.started, self.joined = cluster, False, False
         if not ray.is_initialized():  # else (a test's) Ray of this process, left to whoever began it
@@ -75,10 +84,7 @@ class RayExecutor:
                              log_to_driver=False)
                 self.started = True
             else:
-                try:
-                    ray.init(address=cluster, log_to_driver=False)
-                except (ConnectionError, RuntimeError, ValueError) as e:
-                    raise ReproError(f"--cluster {cluster}: no Ray cluster to join there ({str(e)[:200]})") from None
+                self._join(cluster)
                 self.joined = True
         self.where = f"Ray cluster ({cluster})"
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -89,6 +95,29 @@ class RayExecutor:
         self.warming = [ready.options(**({"runtime_env": runtime_env} if runtime_env else {})).remote()
                         for _ in range(min(int(warm), self.cpus))]
         self.lock, self.shipped, self._platforms = threading.Lock(), {}, None
+
+    def _join(self, cluster):
+        """ray.init into a running cluster, or one line saying why not. Through Ray Client a join
+        whose server on the head dies as it starts (a known Ray fault, ray-project/ray#63202:
+        about 7% of joins there, 1 in 7 here) is tried again, saying so, up to JOIN_TRIES times."""
+        ray = self.ray
+        if cluster.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            raise ReproError(f"--cluster {cluster}: joining through Ray Client needs Ray's client part, "
+                             f"which is not installed here: {INSTALL}")
+        for attempt in range(1, JOIN_TRIES + 1):
+            try:
+                ray.init(address=cluster, log_to_driver=False)
+                return
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                if attempt < JOIN_TRIES and cluster.startswith("ray://") and CLIENT_SERVER_DIED in str(e):
+                    print(f"--cluster {cluster}: the Ray Client server for this review died as it started (a known "
+                          f"Ray fault, ray-project/ray#63202); joining again ({attempt + 1} of {JOIN_TRIES})",
+                          file=sys.stderr, flush=True)
+                    if ray.is_initialized():
+                        ray.shutdown()
+                    continue
+                raise ReproError(f"--cluster {cluster}: no Ray cluster to join there ({_first_line(e)[:200]}; "
+                                 f"{TOKEN_HINT})") from None
 
     def platforms(self):
         """{node id: ((CPU model, instruction sets), memory in bytes)} of the cluster's nodes with
@@ -228,6 +257,17 @@ def _harness_on_path():
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
+
+
+def _send_token():
+    """RAY_AUTH_MODE=token in this process, where a token is at hand and the mode is not set, before
+    Ray is imported (it reads the mode then): Ray 2.60 sends its token only in that mode when it
+    joins through Ray Client or an address in $RAY_ADDRESS, and timed out after 30 s against a
+    cluster that authenticates; a cluster that does not took the token and joined all the same.
+    The workers never see it (their environment is cleared)."""
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN")
+                                              or os.path.isfile(os.path.expanduser(TOKEN))):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _first_line(e):
