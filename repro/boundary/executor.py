@@ -99,7 +99,7 @@ class RayExecutor:
     def _join(self, cluster):
         """ray.init into a running cluster, or one line saying why not. Through Ray Client a join
         whose server on the head dies as it starts (a known Ray fault, ray-project/ray#63202:
-        about 7% of joins there, 1 in 7 here) is tried again, saying so, up to JOIN_TRIES times."""
+        about 7% of joins there, 5 of 34 here) is tried again, saying so, up to JOIN_TRIES times."""
         ray = self.ray
         if cluster.startswith("ray://") and importlib.util.find_spec("grpc") is None:
             raise ReproError(f"--cluster {cluster}: joining through Ray Client needs Ray's client part, "
