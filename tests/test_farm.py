@@ -171,19 +171,17 @@ def test_a_join_whose_ray_client_server_died_at_its_start_is_tried_again(monkeyp
                                              ("file", "disabled", "disabled")])
 def test_a_join_sends_the_token_at_hand_unless_told_otherwise(monkeypatch, tmp_path, token, mode, then):
     from repro.boundary import executor as ex
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    env = {"HOME": str(tmp_path)}  # the process's environment, as _send_token sees it (this one's is left alone)
     if token == "file":
         (tmp_path / ".ray").mkdir()
         (tmp_path / ".ray" / "auth_token").write_text("x" * 64)
     elif token == "env":
-        monkeypatch.setenv("RAY_AUTH_TOKEN", "x" * 64)
-    if mode is None:
-        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    else:
-        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+        env["RAY_AUTH_TOKEN"] = "x" * 64
+    if mode is not None:
+        env["RAY_AUTH_MODE"] = mode
+    monkeypatch.setattr(os, "environ", env)
     ex._send_token()
-    assert os.environ.get("RAY_AUTH_MODE") == then
+    assert env.get("RAY_AUTH_MODE") == then
 
 
 def test_the_command_leaves_the_cluster_when_its_review_ends_even_failing(monkeypatch, capsys):
