@@ -153,16 +153,16 @@ def test_a_join_whose_ray_client_server_died_at_its_start_is_tried_again(monkeyp
     monkeypatch.setattr(ex, "import_ray", lambda: fake)
     assert ex.RayExecutor("ray://h:1").joined and len(tries) == 3
     said = capsys.readouterr().err.splitlines()
-    assert said == [f"--cluster ray://h:1: the Ray Client server for this review died as it started (a known Ray fault, "
-                    f"ray-project/ray#63202); joining again ({n} of 3)" for n in (2, 3)]
+    assert said == [f"--cluster ray://h:1: the Ray Client server for this review did not start (Starting Ray client "
+                    f"server failed: a known Ray fault, ray-project/ray#63202, or no token); joining again ({n} of 3)" for n in (2, 3)]
     tries.clear()
     fake.initialized = False
     with pytest.raises(ReproError, match="no Ray cluster to join there"):  # only Ray Client's server is tried again
         ex.RayExecutor("auto")
     assert len(tries) == 1
     tries[:] = ["a", "b", "c"]  # and no more than JOIN_TRIES times in all
-    fake.init = lambda **kw: (_ for _ in ()).throw(ConnectionError("Starting Ray client server failed."))
-    with pytest.raises(ReproError, match="Starting Ray client server failed"):
+    fake.init = lambda **kw: (_ for _ in ()).throw(ConnectionError("ray client connection timeout"))  # or it hung
+    with pytest.raises(ReproError, match="ray client connection timeout"):
         ex.RayExecutor("ray://h:1")
     assert capsys.readouterr().err.count("joining again") == 2
 
@@ -321,7 +321,7 @@ def test_a_running_cluster_is_joined_through_ray_client_and_through_its_address(
     finally:
         head.stop()
     for how, (code, out, err) in joined.items():
-        assert code == code_here and "recompute of 1 run" in err, (how, err[-2000:])
+        assert code == code_here and "recompute of 1 run" in err, (how, err.strip().splitlines()[-3:])
         got = json.loads(out)
         assert "on the nodes of a Ray cluster" in got["sandbox"], (how, got["sandbox"])
         same = lambda verdict: {k: v for k, v in verdict.items() if k not in ("sandbox", "checked")}

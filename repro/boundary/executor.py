@@ -42,7 +42,8 @@ TOKEN = "~/.ray/auth_token"  # where `ray start --head` writes the cluster's tok
 TOKEN_HINT = (f"a cluster that authenticates needs its head's token here, in {TOKEN} or $RAY_AUTH_TOKEN, "
               "and with RAY_AUTH_MODE=disabled on the head it needs none")
 JOIN_TRIES = 3       # joins through Ray Client (RayExecutor._join)
-CLIENT_SERVER_DIED = "Starting Ray client server failed"  # what Ray Client says when its server on the head died
+# what Ray Client says when the server the head starts for a join died, or hung, as it started
+CLIENT_SERVER_DIED = ("Starting Ray client server failed", "ray client connection timeout")
 NODE_LABEL = "ray.io/node-id"  # the label every Ray node carries: a task's label selector names the nodes it may use
 
 
@@ -98,8 +99,10 @@ class RayExecutor:
 
     def _join(self, cluster):
         """ray.init into a running cluster, or one line saying why not. Through Ray Client a join
-        whose server on the head dies as it starts (a known Ray fault, ray-project/ray#63202:
-        about 7% of joins there, 5 of 34 here) is tried again, saying so, up to JOIN_TRIES times."""
+        whose server on the head dies or hangs as it starts (a known Ray fault, ray-project/ray#63202:
+        about 7% of joins there, 5 of 34 here, and once under the test suite's load a hang until
+        Ray's 30-s timeout) is tried again, saying so, up to JOIN_TRIES times. A cluster that wants
+        a token this machine lacks times out the same way, so it is told after the last try."""
         ray = self.ray
         if cluster.startswith("ray://") and importlib.util.find_spec("grpc") is None:
             raise ReproError(f"--cluster {cluster}: joining through Ray Client needs Ray's client part, "
@@ -109,9 +112,11 @@ class RayExecutor:
                 ray.init(address=cluster, log_to_driver=False)
                 return
             except (ConnectionError, RuntimeError, ValueError) as e:
-                if attempt < JOIN_TRIES and cluster.startswith("ray://") and CLIENT_SERVER_DIED in str(e):
-                    print(f"--cluster {cluster}: the Ray Client server for this review died as it started (a known "
-                          f"Ray fault, ray-project/ray#63202); joining again ({attempt + 1} of {JOIN_TRIES})",
+                why = [said for said in CLIENT_SERVER_DIED if said in str(e)] if cluster.startswith("ray://") else []
+                if attempt < JOIN_TRIES and why:
+                    print(f"--cluster {cluster}: the Ray Client server for this review did not start ({why[0]}: a "
+                          f"known Ray fault, ray-project/ray#63202, or no token); joining again ({attempt + 1} of "
+                          f"{JOIN_TRIES})",
                           file=sys.stderr, flush=True)
                     if ray.is_initialized():
                         ray.shutdown()
