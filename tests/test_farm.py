@@ -10,7 +10,7 @@ import socket
 import sys
 
 import pytest
-from conftest import REPO, cli, subprocess_cli
+from conftest import REPO, cli
 
 from repro import verify as verify_cmd
 from repro.boundary import exchange, node, sandbox, task
@@ -297,32 +297,3 @@ def test_a_bitwise_task_goes_to_a_node_of_its_runs_cpu_and_asks_for_its_memory(f
     with pytest.raises(ReproError) as e:  # a log claiming more memory than any node has: one line, nothing run
         fresh_through(farm, task.Needs(memory=1 << 50))
     assert "asks for 1048576.0 GiB of memory (its run's logged peak) and no node of the Ray cluster" in str(e.value)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(ray is None, reason='ray is not installed (pip install "repro-paddle[cluster]")')
-@pytest.mark.skipif(not sandbox.available(), reason="bubblewrap (bwrap) is not installed or usable here")
-def test_a_running_cluster_is_joined_through_ray_client_and_through_its_address(monkeypatch):
-    """The two ways to join a farm that is not this machine's last Ray: ray://HOST:PORT (Ray
-    Client) and RAY_ADDRESS with auto, against a head started as README says, which authenticates
-    with a token (Ray 2.60's default): the same verdict as the local pool's, the cluster named."""
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    from review_farm import RunningRay
-    recompute = ["-m", "repro.verify", "logs/mnist1d/logreg/seed0", "--recompute", "--json"]
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # the review sets it itself where a token is at hand
-    code_here, out, err = subprocess_cli(*recompute)  # exit 1: one seed of five is not enough runs
-    assert "recompute of 1 run" in err, err[-2000:]
-    local = json.loads(out)
-    head = RunningRay(2)
-    try:
-        joined = {"client": subprocess_cli(*recompute, "--cluster", f"ray://127.0.0.1:{head.client_port}"),
-                  "address": subprocess_cli(*recompute, "--cluster", "auto", env={"RAY_ADDRESS": f"127.0.0.1:{head.port}"})}
-    finally:
-        head.stop()
-    for how, (code, out, err) in joined.items():
-        assert code == code_here and "recompute of 1 run" in err, (how, err.strip().splitlines()[-3:])
-        got = json.loads(out)
-        assert "on the nodes of a Ray cluster" in got["sandbox"], (how, got["sandbox"])
-        same = lambda verdict: {k: v for k, v in verdict.items() if k not in ("sandbox", "checked")}
-        assert same(got) == same(local), how
